@@ -1,0 +1,173 @@
+"""ConvLSTM2D clip classifier.
+
+The design notes' stack: ConvLSTM2D(16) -> per-frame max-pool -> per-frame
+batch norm -> ConvLSTM2D(32, last state) -> global max pool -> sigmoid.
+
+Keras 3's `TimeDistributed` unrolls a Python loop over the time axis, so
+`TimeDistributed(BatchNormalization)` would keep one batch statistic per
+time step and update the moving statistics T times per step (tf.keras 2,
+which the notes were written for, reshaped to (B*T, ...) instead). The same
+math is written here directly on the 5-D tensor: `MaxPool3D((1, 2, 2))` pools
+each frame on its own, and `BatchNormalization(axis=-1)` normalises over
+batch, time and space together, exactly what the reshaped version computes.
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+
+from models.config import ModelConfig, check_input_rank, check_positive, check_rate
+from models.registry import Family, TrainingSpec, register
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvLSTMConfig(ModelConfig):
+    """Config of the `convlstm` family; defaults are the design notes'.
+
+    Args:
+        input_shape: clip shape (T, H, W, C); the notes use 30x120x160x4.
+        num_classes: 1 gives one sigmoid output with binary cross-entropy
+            and AUC; > 1 gives softmax with sparse categorical cross-entropy.
+        filters: one entry per ConvLSTM2D layer (1 to 4 layers). Every layer
+            but the last returns sequences and is followed by the per-frame
+            max-pool and batch norm.
+        kernel_size: square kernel of every ConvLSTM2D layer.
+        dropout: input dropout of every ConvLSTM2D layer. The notes give no
+            value; 0.2 is our choice.
+        l1, l2: the L1L2 kernel regularizer. The notes give no values;
+            1e-5 / 1e-4 are our choice.
+        learning_rate, beta_1, beta_2: Adam, 8e-5 / 0.9 / 0.999.
+        batch_size: 4.
+        class_weight: `"balanced"` weights classes by inverse frequency of
+            the training labels; `"none"` leaves them equal.
+    """
+
+    input_shape: tuple = (30, 120, 160, 4)
+    num_classes: int = 1
+    filters: tuple = (16, 32)
+    kernel_size: int = 3
+    dropout: float = 0.2
+    l1: float = 1e-5
+    l2: float = 1e-4
+    learning_rate: float = 8e-5
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    batch_size: int = 4
+    epochs: int = 30
+    patience: int = 6
+    class_weight: str = "balanced"
+
+    def validate(self):
+        super().validate()
+        check_input_rank(self, 4, "(T, H, W, C)")
+        if not 1 <= len(self.filters) <= 4:
+            raise ValueError(
+                f"filters must list 1 to 4 ConvLSTM2D layers, got {self.filters!r}"
+            )
+        check_positive(self, "filters", "kernel_size")
+        check_rate(self, "dropout")
+        if self.l1 < 0 or self.l2 < 0:
+            raise ValueError(f"l1 and l2 must be >= 0, got {self.l1!r}, {self.l2!r}")
+        if self.class_weight not in ("balanced", "none"):
+            raise ValueError(
+                f"class_weight must be 'balanced' or 'none', got {self.class_weight!r}"
+            )
+        for size in self.input_shape[1:3]:
+            if size is None:
+                continue
+            for _ in self.filters[:-1]:
+                size = (size - self.kernel_size + 1) // 2
+            if size - self.kernel_size + 1 < 1:
+                raise ValueError(
+                    f"input_shape {self.input_shape!r} is too small for "
+                    f"{len(self.filters)} ConvLSTM2D layers of kernel {self.kernel_size}"
+                )
+
+
+def build_convlstm(config: ConvLSTMConfig) -> keras.Model:
+    """Builds the ConvLSTM2D stack as a functional model.
+
+    Example:
+
+    >>> model = build_convlstm(ConvLSTMConfig(input_shape=(8, 32, 32, 1)))
+    >>> model.output_names
+    ['probabilities']
+    """
+    frames = keras.Input(shape=config.input_shape, name="frames")
+    x = frames
+    for index, filters in enumerate(config.filters):
+        last = index == len(config.filters) - 1
+        x = keras.layers.ConvLSTM2D(
+            filters,
+            config.kernel_size,
+            padding="valid",
+            activation="tanh",
+            recurrent_activation="hard_sigmoid",
+            use_bias=False,
+            dropout=config.dropout,
+            kernel_regularizer=keras.regularizers.L1L2(l1=config.l1, l2=config.l2),
+            return_sequences=not last,
+            name=f"conv_lstm_{index + 1}",
+        )(x)
+        if not last:
+            x = keras.layers.MaxPool3D((1, 2, 2), name=f"frame_max_pool_{index + 1}")(x)
+            x = keras.layers.BatchNormalization(
+                center=False, scale=False, name=f"frame_batch_norm_{index + 1}"
+            )(x)
+    x = keras.layers.GlobalMaxPool2D(name="global_max_pool")(x)
+    if config.num_classes == 1:
+        outputs = keras.layers.Dense(1, activation="sigmoid", name="probabilities")(x)
+    else:
+        outputs = keras.layers.Dense(
+            config.num_classes, activation="softmax", name="probabilities"
+        )(x)
+    return keras.Model({"frames": frames}, outputs, name="convlstm")
+
+
+def convlstm_training(config: ConvLSTMConfig, steps_per_epoch: int) -> TrainingSpec:
+    optimizer = keras.optimizers.Adam(
+        learning_rate=config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2
+    )
+    if config.num_classes == 1:
+        return TrainingSpec(
+            optimizer=optimizer,
+            loss=keras.losses.BinaryCrossentropy(),
+            metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
+            monitor="val_auc",
+            monitor_mode="max",
+        )
+    return TrainingSpec(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[
+            keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+            keras.metrics.SparseTopKCategoricalAccuracy(
+                k=min(5, config.num_classes), name="top5_accuracy"
+            ),
+        ],
+        monitor="val_accuracy",
+        monitor_mode="max",
+    )
+
+
+def clip_example_batch(config, batch_size: int, seed: int = 0):
+    """Random clips in [0, 1] and integer labels for a clip classifier."""
+    rng = np.random.default_rng(seed)
+    shape = tuple(d if d is not None else 8 for d in config.input_shape)
+    frames = rng.uniform(0.0, 1.0, size=(batch_size, *shape)).astype("float32")
+    labels = rng.integers(0, max(config.num_classes, 2), size=(batch_size,))
+    if config.num_classes == 1:
+        labels = labels.reshape(batch_size, 1).astype("float32")
+    return {"frames": frames}, labels
+
+
+register(
+    Family(
+        name="convlstm",
+        config=ConvLSTMConfig(),
+        build=build_convlstm,
+        training=convlstm_training,
+        example_batch=clip_example_batch,
+    )
+)

@@ -1,0 +1,78 @@
+"""The model registry: one `Family` record per public model name."""
+
+import dataclasses
+from typing import Any, Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingSpec:
+    """What `model.compile` and the callbacks need, from the design notes.
+
+    Args:
+        optimizer: a Keras optimizer instance.
+        loss: a Keras loss instance (or name).
+        metrics: metrics to compile with.
+        monitor: the history key that picks the best checkpoint and drives
+            early stopping, e.g. `"val_auc"`.
+        monitor_mode: `"max"` or `"min"`.
+    """
+
+    optimizer: Any
+    loss: Any
+    metrics: list
+    monitor: str = "val_loss"
+    monitor_mode: str = "min"
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """Everything the rest of the suite needs to know about one model name.
+
+    Args:
+        name: the public name, e.g. `"convlstm"`.
+        config: the default config instance (the design notes' values).
+        build: `config -> keras.Model`.
+        training: `(config, steps_per_epoch) -> TrainingSpec`.
+        example_batch: `(config, batch_size, seed) -> (inputs, targets)`,
+            random data of the model's input and target structure, for
+            tests, benchmarks and smoke checks.
+        serving_outputs: `(model, outputs) -> dict` naming the outputs of
+            the exported `serving_default` signature; the default names the
+            model's single output after its output layer.
+    """
+
+    name: str
+    config: Any
+    build: Callable
+    training: Callable
+    example_batch: Callable
+    serving_outputs: Callable | None = None
+
+    def name_outputs(self, model, outputs):
+        if self.serving_outputs is not None:
+            return self.serving_outputs(model, outputs)
+        if isinstance(outputs, dict):
+            return dict(outputs)
+        return {model.output_names[0]: outputs}
+
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def register(family: Family):
+    if family.name in _FAMILIES:
+        raise ValueError(f"model {family.name!r} is registered twice")
+    _FAMILIES[family.name] = family
+    return family
+
+
+def names():
+    return tuple(_FAMILIES)
+
+
+def get_family(name: str) -> Family:
+    if name not in _FAMILIES:
+        raise ValueError(
+            f"unknown model {name!r}; valid names are: {', '.join(_FAMILIES)}"
+        )
+    return _FAMILIES[name]

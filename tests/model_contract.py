@@ -1,0 +1,47 @@
+"""The contract every registered model keeps, as reusable checks.
+
+`TINY` holds one tiny config per model name; a name without an entry fails
+the contract test, so a new model cannot skip it.
+"""
+
+import numpy as np
+
+TINY = {
+    "convlstm": dict(input_shape=(4, 12, 12, 2), filters=(3, 4)),
+}
+
+# Extra tiny variants that must keep the contract too, as (name, overrides).
+VARIANTS = [
+    ("convlstm", dict(input_shape=(3, 18, 18, 1), filters=(2, 2, 3), num_classes=3)),
+]
+
+
+def to_numpy(outputs):
+    if isinstance(outputs, dict):
+        return {key: np.asarray(value) for key, value in outputs.items()}
+    return np.asarray(outputs)
+
+
+def assert_outputs_close(expected, actual, atol):
+    expected, actual = to_numpy(expected), to_numpy(actual)
+    if isinstance(expected, dict):
+        assert sorted(expected) == sorted(actual)
+        for key in expected:
+            np.testing.assert_allclose(actual[key], expected[key], atol=atol, rtol=0)
+    else:
+        np.testing.assert_allclose(actual, expected, atol=atol, rtol=0)
+
+
+def masked_garbage(inputs, seed=1):
+    """Copies `inputs` with random garbage written into every padded step."""
+    if "mask" not in inputs:
+        return None
+    rng = np.random.default_rng(seed)
+    changed = {key: np.array(value, copy=True) for key, value in inputs.items()}
+    padded = ~np.asarray(inputs["mask"], dtype=bool)
+    for key, value in changed.items():
+        if key == "mask":
+            continue
+        noise = rng.normal(0, 10, size=value.shape).astype(value.dtype)
+        value[padded] = noise[padded]
+    return changed
