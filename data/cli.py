@@ -1,0 +1,22 @@
+"""What every command-line entry point shares: user errors end cleanly.
+
+A user error (bad path, bad value, wrong schema) prints one line naming the
+thing and what was expected, and exits with code 2, without a traceback.
+Anything else is a bug and still raises.
+"""
+
+import sys
+
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+def run_main(main, argv=None):
+    """Calls `main(argv)` and turns a user error into one line and exit 2."""
+    try:
+        return main(argv)
+    except USER_ERRORS as error:
+        message = str(error) or type(error).__name__
+        if isinstance(error, OSError) and error.filename and error.filename not in message:
+            message = f"{error.filename}: {error.strerror or message}"
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
