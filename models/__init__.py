@@ -15,7 +15,7 @@ Example:
     (None, 1)
 """
 
-from models.registry import Family, TrainingSpec, get_family, names, register
+from models.registry import Family, Stage, TrainingSpec, get_family, names, register
 
 # Importing a family module registers its names.
 from models import convlstm  # noqa: E402,F401
@@ -49,6 +49,7 @@ def build_from_config(name: str, config):
 __all__ = [
     "NAMES",
     "Family",
+    "Stage",
     "TrainingSpec",
     "build",
     "build_from_config",

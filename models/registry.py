@@ -5,6 +5,24 @@ from typing import Any, Callable
 
 
 @dataclasses.dataclass(frozen=True)
+class Stage:
+    """One phase of training, for models trained in several phases.
+
+    Args:
+        name: a short name, used in logs and in `history.csv`.
+        epochs: epochs of this stage.
+        optimizer: a fresh Keras optimizer for this stage.
+        prepare: optional `model -> None` run before the stage compiles,
+            e.g. to unfreeze the last blocks of a backbone.
+    """
+
+    name: str
+    epochs: int
+    optimizer: Any
+    prepare: Callable | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainingSpec:
     """What `model.compile` and the callbacks need, from the design notes.
 
@@ -15,6 +33,8 @@ class TrainingSpec:
         monitor: the history key that picks the best checkpoint and drives
             early stopping, e.g. `"val_auc"`.
         monitor_mode: `"max"` or `"min"`.
+        stages: the training phases; empty means one stage of
+            `config.epochs` epochs with `optimizer`.
     """
 
     optimizer: Any
@@ -22,6 +42,7 @@ class TrainingSpec:
     metrics: list
     monitor: str = "val_loss"
     monitor_mode: str = "min"
+    stages: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
