@@ -5,6 +5,7 @@ thing and what was expected, and exits with code 2, without a traceback.
 Anything else is a bug and still raises.
 """
 
+import argparse
 import sys
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
@@ -20,3 +21,15 @@ def run_main(main, argv=None):
             message = f"{error.filename}: {error.strerror or message}"
         print(f"error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with defaults shown in --help and one-line usage errors."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)

@@ -54,7 +54,7 @@ class ConvLSTMConfig(ModelConfig):
     beta_1: float = 0.9
     beta_2: float = 0.999
     batch_size: int = 4
-    epochs: int = 30
+    epochs: int = 20
     patience: int = 6
     class_weight: str = "balanced"
 
