@@ -131,7 +131,7 @@ def test_two_workers_on_loopback_end_with_identical_weights(tmp_path):
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         command = [sys.executable, "-m", "train.run"] + TINY_FLAGS + [
-            "--epochs", "2", "--strategy", "multi-worker", "--seed", str(index * 7), "--out", out,
+            "--epochs", "1", "--synthetic-clips", "12", "--strategy", "multi-worker", "--seed", str(index * 7), "--out", out,
         ]
         processes.append(subprocess.Popen(
             command, cwd=ROOT, env=subprocess_env(TF_CONFIG=tf_config),
