@@ -18,6 +18,15 @@ from data.datasets import scan_dataset
 from data.features import DEFAULT_BACKBONE, DEFAULT_EXTRACT_SIZE, extract_features
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except for on/off flags and required options."""
+
+    def _get_help_string(self, action):
+        if action.nargs == 0 or action.required:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser():
     from models.backbones import BACKBONES
 
@@ -28,7 +37,7 @@ def build_parser():
             "backbone into one HDF5 file. Re-running resumes: videos already in the file "
             "are skipped, an interrupted run continues from OUT.partial."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("videos", metavar="VIDEOS",
                         help="class-per-folder tree root/<class>/<video>, or a CSV manifest path,label[,split]")

@@ -499,7 +499,7 @@ class ExtractionSummary:
 
 def extract_features(dataset, out, backbone=DEFAULT_BACKBONE, weights="imagenet", num_frames=64,
                      size=DEFAULT_EXTRACT_SIZE, batch_size=32, multi_scale=True, on_error="skip",
-                     retry_skipped=False, seed=0, progress=True, log=None):
+                     retry_skipped=False, seed=0, progress=True, log=None, extractor=None):
     """Extracts one feature row per video of `dataset` into the HDF5 `out`.
 
     Args:
@@ -521,6 +521,8 @@ def extract_features(dataset, out, backbone=DEFAULT_BACKBONE, weights="imagenet"
         seed: seeds the backbone's random initialisation.
         progress: show a progress bar (videos/s and ETA).
         log: function taking one line (default: print to stderr).
+        extractor: an already built `FrameFeatureExtractor` of this backbone
+            and size to use instead of building one (benchmarks, tests).
 
     Returns:
         An `ExtractionSummary`.
@@ -580,9 +582,16 @@ def extract_features(dataset, out, backbone=DEFAULT_BACKBONE, weights="imagenet"
     try:
         if weights_setting == "none":
             log(RANDOM_WEIGHTS_WARNING)
-        extractor = FrameFeatureExtractor(
-            backbone, None if weights_setting == "none" else weights_setting, size, batch_size, seed
-        )
+        if extractor is None:
+            extractor = FrameFeatureExtractor(
+                backbone, None if weights_setting == "none" else weights_setting, size,
+                batch_size, seed,
+            )
+        elif extractor.size != size or extractor.feature_dim != BACKBONES[backbone]:
+            raise ValueError(
+                f"the extractor given takes {extractor.size} frames with {extractor.feature_dim} "
+                f"features; this run asks for {size} and backbone {backbone!r}"
+            )
         started = time.perf_counter()
         bar = _progress_bar(len(todo)) if progress else None
         written = 0
