@@ -32,7 +32,7 @@ def build_parser(model_name=None):
     )
     parser.add_argument("--model", required=True, choices=models.NAMES, help="model to train")
     parser.add_argument("--config", default=None, help="YAML file of config fields")
-    parser.add_argument("--out", default=None, help="run folder (default: runs/<model>/<timestamp>)")
+    parser.add_argument("--out", default=None, help="run folder; without it, runs/<model>/<timestamp>")
     parser.add_argument("--seed", type=int, default=0, help="the one seed of the run")
     parser.add_argument(
         "--ensemble", type=int, default=1,
