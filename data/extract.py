@@ -10,15 +10,14 @@ Example:
         --weights imagenet --frames 64 --size 224 224
 """
 
-import argparse
 import sys
 
-from data.cli import run_main
+from data.cli import ArgumentParser, HelpFormatter, run_main
 from data.datasets import scan_dataset
 from data.features import DEFAULT_BACKBONE, DEFAULT_EXTRACT_SIZE, extract_features
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+class _HelpFormatter(HelpFormatter):
     """Shows defaults, except for on/off flags and required options."""
 
     def _get_help_string(self, action):
@@ -30,7 +29,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 def build_parser():
     from models.backbones import BACKBONES
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m data.extract",
         description=(
             "Extract per-frame features of every video with a frozen keras.applications "

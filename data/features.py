@@ -108,8 +108,9 @@ class FrameFeatureExtractor:
         backbone: a name from `models.backbones.BACKBONES`.
         weights: None, "imagenet" or a local weights file.
         size: (height, width) frames are resized to (the backbone's input).
-        batch_size: frames per backbone call; every call is padded to this
-            size, so the compiled function is traced once.
+        batch_size: frames per backbone call (the last call of a video
+            takes the rest; the compiled function has an open batch axis,
+            so it is traced once).
         seed: seeds the random initialisation (matters for `weights=None`,
             so that a resumed extraction uses the same random backbone).
     """
@@ -131,7 +132,7 @@ class FrameFeatureExtractor:
         model = self.model
         self._predict = tf.function(
             lambda frames: model(frames, training=False),
-            input_signature=[tf.TensorSpec((self.batch_size, *self.size, 3), tf.float32)],
+            input_signature=[tf.TensorSpec((None, *self.size, 3), tf.float32)],
         )
 
     def frame_features(self, frames):
@@ -140,11 +141,7 @@ class FrameFeatureExtractor:
         outputs = []
         for start in range(0, len(frames), self.batch_size):
             batch = frames[start:start + self.batch_size].astype(np.float32)
-            count = len(batch)
-            if count < self.batch_size:
-                padding = np.zeros((self.batch_size - count, *batch.shape[1:]), np.float32)
-                batch = np.concatenate([batch, padding])
-            outputs.append(np.asarray(self._predict(batch))[:count])
+            outputs.append(np.asarray(self._predict(batch)))
         if not outputs:
             return np.zeros((0, self.feature_dim), np.float32)
         return np.concatenate(outputs).astype(np.float32, copy=False)
@@ -261,10 +258,13 @@ class FeatureWriter:
             self._load_progress(file, rows)
             file.attrs["complete"] = False
             file.flush()
+        except json.JSONDecodeError as error:
+            file.close()
+            raise _UnreadablePartial(f"bad JSON attribute: {error}") from None
         except ValueError:
             file.close()
             raise
-        except (OSError, KeyError, TypeError, RuntimeError, json.JSONDecodeError) as error:
+        except (OSError, KeyError, TypeError, RuntimeError) as error:
             file.close()
             raise _UnreadablePartial(str(error).splitlines()[0] if str(error) else type(error).__name__) from None
         self.file = file

@@ -16,25 +16,44 @@ def frames(count=2, seed=0):
     return np.random.default_rng(seed).uniform(0, 255, (count, *SHAPE)).astype("float32")
 
 
+@pytest.fixture(scope="module")
+def built():
+    """Backbones built once for the tests that only read them."""
+    return {name: build_backbone(name, input_shape=SHAPE) for name in ("resnet50", "efficientnet_b0")}
+
+
+@pytest.fixture(scope="module")
+def resnet_weights(tmp_path_factory):
+    """A headless ResNet50 and a .weights.h5 file of its weights."""
+    bare = keras.applications.ResNet50(include_top=False, weights=None, input_shape=SHAPE,
+                                       pooling="avg")
+    path = tmp_path_factory.mktemp("weights") / "resnet50_notop.weights.h5"
+    bare.save_weights(path)
+    return bare, path
+
+
 def test_registry_dims():
     assert BACKBONES == {"resnet50": 2048, "resnet101": 2048, "efficientnet_v2_s": 1280,
                          "efficientnet_v2_m": 1280, "efficientnet_b0": 1280}
 
 
-@pytest.mark.parametrize("name", sorted(BACKBONES))
-def test_every_backbone_pools_to_its_feature_dim_and_is_frozen(name):
-    model = build_backbone(name, input_shape=SHAPE)
+# The deeper builds take seconds each on 2 cores.
+HEAVY = {"resnet101", "efficientnet_v2_s", "efficientnet_v2_m"}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.slow) if name in HEAVY else name for name in sorted(BACKBONES)
+])
+def test_every_backbone_pools_to_its_feature_dim_and_is_frozen(name, built):
+    model = built.get(name) or build_backbone(name, input_shape=SHAPE)
     features = model(frames(), training=False)
     assert tuple(features.shape) == (2, BACKBONES[name])
     assert model.trainable_weights == []
     assert np.isfinite(np.asarray(features)).all()
 
 
-def test_resnet_preprocessing_and_local_weights_file(tmp_path):
-    bare = keras.applications.ResNet50(include_top=False, weights=None, input_shape=SHAPE,
-                                       pooling="avg")
-    path = tmp_path / "resnet50_notop.weights.h5"
-    bare.save_weights(path)
+def test_resnet_preprocessing_and_local_weights_file(resnet_weights):
+    bare, path = resnet_weights
     model = build_backbone("resnet50", weights=str(path), input_shape=SHAPE)
     x = frames()
     # caffe preprocessing by hand: RGB -> BGR, minus the ImageNet means
@@ -67,17 +86,15 @@ def test_legacy_h5_efficientnet_b0_weights_get_imagenet_normalization(tmp_path):
     np.testing.assert_allclose(model(x), bare(x), rtol=1e-5, atol=1e-6)
 
 
-def test_bad_names_and_weights(tmp_path):
+def test_bad_names_and_weights(tmp_path, resnet_weights):
     with pytest.raises(ValueError, match=r"unknown backbone 'vgg16'; expected one of \['efficientnet_b0'"):
         build_backbone("vgg16")
     with pytest.raises(ValueError, match="absent.weights.h5' does not exist"):
         build_backbone("resnet50", weights=str(tmp_path / "absent.weights.h5"))
     with pytest.raises(ValueError, match="path to a .h5"):
         build_backbone("resnet50", weights=str(tmp_path / "weights.bin"))
-    bare = keras.applications.EfficientNetB0(include_top=False, weights=None, input_shape=SHAPE)
-    bare.save_weights(tmp_path / "b0.weights.h5")
-    with pytest.raises(ValueError, match="b0.weights.h5' does not fit backbone 'resnet50'"):
-        build_backbone("resnet50", weights=str(tmp_path / "b0.weights.h5"), input_shape=SHAPE)
+    with pytest.raises(ValueError, match="resnet50_notop.weights.h5' does not fit backbone 'efficientnet_b0'"):
+        build_backbone("efficientnet_b0", weights=str(resnet_weights[1]), input_shape=SHAPE)
 
 
 def trainable_layers(model):
@@ -85,8 +102,8 @@ def trainable_layers(model):
     return [layer for layer in inner.layers if layer.trainable and layer.weights]
 
 
-def test_unfreeze_last_efficientnet_blocks_keeps_batch_norm_frozen():
-    model = build_backbone("efficientnet_b0", input_shape=SHAPE)
+def test_unfreeze_last_efficientnet_blocks_keeps_batch_norm_frozen(built):
+    model = built["efficientnet_b0"]
     assert block_names(model) == [f"block{i}" for i in range(1, 8)]
     assert unfreeze_last_blocks(model, 2) == ["block7", "block6"]
     names = [layer.name for layer in trainable_layers(model)]
@@ -118,8 +135,8 @@ def test_unfreeze_resnet_stage_and_trainable_flag():
     assert names and all(name.startswith("conv5_block") and name.endswith("conv") for name in names)
 
 
-def test_keras_file_round_trip(tmp_path):
-    model = build_backbone("resnet50", input_shape=SHAPE)
+def test_keras_file_round_trip(tmp_path, built):
+    model = built["resnet50"]
     model.save(tmp_path / "backbone.keras")
     loaded = keras.saving.load_model(tmp_path / "backbone.keras")
     x = frames()
