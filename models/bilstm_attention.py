@@ -77,7 +77,10 @@ class BiLSTMAttentionConfig(ModelConfig):
         restart_t_mul: each period is this many times the previous, 2.
         min_learning_rate: floor of the cosine decay, 1e-6.
         clipnorm: global gradient-norm clip, 1.0.
-        batch_size: 48. epochs: 150. patience: 25 (on val_loss).
+        batch_size: training batch size, 48.
+        epochs: maximum number of training epochs, 150.
+        patience: early-stopping patience in epochs on val_loss (best
+            weights restored), 25.
     """
 
     input_kind: ClassVar[str] = "features"
