@@ -278,34 +278,23 @@ def sequence_dataset(
     def real_frames(index):
         return features[index, : num_frames[index]]
 
-    def load(index):
+    def prepare(row, draw):
+        index, label = row
         frames = tf.numpy_function(real_frames, [index], tf.float32, stateful=False)
         frames = tf.ensure_shape(frames, [None, dim])
-        label = tf.numpy_function(lambda i: labels[i].astype(np.int32), [index], tf.int32,
-                                  stateful=False)
-        return frames, tf.ensure_shape(label, [])
+        if augmentation is not None:
+            frames = augment_sequence(frames, tf.stack([draw, index]), augmentation)
+        return frames, tf.shape(frames)[0], label
 
-    rows = tf.data.Dataset.range(count)
+    rows = tf.data.Dataset.from_tensor_slices(
+        (np.arange(count, dtype=np.int64), labels.astype(np.int32))
+    )
     if shuffle:
         rows = rows.shuffle(count, seed=seed, reshuffle_each_iteration=True)
-    if augmentation is None:
-        dataset = rows.map(load, num_parallel_calls=tf.data.AUTOTUNE)
-    else:
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-
-        def load_and_augment(index, draw):
-            frames, label = load(index)
-            element_seed = tf.stack([draw, index])
-            return augment_sequence(frames, element_seed, augmentation), label
-
-        dataset = tf.data.Dataset.zip(rows, seeds).map(
-            load_and_augment, num_parallel_calls=tf.data.AUTOTUNE
-        )
-
-    dataset = dataset.map(
-        lambda frames, label: (frames, tf.shape(frames)[0], label),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
+    # One random draw per element seeds its augmentation; a new epoch gets
+    # new draws.
+    draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    dataset = tf.data.Dataset.zip(rows, draws).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.padded_batch(
         batch_size,
         padded_shapes=([pad_to, dim], [], []),

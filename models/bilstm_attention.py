@@ -166,8 +166,7 @@ class BiLSTMAttentionConfig(ModelConfig):
             raise ValueError(f"focal_gamma must be >= 0, got {self.focal_gamma!r}")
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        for name in ("beta_1", "beta_2"):
-            check_rate(self, name)
+        check_rate(self, "beta_1", "beta_2")
         if not self.min_learning_rate < self.learning_rate:
             raise ValueError(
                 f"min_learning_rate must be below learning_rate {self.learning_rate!r}, "
