@@ -297,6 +297,7 @@ def test_focal_loss_serializes():
 def test_model_compiled_with_focal_loss_reloads(small_model, tmp_path):
     model = keras.models.clone_model(small_model)
     model.compile(optimizer="adam", loss=FocalLoss(gamma=1.0, label_smoothing=0.2))
+    model.optimizer.build(model.trainable_variables)
     path = tmp_path / "model.keras"
     model.save(path)
     reloaded = keras.saving.load_model(path)
