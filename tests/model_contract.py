@@ -8,6 +8,11 @@ import numpy as np
 
 TINY = {
     "convlstm": dict(input_shape=(4, 12, 12, 2), filters=(3, 4)),
+    "bilstm_attention": dict(
+        input_shape=(None, 8), num_classes=3, projection_dim=8, lstm_layers=2,
+        lstm_units=4, attention_heads=2, attention_key_dim=4, pooling_dim=4,
+        classifier_units=(8, 6, 4),
+    ),
 }
 
 # Extra tiny variants that must keep the contract too, as (name, overrides).
