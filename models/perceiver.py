@@ -31,7 +31,7 @@ class GEGLUFeedForward(keras.layers.Layer):
     Example:
 
     >>> layer = GEGLUFeedForward(multiplier=4)
-    >>> layer(keras.ops.ones((2, 5, 8))).shape
+    >>> tuple(layer(keras.ops.ones((2, 5, 8))).shape)
     (2, 5, 8)
     """
 
@@ -81,7 +81,7 @@ class CrossAttentionBlock(keras.layers.Layer):
     Example:
 
     >>> block = CrossAttentionBlock(num_heads=1, head_dim=16)
-    >>> block(keras.ops.ones((2, 4, 32)), keras.ops.ones((2, 50, 24))).shape
+    >>> tuple(block(keras.ops.ones((2, 4, 32)), keras.ops.ones((2, 50, 24))).shape)
     (2, 4, 32)
     """
 
@@ -142,7 +142,7 @@ class SelfAttentionBlock(keras.layers.Layer):
     Example:
 
     >>> block = SelfAttentionBlock(num_heads=2, head_dim=8)
-    >>> block(keras.ops.ones((2, 6, 16))).shape
+    >>> tuple(block(keras.ops.ones((2, 6, 16))).shape)
     (2, 6, 16)
     """
 
@@ -222,7 +222,7 @@ class Perceiver(keras.layers.Layer):
     >>> perceiver = Perceiver(num_latents=4, latent_dim=16, cross_blocks=1,
     ...                       self_blocks=2, cross_head_dim=8, self_heads=2,
     ...                       self_head_dim=8)
-    >>> perceiver(keras.ops.ones((2, 30, 12))).shape
+    >>> tuple(perceiver(keras.ops.ones((2, 30, 12))).shape)
     (2, 16)
     """
 
@@ -351,7 +351,7 @@ class VideoPositionEncoding(keras.layers.Layer):
     Example:
 
     >>> layer = VideoPositionEncoding()
-    >>> layer(keras.ops.zeros((1, 2, 3, 3, 12))).shape
+    >>> tuple(layer(keras.ops.zeros((1, 2, 3, 3, 12))).shape)
     (1, 2, 3, 3, 12)
     """
 

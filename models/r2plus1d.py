@@ -648,17 +648,22 @@ def attention_params(model):
 # --------------------------------------------------------------------------
 
 
-def r2plus1d_training(config: R2Plus1DConfig, steps_per_epoch: int) -> TrainingSpec:
-    """Optimizer, loss and metrics: see the config's docstring for the choice."""
+def learning_rate_schedule(config: R2Plus1DConfig, steps_per_epoch: int):
+    """Linear warm-up from 0 over `warmup_epochs`, then cosine decay to 0."""
     steps_per_epoch = max(int(steps_per_epoch), 1)
     warmup_steps = config.warmup_epochs * steps_per_epoch
     decay_steps = max(config.epochs * steps_per_epoch - warmup_steps, 1)
-    schedule = keras.optimizers.schedules.CosineDecay(
+    return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0 if warmup_steps else config.learning_rate,
         decay_steps=decay_steps,
         warmup_target=config.learning_rate if warmup_steps else None,
         warmup_steps=warmup_steps,
     )
+
+
+def r2plus1d_training(config: R2Plus1DConfig, steps_per_epoch: int) -> TrainingSpec:
+    """Optimizer, loss and metrics: see the config's docstring for the choice."""
+    schedule = learning_rate_schedule(config, steps_per_epoch)
     if config.optimizer == "sgd":
         optimizer = keras.optimizers.SGD(
             learning_rate=schedule,
