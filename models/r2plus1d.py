@@ -58,6 +58,7 @@ BACKBONE_NAME = "r2plus1d_backbone"
 PERCEIVER_NAME = "perceiver"
 MAX_BLOCKS = 8
 STAGE_WIDTHS = (64, 128, 256, 512)
+STEM_WIDTH = 45
 # torchvision's Kinetics-400 normalisation for R(2+1)D inputs in [0, 1].
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
@@ -78,6 +79,9 @@ class R2Plus1DConfig(ModelConfig):
         input_shape: clip shape (T, H, W, C); default 16x112x112x3.
         num_classes: 51 (HMDB51). 1 gives one sigmoid output.
         cnn_blocks: BasicBlocks kept in the backbone, 1 to 8.
+        widths: channels of the four stages, torchvision's (64, 128, 256,
+            512); smaller widths (the stem's 45 scaled alike) make tiny
+            models for tests and quick searches.
         backbone_weights: optional file loaded into the backbone after it
             is built: a Keras `.weights.h5` of the backbone, a `.keras`
             model that contains a `r2plus1d_backbone` (or is one), or an
@@ -105,6 +109,7 @@ class R2Plus1DConfig(ModelConfig):
     input_shape: tuple = (16, 112, 112, 3)
     num_classes: int = 51
     cnn_blocks: int = 8
+    widths: tuple = STAGE_WIDTHS
     backbone_weights: str | None = None
     freeze_backbone: bool = False
     normalize_input: bool = True
@@ -129,6 +134,11 @@ class R2Plus1DConfig(ModelConfig):
                 f"cnn_blocks must be an integer from 1 to {MAX_BLOCKS}, "
                 f"got {self.cnn_blocks!r}"
             )
+        if len(self.widths) != len(STAGE_WIDTHS):
+            raise ValueError(
+                f"widths must list {len(STAGE_WIDTHS)} stage widths, got {self.widths!r}"
+            )
+        check_positive(self, "widths")
         time_stride, space_stride = backbone_strides(self.cnn_blocks)
         frames, height, width, _ = self.input_shape
         too_small = [
@@ -232,11 +242,11 @@ class R2Plus1DPerceiverConfig(R2Plus1DConfig):
 # --------------------------------------------------------------------------
 
 
-def block_plan(cnn_blocks=MAX_BLOCKS):
+def block_plan(cnn_blocks=MAX_BLOCKS, widths=STAGE_WIDTHS):
     """(name, in_width, out_width, stride) of the first `cnn_blocks` blocks."""
     plan = []
-    in_width = STAGE_WIDTHS[0]
-    for stage, width in enumerate(STAGE_WIDTHS, start=1):
+    in_width = widths[0]
+    for stage, width in enumerate(widths, start=1):
         for index in range(2):
             stride = 2 if stage > 1 and index == 0 else 1
             plan.append((f"layer{stage}_{index}", in_width, width, stride))
@@ -261,13 +271,18 @@ def _conv_size(size, kernel, stride, padding):
     return (size + 2 * padding - kernel) // stride + 1
 
 
-def feature_map_shape(input_shape, cnn_blocks=MAX_BLOCKS):
+def stem_width(widths=STAGE_WIDTHS):
+    """Width between the stem's two convolutions: 45 for torchvision's 64."""
+    return max(1, STEM_WIDTH * widths[0] // STAGE_WIDTHS[0])
+
+
+def feature_map_shape(input_shape, cnn_blocks=MAX_BLOCKS, widths=STAGE_WIDTHS):
     """The backbone's output shape (T', H', W', C'), as PyTorch computes it."""
     frames, height, width, _ = input_shape
     height = _conv_size(height, 7, 2, 3)
     width = _conv_size(width, 7, 2, 3)
-    channels = STAGE_WIDTHS[0]
-    for _, _, out_width, stride in block_plan(cnn_blocks):
+    channels = widths[0]
+    for _, _, out_width, stride in block_plan(cnn_blocks, widths):
         frames = _conv_size(frames, 3, stride, 1)
         height = _conv_size(height, 3, stride, 1)
         width = _conv_size(width, 3, stride, 1)
@@ -332,12 +347,16 @@ def _basic_block(x, in_width, out_width, stride, name):
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
-def build_backbone(input_shape, cnn_blocks=MAX_BLOCKS, name=BACKBONE_NAME):
+def build_backbone(
+    input_shape, cnn_blocks=MAX_BLOCKS, widths=STAGE_WIDTHS, name=BACKBONE_NAME
+):
     """The R(2+1)D-18 stem and the first `cnn_blocks` BasicBlocks.
 
     Args:
         input_shape: (T, H, W, C) of the (already normalised) clips.
         cnn_blocks: BasicBlocks to keep, 1 to 8.
+        widths: channels of the four stages; torchvision's (64, 128, 256,
+            512). Other widths scale the stem's 45 in proportion.
         name: the model's name.
 
     Returns:
@@ -351,13 +370,13 @@ def build_backbone(input_shape, cnn_blocks=MAX_BLOCKS, name=BACKBONE_NAME):
     (None, 4, 8, 8, 128)
     """
     clips = keras.Input(shape=tuple(input_shape), name="clips")
-    x = _conv(clips, 45, (1, 7, 7), (1, 2, 2), (0, 3, 3), "stem_conv_spatial")
+    x = _conv(clips, stem_width(widths), (1, 7, 7), (1, 2, 2), (0, 3, 3), "stem_conv_spatial")
     x = _batch_norm(x, "stem_bn_spatial")
     x = keras.layers.ReLU(name="stem_relu_spatial")(x)
-    x = _conv(x, 64, (3, 1, 1), (1, 1, 1), (1, 0, 0), "stem_conv_temporal")
+    x = _conv(x, widths[0], (3, 1, 1), (1, 1, 1), (1, 0, 0), "stem_conv_temporal")
     x = _batch_norm(x, "stem_bn_temporal")
     x = keras.layers.ReLU(name="stem_relu_temporal")(x)
-    for block_name, in_width, out_width, stride in block_plan(cnn_blocks):
+    for block_name, in_width, out_width, stride in block_plan(cnn_blocks, widths):
         x = _basic_block(x, in_width, out_width, stride, block_name)
     return keras.Model(clips, x, name=name)
 
@@ -543,7 +562,7 @@ def _normalization(config):
 def _backbone_features(config):
     """frames input, backbone model and its feature map, weights loaded."""
     frames = keras.Input(shape=tuple(config.input_shape), name="frames")
-    backbone = build_backbone(config.input_shape, config.cnn_blocks)
+    backbone = build_backbone(config.input_shape, config.cnn_blocks, config.widths)
     if config.backbone_weights:
         load_backbone_weights(backbone, config.backbone_weights)
     if config.freeze_backbone:

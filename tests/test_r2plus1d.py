@@ -380,3 +380,17 @@ def test_frames_are_normalised_with_kinetics_statistics():
 def test_unknown_field_lists_the_valid_ones():
     with pytest.raises(ValueError, match="unknown field.*latents.*valid fields are:.*num_latents"):
         models.get_config("r2plus1d_perceiver", latents=3)
+
+
+def test_tiny_widths_keep_the_layout():
+    model = models.build("r2plus1d_perceiver", input_shape=(8, 16, 16, 3), widths=(8, 16, 24, 32),
+                         num_classes=3, num_latents=4, latent_dim=16, cross_head_dim=8,
+                         self_heads=2, self_head_dim=8, self_blocks=1)
+    backbone = model.get_layer("r2plus1d_backbone")
+    assert backbone.get_layer("stem_conv_spatial").filters == 45 * 8 // 64
+    assert backbone.get_layer("layer2_0_conv1_spatial").filters == r2plus1d.midplanes(8, 16)
+    assert backbone.output_shape == (None, 1, 1, 1, 32)
+    with pytest.raises(ValueError, match="widths must list 4 stage widths"):
+        models.get_config("r2plus1d", widths=(8, 16))
+    with pytest.raises(ValueError, match="widths must be > 0"):
+        models.get_config("r2plus1d", widths=(8, 16, 0, 32))
