@@ -1,0 +1,53 @@
+"""Timing helpers shared by the benchmark scripts: medians, never means."""
+
+import os
+import platform
+import statistics
+import time
+
+
+def median_seconds(step, repeats, warmup=2):
+    """Median wall time of `step()` over `repeats` calls after `warmup`."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def machine_description():
+    """One line naming this machine: CPU model, cores, backend, versions."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import keras
+
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Keras {keras.__version__} "
+        f"({keras.backend.backend()} backend), Python {platform.python_version()}"
+    )
+
+
+def markdown_table(rows, columns):
+    """Formats a list of dicts as a Markdown table with the given columns."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value):
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)

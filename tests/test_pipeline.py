@@ -1,0 +1,94 @@
+"""The clip pipeline: aligned augmentation, determinism, shapes."""
+
+import numpy as np
+import tensorflow as tf
+
+from data import pipeline
+from data.synthetic import synthetic_clips
+
+
+def ramp_clip(frames=6, height=16, width=20):
+    """A clip whose every frame is the same horizontal ramp plus the frame
+    index, so any per-frame difference in crop or flip shows up."""
+    ramp = np.tile(np.linspace(0, 200, width, dtype=np.float32), (height, 1))
+    clip = np.stack([ramp + 5 * t for t in range(frames)])[..., None]
+    return clip.astype(np.uint8)
+
+
+def test_augmentation_is_the_same_on_every_frame():
+    clip = ramp_clip()
+    augmentation = pipeline.Augmentation(brightness=0.0, contrast=0.0, temporal_jitter=False)
+    for key in range(8):
+        out = pipeline.augment_clip(
+            tf.constant(clip), tf.constant([key, 0], tf.int64), None, augmentation
+        ).numpy()
+        # Every frame differs from the first by the same constant offset 5*t/255:
+        # the same crop, resize and flip was applied to all of them.
+        offsets = out - out[:1]
+        expected = (5.0 * np.arange(len(clip)) / 255.0)[:, None, None, None]
+        np.testing.assert_allclose(offsets, np.broadcast_to(expected, out.shape), atol=2e-3)
+
+
+def test_flip_and_crop_happen():
+    clip = ramp_clip(frames=2)
+    outs = [
+        pipeline.augment_clip(tf.constant(clip), tf.constant([key, 0], tf.int64)).numpy()
+        for key in range(16)
+    ]
+    increasing = [o[0, 0, -1, 0] > o[0, 0, 0, 0] for o in outs]
+    assert any(increasing) and not all(increasing), "flip never or always applied"
+    assert all(o.shape == (2, 16, 20, 1) for o in outs)
+
+
+def test_temporal_jitter_cuts_a_window_of_consecutive_frames():
+    clip = np.stack([np.full((8, 8, 1), 10 * t, np.uint8) for t in range(10)])
+    augmentation = pipeline.Augmentation(
+        crop_scale=(1.0, 1.0), flip=False, brightness=0.0, contrast=0.0
+    )
+    starts = set()
+    for key in range(20):
+        out = pipeline.augment_clip(
+            tf.constant(clip), tf.constant([key, 1], tf.int64), 4, augmentation
+        ).numpy()
+        values = np.round(out[:, 0, 0, 0] * 255 / 10).astype(int)
+        assert list(values) == list(range(values[0], values[0] + 4))
+        starts.add(values[0])
+    assert starts == {0, 1, 2, 3, 4, 5, 6}
+    centre = pipeline.augment_clip(tf.constant(clip), None, 4).numpy()
+    assert np.round(centre[0, 0, 0, 0] * 255 / 10) == 3
+
+
+def batches(seed, clips, labels):
+    dataset = pipeline.clip_batches(
+        pipeline.from_arrays(clips, labels), 3, num_frames=4, training=True, seed=seed
+    )
+    return [(x["frames"].numpy(), y.numpy()) for x, y in dataset]
+
+
+def test_same_seed_same_batches_other_seed_other_batches():
+    clips, labels, _ = synthetic_clips(7, frames=6, height=16, width=16, seed=3)
+    first, again, other = batches(5, clips, labels), batches(5, clips, labels), batches(6, clips, labels)
+    assert [x.shape for x, _ in first] == [(3, 4, 16, 16, 3), (3, 4, 16, 16, 3), (1, 4, 16, 16, 3)]
+    for (x1, y1), (x2, y2) in zip(first, again):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)
+    assert not np.array_equal(first[0][0], other[0][0])
+
+
+def test_evaluation_batches_are_not_augmented_and_keep_order():
+    clips, labels, _ = synthetic_clips(5, frames=4, height=16, width=16)
+    dataset = pipeline.clip_batches(pipeline.from_arrays(clips, labels), 2, binary=True)
+    frames = np.concatenate([x["frames"].numpy() for x, _ in dataset])
+    targets = np.concatenate([y.numpy() for _, y in dataset])
+    np.testing.assert_allclose(frames, clips / 255.0, atol=1e-6)
+    assert targets.shape == (5, 1) and targets.dtype == np.float32
+    np.testing.assert_array_equal(targets[:, 0], labels)
+
+
+def test_from_arrays_rejects_wrong_shapes():
+    import pytest
+
+    with pytest.raises(ValueError, match="uint8 \\[N, T, H, W, C\\]"):
+        pipeline.from_arrays(np.zeros((2, 4, 4, 3), np.uint8), [0, 1])
+    with pytest.raises(ValueError, match="3 clips but 2 labels"):
+        pipeline.from_arrays(np.zeros((3, 2, 4, 4, 3), np.uint8), [0, 1])

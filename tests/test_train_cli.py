@@ -1,0 +1,185 @@
+"""train.run, train.evaluate and train.export from the command line."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data.cli import run_main
+from train import evaluate, export, run
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_FLAGS = [
+    "--model", "convlstm", "--synthetic-clips", "8", "--input-shape", "4,16,16,1",
+    "--filters", "2,3", "--batch-size", "4", "--verbose", "0",
+]
+
+
+def call(main, argv, capsys):
+    """Runs a CLI main in-process; returns (exit code, stdout, stderr)."""
+    try:
+        code = run_main(main, argv)
+    except SystemExit as exit:
+        code = exit.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("runs") / "convlstm-tiny")
+    assert run.main(TINY_FLAGS + ["--epochs", "2", "--out", out]) == 0
+    return out
+
+
+def test_run_writes_the_run_folder(finished_run):
+    names = set(os.listdir(finished_run))
+    assert {
+        "config.json", "class_names.json", "best.keras", "last.keras", "history.csv",
+        "metrics.json", "logs", "test_report.json", "test_confusion_matrix.png",
+    } <= names
+    record = json.load(open(os.path.join(finished_run, "config.json")))
+    assert record["model"] == "convlstm"
+    assert record["config"]["input_shape"] == [4, 16, 16, 1]
+    assert record["config"]["filters"] == [2, 3]
+    rows = list(csv.DictReader(open(os.path.join(finished_run, "history.csv"))))
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    metrics = json.load(open(os.path.join(finished_run, "metrics.json")))
+    assert 0.0 <= metrics["test_auc"] <= 1.0
+    assert metrics["test_examples"] == 2
+    assert json.load(open(os.path.join(finished_run, "class_names.json"))) == ["horizontal", "vertical"]
+
+
+def test_evaluate_reproduces_the_runs_test_metrics(finished_run, capsys):
+    code, out, _ = call(evaluate.main, ["--runs", finished_run], capsys)
+    assert code == 0
+    metrics = json.load(open(os.path.join(finished_run, "metrics.json")))
+    report = json.load(open(os.path.join(finished_run, "evaluate_test_report.json")))
+    assert report["summary"]["accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert os.path.exists(os.path.join(finished_run, "evaluate_test_confusion_matrix.png"))
+
+
+def test_export_writes_a_versioned_saved_model_and_refuses_to_overwrite(finished_run, tmp_path, capsys):
+    base = str(tmp_path / "saved_models")
+    code, out, _ = call(export.main, ["--run", finished_run, "--out", base], capsys)
+    assert code == 0, out
+    target = os.path.join(base, "convlstm", "1")
+    assert os.path.exists(os.path.join(target, "saved_model.pb"))
+    serve = tf.saved_model.load(target).signatures["serving_default"]
+    assert list(serve.structured_input_signature[1]) == ["frames"]
+    assert list(serve.structured_outputs) == ["probabilities"]
+
+    import keras
+
+    model = keras.saving.load_model(os.path.join(finished_run, "best.keras"))
+    frames = np.random.default_rng(0).uniform(size=(3, 4, 16, 16, 1)).astype("float32")
+    np.testing.assert_allclose(
+        serve(frames=tf.constant(frames))["probabilities"].numpy(),
+        model({"frames": frames}).numpy(), atol=1e-5,
+    )
+
+    stamp = os.path.getmtime(os.path.join(target, "saved_model.pb"))
+    code, _, err = call(export.main, ["--run", finished_run, "--out", base, "--version", "1"], capsys)
+    assert code == 2
+    assert "already exists" in err and err.count("\n") == 1
+    assert os.path.getmtime(os.path.join(target, "saved_model.pb")) == stamp
+    code, _, _ = call(export.main, ["--run", finished_run, "--out", base], capsys)
+    assert code == 0 and os.path.isdir(os.path.join(base, "convlstm", "2"))
+
+
+def test_a_finished_run_is_not_overwritten(finished_run, capsys):
+    before = os.path.getmtime(os.path.join(finished_run, "best.keras"))
+    code, _, err = call(run.main, TINY_FLAGS + ["--epochs", "2", "--out", finished_run], capsys)
+    assert code == 2 and "finished run" in err
+    assert os.path.getmtime(os.path.join(finished_run, "best.keras")) == before
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--filters=-3,2"], "filters must be > 0"),
+        (["--input-shape", "4,16,16"], "input_shape must have rank 4"),
+        (["--dropout", "1.5"], "dropout must be in [0, 1)"),
+        (["--batch-size", "four"], "field 'batch_size' expects int"),
+        (["--data", "/nonexistent/videos"], "--data /nonexistent/videos: no such file"),
+    ],
+)
+def test_bad_values_end_in_one_line(flags, message, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    code, _, err = call(run.main, TINY_FLAGS + flags + ["--out", out], capsys)
+    assert code == 2
+    assert message in err and err.count("\n") == 1, err
+    assert not os.path.exists(os.path.join(out, "best.keras"))
+
+
+def test_unknown_model_lists_the_valid_names(capsys):
+    code, _, err = call(run.main, ["--model", "convlsmt"], capsys)
+    assert code == 2
+    assert "invalid choice: 'convlsmt'" in err and "convlstm" in err
+    assert err.count("\n") == 1
+
+
+def test_yaml_with_unknown_keys(tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_text("filters: [4, 8]\nlearning_rte: 0.1\n")
+    code, _, err = call(run.main, TINY_FLAGS + ["--config", str(path), "--out", str(tmp_path / "r")], capsys)
+    assert code == 2
+    assert "unknown key(s) learning_rte" in err and "learning_rate" in err
+
+
+def test_yaml_values_apply_and_flags_win(tmp_path):
+    from train.config import resolve_config
+    import models
+
+    path = tmp_path / "config.yaml"
+    path.write_text("filters: [4, 8]\nlearning_rate: 0.01\n")
+    config, overridden = resolve_config(
+        models.get_family("convlstm").config, str(path), {"learning_rate": "0.5"}
+    )
+    assert config.filters == (4, 8) and config.learning_rate == 0.5
+    assert overridden == {"filters", "learning_rate"}
+
+
+def test_out_holding_another_models_run_is_refused(tmp_path, capsys):
+    out = tmp_path / "other"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"model": "bilstm_attention"}))
+    code, _, err = call(run.main, TINY_FLAGS + ["--out", str(out)], capsys)
+    assert code == 2 and "holds a run of model 'bilstm_attention'" in err
+    assert json.load(open(out / "config.json")) == {"model": "bilstm_attention"}
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_from_its_backup(tmp_path):
+    out = str(tmp_path / "killed")
+    flags = TINY_FLAGS + ["--epochs", "40", "--patience", "40", "--out", out, "--verbose", "2"]
+    command = [sys.executable, "-m", "train.run"] + flags
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    history = os.path.join(out, "history.csv")
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if os.path.exists(history) and len(open(history).read().splitlines()) >= 4:
+            break
+        if process.poll() is not None:
+            pytest.fail("training ended before it could be killed:\n" + process.stdout.read().decode())
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = len(open(history).read().splitlines()) - 1
+    assert not os.path.exists(os.path.join(out, "metrics.json"))
+
+    resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert "(resuming)" in resumed.stdout
+    epochs = [int(row["epoch"]) for row in csv.DictReader(open(history))]
+    # The second process started at the epoch after the last backup, not at 0.
+    assert epochs[:done] == list(range(done))
+    assert epochs[-1] == 39 and 0 not in epochs[done:]
+    assert os.path.exists(os.path.join(out, "metrics.json"))

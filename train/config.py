@@ -1,0 +1,105 @@
+"""Config resolution: family defaults < YAML file < command-line flags."""
+
+import argparse
+import dataclasses
+import os
+
+import yaml
+
+
+def add_field_arguments(parser, config):
+    """Adds one `--field-name` flag per config field, default shown."""
+    group = parser.add_argument_group(
+        f"{type(config).__name__} fields (override the defaults and --config)"
+    )
+    descriptions = field_descriptions(type(config))
+    for field in dataclasses.fields(config):
+        default = getattr(config, field.name)
+        if isinstance(default, tuple):
+            shown = ",".join("none" if d is None else str(d) for d in default)
+        else:
+            shown = default
+        group.add_argument(
+            "--" + field.name.replace("_", "-"),
+            dest=f"field__{field.name}",
+            default=argparse.SUPPRESS,
+            metavar=_metavar(default),
+            help=f"{descriptions.get(field.name, '')} (default: {shown})".strip(),
+        )
+
+
+def field_descriptions(config_class):
+    """Each field's first sentence from the `Args:` sections of the config
+    class and its bases, so --help says what a field means."""
+    descriptions = {}
+    for cls in reversed(config_class.__mro__):
+        lines = (cls.__doc__ or "").splitlines()
+        if not any(line.strip() == "Args:" for line in lines):
+            continue
+        start = next(i for i, line in enumerate(lines) if line.strip() == "Args:")
+        current = None
+        for line in lines[start + 1:]:
+            stripped = line.strip()
+            if not stripped:
+                current = None
+                continue
+            head, sep, text = stripped.partition(": ")
+            if sep and all(part.isidentifier() for part in head.split(", ")):
+                for name in head.split(", "):
+                    descriptions[name] = text
+                current = head.split(", ")
+            elif current:
+                for name in current:
+                    descriptions[name] += " " + stripped
+    return {name: text.split(". ")[0].rstrip(".") for name, text in descriptions.items()}
+
+
+def _metavar(default):
+    if isinstance(default, tuple):
+        return "A,B,..."
+    if isinstance(default, bool):
+        return "BOOL"
+    return type(default).__name__.upper()
+
+
+def field_overrides(args):
+    """The config fields set on the command line, by field name."""
+    return {
+        key[len("field__"):]: value
+        for key, value in vars(args).items()
+        if key.startswith("field__")
+    }
+
+
+def read_yaml_overrides(path, config):
+    """Reads a flat YAML mapping of config fields.
+
+    Raises:
+        ValueError: the file is missing, not a mapping, or names a field the
+            config does not have.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--config {path}: no such file")
+    with open(path) as file:
+        try:
+            values = yaml.safe_load(file) or {}
+        except yaml.YAMLError as error:
+            raise ValueError(f"--config {path}: not valid YAML ({error})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"--config {path}: expected a mapping of config fields")
+    unknown = sorted(set(values) - set(config.field_names()))
+    if unknown:
+        raise ValueError(
+            f"--config {path}: unknown key(s) {', '.join(map(str, unknown))}; "
+            f"valid keys are: {', '.join(config.field_names())}"
+        )
+    return values
+
+
+def resolve_config(config, yaml_path, cli_overrides):
+    """Applies the YAML file then the flags; returns (config, overridden)."""
+    overrides = {}
+    if yaml_path:
+        overrides.update(read_yaml_overrides(yaml_path, config))
+    overrides.update(cli_overrides)
+    return config.with_overrides(**overrides), set(overrides)
