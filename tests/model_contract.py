@@ -19,6 +19,10 @@ TINY = {
         latent_dim=32, cross_blocks=1, self_blocks=1, cross_head_dim=16,
         self_heads=2, self_head_dim=16,
     ),
+    "keyframe_transformer": dict(
+        input_shape=(None, 12), model_dim=16, num_layers=2, num_heads=2, ff_dim=32,
+        local_window=2, scorer_units=8,
+    ),
 }
 
 # Extra tiny variants that must keep the contract too, as (name, overrides).
@@ -28,6 +32,10 @@ VARIANTS = [
     ("r2plus1d_perceiver", dict(
         input_shape=(3, 9, 7, 3), cnn_blocks=1, num_classes=3, latent_dim=32,
         cross_blocks=0, self_blocks=1, self_heads=2, self_head_dim=16,
+    )),
+    ("keyframe_transformer", dict(
+        input_mode="frames", input_shape=(None, 32, 32, 3), backbone_weights=None,
+        model_dim=16, num_layers=1, num_heads=2, ff_dim=32, local_window=2, scorer_units=8,
     )),
 ]
 
