@@ -37,8 +37,9 @@ class ConvLSTMConfig(ModelConfig):
             value; 0.2 is our choice.
         l1, l2: the L1L2 kernel regularizer. The notes give no values;
             1e-5 / 1e-4 are our choice.
-        learning_rate, beta_1, beta_2: Adam, 8e-5 / 0.9 / 0.999.
-        batch_size: 4.
+        learning_rate, beta_1, beta_2: Adam's learning rate and betas,
+            8e-5 / 0.9 / 0.999 in the notes.
+        batch_size: training batch size, 4 in the notes.
         class_weight: `"balanced"` weights classes by inverse frequency of
             the training labels; `"none"` leaves them equal.
     """

@@ -12,6 +12,7 @@ def add_field_arguments(parser, config):
     group = parser.add_argument_group(
         f"{type(config).__name__} fields (override the defaults and --config)"
     )
+    descriptions = field_descriptions(type(config))
     for field in dataclasses.fields(config):
         default = getattr(config, field.name)
         if isinstance(default, tuple):
@@ -23,8 +24,34 @@ def add_field_arguments(parser, config):
             dest=f"field__{field.name}",
             default=argparse.SUPPRESS,
             metavar=_metavar(default),
-            help=f"(default: {shown})",
+            help=f"{descriptions.get(field.name, '')} (default: {shown})".strip(),
         )
+
+
+def field_descriptions(config_class):
+    """Each field's first sentence from the `Args:` sections of the config
+    class and its bases, so --help says what a field means."""
+    descriptions = {}
+    for cls in reversed(config_class.__mro__):
+        lines = (cls.__doc__ or "").splitlines()
+        if not any(line.strip() == "Args:" for line in lines):
+            continue
+        start = next(i for i, line in enumerate(lines) if line.strip() == "Args:")
+        current = None
+        for line in lines[start + 1:]:
+            stripped = line.strip()
+            if not stripped:
+                current = None
+                continue
+            head, sep, text = stripped.partition(": ")
+            if sep and all(part.isidentifier() for part in head.split(", ")):
+                for name in head.split(", "):
+                    descriptions[name] = text
+                current = head.split(", ")
+            elif current:
+                for name in current:
+                    descriptions[name] += " " + stripped
+    return {name: text.split(". ")[0].rstrip(".") for name, text in descriptions.items()}
 
 
 def _metavar(default):

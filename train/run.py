@@ -32,7 +32,7 @@ def build_parser(model_name=None):
     )
     parser.add_argument("--model", required=True, choices=models.NAMES, help="model to train")
     parser.add_argument("--config", default=None, help="YAML file of config fields")
-    parser.add_argument("--out", default=None, help="run folder (default: runs/<model>/<timestamp>)")
+    parser.add_argument("--out", default=None, help="run folder; without it, runs/<model>/<timestamp>")
     parser.add_argument("--seed", type=int, default=0, help="the one seed of the run")
     parser.add_argument(
         "--ensemble", type=int, default=1,
@@ -129,10 +129,9 @@ def train_one(args, out, seed):
     data = sources.get_source(type(config).input_kind).load(args, config, seed)
     config = config.with_overrides(**data.config_updates)
     data = distribute.distribute_options(data, strategy)
-    steps = int(data.train.cardinality())
     with strategy.scope():
         model = models.build_from_config(args.model, config)
-        spec = family.training(config, steps_per_epoch=max(steps, 1))
+        spec = family.training(config, steps_per_epoch=steps_per_epoch(data, config))
     jit_compile = distribute.resolve_jit_compile(args.model, args.jit_compile, model)
 
     os.makedirs(out, exist_ok=True)
@@ -215,6 +214,15 @@ def train_one(args, out, seed):
     callbacks_lib.write_json(os.path.join(out, "metrics.json"), metrics)
     print(json.dumps(metrics, indent=2))
     return 0
+
+
+def steps_per_epoch(data, config):
+    """Batches per epoch, for schedules counted in epochs. A pipeline that
+    may skip unreadable files has no known length: count the labels."""
+    steps = int(data.train.cardinality())
+    if steps < 0 and data.train_labels is not None:
+        steps = -(-len(data.train_labels) // config.batch_size)
+    return max(steps, 1)
 
 
 def class_weights(config, labels):

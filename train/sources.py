@@ -75,8 +75,27 @@ def add_clip_arguments(group):
     group.add_argument(
         "--data",
         default=None,
-        help="a class-per-folder video tree or a CSV manifest; "
-        "default: the embedded synthetic clips",
+        help="a class-per-folder video tree (root/<class>/<video>) or a CSV "
+        "manifest path,label[,split]; without it, the embedded synthetic clips",
+    )
+    group.add_argument(
+        "--split-dir", default=None,
+        help="folder of HMDB51 (<class>_test_split<N>.txt) or UCF101 "
+        "(trainlist0N.txt/testlist0N.txt) split lists for --data",
+    )
+    group.add_argument("--split", type=int, default=1, choices=(1, 2, 3), help="official split number")
+    group.add_argument(
+        "--val-fraction", type=float, default=0.15,
+        help="share of the training videos held out for validation when the "
+        "data names no validation split",
+    )
+    group.add_argument(
+        "--cache", default=None,
+        help="cache decoded clips: 'memory', or a file prefix for an on-disk cache",
+    )
+    group.add_argument(
+        "--on-error", choices=("skip", "fail"), default="skip",
+        help="what an undecodable video does: skipped with a warning, or stops training",
     )
     group.add_argument(
         "--synthetic-clips",
@@ -105,8 +124,7 @@ def synthetic_clip_shape(config, overridden):
 
 def load_clips(args, config, seed):
     if args.data is not None:
-        check_path(args.data, "--data")
-        raise ValueError(f"--data {args.data}: video folders are not supported yet")
+        return load_video_clips(args, config, seed)
     shape = synthetic_clip_shape(config, args.overridden)
     frames = shape[0]
     count = args.synthetic_clips
@@ -146,6 +164,91 @@ def load_clips(args, config, seed):
             "split_sizes": sizes,
         },
     )
+
+
+def load_video_clips(args, config, seed):
+    """Clips decoded from a folder tree or manifest of video files.
+
+    The model keeps its frame count and frame size; the videos give the
+    channels (RGB) and the classes. Validation videos come from the data's
+    own split when it has one, else from a stratified, seeded share of the
+    training videos.
+    """
+    check_path(args.data, "--data")
+    if args.split_dir is not None:
+        check_path(args.split_dir, "--split-dir")
+    from data import datasets, video
+
+    if not 0.0 < args.val_fraction < 1.0:
+        raise ValueError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
+    found = datasets.scan_dataset(args.data, split_dir=args.split_dir, split=args.split)
+    subsets = split_videos(found, args.val_fraction, seed)
+    class_names = list(found.class_names)
+    num_classes = 1 if len(class_names) == 2 and config.num_classes == 1 else len(class_names)
+    if "num_classes" in args.overridden and config.num_classes not in (num_classes, len(class_names)):
+        raise ValueError(
+            f"--num-classes {config.num_classes} but --data {args.data} has "
+            f"{len(class_names)} classes ({', '.join(class_names)})"
+        )
+    frames, height, width = config.input_shape[:3]
+    binary = num_classes == 1
+
+    def batches(split, training):
+        paths, labels = subsets[split]
+        if not paths:
+            return None
+        clips = video.video_clip_dataset(
+            paths, labels, num_frames=frames + (JITTER_FRAMES if training else 0),
+            size=(height, width), on_error=args.on_error,
+        )
+        if args.cache:
+            clips = clips.cache("" if args.cache == "memory" else f"{args.cache}-{split}")
+        return pipeline.clip_batches(
+            clips, config.batch_size, num_frames=frames, training=training,
+            seed=seed, binary=binary,
+        )
+
+    if not subsets["train"][0]:
+        raise ValueError(f"--data {args.data}: no training videos in split {args.split}")
+    return DataBundle(
+        train=batches("train", True),
+        val=batches("val", False),
+        test=batches("test", False),
+        class_names=class_names,
+        config_updates={"input_shape": (frames, height, width, 3), "num_classes": num_classes},
+        train_labels=np.asarray(subsets["train"][1]),
+        info={
+            "data": os.path.abspath(args.data),
+            "split": args.split,
+            "videos": {name: len(paths) for name, (paths, _) in subsets.items()},
+        },
+    )
+
+
+def split_videos(found, val_fraction, seed):
+    """{"train"|"val"|"test": (paths, labels)}; validation carved from train
+    (stratified, seeded) when the data has no validation split."""
+    names = found.splits or ("train",) * len(found)
+    subsets = {
+        split: (
+            [p for p, s in zip(found.paths, names) if s == split],
+            [l for l, s in zip(found.labels, names) if s == split],
+        )
+        for split in ("train", "val", "test")
+    }
+    if not subsets["val"][0] and subsets["train"][0]:
+        paths, labels = subsets["train"]
+        rng = np.random.default_rng(seed)
+        held = set()
+        for label in sorted(set(labels)):
+            members = [i for i, l in enumerate(labels) if l == label]
+            count = int(round(len(members) * val_fraction))
+            if len(members) > 1:
+                held.update(rng.choice(members, size=max(count, 1), replace=False).tolist())
+        subsets["val"] = ([paths[i] for i in sorted(held)], [labels[i] for i in sorted(held)])
+        keep = [i for i in range(len(paths)) if i not in held]
+        subsets["train"] = ([paths[i] for i in keep], [labels[i] for i in keep])
+    return subsets
 
 
 register_source("clips", Source(add_clip_arguments, load_clips))
