@@ -422,6 +422,52 @@ def set_mixed_precision(flag, device=None, cpuinfo="/proc/cpuinfo"):
     return policy
 
 
+def bfloat16_conv3d_hazards(model):
+    """Conv3D layers whose bfloat16 kernel gradients TensorFlow gets wrong.
+
+    TensorFlow 2.21's oneDNN CPU kernel for the bfloat16 Conv3D filter
+    gradient returns wrong values or NaN when a same-padded, depth-stride-1
+    convolution sees a time axis longer than 1 but shorter than its kernel
+    (2 frames under a 3-deep kernel); float32 and the non-oneDNN kernels are
+    right. R(2+1)D reaches 2 frames in its last stages at 8 or 16 input
+    frames. Returns the affected layers' names (empty when oneDNN is off).
+    """
+    if keras.backend.backend() != "tensorflow" or os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":
+        return []
+    hazards = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if not isinstance(layer, keras.layers.Conv3D) or layer.padding != "same":
+            continue
+        if layer.strides[0] != 1:
+            continue
+        try:
+            frames = layer.input.shape[1]
+        except (AttributeError, ValueError):
+            continue
+        if frames is not None and 1 < frames < layer.kernel_size[0]:
+            hazards.append(layer.name)
+    return hazards
+
+
+def check_mixed_precision(model, policy):
+    """Refuses a mixed bfloat16 run that TensorFlow would train wrongly.
+
+    Raises:
+        ValueError: `policy` is `mixed_bfloat16` and the model has layers
+            listed by `bfloat16_conv3d_hazards`.
+    """
+    if policy != "mixed_bfloat16":
+        return
+    hazards = sorted(bfloat16_conv3d_hazards(model))
+    if hazards:
+        raise ValueError(
+            "--mixed-precision: TensorFlow's oneDNN bfloat16 Conv3D computes wrong kernel "
+            f"gradients where a clip's time axis is shorter than the kernel ({', '.join(hazards[:3])}"
+            f"{', ...' if len(hazards) > 3 else ''}); train this model in float32 on a CPU, "
+            "or with mixed precision on a GPU"
+        )
+
+
 # Tolerance of the SavedModel check, by the lowest compute dtype: the graph
 # TensorFlow serves may round float16/bfloat16 intermediates differently
 # from eager Keras (fused or removed casts), a few units of their epsilon.

@@ -132,6 +132,7 @@ def train_one(args, out, seed):
     with strategy.scope():
         model = models.build_from_config(args.model, config)
         spec = family.training(config, steps_per_epoch=steps_per_epoch(data, config))
+    distribute.check_mixed_precision(model, precision)
     jit_compile = distribute.resolve_jit_compile(args.model, args.jit_compile, model)
 
     os.makedirs(out, exist_ok=True)
