@@ -125,17 +125,35 @@ FUSED_RECURRENT_KERNELS = ("lstm", "gru", "bidirectional_lstm", "bidirectional_g
 
 
 class FlopCount:
-    """FLOPs (2 x multiply-accumulates) by op name."""
+    """Forward FLOPs (2 x multiply-accumulates) by op name, and the FLOPs
+    of the backward pass a train step adds.
+
+    The backward pass of a matmul or convolution costs two more of it: the
+    gradient with respect to its input and the one with respect to its
+    weights. An op whose weights are all frozen (non-trainable variables)
+    adds nothing: the suite freezes backbones only at the input end, where
+    no gradient has to flow back through them.
+    """
 
     def __init__(self):
         self.by_op = {}
+        self.backward = 0
 
-    def add(self, op, flops):
+    def add(self, op, flops, backward=0):
         self.by_op[op] = self.by_op.get(op, 0) + int(flops)
+        self.backward += int(backward)
 
     @property
     def total(self):
         return sum(self.by_op.values())
+
+    @property
+    def train(self):
+        """Forward plus backward FLOPs of one train step."""
+        return self.total + self.backward
+
+    def snapshot(self):
+        return dict(self.by_op), self.backward
 
 
 def _replace_everywhere(replacements):
@@ -190,7 +208,13 @@ def counting_flops():
             if not isinstance(result, keras.KerasTensor):
                 bound = _signature.bind(*args, **kwargs)
                 bound.apply_defaults()
-                count.add(_name, 2 * COUNTERS[_name](bound.arguments, result))
+                flops = 2 * COUNTERS[_name](bound.arguments, result)
+                weights = [
+                    value for value in keras.tree.flatten(list(bound.arguments.values()))
+                    if isinstance(value, keras.Variable)
+                ]
+                frozen = bool(weights) and not any(w.trainable for w in weights)
+                count.add(_name, flops, backward=0 if frozen else 2 * flops)
             return result
 
         replacements[original] = counted
@@ -205,9 +229,12 @@ def counting_flops():
         calls = []
 
         def step(*step_args, **step_kwargs):
-            before = dict(count.by_op)
+            before, backward = count.snapshot()
             outputs = step_function(*step_args, **step_kwargs)
-            calls.append({op: count.by_op[op] - before.get(op, 0) for op in count.by_op})
+            calls.append((
+                {op: count.by_op[op] - before.get(op, 0) for op in count.by_op},
+                count.backward - backward,
+            ))
             return outputs
 
         bound.arguments["step_function"] = step
@@ -215,8 +242,10 @@ def counting_flops():
         first = keras.tree.flatten(bound.arguments["inputs"])[0]
         steps = first.shape[0 if bound.arguments["time_major"] else 1]
         if len(calls) == steps + 1:
-            for op, flops in calls[0].items():
+            forward, backward = calls[0]
+            for op, flops in forward.items():
                 count.add(op, -flops)
+            count.backward -= backward
         return result
 
     replacements[original_rnn] = rnn
@@ -286,3 +315,11 @@ def forward_flops(model, inputs, detail=False):
     with counting_flops() as count:
         model(inputs, training=False)
     return (count.total, dict(count.by_op)) if detail else count.total
+
+
+def train_flops(model, inputs):
+    """`(forward, train)` FLOPs of `model` on `inputs`; `train` adds the
+    backward pass (see `FlopCount`)."""
+    with counting_flops() as count:
+        model(inputs, training=False)
+    return count.total, count.train

@@ -3,20 +3,22 @@
 `python -m benchmarks [--models NAME ...] [--repeats N] [--results FILE]`
 prints, per model at its benchmark size (`benchmarks.train_step.SETTINGS`):
 parameters, forward GFLOPs per sample, the median train-step time,
-samples/s, the arithmetic rate that implies (a train step costs about 3x
-the forward pass: forward, and a backward pass of about twice its work)
-and its fraction of this machine's fp32 matmul peak, measured here with a
-large matmul, then what the input pipeline delivers beside what the step
-consumes, and whether that is at least 3x.
+samples/s, the arithmetic rate that implies and its fraction of this
+machine's fp32 matmul peak, measured here with a large matmul, then what
+the input pipeline delivers beside what the step consumes, and whether
+that is at least 3x. A train step costs about 3x the forward pass (the
+backward pass computes gradients for inputs and for weights); layers with
+frozen weights at the input end, such as a frozen backbone, cost only
+their forward pass (`benchmarks.flops.FlopCount`).
 
 `python -m benchmarks --measure-jit` also times every model's train step
 with XLA (`jit_compile=True`) where its layers allow it, and writes the
 step times and the choice into `benchmarks/jit_choices.json`, which
 `train.run --jit-compile auto` follows.
 
-The machine may be shared: every time is a median of several steps after
-warm-up, and rows measured in different invocations can be merged into
-one table with `--results FILE`.
+The machine may be shared: every step time is a median of several steps
+after warm-up, the matmul peak the best of ten, and rows measured in
+different invocations can be merged into one table with `--results FILE`.
 
 Runs on the TensorFlow and on the JAX backend (`KERAS_BACKEND=jax`); on a
 machine without TensorFlow the input-pipeline columns read n/a.
@@ -28,17 +30,19 @@ import os
 import sys
 
 from benchmarks import train_step
-from benchmarks.timing import machine_description, markdown_table, median_seconds
+from benchmarks.timing import best_seconds, machine_description, markdown_table
 from data.cli import ArgumentParser, run_main
 
 COLUMNS = [
-    "model", "input", "batch", "params", "forward GFLOPs/sample", "train step (s)",
-    "model samples/s", "train GFLOP/s", "of peak", "pipeline samples/s", "pipeline >= 3x",
+    "model", "input", "batch", "params", "forward GFLOPs/sample", "train GFLOPs/sample",
+    "train step (s)", "model samples/s", "train GFLOP/s", "peak GFLOP/s", "of peak",
+    "pipeline samples/s", "pipeline >= 3x",
 ]
 JIT_COLUMNS = ["model", "device", "batch", "step (s)", "XLA step (s)", "XLA first call (s)", "choice", "note"]
 
 # A train step does the forward pass and a backward pass of about twice its
-# arithmetic (gradients with respect to activations and to weights).
+# arithmetic (gradients with respect to activations and to weights); used
+# when a row has no counted train FLOPs.
 TRAIN_FLOPS_PER_FORWARD = 3
 # The pipeline must deliver this many times what a train step consumes.
 PIPELINE_HEADROOM = 3.0
@@ -47,10 +51,11 @@ PIPELINE_HEADROOM = 3.0
 XLA_MARGIN = 0.9
 
 
-def matmul_peak_gflops(size=None, repeats=5):
+def matmul_peak_gflops(size=None, repeats=10):
     """fp32 GFLOP/s of one large square matmul on the default device.
 
-    The size is 2048 on a CPU and 8192 on a GPU, large enough to reach the
+    The best of `repeats` calls (a peak; the model times are medians). The
+    size is 2048 on a CPU and 8192 on a GPU, large enough to reach the
     matrix units' steady rate. On GPUs the backend may run fp32 matmuls
     with TF32 tensor cores by default (JAX does); the models' matmuls run
     the same way, so the fraction compares like with like.
@@ -66,7 +71,7 @@ def matmul_peak_gflops(size=None, repeats=5):
     b = keras.ops.convert_to_tensor(rng.standard_normal((size, size), dtype=np.float32))
     # Reading one element back waits for the product on asynchronous
     # backends.
-    seconds = median_seconds(lambda: float(keras.ops.matmul(a, b)[0, 0]), repeats)
+    seconds = best_seconds(lambda: float(keras.ops.matmul(a, b)[0, 0]), repeats)
     return 2 * size**3 / seconds / 1e9
 
 
@@ -76,7 +81,9 @@ def derive(row, peak_gflops):
     rate = row["model samples/s"]
     forward = row.get("forward GFLOPs/sample")
     if forward is not None:
-        row["train GFLOP/s"] = TRAIN_FLOPS_PER_FORWARD * forward * rate
+        train = row.get("train GFLOPs/sample", TRAIN_FLOPS_PER_FORWARD * forward)
+        row["train GFLOP/s"] = train * rate
+        row["peak GFLOP/s"] = peak_gflops
         row["of peak"] = row["train GFLOP/s"] / peak_gflops
     pipeline = row.get("pipeline samples/s")
     if pipeline is None:

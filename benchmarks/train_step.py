@@ -141,7 +141,7 @@ def measure(name, repeats, pipeline=True):
     import keras
 
     import models
-    from benchmarks.flops import forward_flops
+    from benchmarks.flops import train_flops
 
     family = models.get_family(name)
     config, batch_size = benchmark_config(name)
@@ -151,12 +151,14 @@ def measure(name, repeats, pipeline=True):
     inputs, targets = family.example_batch(config, batch_size, seed=0)
     step = median_seconds(lambda: model.train_on_batch(inputs, targets), repeats)
     one = {key: value[:1] for key, value in inputs.items()}
+    forward, train = train_flops(model, one)
     row = {
         "model": name,
         "input": "x".join(str(d) for d in config.input_shape),
         "batch": batch_size,
         "params": model.count_params(),
-        "forward GFLOPs/sample": forward_flops(model, one) / 1e9,
+        "forward GFLOPs/sample": forward / 1e9,
+        "train GFLOPs/sample": train / 1e9,
         "train step (s)": step,
         "model samples/s": batch_size / step,
     }

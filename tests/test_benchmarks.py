@@ -39,6 +39,16 @@ def test_conv3d_flops_match_the_hand_count(kwargs, output_positions):
     assert flops.forward_flops(model, zeros((1, 4, 8, 8, 3))) == expected
 
 
+def test_a_frozen_layer_adds_no_backward_pass():
+    inputs = keras.Input((16,))
+    frozen = keras.layers.Dense(8, name="frozen")
+    model = keras.Model(inputs, keras.layers.Dense(4)(frozen(inputs)))
+    forward = 2 * (16 * 8 + 8 * 4)
+    assert flops.train_flops(model, zeros((1, 16))) == (forward, 3 * forward)
+    frozen.trainable = False
+    assert flops.train_flops(model, zeros((1, 16))) == (forward, forward + 2 * 2 * 8 * 4)
+
+
 def test_depthwise_and_separable_convolutions():
     model = model_of(keras.layers.DepthwiseConv2D(3, depth_multiplier=2), (6, 6, 4))
     assert flops.forward_flops(model, zeros((1, 6, 6, 4))) == 2 * (4 * 4 * 8) * 9
@@ -93,6 +103,11 @@ def test_pipeline_check_and_derived_columns():
     )
     assert row["train GFLOP/s"] == pytest.approx(60.0)  # 3 x 10 GFLOPs x 2 samples/s
     assert row["of peak"] == pytest.approx(0.3)
+    counted = report.derive(
+        {"model samples/s": 2.0, "forward GFLOPs/sample": 10.0, "train GFLOPs/sample": 12.0},
+        peak_gflops=200.0,
+    )
+    assert counted["train GFLOP/s"] == pytest.approx(24.0)
     assert row["pipeline >= 3x"] == "yes (3.5x)"
     slow = report.derive({"model samples/s": 2.0, "pipeline samples/s": 5.0}, peak_gflops=200.0)
     assert slow["pipeline >= 3x"] == "NO (2.5x)"

@@ -131,7 +131,8 @@ def test_two_workers_on_loopback_end_with_identical_weights(tmp_path):
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         command = [sys.executable, "-m", "train.run"] + TINY_FLAGS + [
-            "--epochs", "1", "--synthetic-clips", "12", "--strategy", "multi-worker", "--seed", str(index * 7), "--out", out,
+            "--epochs", "1", "--synthetic-clips", "12", "--strategy", "multi-worker",
+            "--seed", str(index * 7), "--out", out,
         ]
         processes.append(subprocess.Popen(
             command, cwd=ROOT, env=subprocess_env(TF_CONFIG=tf_config),
@@ -361,11 +362,14 @@ def test_jit_auto_follows_the_recorded_choice(tmp_path):
     model = models.build("convlstm", **TINY["convlstm"])
     on = write_choices(tmp_path, "on")
     assert distribute.resolve_jit_compile("convlstm", "auto", model, "cpu", on) is True
-    assert distribute.resolve_jit_compile("convlstm", "auto", model, "gpu", on) is False
+    # No GPU measurement: Keras's own default, XLA on a GPU.
+    assert distribute.resolve_jit_compile("convlstm", "auto", model, "gpu", on) is True
     off = write_choices(tmp_path, "off")
     assert distribute.resolve_jit_compile("convlstm", "auto", model, "cpu", off) is False
     missing = str(tmp_path / "none.json")
     assert distribute.resolve_jit_compile("convlstm", "auto", model, "cpu", missing) is False
+    gpu_off = write_choices(tmp_path, "off", device="gpu")
+    assert distribute.resolve_jit_compile("convlstm", "auto", model, "gpu", gpu_off) is False
     assert distribute.resolve_jit_compile("convlstm", "on", model, "cpu", off) is True
     assert distribute.resolve_jit_compile("convlstm", "off", model, "cpu", on) is False
 
@@ -375,7 +379,8 @@ def test_jit_stays_off_for_lstm_models(tmp_path):
     assert sorted(distribute.jit_blockers(model)) == ["backward_lstm", "forward_lstm"]
     on = write_choices(tmp_path, "on", model="tiny_lstm")
     assert distribute.resolve_jit_compile("tiny_lstm", "auto", model, "cpu", on) is False
-    with pytest.raises(ValueError, match=r"--jit-compile on: tiny_lstm has layers XLA cannot compile .*forward_lstm"):
+    message = r"--jit-compile on: tiny_lstm has layers XLA cannot compile .*forward_lstm"
+    with pytest.raises(ValueError, match=message):
         distribute.resolve_jit_compile("tiny_lstm", "on", model, "cpu", on)
 
 

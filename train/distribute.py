@@ -119,7 +119,10 @@ def make_strategy(name):
     else:
         gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
         if name == "auto":
-            strategy = tf.distribute.MirroredStrategy(gpus) if len(gpus) > 1 else tf.distribute.get_strategy()
+            if len(gpus) > 1:
+                strategy = tf.distribute.MirroredStrategy(gpus)
+            else:
+                strategy = tf.distribute.get_strategy()
         elif name == "one-device":
             strategy = tf.distribute.OneDeviceStrategy(gpus[0] if gpus else "/cpu:0")
         else:
@@ -149,7 +152,9 @@ def read_tf_config():
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ValueError(f"{where} is not valid JSON ({error}); expected e.g. {EXAMPLE_TF_CONFIG}") from None
+        raise ValueError(
+            f"{where} is not valid JSON ({error}); expected e.g. {EXAMPLE_TF_CONFIG}"
+        ) from None
     cluster = value.get("cluster") if isinstance(value, dict) else None
     task = value.get("task") if isinstance(value, dict) else None
     if not (
@@ -157,7 +162,9 @@ def read_tf_config():
         and cluster
         and all(isinstance(hosts, list) and hosts for hosts in cluster.values())
     ):
-        raise ValueError(f"{where}: 'cluster' must map job names to host:port lists, e.g. {EXAMPLE_TF_CONFIG}")
+        raise ValueError(
+            f"{where}: 'cluster' must map job names to host:port lists, e.g. {EXAMPLE_TF_CONFIG}"
+        )
     if not isinstance(task, dict) or task.get("type") not in cluster:
         raise ValueError(
             f"{where}: 'task.type' must be one of the cluster's jobs "
@@ -529,8 +536,9 @@ def resolve_jit_compile(model_name, flag, model=None, device=None, path=JIT_CHOI
         model_name: the registered name.
         flag: `"on"`, `"off"` or `"auto"`. `auto` on the TensorFlow backend
             reads the choice measured for this model and device kind
-            (`"cpu"`/`"gpu"`) from `path`, and is off without a measurement
-            or when the model holds layers XLA cannot compile; on the JAX
+            (`"cpu"`/`"gpu"`) from `path`, is off when the model holds
+            layers XLA cannot compile, and without a measurement does what
+            Keras's own default does (XLA on a GPU, not on a CPU); on the JAX
             backend it is on (jit is JAX's compiled path; off would run op
             by op); on other backends it is off.
         model: the built model, to check its layers (see `jit_blockers`).
@@ -559,5 +567,8 @@ def resolve_jit_compile(model_name, flag, model=None, device=None, path=JIT_CHOI
         return True
     if backend != "tensorflow" or blockers:
         return False
+    device = device or device_kind()
     record = jit_record(model_name, device, path)
-    return bool(record) and record.get("choice") == "on"
+    if not record:
+        return device == "gpu"
+    return record.get("choice") == "on"
