@@ -1,0 +1,584 @@
+"""Transformer keyframe scorer: one importance score in [0, 1] per frame.
+
+The design notes' "Model 2":
+
+    frames [B, T, H, W, 3] -> frame backbone (EfficientNet-B0) -> [B, T, D]
+        or features [B, T, D] (e.g. the public 1024-d GoogLeNet features)
+    -> Dense(512) -> + sinusoidal positions
+    -> 3 x Transformer encoder (8 heads, feed-forward 2048, dropout 0.1)
+    -> dual temporal attention: local (+-5 frames) | global, concatenated,
+       Dense back to 512
+    -> scorer MLP (256, ReLU) -> Dense(1) -> sigmoid -> scores [B, T]
+
+Padding. Both input modes take a bool `mask` [B, T] (True = real frame,
+padding at the end), so videos of different lengths share a batch. Padded
+steps are zeroed after the backbone / at the input, no query attends to a
+padded key (every step may also attend to itself, so a padded query never
+meets an all-masked softmax row), and padded scores are forced to 0; a
+real frame's score does not depend on anything at a padded step.
+
+Frames mode. The backbone runs on every frame as one big batch: the frames
+are reshaped to (B * T, H, W, 3), pooled to (B * T, D) and reshaped back.
+`TimeDistributed` is not used because in Keras 3 it unrolls a Python loop
+over the time axis. Padded frames go through the backbone too (their
+features are then zeroed); that costs compute, not correctness, because the
+backbone's BatchNorm layers always run in inference mode (frozen in stage
+1, kept frozen by `unfreeze_last_blocks` in stage 2), so frames never
+influence each other inside it.
+
+Training. `SpearmanRankingLoss` (1 - soft-rank Spearman correlation, plus
+`mse_weight` x MSE) on targets padded with -1. Features mode trains in one
+stage: AdamW, lr 1e-4, weight decay 0.01. Frames mode adds a second stage
+that unfreezes the backbone's last `unfreeze_blocks` (2) blocks with lr
+1e-5 and clipnorm 1.0, BatchNorm kept in inference mode; `epochs` is the
+first stage's length and `stage2_epochs` the second's.
+"""
+
+import dataclasses
+from typing import ClassVar
+
+import keras
+import numpy as np
+from keras import ops
+
+from models.config import ModelConfig, check_input_rank, check_positive, check_rate
+from models.losses import PADDED_TARGET, SpearmanRankingLoss, masked_mean_squared_error
+from models.registry import Family, Stage, TrainingSpec, register
+
+INPUT_MODES = ("features", "frames")
+FRAME_BACKBONES = ("efficientnet_b0", "resnet50")
+DEFAULT_INPUT_SHAPES = {"features": (None, 1024), "frames": (None, 224, 224, 3)}
+
+
+# --------------------------------------------------------------------------
+# Config.
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyframeTransformerConfig(ModelConfig):
+    """Config of the `keyframe_transformer` family; defaults are the notes'.
+
+    Args:
+        input_mode: `"features"` (features [B, T, D] + mask) or `"frames"`
+            (frames [B, T, H, W, 3], RGB 0..255, + mask). Changing it without
+            giving `input_shape` switches `input_shape` to that mode's
+            default.
+        input_shape: (T, D) for features, default (None, 1024), the public
+            TVSum/SumMe GoogLeNet features; (T, H, W, 3) for frames, default
+            (None, 224, 224, 3). T may be None (variable length).
+        backbone: frame backbone of the frames mode: `"efficientnet_b0"`
+            (the notes' Model 2) or `"resnet50"` (their Model 1).
+        backbone_weights: `"imagenet"`, a local weights file, or None
+            (random weights, for tests and benchmarks).
+        model_dim: width after the projection, 512.
+        num_layers, num_heads, ff_dim: the encoder, 3 / 8 / 2048.
+        dropout: dropout of the encoder, attention and scorer, 0.1.
+        local_window: the local attention sees this many frames on each
+            side, 5 (MultiHeadAttention `sliding_window=local_window + 1`).
+        scorer_units: hidden width of the 2-layer scorer MLP. The notes give
+            no value; 256 is our choice.
+        rank_temperature: softness of the ranks in the ranking loss.
+        mse_weight: weight of the MSE term added to the ranking loss. The
+            notes give no value; 0.5 is our choice (the rank term alone
+            leaves the scale of the scores free).
+        learning_rate, weight_decay: AdamW of stage 1, 1e-4 / 0.01.
+        epochs: stage 1 epochs (the only stage in features mode).
+        stage2_epochs, stage2_learning_rate, stage2_clipnorm,
+            unfreeze_blocks: frames-mode fine-tuning, 5 / 1e-5 / 1.0 / 2.
+        batch_size: videos per batch.
+    """
+
+    input_kind: ClassVar[str] = "frame_scores"
+
+    input_mode: str = "features"
+    input_shape: tuple = DEFAULT_INPUT_SHAPES["features"]
+    num_classes: int = 1
+    backbone: str = "efficientnet_b0"
+    backbone_weights: str | None = "imagenet"
+    model_dim: int = 512
+    num_layers: int = 3
+    num_heads: int = 8
+    ff_dim: int = 2048
+    dropout: float = 0.1
+    local_window: int = 5
+    scorer_units: int = 256
+    rank_temperature: float = 0.1
+    mse_weight: float = 0.5
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.01
+    batch_size: int = 4
+    epochs: int = 50
+    patience: int = 10
+    stage2_epochs: int = 5
+    stage2_learning_rate: float = 1e-5
+    stage2_clipnorm: float = 1.0
+    unfreeze_blocks: int = 2
+
+    def with_overrides(self, **overrides):
+        mode = overrides.get("input_mode")
+        if mode in DEFAULT_INPUT_SHAPES and mode != self.input_mode and "input_shape" not in overrides:
+            overrides = {**overrides, "input_shape": DEFAULT_INPUT_SHAPES[mode]}
+        return super().with_overrides(**overrides)
+
+    def validate(self):
+        super().validate()
+        if self.input_mode not in INPUT_MODES:
+            raise ValueError(
+                f"input_mode must be one of {', '.join(INPUT_MODES)}, got {self.input_mode!r}"
+            )
+        if self.num_classes != 1:
+            raise ValueError(
+                f"num_classes must be 1 for keyframe_transformer (one score per frame), "
+                f"got {self.num_classes!r}"
+            )
+        if self.input_mode == "features":
+            check_input_rank(self, 2, "(T, D) for input_mode 'features'")
+            if self.input_shape[1] is None:
+                raise ValueError(f"input_shape must give the feature size D, got {self.input_shape!r}")
+        else:
+            check_input_rank(self, 4, "(T, H, W, 3) for input_mode 'frames'")
+            _, height, width, channels = self.input_shape
+            if channels != 3 or height is None or width is None or min(height, width) < 32:
+                raise ValueError(
+                    f"input_shape must be (T, H, W, 3) with H, W >= 32 for input_mode "
+                    f"'frames', got {self.input_shape!r}"
+                )
+            if self.backbone not in FRAME_BACKBONES:
+                raise ValueError(
+                    f"backbone must be one of {', '.join(FRAME_BACKBONES)}, got {self.backbone!r}"
+                )
+        check_positive(
+            self, "model_dim", "num_layers", "num_heads", "ff_dim", "local_window",
+            "scorer_units", "rank_temperature", "stage2_learning_rate", "stage2_clipnorm",
+        )
+        if self.model_dim % self.num_heads or self.model_dim % 2:
+            raise ValueError(
+                f"model_dim must be even and divisible by num_heads, got model_dim "
+                f"{self.model_dim} and num_heads {self.num_heads}"
+            )
+        check_rate(self, "dropout")
+        for name in ("mse_weight", "weight_decay", "stage2_epochs", "unfreeze_blocks"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+
+    @property
+    def feature_dim(self):
+        """D of the sequence entering the projection."""
+        if self.input_mode == "features":
+            return self.input_shape[-1]
+        from models.backbones import feature_dim
+
+        return feature_dim(self.backbone)
+
+
+# --------------------------------------------------------------------------
+# Layers.
+
+
+@keras.saving.register_keras_serializable(package="video_suite")
+class ZeroPaddedSteps(keras.layers.Layer):
+    """Sets the padded steps of a sequence to 0.
+
+    Call on `[sequence [B, T, ...], mask [B, T]]`; True in the mask keeps
+    the step. Besides hiding padding, this stops NaN or Inf written into
+    padded steps from reaching any real step.
+
+    Example:
+
+    >>> layer = ZeroPaddedSteps()
+    >>> layer([np.ones((1, 3, 2)), np.array([[True, True, False]])])[0, :, 0]
+    # [1., 1., 0.]
+    """
+
+    def call(self, inputs):
+        sequence, mask = inputs
+        mask = ops.cast(mask, "bool")
+        for _ in range(len(sequence.shape) - 2):
+            mask = ops.expand_dims(mask, -1)
+        return ops.where(mask, sequence, ops.zeros_like(sequence))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return super().get_config()
+
+
+@keras.saving.register_keras_serializable(package="video_suite")
+class FramesToImages(keras.layers.Layer):
+    """Folds time into batch: [B, T, H, W, C] -> [B * T, H, W, C].
+
+    Lets a per-image backbone see all frames of a batch in one call.
+
+    Example:
+
+    >>> FramesToImages()(np.zeros((2, 3, 32, 32, 3))).shape
+    # (6, 32, 32, 3)
+    """
+
+    def call(self, frames):
+        return ops.reshape(frames, (-1, *frames.shape[2:]))
+
+    def compute_output_shape(self, input_shape):
+        batch, steps = input_shape[:2]
+        folded = None if batch is None or steps is None else batch * steps
+        return (folded, *input_shape[2:])
+
+    def get_config(self):
+        return super().get_config()
+
+
+@keras.saving.register_keras_serializable(package="video_suite")
+class ImagesToFrames(keras.layers.Layer):
+    """Unfolds per-image features back to sequences: [B * T, D] -> [B, T, D].
+
+    Call on `[features [B * T, D], frames [B, T, ...]]`; B and T are read
+    from the frames at run time, so T may vary from batch to batch.
+
+    Example:
+
+    >>> ImagesToFrames()([np.zeros((6, 8)), np.zeros((2, 3, 32, 32, 3))]).shape
+    # (2, 3, 8)
+    """
+
+    def call(self, inputs):
+        features, frames = inputs
+        shape = ops.shape(frames)
+        return ops.reshape(features, (shape[0], shape[1], features.shape[-1]))
+
+    def compute_output_shape(self, input_shape):
+        features_shape, frames_shape = input_shape
+        return (frames_shape[0], frames_shape[1], features_shape[-1])
+
+    def get_config(self):
+        return super().get_config()
+
+
+@keras.saving.register_keras_serializable(package="video_suite")
+class SinusoidalPositionEncoding(keras.layers.Layer):
+    """Adds the Transformer's sinusoidal position encoding to [B, T, D].
+
+    Channel k < D/2 carries sin(t * w_k) and channel D/2 + k carries
+    cos(t * w_k), with w_k = max_wavelength ** (-2k / D). It is computed for
+    the actual T of each call, so any length works.
+
+    Args:
+        max_wavelength: the longest wavelength, 10000 as in the Transformer.
+
+    Example:
+
+    >>> layer = SinusoidalPositionEncoding()
+    >>> layer(np.zeros((1, 4, 8), "float32"))[0, 1, 0]  # sin(1)
+    # 0.841471
+    """
+
+    def __init__(self, max_wavelength=10000.0, **kwargs):
+        super().__init__(**kwargs)
+        self.max_wavelength = float(max_wavelength)
+
+    def call(self, inputs):
+        width = inputs.shape[-1]
+        positions = ops.cast(ops.arange(ops.shape(inputs)[1]), self.compute_dtype)
+        exponents = ops.cast(ops.arange(width // 2), self.compute_dtype) * (2.0 / width)
+        frequencies = ops.power(
+            ops.cast(self.max_wavelength, self.compute_dtype), -exponents
+        )
+        angles = ops.expand_dims(positions, 1) * ops.expand_dims(frequencies, 0)
+        encoding = ops.concatenate([ops.sin(angles), ops.cos(angles)], axis=-1)
+        return inputs + ops.cast(ops.expand_dims(encoding, 0), inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(max_wavelength=self.max_wavelength)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="video_suite")
+class TemporalSelfAttention(keras.layers.Layer):
+    """Masked multi-head self-attention over time, global or local.
+
+    With `window=None` every frame attends to every real frame; with
+    `window=k` only to real frames at most k steps away (a symmetric band,
+    MultiHeadAttention's `sliding_window=k + 1`). Padded keys are masked
+    through `attention_mask`; every step may attend to itself, so no softmax
+    row is ever fully masked (a padded query attends to itself only).
+
+    Args:
+        num_heads: attention heads.
+        key_dim: size of each head.
+        window: frames visible on each side, or None for global attention.
+        dropout: dropout on the attention weights.
+
+    Call arguments:
+        inputs: [B, T, D].
+        padding_mask: bool [B, T], True for real frames.
+
+    Example:
+
+    >>> layer = TemporalSelfAttention(num_heads=2, key_dim=4, window=5)
+    >>> x = np.random.rand(1, 20, 8).astype("float32")
+    >>> layer(x, padding_mask=np.ones((1, 20), bool)).shape
+    # (1, 20, 8)
+    """
+
+    def __init__(self, num_heads, key_dim, window=None, dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if window is not None and int(window) < 1:
+            raise ValueError(f"window must be None or >= 1, got {window!r}")
+        self.num_heads = int(num_heads)
+        self.key_dim = int(key_dim)
+        self.window = None if window is None else int(window)
+        self.dropout = float(dropout)
+        self.attention = keras.layers.MultiHeadAttention(
+            num_heads=self.num_heads,
+            key_dim=self.key_dim,
+            dropout=self.dropout,
+            sliding_window=None if self.window is None else self.window + 1,
+            name="attention",
+        )
+
+    def build(self, inputs_shape, padding_mask_shape=None):
+        self.attention.build(inputs_shape, inputs_shape)
+
+    def call(self, inputs, padding_mask, training=None):
+        keys = ops.expand_dims(ops.cast(padding_mask, "bool"), 1)  # [B, 1, T]
+        steps = ops.arange(ops.shape(inputs)[1])
+        itself = ops.expand_dims(
+            ops.equal(ops.expand_dims(steps, 1), ops.expand_dims(steps, 0)), 0
+        )  # [1, T, T]
+        attention_mask = ops.logical_or(keys, itself)
+        return self.attention(
+            inputs, inputs, attention_mask=attention_mask, training=training
+        )
+
+    def compute_output_shape(self, inputs_shape, padding_mask_shape=None):
+        return inputs_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_heads=self.num_heads,
+            key_dim=self.key_dim,
+            window=self.window,
+            dropout=self.dropout,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="video_suite")
+class MaskedFrameScores(keras.layers.Layer):
+    """Logits [B, T, 1] -> sigmoid scores [B, T], 0 at padded steps.
+
+    Call on `[logits, mask]`.
+
+    Example:
+
+    >>> MaskedFrameScores()([np.zeros((1, 2, 1)), np.array([[True, False]])])
+    # [[0.5, 0.]]
+    """
+
+    def call(self, inputs):
+        logits, mask = inputs
+        scores = ops.sigmoid(ops.squeeze(logits, -1))
+        return ops.where(ops.cast(mask, "bool"), scores, ops.zeros_like(scores))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0][:2])
+
+    def get_config(self):
+        return super().get_config()
+
+
+# --------------------------------------------------------------------------
+# Model.
+
+
+def build_keyframe_transformer(config: KeyframeTransformerConfig) -> keras.Model:
+    """Builds the keyframe scorer as a functional model.
+
+    Inputs are a dict: `features` [B, T, D] or `frames` [B, T, H, W, 3]
+    (RGB 0..255), and `mask` [B, T] (bool). The output is named `scores`.
+
+    Example:
+
+    >>> config = KeyframeTransformerConfig(
+    ...     input_shape=(None, 32), model_dim=16, num_heads=2, ff_dim=32)
+    >>> model = build_keyframe_transformer(config)
+    >>> model.output_names
+    ['scores']
+    """
+    mask = keras.Input(shape=(config.input_shape[0],), dtype="bool", name="mask")
+    if config.input_mode == "features":
+        features = keras.Input(shape=config.input_shape, name="features")
+        inputs = {"features": features, "mask": mask}
+        x = features
+    else:
+        from models.backbones import build_backbone
+
+        frames = keras.Input(shape=config.input_shape, name="frames")
+        inputs = {"frames": frames, "mask": mask}
+        backbone = build_backbone(
+            config.backbone,
+            weights=config.backbone_weights,
+            input_shape=tuple(config.input_shape[1:]),
+            trainable=False,
+        )
+        pooled = backbone(FramesToImages(name="frames_to_images")(frames))
+        x = ImagesToFrames(name="images_to_frames")([pooled, frames])
+    x = ZeroPaddedSteps(name="zero_padded_steps")([x, mask])
+
+    x = keras.layers.Dense(config.model_dim, name="projection")(x)
+    x = SinusoidalPositionEncoding(name="position_encoding")(x)
+    x = keras.layers.Dropout(config.dropout, name="input_dropout")(x)
+    key_dim = config.model_dim // config.num_heads
+    for index in range(1, config.num_layers + 1):
+        x = _encoder_block(x, mask, config, key_dim, f"encoder_{index}")
+
+    local = TemporalSelfAttention(
+        config.num_heads, key_dim, window=config.local_window, dropout=config.dropout,
+        name="local_attention",
+    )(x, padding_mask=mask)
+    global_ = TemporalSelfAttention(
+        config.num_heads, key_dim, window=None, dropout=config.dropout,
+        name="global_attention",
+    )(x, padding_mask=mask)
+    fused = keras.layers.Concatenate(name="dual_attention_concat")([local, global_])
+    fused = keras.layers.Dense(config.model_dim, name="dual_attention_fusion")(fused)
+    fused = keras.layers.Dropout(config.dropout, name="dual_attention_dropout")(fused)
+    x = keras.layers.Add(name="dual_attention_residual")([x, fused])
+    x = keras.layers.LayerNormalization(name="dual_attention_norm")(x)
+
+    hidden = keras.layers.Dense(config.scorer_units, activation="relu", name="scorer_hidden")(x)
+    hidden = keras.layers.Dropout(config.dropout, name="scorer_dropout")(hidden)
+    logits = keras.layers.Dense(1, name="scorer_logits")(hidden)
+    scores = MaskedFrameScores(name="scores")([logits, mask])
+    return keras.Model(inputs, scores, name="keyframe_transformer")
+
+
+def _encoder_block(x, mask, config, key_dim, name):
+    """Post-norm Transformer encoder block with a masked global attention."""
+    attended = TemporalSelfAttention(
+        config.num_heads, key_dim, window=None, dropout=config.dropout,
+        name=f"{name}_attention",
+    )(x, padding_mask=mask)
+    attended = keras.layers.Dropout(config.dropout, name=f"{name}_attention_dropout")(attended)
+    x = keras.layers.Add(name=f"{name}_attention_residual")([x, attended])
+    x = keras.layers.LayerNormalization(name=f"{name}_attention_norm")(x)
+    forward = keras.layers.Dense(config.ff_dim, activation="relu", name=f"{name}_ff_1")(x)
+    forward = keras.layers.Dropout(config.dropout, name=f"{name}_ff_dropout")(forward)
+    forward = keras.layers.Dense(config.model_dim, name=f"{name}_ff_2")(forward)
+    forward = keras.layers.Dropout(config.dropout, name=f"{name}_output_dropout")(forward)
+    x = keras.layers.Add(name=f"{name}_ff_residual")([x, forward])
+    return keras.layers.LayerNormalization(name=f"{name}_ff_norm")(x)
+
+
+def backbone_of(model):
+    """The nested frame backbone of a frames-mode model, or None."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model) and layer.name.endswith("_backbone"):
+            return layer
+    return None
+
+
+# --------------------------------------------------------------------------
+# Training defaults.
+
+
+def keyframe_optimizer(config, learning_rate=None, clipnorm=None):
+    return keras.optimizers.AdamW(
+        learning_rate=config.learning_rate if learning_rate is None else learning_rate,
+        weight_decay=config.weight_decay,
+        clipnorm=clipnorm,
+    )
+
+
+def keyframe_training(config: KeyframeTransformerConfig, steps_per_epoch: int) -> TrainingSpec:
+    """The notes' training: ranking loss, AdamW; two stages for frames.
+
+    Stage 1 trains with the backbone frozen (AdamW lr 1e-4, weight decay
+    0.01). In frames mode, stage 2 unfreezes the backbone's last
+    `unfreeze_blocks` blocks with BatchNorm kept in inference mode and
+    trains everything with AdamW lr 1e-5 and clipnorm 1.0.
+    """
+    loss = SpearmanRankingLoss(
+        temperature=config.rank_temperature, mse_weight=config.mse_weight
+    )
+    metrics = [keras.metrics.MeanMetricWrapper(masked_mean_squared_error, name="mse")]
+    stages = ()
+    if config.input_mode == "frames":
+        def unfreeze(model):
+            from models.backbones import unfreeze_last_blocks
+
+            unfreeze_last_blocks(backbone_of(model), config.unfreeze_blocks)
+
+        stages = (
+            Stage("frozen_backbone", config.epochs, keyframe_optimizer(config)),
+            Stage(
+                "fine_tune",
+                config.stage2_epochs,
+                keyframe_optimizer(
+                    config, config.stage2_learning_rate, config.stage2_clipnorm
+                ),
+                prepare=unfreeze,
+            ),
+        )
+    return TrainingSpec(
+        optimizer=keyframe_optimizer(config),
+        loss=loss,
+        metrics=metrics,
+        monitor="val_loss",
+        monitor_mode="min",
+        stages=stages,
+    )
+
+
+def keyframe_example_batch(config, batch_size: int, seed: int = 0):
+    """Random inputs, a right-padded mask and importance targets.
+
+    The first sequence is full length, later ones lose up to half their
+    steps to padding; targets are in [0, 1] at real steps and -1 at padded
+    ones.
+    """
+    rng = np.random.default_rng(seed)
+    steps = config.input_shape[0] or 8
+    mask = np.ones((batch_size, steps), dtype=bool)
+    for row in range(1, batch_size):
+        mask[row, steps - int(rng.integers(1, max(2, steps // 2 + 1))):] = False
+    if config.input_mode == "features":
+        name = "features"
+        values = rng.normal(size=(batch_size, steps, config.input_shape[1])).astype("float32")
+    else:
+        name = "frames"
+        values = rng.uniform(0, 255, size=(batch_size, steps, *config.input_shape[1:]))
+        values = values.astype("float32")
+    targets = rng.uniform(0, 1, size=(batch_size, steps)).astype("float32")
+    targets[~mask] = PADDED_TARGET
+    return {name: values, "mask": mask}, targets
+
+
+register(
+    Family(
+        name="keyframe_transformer",
+        config=KeyframeTransformerConfig(),
+        build=build_keyframe_transformer,
+        training=keyframe_training,
+        example_batch=keyframe_example_batch,
+    )
+)
+
+__all__ = [
+    "FramesToImages",
+    "ImagesToFrames",
+    "KeyframeTransformerConfig",
+    "MaskedFrameScores",
+    "SinusoidalPositionEncoding",
+    "TemporalSelfAttention",
+    "ZeroPaddedSteps",
+    "backbone_of",
+    "build_keyframe_transformer",
+    "keyframe_example_batch",
+    "keyframe_training",
+]
