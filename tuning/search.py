@@ -295,9 +295,10 @@ def main(argv=None):
         flush=True,
     )
 
-    steps = int(data.train.cardinality())
+    from train.run import steps_per_epoch
+
     hypermodel = SuiteHyperModel(
-        space, updates, steps_per_epoch=steps if steps > 0 else 1,
+        space, updates, steps_per_epoch=steps_per_epoch(data, first_config),
         data_batch_size=data_batch_size, verbose=2 if args.verbose == 2 else 0,
         jit_compile={"auto": "auto", "on": True, "off": False}[args.jit_compile],
         run_eagerly=args.run_eagerly,
