@@ -154,32 +154,16 @@ def search_name(args):
     return os.path.splitext(os.path.basename(args.grid))[0]
 
 
-def synthetic_class_count(task):
-    from data import synthetic
-
-    return len({"motion": synthetic.MOTIONS, "shape": synthetic.SHAPES}[task])
-
-
 def load_data(args, space, base, seed):
     """The datasets, loaded once for every trial, and the fields they fix."""
-    import models
     from train import sources
 
     # The fields that shape the data (clip shape, classes, batch size) are
     # base fields, the same in every trial: the first trial's config has them.
     config = space.config(space.settings[0])
-    family_name = space.settings[0].model
     args.overridden = set(base)
-    if args.data is None and input_kind(args) == "clips" and "num_classes" not in base:
-        # The embedded clips have a handful of classes; a model whose
-        # default asks for more (HMDB51's 51) trains on all of them.
-        classes = synthetic_class_count(args.synthetic_task)
-        if config.num_classes > classes:
-            config = config.with_overrides(num_classes=classes)
     bundle = sources.get_source(type(config).input_kind).load(args, config, seed)
     updates = dict(bundle.config_updates)
-    if config.num_classes != models.get_family(family_name).config.num_classes:
-        updates.setdefault("num_classes", config.num_classes)
     return bundle, updates, config.batch_size
 
 
