@@ -10,7 +10,7 @@ TINY = {
     "convlstm": dict(input_shape=(4, 12, 12, 2), filters=(3, 4)),
     "keyframe_transformer": dict(
         input_shape=(None, 12), model_dim=16, num_layers=2, num_heads=2, ff_dim=32,
-        local_window=2, scorer_units=8,
+        local_window=2, scorer_units=16, dropout=0.0,
     ),
 }
 
@@ -19,7 +19,8 @@ VARIANTS = [
     ("convlstm", dict(input_shape=(3, 18, 18, 1), filters=(2, 2, 3), num_classes=3)),
     ("keyframe_transformer", dict(
         input_mode="frames", input_shape=(None, 32, 32, 3), backbone_weights=None,
-        model_dim=16, num_layers=1, num_heads=2, ff_dim=32, local_window=2, scorer_units=8,
+        model_dim=16, num_layers=1, num_heads=2, ff_dim=32, local_window=2, scorer_units=16,
+        dropout=0.0,
     )),
 ]
 
