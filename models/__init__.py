@@ -19,6 +19,8 @@ from models.registry import Family, Stage, TrainingSpec, get_family, names, regi
 
 # Importing a family module registers its names.
 from models import convlstm  # noqa: E402,F401
+from models import bilstm_attention  # noqa: E402,F401
+from models import r2plus1d  # noqa: E402,F401
 from models import keyframe_transformer  # noqa: E402,F401
 
 NAMES = names()

@@ -183,3 +183,30 @@ def test_a_killed_run_resumes_from_its_backup(tmp_path):
     assert epochs[:done] == list(range(done))
     assert epochs[-1] == 39 and 0 not in epochs[done:]
     assert os.path.exists(os.path.join(out, "metrics.json"))
+
+
+def test_run_trains_from_a_video_folder(tmp_path):
+    from tests.video_files import write_class_tree
+
+    root = tmp_path / "videos"
+    write_class_tree(
+        str(root),
+        {"jump": [f"j{i}.avi" for i in range(5)], "run": [f"r{i}.mp4" for i in range(5)],
+         "wave": [f"w{i}.avi" for i in range(5)]},
+        num_frames=9, size=(20, 26),
+    )
+    out = str(tmp_path / "run")
+    flags = [
+        "--model", "convlstm", "--data", str(root), "--input-shape", "4,16,16,4",
+        "--filters", "2,3", "--batch-size", "4", "--epochs", "1", "--verbose", "0",
+        "--out", out, "--val-fraction", "0.2",
+    ]
+    assert run.main(flags) == 0
+    record = json.load(open(os.path.join(out, "config.json")))
+    # Frames and size from the config, channels and classes from the videos.
+    assert record["config"]["input_shape"] == [4, 16, 16, 3]
+    assert record["config"]["num_classes"] == 3
+    assert record["data"]["videos"] == {"train": 12, "val": 3, "test": 0}
+    assert json.load(open(os.path.join(out, "class_names.json"))) == ["jump", "run", "wave"]
+    report = json.load(open(os.path.join(out, "test_report.json")))
+    assert report["summary"]["examples"] == 3  # no test split: the validation videos

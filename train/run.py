@@ -144,8 +144,7 @@ def train_one(args, out, seed):
     callbacks_lib.write_json(os.path.join(out, "class_names.json"), data.class_names)
 
     model = models.build_from_config(args.model, config)
-    steps = int(data.train.cardinality())
-    spec = family.training(config, steps_per_epoch=max(steps, 1))
+    spec = family.training(config, steps_per_epoch=steps_per_epoch(data, config))
     stages = spec.stages or (models.Stage("train", config.epochs, spec.optimizer),)
     class_weight = class_weights(config, data.train_labels)
 
@@ -196,6 +195,15 @@ def train_one(args, out, seed):
     callbacks_lib.write_json(os.path.join(out, "metrics.json"), metrics)
     print(json.dumps(metrics, indent=2))
     return 0
+
+
+def steps_per_epoch(data, config):
+    """Batches per epoch, for schedules counted in epochs. A pipeline that
+    may skip unreadable files has no known length: count the labels."""
+    steps = int(data.train.cardinality())
+    if steps < 0 and data.train_labels is not None:
+        steps = -(-len(data.train_labels) // config.batch_size)
+    return max(steps, 1)
 
 
 def class_weights(config, labels):

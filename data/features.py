@@ -1,0 +1,835 @@
+"""Frozen-backbone frame features, streamed into HDF5, and their reader.
+
+Each video becomes one row: frames sampled uniformly over the video go
+through a frozen keras.applications backbone (`models.backbones`) and give
+one feature vector per frame.
+
+Multi-scale temporal extraction (the design notes' recipe). Every scale s in
+`SCALES` = (1.0, 0.85, 1.15) samples `max(5, round(s * num_frames))` frame
+indices over the whole video; the three feature sequences are zero-padded
+at the end to the longest and averaged (the mean over scales counts the
+padding as zeros). A row therefore holds `round(1.15 * num_frames)` steps
+(74 for 64 frames), of which all are real: `num_frames` of the row is the
+longest scale's length. Frames shared by several scales go through the
+backbone once. `multi_scale=False` gives plain `num_frames` steps.
+
+The file (the notes' schema, so their files and ours are interchangeable):
+
+    features    [N, T_max, D] float32, gzip level 4, zero after num_frames[i]
+    labels      [N] int64
+    num_frames  [N] int32
+    attrs: num_videos, max_frames, feature_dim, category_mapping (JSON
+           {"class name": id}), multi_scale
+
+plus our own additions, which readers of the notes' files ignore:
+
+    sources     [N] UTF-8 string: the absolute path of each row's video
+    splits      [N] UTF-8 string: "train"/"val"/"test"/"unused", "" if none
+    attrs: backbone, weights, frames, size, scales, complete, skipped (JSON
+           list of {"path", "error"}), num_skipped, format, format_version
+
+Streaming and crash safety. Rows are appended to `<out>.partial` one video
+at a time (resizable datasets, flushed after each row, so memory stays
+flat); `num_videos` is written after the row's data and is the count of
+rows that count. Only when every video is done is the file marked
+`complete` and renamed onto `<out>` (an atomic rename). A run killed at any
+moment therefore leaves either the previous complete `<out>` untouched or a
+`.partial` file marked incomplete: the reader refuses it, and the next run
+resumes from it (rows past `num_videos` are dropped; a partial file that
+HDF5 cannot open any more is discarded with a warning and started again).
+Re-running on a complete file skips the videos it already holds; new ones
+are appended to a copy that replaces it when done. The run's settings
+(backbone, weights, frames, size, multi-scale, classes) must match the
+file's, or the run stops with the differing field named.
+
+T_max. All rows of one run have the same length, but the writer does not
+rely on it: a longer row widens `features` along its (resizable) time axis,
+whose new cells are zero (the fill value), and `max_frames` follows; on
+completion the time axis is cut to the longest row.
+
+Example:
+
+>>> dataset = scan_dataset("videos/")
+>>> extract_features(dataset, "features.h5", backbone="efficientnet_b0", weights=None)
+>>> data = read_feature_file("features.h5", expected_dim=1280)
+>>> data.features.shape, data.class_names
+((120, 74, 1280), ('jump', 'run', 'walk'))
+"""
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import time
+
+import h5py
+import numpy as np
+
+from data.video import VideoError, normalize_size, read_frames, sample_frame_indices
+
+SCALES = (1.0, 0.85, 1.15)
+MIN_SCALE_FRAMES = 5
+FORMAT = "video_suite.features"
+FORMAT_VERSION = 1
+PARTIAL_SUFFIX = ".partial"
+DEFAULT_BACKBONE = "efficientnet_v2_s"
+DEFAULT_EXTRACT_SIZE = (224, 224)
+REQUIRED_DATASETS = ("features", "labels", "num_frames")
+REQUIRED_ATTRS = ("num_videos", "max_frames", "feature_dim", "category_mapping")
+
+# Rows read (and checked for NaN/Inf) at a time by the reader.
+_READ_ROWS = 256
+
+
+def scale_frame_counts(num_frames, multi_scale=True):
+    """Frames sampled at each temporal scale.
+
+    Example:
+
+    >>> scale_frame_counts(64)
+    [64, 54, 74]
+    >>> scale_frame_counts(4)
+    [5, 5, 5]
+    """
+    num_frames = int(num_frames)
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if not multi_scale:
+        return [num_frames]
+    return [max(MIN_SCALE_FRAMES, int(math.floor(scale * num_frames + 0.5))) for scale in SCALES]
+
+
+class FrameFeatureExtractor:
+    """A frozen backbone that turns a video into a feature sequence.
+
+    Args:
+        backbone: a name from `models.backbones.BACKBONES`.
+        weights: None, "imagenet" or a local weights file.
+        size: (height, width) frames are resized to (the backbone's input).
+        batch_size: frames per backbone call (the last call of a video
+            takes the rest; the compiled function has an open batch axis,
+            so it is traced once).
+        seed: seeds the random initialisation (matters for `weights=None`,
+            so that a resumed extraction uses the same random backbone).
+    """
+
+    def __init__(self, backbone=DEFAULT_BACKBONE, weights=None, size=DEFAULT_EXTRACT_SIZE,
+                 batch_size=32, seed=0):
+        import keras
+        import tensorflow as tf
+
+        from models.backbones import build_backbone
+
+        self.size = normalize_size(size)
+        self.batch_size = int(batch_size)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+        keras.utils.set_random_seed(int(seed))
+        self.model = build_backbone(backbone, weights=weights, input_shape=(*self.size, 3))
+        self.feature_dim = int(self.model.output_shape[-1])
+        model = self.model
+        self._predict = tf.function(
+            lambda frames: model(frames, training=False),
+            input_signature=[tf.TensorSpec((None, *self.size, 3), tf.float32)],
+        )
+
+    def frame_features(self, frames):
+        """uint8 frames [n, H, W, 3] -> float32 features [n, D]."""
+        frames = np.asarray(frames)
+        outputs = []
+        for start in range(0, len(frames), self.batch_size):
+            batch = frames[start:start + self.batch_size].astype(np.float32)
+            outputs.append(np.asarray(self._predict(batch)))
+        if not outputs:
+            return np.zeros((0, self.feature_dim), np.float32)
+        return np.concatenate(outputs).astype(np.float32, copy=False)
+
+    def video_features(self, path, num_frames=64, multi_scale=True):
+        """One video's feature sequence, float32 [T, D], and its VideoInfo.
+
+        Raises:
+            VideoError: the file cannot be read as a video.
+        """
+        counts = scale_frame_counts(num_frames, multi_scale)
+
+        def all_indices(frame_count):
+            return np.unique(np.concatenate(
+                [sample_frame_indices(frame_count, count) for count in counts]
+            ))
+
+        frames, unique, info = read_frames(path, all_indices, self.size)
+        features = self.frame_features(frames)
+        sequence = np.zeros((max(counts), self.feature_dim), np.float32)
+        for count in counts:
+            rows = np.searchsorted(unique, sample_frame_indices(info.frame_count, count))
+            sequence[:count] += features[rows]
+        sequence /= len(counts)
+        return sequence, info
+
+
+def partial_path(out):
+    """Where an unfinished extraction into `out` lives."""
+    return os.fspath(out) + PARTIAL_SUFFIX
+
+
+def _decode(value):
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _attr(file, name, default=None):
+    return _decode(file.attrs[name]) if name in file.attrs else default
+
+
+class FeatureWriter:
+    """Appends feature rows to `<out>.partial`; `finish` renames it to `out`.
+
+    Args:
+        out: the final .h5 path.
+        settings: dict of what the rows depend on (backbone, weights,
+            frames, size, multi_scale); compared with an existing file's.
+        class_names: class name per id.
+        feature_dim: D.
+        log: function taking one line of text (progress notes, warnings).
+    """
+
+    _SETTING_ATTRS = ("backbone", "weights", "frames", "size", "multi_scale", "feature_dim")
+
+    def __init__(self, out, settings, class_names, feature_dim, log=None):
+        self.out = os.path.abspath(os.fspath(out))
+        self.partial = partial_path(self.out)
+        self.settings = dict(settings)
+        self.class_names = tuple(class_names)
+        self.feature_dim = int(feature_dim)
+        self.log = log or (lambda line: print(line, file=sys.stderr))
+        self.file = None
+        self.done = set()
+        self.skipped = {}
+        self.source_state = None  # "new", "partial" or "complete"
+
+    # -- opening ----------------------------------------------------------
+
+    def open(self):
+        """Finds where to continue; returns (sources done, {path: error} skipped)."""
+        directory = os.path.dirname(self.out)
+        if not os.path.isdir(directory):
+            raise ValueError(f"{self.out}: output folder {directory} does not exist")
+        if os.path.exists(self.partial):
+            try:
+                self._open_partial()
+                return self.done, self.skipped
+            except _UnreadablePartial as error:
+                self.log(f"warning: {self.partial} cannot be resumed ({error}); starting it again")
+                os.remove(self.partial)
+        if os.path.exists(self.out):
+            with _open_h5(self.out, "r") as file:
+                self._check_ours(file, self.out)
+                if not bool(_attr(file, "complete", False)):
+                    raise ValueError(f"{self.out}: marked incomplete; delete it to start again")
+                self._check_settings(file, self.out)
+                self._load_progress(file, int(file.attrs["num_videos"]))
+            self.source_state = "complete"
+            return self.done, self.skipped
+        self._create()
+        return self.done, self.skipped
+
+    def _open_partial(self):
+        try:
+            file = h5py.File(self.partial, "r+")
+        except OSError as error:
+            if "lock" in str(error).lower():
+                raise ValueError(
+                    f"{self.partial}: in use by another extraction (the HDF5 file is locked)"
+                ) from None
+            raise _UnreadablePartial(str(error).splitlines()[0]) from None
+        try:
+            self._check_ours(file, self.partial)
+            self._check_settings(file, self.partial)
+            rows = int(file.attrs["num_videos"])
+            names = ["features", "labels", "num_frames", "sources", "splits"]
+            if any(file[name].shape[0] < rows for name in names):
+                raise _UnreadablePartial("fewer rows than num_videos")
+            for name in names:
+                if file[name].shape[0] > rows:  # a row begun but never committed
+                    file[name].resize(rows, axis=0)
+                if rows:
+                    file[name][rows - 1]  # the last committed row must read back
+            self._load_progress(file, rows)
+            file.attrs["complete"] = False
+            file.flush()
+        except json.JSONDecodeError as error:
+            file.close()
+            raise _UnreadablePartial(f"bad JSON attribute: {error}") from None
+        except ValueError:
+            file.close()
+            raise
+        except (OSError, KeyError, TypeError, RuntimeError) as error:
+            file.close()
+            raise _UnreadablePartial(str(error).splitlines()[0] if str(error) else type(error).__name__) from None
+        self.file = file
+        self.source_state = "partial"
+
+    def _check_ours(self, file, path):
+        if _attr(file, "format") != FORMAT:
+            raise ValueError(
+                f"{path}: exists and was not written by data.extract (no format={FORMAT!r} "
+                "attribute); choose another --out"
+            )
+
+    def _check_settings(self, file, path):
+        expected = dict(self.settings, feature_dim=self.feature_dim)
+        for name in self._SETTING_ATTRS:
+            stored = _attr(file, name)
+            stored = stored.tolist() if isinstance(stored, np.ndarray) else stored
+            wanted = expected[name]
+            wanted = list(wanted) if isinstance(wanted, tuple) else wanted
+            if isinstance(stored, (np.bool_, np.integer)):
+                stored = stored.item()
+            if stored != wanted:
+                raise ValueError(
+                    f"{path}: was written with {name}={stored!r} but this run asks for "
+                    f"{name}={wanted!r}; use the same settings to resume, or another --out"
+                )
+        stored_mapping = json.loads(_attr(file, "category_mapping"))
+        mapping = {name: index for index, name in enumerate(self.class_names)}
+        if stored_mapping != mapping:
+            raise ValueError(
+                f"{path}: holds classes {sorted(stored_mapping, key=stored_mapping.get)} but "
+                f"the videos have classes {list(self.class_names)}; use another --out"
+            )
+
+    def _load_progress(self, file, rows):
+        self.done = {_decode(value) for value in file["sources"][:rows]}
+        # A video skipped once and written on a later try is no longer skipped.
+        self.skipped = {
+            entry["path"]: entry["error"]
+            for entry in json.loads(_attr(file, "skipped", "[]"))
+            if entry["path"] not in self.done
+        }
+
+    def _create(self):
+        temporary = self.partial + ".new"
+        file = h5py.File(temporary, "w", libver=("v108", "latest"))
+        steps = int(self.settings["steps"])
+        d = self.feature_dim
+        file.create_dataset(
+            "features", shape=(0, steps, d), maxshape=(None, None, d), dtype="float32",
+            chunks=(1, steps, d), compression="gzip", compression_opts=4, fillvalue=0.0,
+        )
+        file.create_dataset("labels", shape=(0,), maxshape=(None,), dtype="int64", chunks=(1024,))
+        file.create_dataset("num_frames", shape=(0,), maxshape=(None,), dtype="int32", chunks=(1024,))
+        strings = h5py.string_dtype("utf-8")
+        file.create_dataset("sources", shape=(0,), maxshape=(None,), dtype=strings, chunks=(256,))
+        file.create_dataset("splits", shape=(0,), maxshape=(None,), dtype=strings, chunks=(256,))
+        attrs = file.attrs
+        attrs["format"] = FORMAT
+        attrs["format_version"] = FORMAT_VERSION
+        attrs["num_videos"] = 0
+        attrs["max_frames"] = steps
+        attrs["feature_dim"] = d
+        attrs["category_mapping"] = json.dumps(
+            {name: index for index, name in enumerate(self.class_names)}
+        )
+        attrs["multi_scale"] = bool(self.settings["multi_scale"])
+        attrs["backbone"] = self.settings["backbone"]
+        attrs["weights"] = self.settings["weights"]
+        attrs["frames"] = int(self.settings["frames"])
+        attrs["size"] = np.asarray(self.settings["size"], np.int32)
+        attrs["scales"] = json.dumps(list(SCALES) if self.settings["multi_scale"] else [1.0])
+        attrs["complete"] = False
+        attrs["skipped"] = "[]"
+        attrs["num_skipped"] = 0
+        file.close()
+        os.replace(temporary, self.partial)
+        self.file = h5py.File(self.partial, "r+")
+        self.source_state = "new"
+
+    def _ensure_writable(self):
+        """A complete `out` is copied to `.partial` before its first new row."""
+        if self.file is not None:
+            return
+        temporary = self.partial + ".new"
+        shutil.copyfile(self.out, temporary)
+        os.replace(temporary, self.partial)
+        self.file = h5py.File(self.partial, "r+")
+        self.file.attrs["complete"] = False
+        self.file.flush()
+
+    # -- writing ----------------------------------------------------------
+
+    def append(self, features, label, source, split=None):
+        """Writes one video's row [T, D] and commits it (flush)."""
+        self._ensure_writable()
+        features = np.asarray(features, np.float32)
+        if features.ndim != 2 or features.shape[1] != self.feature_dim:
+            raise ValueError(
+                f"row for {source} has shape {features.shape}, expected (T, {self.feature_dim})"
+            )
+        file = self.file
+        rows = int(file.attrs["num_videos"])
+        steps = features.shape[0]
+        width = file["features"].shape[1]
+        if steps > width:
+            file["features"].resize(steps, axis=1)
+            file.attrs["max_frames"] = steps
+            width = steps
+        for name in ("features", "labels", "num_frames", "sources", "splits"):
+            file[name].resize(rows + 1, axis=0)
+        row = np.zeros((width, self.feature_dim), np.float32)
+        row[:steps] = features
+        file["features"][rows] = row
+        file["labels"][rows] = int(label)
+        file["num_frames"][rows] = steps
+        file["sources"][rows] = source
+        file["splits"][rows] = split or ""
+        file.attrs["num_videos"] = rows + 1  # the commit mark: after the data
+        self.skipped.pop(source, None)
+        self.done.add(source)
+        file.flush()
+
+    def skip(self, source, error):
+        """Records a video that could not be read."""
+        self._ensure_writable()
+        self.skipped[source] = str(error)
+        self._write_skipped()
+        self.file.flush()
+
+    def _write_skipped(self):
+        entries = [{"path": path, "error": error} for path, error in sorted(self.skipped.items())]
+        self.file.attrs["skipped"] = json.dumps(entries)
+        self.file.attrs["num_skipped"] = len(entries)
+
+    def finish(self):
+        """Marks the file complete and renames it onto `out` (atomically)."""
+        if self.file is None and self.source_state == "complete":
+            return self.out
+        file = self.file
+        rows = int(file.attrs["num_videos"])
+        if rows == 0:
+            self._write_skipped()
+            file.flush()
+            first = next(iter(sorted(self.skipped.items())), None)
+            raise ValueError(
+                f"no video could be read ({len(self.skipped)} skipped, first: {first}); "
+                f"{self.partial} is kept; fix the files or re-run with --retry-skipped"
+            )
+        if rows:
+            longest = int(np.max(file["num_frames"][:rows]))
+            if longest < file["features"].shape[1]:
+                file["features"].resize(longest, axis=1)
+            file.attrs["max_frames"] = longest
+        self._write_skipped()
+        file.attrs["complete"] = True
+        file.flush()
+        file.close()
+        self.file = None
+        with open(self.partial, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(self.partial, self.out)
+        _fsync_directory(os.path.dirname(self.out))
+        return self.out
+
+    def close(self):
+        """Closes without finishing: the .partial file stays, resumable."""
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+class _UnreadablePartial(Exception):
+    pass
+
+
+def _fsync_directory(directory):
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def _open_h5(path, mode):
+    try:
+        return h5py.File(path, mode)
+    except OSError as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{path}: cannot be read as an HDF5 file ({first})") from None
+
+
+def _weights_setting(weights):
+    if weights is None or str(weights).lower() == "none":
+        return "none"
+    if weights == "imagenet":
+        return "imagenet"
+    return os.path.abspath(os.fspath(weights))
+
+
+RANDOM_WEIGHTS_WARNING = """\
+################################################################################
+# WARNING: extracting with --weights none: the backbone is RANDOMLY initialised.
+# Such features carry little meaning; use them for tests and plumbing only.
+# Use --weights imagenet (needs internet once) or a local weights file.
+################################################################################"""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtractionSummary:
+    """What one extraction run did.
+
+    Args:
+        out: the feature file.
+        written: rows added by this run.
+        already_done: rows the file held before.
+        skipped: {path: error} of the videos the file lists as skipped.
+        seconds: time spent on videos.
+    """
+
+    out: str
+    written: int
+    already_done: int
+    skipped: dict
+    seconds: float
+
+
+def extract_features(dataset, out, backbone=DEFAULT_BACKBONE, weights="imagenet", num_frames=64,
+                     size=DEFAULT_EXTRACT_SIZE, batch_size=32, multi_scale=True, on_error="skip",
+                     retry_skipped=False, seed=0, progress=True, log=None, extractor=None):
+    """Extracts one feature row per video of `dataset` into the HDF5 `out`.
+
+    Args:
+        dataset: a `data.datasets.VideoDataset`.
+        out: the .h5 file to write (see the module docstring for the schema,
+            resuming and crash safety).
+        backbone: a name from `models.backbones.BACKBONES`.
+        weights: "imagenet", a local weights file, or None / "none" (random
+            weights, with a loud warning).
+        num_frames: frames sampled per video at scale 1.0.
+        size: (height, width) frames are resized to before the backbone.
+        batch_size: frames per backbone call.
+        multi_scale: average the three temporal scales (`SCALES`).
+        on_error: "skip" (default) records an unreadable video in the file's
+            `skipped` attribute and in the log and goes on; "fail" stops
+            with that error, leaving a resumable `.partial` file.
+        retry_skipped: also try the videos an earlier run skipped (by
+            default a re-run leaves them skipped).
+        seed: seeds the backbone's random initialisation.
+        progress: show a progress bar (videos/s and ETA).
+        log: function taking one line (default: print to stderr).
+        extractor: an already built `FrameFeatureExtractor` of this backbone
+            and size to use instead of building one (benchmarks, tests).
+
+    Returns:
+        An `ExtractionSummary`.
+
+    Raises:
+        ValueError: bad arguments, a file of other settings or another
+            format at `out`, no video readable at all, or (with
+            on_error="fail") the first unreadable video.
+    """
+    from models.backbones import BACKBONES
+
+    log = log or (lambda line: print(line, file=sys.stderr))
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {backbone!r}; expected one of {sorted(BACKBONES)}")
+    if on_error not in ("skip", "fail"):
+        raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
+    size = normalize_size(size)
+    if int(num_frames) < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames!r}")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    if len(dataset.paths) == 0:
+        raise ValueError("the dataset holds no videos")
+    weights_setting = _weights_setting(weights)
+    if weights_setting not in ("none", "imagenet") and not os.path.isfile(weights_setting):
+        raise ValueError(f"weights file {weights!r} does not exist")
+
+    settings = {
+        "backbone": backbone,
+        "weights": weights_setting,
+        "frames": int(num_frames),
+        "size": list(size),
+        "multi_scale": bool(multi_scale),
+        "steps": max(scale_frame_counts(num_frames, multi_scale)),
+    }
+    writer = FeatureWriter(out, settings, dataset.class_names, BACKBONES[backbone], log=log)
+    done, skipped_before = writer.open()
+    already_done = len(done)
+    sources = [os.path.abspath(path) for path in dataset.paths]
+    todo = [
+        index for index, source in enumerate(sources)
+        if source not in done and (retry_skipped or source not in skipped_before)
+    ]
+    if already_done or skipped_before:
+        log(
+            f"resuming {writer.partial if writer.source_state == 'partial' else writer.out}: "
+            f"{already_done} videos done, {len(skipped_before)} skipped before, {len(todo)} to go"
+        )
+    if not todo:
+        try:
+            writer.finish()
+        finally:
+            writer.close()
+        log(f"{writer.out} is up to date ({already_done} videos)")
+        return ExtractionSummary(writer.out, 0, already_done, dict(writer.skipped), 0.0)
+
+    try:
+        if weights_setting == "none":
+            log(RANDOM_WEIGHTS_WARNING)
+        if extractor is None:
+            extractor = FrameFeatureExtractor(
+                backbone, None if weights_setting == "none" else weights_setting, size,
+                batch_size, seed,
+            )
+        elif extractor.size != size or extractor.feature_dim != BACKBONES[backbone]:
+            raise ValueError(
+                f"the extractor given takes {extractor.size} frames with {extractor.feature_dim} "
+                f"features; this run asks for {size} and backbone {backbone!r}"
+            )
+        started = time.perf_counter()
+        bar = _progress_bar(len(todo)) if progress else None
+        written = 0
+        for step, index in enumerate(todo, start=1):
+            source = sources[index]
+            try:
+                features, _ = extractor.video_features(source, num_frames, multi_scale)
+            except VideoError as error:
+                if on_error == "fail":
+                    raise
+                writer.skip(source, error.problem)
+                log(f"skipped {error}")
+            else:
+                split = dataset.splits[index] if dataset.splits is not None else None
+                writer.append(features, dataset.labels[index], source, split)
+                written += 1
+            if bar is not None:
+                elapsed = max(time.perf_counter() - started, 1e-9)
+                bar.update(step, values=[("videos/s", step / elapsed)])
+        seconds = time.perf_counter() - started
+        writer.finish()
+    finally:
+        writer.close()
+    if writer.skipped:
+        log(f"{len(writer.skipped)} video(s) skipped; listed in the 'skipped' attribute of {writer.out}")
+    return ExtractionSummary(writer.out, written, already_done, dict(writer.skipped), seconds)
+
+
+def _progress_bar(total):
+    import keras
+
+    return keras.utils.Progbar(
+        total, unit_name="video", stateful_metrics=["videos/s"]
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureFile:
+    """A feature file in memory, checked.
+
+    Args:
+        path: the file.
+        features: float32 [N, T_max, D], zero after each row's num_frames.
+        labels: int64 [N].
+        num_frames: int32 [N], real steps per row.
+        class_names: class name per id.
+        backbone: the backbone's name (None in files without it).
+        feature_dim: D.
+        multi_scale: whether scales were averaged (None if not recorded).
+        sources: the video of each row (None in files without them).
+        splits: "train"/"val"/"test"/"unused" per row, or None.
+        skipped: ((path, error), ...) of the videos extraction skipped.
+    """
+
+    path: str
+    features: np.ndarray
+    labels: np.ndarray
+    num_frames: np.ndarray
+    class_names: tuple
+    backbone: str | None
+    feature_dim: int
+    multi_scale: bool | None = None
+    sources: tuple | None = None
+    splits: tuple | None = None
+    skipped: tuple = ()
+
+    @property
+    def num_videos(self):
+        return int(self.features.shape[0])
+
+    @property
+    def max_frames(self):
+        return int(self.features.shape[1])
+
+    @property
+    def category_mapping(self):
+        return {name: index for index, name in enumerate(self.class_names)}
+
+    @property
+    def mask(self):
+        """bool [N, T_max]: True on each row's real steps."""
+        return np.arange(self.max_frames)[None, :] < self.num_frames[:, None]
+
+
+def read_feature_file(path, expected_dim=None):
+    """Reads and checks a feature file (ours or the design notes').
+
+    Args:
+        path: the .h5 file.
+        expected_dim: the feature size the model or checkpoint takes; a
+            file with another `feature_dim` is refused.
+
+    Returns:
+        A `FeatureFile`.
+
+    Raises:
+        ValueError: the file is missing, not HDF5, marked incomplete (an
+            interrupted extraction: re-run it), lacks a dataset or attribute
+            of the schema or has one of the wrong shape or type (named), has
+            a `feature_dim` other than `expected_dim` (both numbers named),
+            labels outside the class mapping, or NaN / Inf (the row named).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: no such feature file")
+    with _open_h5(path, "r") as file:
+        complete = file.attrs.get("complete")
+        if complete is not None and not bool(complete):
+            raise ValueError(
+                f"{path}: marked incomplete (an interrupted extraction); re-run data.extract "
+                "with the same arguments to finish it"
+            )
+        for name in REQUIRED_DATASETS:
+            if name not in file or not isinstance(file[name], h5py.Dataset):
+                raise ValueError(f"{path}: not a feature file: dataset {name!r} is missing")
+        for name in REQUIRED_ATTRS:
+            if name not in file.attrs:
+                raise ValueError(f"{path}: not a feature file: attribute {name!r} is missing")
+        features, labels, num_frames = (file[name] for name in REQUIRED_DATASETS)
+        if features.ndim != 3 or features.dtype.kind != "f":
+            raise ValueError(
+                f"{path}: dataset 'features' must be float [N, T, D], got {features.dtype} {features.shape}"
+            )
+        count, steps, dim = features.shape
+        feature_dim = int(file.attrs["feature_dim"])
+        if feature_dim != dim:
+            raise ValueError(
+                f"{path}: attribute feature_dim={feature_dim} but 'features' has D={dim}"
+            )
+        if expected_dim is not None and int(expected_dim) != feature_dim:
+            raise ValueError(
+                f"{path}: features have feature_dim {feature_dim} but the model expects "
+                f"{int(expected_dim)}; extract with a backbone of dimension {int(expected_dim)}"
+            )
+        for name, value in (("num_videos", count), ("max_frames", steps)):
+            if int(file.attrs[name]) != value:
+                raise ValueError(
+                    f"{path}: attribute {name}={int(file.attrs[name])} but 'features' has {value}"
+                )
+        for name, dataset, kind in (("labels", labels, "i"), ("num_frames", num_frames, "i")):
+            if dataset.shape != (count,) or dataset.dtype.kind not in "iu":
+                raise ValueError(
+                    f"{path}: dataset {name!r} must be integer [{count}], got {dataset.dtype} {dataset.shape}"
+                )
+        class_names = _class_names(path, _attr(file, "category_mapping"))
+        labels = labels[()].astype(np.int64)
+        num_frames = num_frames[()].astype(np.int32)
+        bad = np.flatnonzero((labels < 0) | (labels >= len(class_names)))
+        if bad.size:
+            raise ValueError(
+                f"{path}: labels row {int(bad[0])} is {int(labels[bad[0]])}, outside the "
+                f"{len(class_names)} classes of category_mapping"
+            )
+        bad = np.flatnonzero((num_frames < 1) | (num_frames > steps))
+        if bad.size:
+            raise ValueError(
+                f"{path}: num_frames row {int(bad[0])} is {int(num_frames[bad[0]])}, "
+                f"expected 1..{steps}"
+            )
+        sources = None
+        if "sources" in file:
+            if file["sources"].shape != (count,):
+                raise ValueError(f"{path}: dataset 'sources' must have {count} rows")
+            sources = tuple(_decode(value) for value in file["sources"][()])
+        splits = None
+        if "splits" in file and file["splits"].shape == (count,):
+            splits = tuple(_decode(value) for value in file["splits"][()])
+            if not any(splits):
+                splits = None
+        data = np.empty((count, steps, dim), np.float32)
+        for start in range(0, count, _READ_ROWS):
+            block = features[start:start + _READ_ROWS]
+            finite = np.isfinite(block).all(axis=(1, 2))
+            if not finite.all():
+                row = start + int(np.flatnonzero(~finite)[0])
+                where = f" ({sources[row]})" if sources else ""
+                raise ValueError(f"{path}: features row {row}{where} contains NaN or Inf")
+            data[start:start + len(block)] = block
+        skipped = tuple(
+            (entry["path"], entry["error"]) for entry in json.loads(_attr(file, "skipped", "[]"))
+        )
+        multi_scale = file.attrs.get("multi_scale")
+        return FeatureFile(
+            path=path,
+            features=data,
+            labels=labels,
+            num_frames=num_frames,
+            class_names=class_names,
+            backbone=_attr(file, "backbone"),
+            feature_dim=feature_dim,
+            multi_scale=None if multi_scale is None else bool(multi_scale),
+            sources=sources,
+            splits=splits,
+            skipped=skipped,
+        )
+
+
+def _class_names(path, mapping_json):
+    """Class names by id from category_mapping JSON ({name: id} or {id: name})."""
+    try:
+        mapping = json.loads(mapping_json)
+    except (TypeError, json.JSONDecodeError):
+        raise ValueError(f"{path}: attribute 'category_mapping' is not JSON") from None
+    if isinstance(mapping, list):
+        names = [str(name) for name in mapping]
+    elif isinstance(mapping, dict) and all(isinstance(v, int) for v in mapping.values()):
+        names = [None] * len(mapping)
+        for name, index in mapping.items():
+            if not 0 <= index < len(mapping) or names[index] is not None:
+                raise ValueError(
+                    f"{path}: attribute 'category_mapping' ids must be 0..{len(mapping) - 1}, "
+                    f"each once; got {mapping}"
+                )
+            names[index] = name
+    elif isinstance(mapping, dict) and all(str(k).lstrip("-").isdigit() for k in mapping):
+        ids = sorted(int(k) for k in mapping)
+        if ids != list(range(len(ids))):
+            raise ValueError(f"{path}: attribute 'category_mapping' ids must be 0..{len(ids) - 1}")
+        names = [str(mapping[str(i)]) for i in ids]
+    else:
+        raise ValueError(
+            f"{path}: attribute 'category_mapping' must map class name -> id, got {mapping_json!r}"
+        )
+    if not names:
+        raise ValueError(f"{path}: attribute 'category_mapping' is empty")
+    return tuple(names)
+
+
+__all__ = [
+    "DEFAULT_BACKBONE",
+    "ExtractionSummary",
+    "FeatureFile",
+    "FeatureWriter",
+    "FrameFeatureExtractor",
+    "MIN_SCALE_FRAMES",
+    "SCALES",
+    "extract_features",
+    "partial_path",
+    "read_feature_file",
+    "scale_frame_counts",
+]

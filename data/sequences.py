@@ -1,0 +1,316 @@
+"""tf.data pipeline for per-frame feature sequences.
+
+Feature files hold `features` [N, T_max, D] (each row zero-padded after its
+`num_frames[i]` real frames), `num_frames` [N] and `labels` [N]. The
+pipeline takes such arrays, checks them, and yields batches of
+
+    ({"features": [B, T, D] float32, "mask": [B, T] bool}, labels [B] int32)
+
+where T is the longest sequence of the batch (or a fixed `pad_to`), the
+padding is always at the end (what the cuDNN LSTM kernel needs) and
+`mask[b, t]` is True exactly for the real frames. Whatever a file stores in
+its padding never reaches the model: each row is cut to its real frames
+before it is padded again with zeros.
+
+Optional feature-level augmentation (`SequenceAugmentation`) runs in the
+graph with stateless random ops, one seed per element drawn from the
+pipeline seed, so the same seed gives the same batches in every run, and
+every epoch gets a new shuffle and new augmentation.
+
+Example:
+
+>>> features = np.random.rand(5, 8, 16).astype("float32")
+>>> dataset = sequence_dataset(features, [8, 3, 5, 1, 2], [0, 1, 0, 1, 1],
+...                            batch_size=2, num_classes=2)
+>>> inputs, labels = next(iter(dataset))
+>>> inputs["features"].shape, inputs["mask"].numpy().sum(axis=1)
+(TensorShape([2, 8, 16]), array([8, 3]))
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+import tensorflow as tf
+
+# Rows checked at once for NaN/Inf, so the check's memory stays bounded.
+_CHECK_ROWS = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceAugmentation:
+    """Feature-level augmentation of one sequence, applied in this order.
+
+    Args:
+        crop_min_fraction: random temporal crop: keep a contiguous window
+            of at least this fraction of the real frames (length and start
+            uniform). 1.0 turns the crop off.
+        frame_dropout: drop each remaining real frame with this
+            probability; the kept frames close up in order, so padding
+            stays at the end, and at least one frame is always kept (the
+            one with the largest draw). 0 turns it off.
+        noise_std: standard deviation of gaussian noise added to the real
+            frames (padding stays zero). 0 turns it off.
+    """
+
+    crop_min_fraction: float = 1.0
+    frame_dropout: float = 0.0
+    noise_std: float = 0.0
+
+    def __post_init__(self):
+        if not 0.0 < self.crop_min_fraction <= 1.0:
+            raise ValueError(
+                f"crop_min_fraction must be in (0, 1], got {self.crop_min_fraction!r}"
+            )
+        if not 0.0 <= self.frame_dropout < 1.0:
+            raise ValueError(f"frame_dropout must be in [0, 1), got {self.frame_dropout!r}")
+        if not self.noise_std >= 0.0:
+            raise ValueError(f"noise_std must be >= 0, got {self.noise_std!r}")
+
+    @property
+    def enabled(self):
+        return self.crop_min_fraction < 1.0 or self.frame_dropout > 0.0 or self.noise_std > 0.0
+
+
+def validate_sequences(
+    features,
+    num_frames,
+    labels,
+    num_classes=None,
+    feature_dim=None,
+    max_frames=None,
+    source="features",
+):
+    """Refuses arrays that would train or predict on garbage.
+
+    Args:
+        features: [N, T, D] array.
+        num_frames: [N] real frames per row, 1 <= n <= T.
+        labels: [N] integer labels.
+        num_classes: when given, labels must lie in [0, num_classes).
+        feature_dim: when given, D must equal it.
+        max_frames: when given, no row may have more real frames (e.g. the
+            longest sequence a checkpoint was trained on).
+        source: the file name (or other label) used in error messages.
+
+    Returns:
+        `(num_frames, labels)` as int32 / int64 arrays.
+
+    Raises:
+        ValueError: naming `source`, the row and what was expected.
+    """
+    shape = getattr(features, "shape", None)
+    if shape is None or len(shape) != 3:
+        raise ValueError(f"{source}: features must be a [N, T, D] array, got shape {shape}")
+    count, steps, dim = shape
+    if count == 0:
+        raise ValueError(f"{source}: contains no sequences")
+    if feature_dim is not None and dim != feature_dim:
+        raise ValueError(
+            f"{source}: features have dimension {dim} but {feature_dim} is expected"
+        )
+    num_frames = _integer_vector(num_frames, "num_frames", count, source)
+    labels = _integer_vector(labels, "labels", count, source)
+
+    short = np.flatnonzero(num_frames < 1)
+    if short.size:
+        row = short[0]
+        raise ValueError(
+            f"{source}: row {row} has no real frame (num_frames={num_frames[row]})"
+        )
+    long = np.flatnonzero(num_frames > steps)
+    if long.size:
+        row = long[0]
+        raise ValueError(
+            f"{source}: row {row} has num_frames={num_frames[row]} but only "
+            f"{steps} frames are stored"
+        )
+    if max_frames is not None:
+        over = np.flatnonzero(num_frames > max_frames)
+        if over.size:
+            row = over[0]
+            raise ValueError(
+                f"{source}: row {row} has {num_frames[row]} frames, longer than the "
+                f"{max_frames} the model was trained on"
+            )
+    if num_classes is not None:
+        bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+        if bad.size:
+            row = bad[0]
+            raise ValueError(
+                f"{source}: row {row} has label {labels[row]}, expected 0 to "
+                f"{num_classes - 1} (num_classes={num_classes})"
+            )
+
+    for start in range(0, count, _CHECK_ROWS):
+        block = np.asarray(features[start:start + _CHECK_ROWS])
+        real = np.arange(steps)[None, :] < num_frames[start:start + len(block), None]
+        bad = ~np.isfinite(block).all(axis=-1) & real
+        rows = np.flatnonzero(bad.any(axis=1))
+        if rows.size:
+            row = rows[0]
+            frame = int(np.flatnonzero(bad[row])[0])
+            raise ValueError(
+                f"{source}: row {start + row} has NaN or Inf features (frame {frame})"
+            )
+    return num_frames, labels
+
+
+def _integer_vector(values, name, count, source):
+    array = np.asarray(values)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.shape != (count,):
+        raise ValueError(
+            f"{source}: {name} must have shape ({count},) to match features, "
+            f"got {array.shape}"
+        )
+    if array.dtype.kind == "f":
+        fractional = np.flatnonzero(~np.isfinite(array) | (array != np.round(array)))
+        if fractional.size:
+            row = fractional[0]
+            raise ValueError(
+                f"{source}: row {row}: {name}[{row}] is {array[row].item()}, expected an integer"
+            )
+    elif array.dtype.kind not in "iub":
+        raise ValueError(f"{source}: {name} must be integers, got dtype {array.dtype}")
+    return array.astype(np.int64)
+
+
+def augment_sequence(frames, seed, augmentation: SequenceAugmentation):
+    """Applies `augmentation` to one sequence of real frames [n, D].
+
+    Args:
+        frames: float32 [n, D] with n >= 1, real frames only.
+        seed: int32/int64 [2] seed of the stateless random ops.
+        augmentation: what to apply.
+
+    Returns:
+        float32 [m, D] with 1 <= m <= n.
+    """
+    crop_seed, start_seed, drop_seed, noise_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 4)
+    )
+    if augmentation.crop_min_fraction < 1.0:
+        count = tf.shape(frames)[0]
+        shortest = tf.cast(
+            tf.math.ceil(augmentation.crop_min_fraction * tf.cast(count, tf.float32)), tf.int32
+        )
+        shortest = tf.clip_by_value(shortest, 1, count)
+        length = tf.random.stateless_uniform(
+            [], crop_seed, minval=shortest, maxval=count + 1, dtype=tf.int32
+        )
+        start = tf.random.stateless_uniform(
+            [], start_seed, minval=0, maxval=count - length + 1, dtype=tf.int32
+        )
+        frames = frames[start:start + length]
+    if augmentation.frame_dropout > 0.0:
+        draws = tf.random.stateless_uniform(tf.shape(frames)[:1], drop_seed)
+        # Keep frames drawn at or above the rate; if none is, the threshold
+        # falls to the largest draw, which keeps exactly that frame.
+        threshold = tf.minimum(augmentation.frame_dropout, tf.reduce_max(draws))
+        frames = tf.boolean_mask(frames, draws >= threshold)
+    if augmentation.noise_std > 0.0:
+        frames = frames + augmentation.noise_std * tf.random.stateless_normal(
+            tf.shape(frames), noise_seed
+        )
+    return frames
+
+
+def sequence_dataset(
+    features,
+    num_frames,
+    labels,
+    batch_size: int,
+    *,
+    num_classes=None,
+    shuffle: bool = False,
+    seed: int = 0,
+    augmentation: SequenceAugmentation | None = None,
+    pad_to=None,
+    drop_remainder: bool = False,
+    feature_dim=None,
+    max_frames=None,
+    source: str = "features",
+):
+    """Builds the batched, masked dataset of feature sequences.
+
+    Args:
+        features: [N, T, D] float array (a NumPy array or anything
+            `np.asarray` turns into one, e.g. an h5py dataset).
+        num_frames: [N] real frames per row.
+        labels: [N] integer labels.
+        batch_size: sequences per batch.
+        num_classes: when given, labels are checked against it.
+        shuffle: reshuffle the rows every epoch (seeded).
+        seed: the one seed of shuffling and augmentation.
+        augmentation: optional `SequenceAugmentation` (training only).
+        pad_to: pad every batch to this many steps instead of to its
+            longest sequence; must be >= every row's `num_frames`.
+        drop_remainder: drop a last, smaller batch.
+        feature_dim, max_frames: checked as in `validate_sequences`.
+        source: the file name used in error messages.
+
+    Returns:
+        A `tf.data.Dataset` of `({"features", "mask"}, labels)`, prefetched.
+
+    Raises:
+        ValueError: bad arrays (see `validate_sequences`) or bad arguments.
+    """
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    features = np.asarray(features)
+    if features.dtype.kind != "f":
+        raise ValueError(f"{source}: features must be floating point, got dtype {features.dtype}")
+    num_frames, labels = validate_sequences(
+        features, num_frames, labels, num_classes, feature_dim, max_frames, source
+    )
+    features = features.astype(np.float32, copy=False)
+    count, _, dim = features.shape
+    if pad_to is not None and pad_to < int(num_frames.max()):
+        raise ValueError(
+            f"pad_to={pad_to} is shorter than the longest sequence in {source} "
+            f"({int(num_frames.max())} frames)"
+        )
+    if augmentation is not None and not augmentation.enabled:
+        augmentation = None
+
+    def real_frames(index):
+        return features[index, : num_frames[index]]
+
+    def prepare(row, draw):
+        index, label = row
+        frames = tf.numpy_function(real_frames, [index], tf.float32, stateful=False)
+        frames = tf.ensure_shape(frames, [None, dim])
+        if augmentation is not None:
+            frames = augment_sequence(frames, tf.stack([draw, index]), augmentation)
+        return frames, tf.shape(frames)[0], label
+
+    rows = tf.data.Dataset.from_tensor_slices(
+        (np.arange(count, dtype=np.int64), labels.astype(np.int32))
+    )
+    if shuffle:
+        rows = rows.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+    # One random draw per element seeds its augmentation; a new epoch gets
+    # new draws.
+    draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    dataset = tf.data.Dataset.zip(rows, draws).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.padded_batch(
+        batch_size,
+        padded_shapes=([pad_to, dim], [], []),
+        drop_remainder=drop_remainder,
+    )
+
+    def to_inputs(frames, lengths, label):
+        mask = tf.sequence_mask(lengths, maxlen=tf.shape(frames)[1])
+        return {"features": frames, "mask": mask}, label
+
+    dataset = dataset.map(to_inputs, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def steps_per_epoch(count: int, batch_size: int, drop_remainder: bool = False) -> int:
+    """Batches in one pass over `count` sequences."""
+    if drop_remainder:
+        return count // batch_size
+    return math.ceil(count / batch_size)

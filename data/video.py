@@ -1,0 +1,411 @@
+"""Reading real videos: OpenCV decoding, uniform frame sampling, tf.data.
+
+A clip is `num_frames` frames sampled uniformly over the whole video,
+resized and in RGB order:
+
+    read_clip(path, num_frames=64, size=(256, 256))  ->  uint8 [64, 256, 256, 3]
+
+Frame indices come from `np.linspace(0, n - 1, num_frames)` rounded down
+(`sample_frame_indices`), so the first and the last frame are always in the
+clip; a video shorter than `num_frames` repeats frames instead of failing.
+
+Frame counts. Containers report a frame count in their header, exact for
+MP4/MOV/AVI and estimated from the duration for MKV/WebM. Frames are read
+sequentially (seeking is unreliable with many codecs) up to the last index
+needed. When fewer frames decode than the header reports, the shortfall
+decides: up to `max(1, 5%)` of the reported count is taken as an inexact
+header and the clip is sampled again over the frames that do decode; more
+than that is a truncated or corrupt file and raises `VideoError`. A header
+without a frame count is handled by counting the frames first.
+
+Errors. Every problem with a file (missing, unreadable, not a video, no
+frames, truncated) raises `VideoError`, a `ValueError` whose message starts
+with the path. In `video_clip_dataset`, `on_error="skip"` (the default)
+drops such a file from the stream with a logged warning naming it, and
+`on_error="fail"` stops the pipeline with that message.
+
+Example:
+
+>>> info = probe_video("clip.avi")
+>>> info.frame_count, info.fps, info.duration
+(90, 30.0, 3.0)
+>>> read_clip("clip.avi", num_frames=16, size=(112, 112)).shape
+(16, 112, 112, 3)
+"""
+
+import dataclasses
+import logging
+import os
+
+# OpenCV and FFmpeg print their own lines about broken files; our errors name
+# the file already. A user's own setting of these variables wins.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "FATAL")
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+DEFAULT_NUM_FRAMES = 64
+DEFAULT_SIZE = (256, 256)
+
+# Fewer decodable frames than the header reports by more than this is a
+# truncated file rather than an inexact header (see the module docstring).
+MAX_SHORTFALL_FRACTION = 0.05
+
+logger = logging.getLogger(__name__)
+
+
+class VideoError(ValueError):
+    """A video file that cannot be read; the message starts with its path."""
+
+    def __init__(self, path, problem):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoInfo:
+    """What a video file holds.
+
+    Args:
+        path: the file.
+        frame_count: frames in the video: the header's count, or the number
+            that decoded where the header was wrong or missing.
+        fps: frames per second from the header (0.0 when the file gives none).
+        width, height: frame size in pixels.
+    """
+
+    path: str
+    frame_count: int
+    fps: float
+    width: int
+    height: int
+
+    @property
+    def duration(self):
+        """Length in seconds (0.0 when the frame rate is unknown)."""
+        return self.frame_count / self.fps if self.fps > 0 else 0.0
+
+
+def is_video_file(path):
+    """True for a name with one of `VIDEO_EXTENSIONS` (case-insensitive)."""
+    return str(path).lower().endswith(VIDEO_EXTENSIONS)
+
+
+def sample_frame_indices(frame_count, num_frames=DEFAULT_NUM_FRAMES):
+    """`num_frames` indices spread uniformly over a video of `frame_count`.
+
+    `np.linspace(0, frame_count - 1, num_frames)` rounded down: the first and
+    last frame are always included, and a video with fewer frames than
+    `num_frames` gets repeated indices.
+
+    Example:
+
+    >>> sample_frame_indices(10, 4)
+    array([0, 3, 6, 9])
+    >>> sample_frame_indices(3, 5)
+    array([0, 0, 1, 1, 2])
+    """
+    frame_count, num_frames = int(frame_count), int(num_frames)
+    if frame_count < 1:
+        raise ValueError(f"frame_count must be >= 1, got {frame_count}")
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    return np.linspace(0, frame_count - 1, num_frames).astype(np.int64)
+
+
+def normalize_size(size):
+    """(height, width) from an int or a pair; both must be positive."""
+    if isinstance(size, (int, np.integer)):
+        size = (size, size)
+    try:
+        height, width = (int(value) for value in size)
+    except (TypeError, ValueError):
+        raise ValueError(f"size must be an int or (height, width), got {size!r}") from None
+    if height < 1 or width < 1:
+        raise ValueError(f"size must be positive, got {(height, width)}")
+    return height, width
+
+
+def _open(path):
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise VideoError(path, "no such file")
+    if os.path.isdir(path):
+        raise VideoError(path, "is a directory, not a video file")
+    if not os.access(path, os.R_OK):
+        raise VideoError(path, "not readable (permission denied)")
+    if os.path.getsize(path) == 0:
+        raise VideoError(path, "empty file (0 bytes)")
+    capture = cv2.VideoCapture(path)
+    if not capture.isOpened():
+        capture.release()
+        raise VideoError(
+            path, "cannot be opened as a video (not a video, an unsupported codec, or a corrupt file)"
+        )
+    return capture
+
+
+def _header(capture, path):
+    reported = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    fps = float(capture.get(cv2.CAP_PROP_FPS))
+    if not np.isfinite(fps) or fps < 0:
+        fps = 0.0
+    width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+    height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    return VideoInfo(os.fspath(path), max(reported, 0), fps, width, height)
+
+
+def _count_frames(path):
+    capture = _open(path)
+    try:
+        count = 0
+        while capture.grab():
+            count += 1
+        return count
+    finally:
+        capture.release()
+
+
+def probe_video(path, count_frames=False):
+    """Reads a video's header: frame count, fps, size.
+
+    Args:
+        path: the video file.
+        count_frames: decode the whole file to count its frames instead of
+            trusting the header (slower; what `read_frames` does only when
+            the header turns out wrong).
+
+    Raises:
+        VideoError: missing, unreadable or not a video, or no frames.
+    """
+    capture = _open(path)
+    try:
+        info = _header(capture, path)
+    finally:
+        capture.release()
+    if count_frames or info.frame_count == 0:
+        info = dataclasses.replace(info, frame_count=_count_frames(path))
+    if info.frame_count == 0:
+        raise VideoError(path, "the video has no frames")
+    return info
+
+
+def _convert(frame, size):
+    height, width = size
+    if frame.ndim == 2:
+        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    elif frame.shape[2] == 4:
+        frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    if frame.shape[:2] != (height, width):
+        shrinking = height * width < frame.shape[0] * frame.shape[1]
+        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        frame = cv2.resize(frame, (width, height), interpolation=interpolation)
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
+def _decode_at(path, wanted, size):
+    """Decodes the frames at the sorted unique indices `wanted`.
+
+    Returns (frames dict index -> RGB frame, number of frames read). Stops
+    early when the stream ends, so fewer frames than asked may come back.
+    """
+    capture = _open(path)
+    frames = {}
+    position = 0
+    try:
+        last = int(wanted[-1])
+        wanted_set = set(int(index) for index in wanted)
+        while position <= last:
+            if not capture.grab():
+                break
+            if position in wanted_set:
+                ok, frame = capture.retrieve()
+                if not ok or frame is None:
+                    break
+                frames[position] = _convert(frame, size)
+            position += 1
+    finally:
+        capture.release()
+    return frames, position
+
+
+def read_frames(path, indices, size=DEFAULT_SIZE):
+    """Decodes chosen frames of a video, resized, RGB, uint8.
+
+    Args:
+        path: the video file.
+        indices: either frame indices, or a function `frame_count ->
+            indices`, called once the real frame count is known (use this
+            to sample relative to the video's length, as `read_clip` does).
+            Repeated indices give repeated frames.
+        size: (height, width) of the output frames, or one int for both.
+
+    Returns:
+        (frames uint8 [len(indices), H, W, 3], indices used as int64 array,
+        VideoInfo).
+
+    Raises:
+        VideoError: the file is missing, unreadable, not a video, has no
+            frames, is truncated, or an index lies past its end.
+    """
+    path = os.fspath(path)
+    size = normalize_size(size)
+    info = probe_video(path)
+    make_indices = indices if callable(indices) else (lambda _count: indices)
+
+    for attempt in range(2):
+        chosen = np.asarray(make_indices(info.frame_count), dtype=np.int64).reshape(-1)
+        if chosen.size == 0:
+            raise ValueError(f"{path}: no frame indices to read")
+        if chosen.min() < 0:
+            raise ValueError(f"{path}: negative frame index {int(chosen.min())}")
+        wanted = np.unique(chosen)
+        frames, read = _decode_at(path, wanted, size)
+        if len(frames) == len(wanted):
+            clip = np.stack([frames[int(index)] for index in chosen])
+            return clip, chosen, info
+        # The stream ended before the last index asked for.
+        if read == 0:
+            raise VideoError(path, "no frame could be decoded (corrupt or zero-frame video)")
+        shortfall = info.frame_count - read
+        if shortfall > max(1, int(MAX_SHORTFALL_FRACTION * info.frame_count)) or attempt == 1:
+            raise VideoError(
+                path,
+                f"truncated or corrupt: the header reports {info.frame_count} frames "
+                f"but decoding stops after {read}",
+            )
+        if not callable(indices):
+            raise VideoError(
+                path, f"frame index {int(wanted[-1])} is past the end ({read} frames decode)"
+            )
+        # An inexact header: sample again over the frames that do decode.
+        info = dataclasses.replace(info, frame_count=read)
+
+
+def read_clip(path, num_frames=DEFAULT_NUM_FRAMES, size=DEFAULT_SIZE, return_info=False):
+    """`num_frames` frames sampled uniformly over the video, resized, RGB.
+
+    Args:
+        path: the video file (.mp4, .avi, .mov, .mkv, .webm or anything else
+            OpenCV's FFmpeg can read).
+        num_frames: frames in the clip (default 64); a shorter video
+            repeats frames (see `sample_frame_indices`).
+        size: (height, width) of the output, default 256x256, or one int.
+        return_info: also return the `VideoInfo`.
+
+    Returns:
+        uint8 [num_frames, H, W, 3], or (clip, info) with `return_info`.
+
+    Raises:
+        VideoError: a file that cannot be read as a video (see module doc).
+
+    Example:
+
+    >>> read_clip("clip.mp4", num_frames=8, size=(64, 80)).shape
+    (8, 64, 80, 3)
+    """
+    clip, _, info = read_frames(
+        path, lambda count: sample_frame_indices(count, num_frames), size
+    )
+    return (clip, info) if return_info else clip
+
+
+def video_clip_dataset(
+    paths,
+    labels,
+    num_frames=DEFAULT_NUM_FRAMES,
+    size=DEFAULT_SIZE,
+    num_parallel_calls=None,
+    on_error="skip",
+    deterministic=None,
+):
+    """A tf.data pipeline of decoded clips: files in, (clip, label) out.
+
+    Only the paths are held in memory; each video is decoded when the
+    pipeline reaches it, by `read_clip` run through `tf.numpy_function` in
+    `num_parallel_calls` parallel calls (OpenCV releases the GIL while it
+    decodes). Elements are unbatched; batching, shuffling and augmentation
+    are the caller's.
+
+    Args:
+        paths: video file paths.
+        labels: integer class ids, one per path.
+        num_frames: frames per clip (T).
+        size: (height, width) of the frames, or one int.
+        num_parallel_calls: parallel decodes; `None` means
+            `tf.data.AUTOTUNE`.
+        on_error: what a file that cannot be decoded does to the stream:
+            "skip" (default) leaves it out and logs a warning naming the
+            file and the problem; "fail" stops iteration with an error whose
+            message holds the file's path and the problem.
+        deterministic: passed to `Dataset.map`; `None` follows the
+            dataset options (deterministic by default).
+
+    Returns:
+        A `tf.data.Dataset` of (uint8 [T, H, W, 3], int64 scalar).
+
+    Example:
+
+    >>> dataset = video_clip_dataset(["a.mp4", "b.avi"], [0, 1], num_frames=8, size=64)
+    >>> clip, label = next(iter(dataset))
+    >>> clip.shape, clip.dtype, label.dtype
+    (TensorShape([8, 64, 64, 3]), tf.uint8, tf.int64)
+    """
+    import tensorflow as tf
+
+    if on_error not in ("skip", "fail"):
+        raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
+    height, width = normalize_size(size)
+    num_frames = int(num_frames)
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    paths = [os.fspath(path) for path in paths]
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if len(paths) != len(labels):
+        raise ValueError(f"got {len(paths)} paths but {len(labels)} labels")
+    if num_parallel_calls is None:
+        num_parallel_calls = tf.data.AUTOTUNE
+    empty = np.zeros((num_frames, height, width, 3), np.uint8)
+
+    def decode(path):
+        path = path.decode("utf-8") if isinstance(path, bytes) else str(path)
+        try:
+            return read_clip(path, num_frames, (height, width)), np.bool_(True)
+        except VideoError as error:
+            if on_error == "fail":
+                raise
+            logger.warning("skipping %s", error)
+            return empty, np.bool_(False)
+
+    def load(path, label):
+        clip, ok = tf.numpy_function(decode, [path], [tf.uint8, tf.bool], stateful=False)
+        clip.set_shape((num_frames, height, width, 3))
+        ok.set_shape(())
+        return clip, label, ok
+
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (tf.constant(paths, tf.string), tf.constant(labels, tf.int64))
+    )
+    dataset = dataset.map(load, num_parallel_calls=num_parallel_calls, deterministic=deterministic)
+    if on_error == "skip":
+        dataset = dataset.filter(lambda clip, label, ok: ok)
+    return dataset.map(lambda clip, label, ok: (clip, label))
+
+
+__all__ = [
+    "DEFAULT_NUM_FRAMES",
+    "DEFAULT_SIZE",
+    "VIDEO_EXTENSIONS",
+    "VideoError",
+    "VideoInfo",
+    "is_video_file",
+    "normalize_size",
+    "probe_video",
+    "read_clip",
+    "read_frames",
+    "sample_frame_indices",
+    "video_clip_dataset",
+]

@@ -1,0 +1,143 @@
+"""Frame backbones: feature sizes, preprocessing inside, local weights, unfreezing."""
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from models.backbones import BACKBONES, block_names, build_backbone, unfreeze_last_blocks
+
+SHAPE = (32, 32, 3)
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+def frames(count=2, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (count, *SHAPE)).astype("float32")
+
+
+@pytest.fixture(scope="module")
+def built():
+    """Backbones built once for the tests that only read them."""
+    return {name: build_backbone(name, input_shape=SHAPE) for name in ("resnet50", "efficientnet_b0")}
+
+
+@pytest.fixture(scope="module")
+def resnet_weights(tmp_path_factory):
+    """A headless ResNet50 and a .weights.h5 file of its weights."""
+    bare = keras.applications.ResNet50(include_top=False, weights=None, input_shape=SHAPE,
+                                       pooling="avg")
+    path = tmp_path_factory.mktemp("weights") / "resnet50_notop.weights.h5"
+    bare.save_weights(path)
+    return bare, path
+
+
+def test_registry_dims():
+    assert BACKBONES == {"resnet50": 2048, "resnet101": 2048, "efficientnet_v2_s": 1280,
+                         "efficientnet_v2_m": 1280, "efficientnet_b0": 1280}
+
+
+# The deeper builds take seconds each on 2 cores.
+HEAVY = {"resnet101", "efficientnet_v2_s", "efficientnet_v2_m"}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.slow) if name in HEAVY else name for name in sorted(BACKBONES)
+])
+def test_every_backbone_pools_to_its_feature_dim_and_is_frozen(name, built):
+    model = built.get(name) or build_backbone(name, input_shape=SHAPE)
+    features = model(frames(), training=False)
+    assert tuple(features.shape) == (2, BACKBONES[name])
+    assert model.trainable_weights == []
+    assert np.isfinite(np.asarray(features)).all()
+
+
+def test_resnet_preprocessing_and_local_weights_file(resnet_weights):
+    bare, path = resnet_weights
+    model = build_backbone("resnet50", weights=str(path), input_shape=SHAPE)
+    x = frames()
+    # caffe preprocessing by hand: RGB -> BGR, minus the ImageNet means
+    by_hand = x[..., ::-1] - np.array([103.939, 116.779, 123.68], "float32")
+    np.testing.assert_allclose(model(x), bare(by_hand), rtol=1e-5, atol=1e-5)
+
+
+def test_legacy_h5_efficientnet_b0_weights_get_imagenet_normalization(tmp_path):
+    from keras.src.legacy.saving import legacy_h5_format
+
+    bare = keras.applications.EfficientNetB0(include_top=False, weights=None, input_shape=SHAPE,
+                                             pooling="avg")
+    norm = next(layer for layer in bare.layers if isinstance(layer, keras.layers.Normalization))
+    # what the ImageNet file holds: standard deviations where variances belong
+    norm.adapt_mean.assign(IMAGENET_MEAN)
+    norm.adapt_variance.assign(IMAGENET_STD)
+    norm.finalize_state()
+    path = tmp_path / "efficientnetb0_notop.h5"
+    with h5py.File(path, "w") as file:
+        legacy_h5_format.save_weights_to_hdf5_group(file, bare)
+
+    model = build_backbone("efficientnet_b0", weights=str(path), input_shape=SHAPE)
+    inner = model.get_layer("efficientnetb0")
+    loaded = next(layer for layer in inner.layers if isinstance(layer, keras.layers.Normalization))
+    np.testing.assert_allclose(np.asarray(loaded.adapt_variance), np.square(IMAGENET_STD), rtol=1e-6)
+    # the same network with x / 255 normalised by (x - mean) / std
+    norm.adapt_variance.assign(np.square(IMAGENET_STD))
+    norm.finalize_state()
+    x = frames()
+    np.testing.assert_allclose(model(x), bare(x), rtol=1e-5, atol=1e-6)
+
+
+def test_bad_names_and_weights(tmp_path, resnet_weights):
+    with pytest.raises(ValueError, match=r"unknown backbone 'vgg16'; expected one of \['efficientnet_b0'"):
+        build_backbone("vgg16")
+    with pytest.raises(ValueError, match="absent.weights.h5' does not exist"):
+        build_backbone("resnet50", weights=str(tmp_path / "absent.weights.h5"))
+    with pytest.raises(ValueError, match="path to a .h5"):
+        build_backbone("resnet50", weights=str(tmp_path / "weights.bin"))
+    with pytest.raises(ValueError, match="resnet50_notop.weights.h5' does not fit backbone 'efficientnet_b0'"):
+        build_backbone("efficientnet_b0", weights=str(resnet_weights[1]), input_shape=SHAPE)
+
+
+def trainable_layers(model):
+    inner = model.layers[-1]
+    return [layer for layer in inner.layers if layer.trainable and layer.weights]
+
+
+def test_unfreeze_last_efficientnet_blocks_keeps_batch_norm_frozen(built):
+    model = built["efficientnet_b0"]
+    assert block_names(model) == [f"block{i}" for i in range(1, 8)]
+    assert unfreeze_last_blocks(model, 2) == ["block7", "block6"]
+    names = [layer.name for layer in trainable_layers(model)]
+    assert names and all(name.startswith(("block6", "block7", "top_conv")) for name in names)
+    assert any(name.startswith("block6") for name in names) and "top_conv" in names
+    inner = model.layers[-1]
+    batch_norms = [layer for layer in inner.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert batch_norms and not any(layer.trainable for layer in batch_norms)
+    assert len(model.trainable_weights) > 0
+    # frozen batch norm runs in inference mode even when training
+    x = frames()
+    np.testing.assert_allclose(model(x, training=True), model(x, training=False), rtol=1e-5, atol=1e-6)
+
+    assert unfreeze_last_blocks(model, 0) == []
+    assert model.trainable_weights == []
+    with pytest.raises(ValueError, match=r"num_blocks must be an integer in 0..7"):
+        unfreeze_last_blocks(model, 8)
+
+
+def test_unfreeze_resnet_stage_and_trainable_flag():
+    model = build_backbone("resnet50", input_shape=SHAPE, trainable=True)
+    inner = model.layers[-1]
+    assert all(not layer.trainable for layer in inner.layers
+               if isinstance(layer, keras.layers.BatchNormalization))
+    assert len(model.trainable_weights) > 100
+    assert block_names(model) == ["conv2", "conv3", "conv4", "conv5"]
+    assert unfreeze_last_blocks(model, 1) == ["conv5"]
+    names = [layer.name for layer in trainable_layers(model)]
+    assert names and all(name.startswith("conv5_block") and name.endswith("conv") for name in names)
+
+
+def test_keras_file_round_trip(tmp_path, built):
+    model = built["resnet50"]
+    model.save(tmp_path / "backbone.keras")
+    loaded = keras.saving.load_model(tmp_path / "backbone.keras")
+    x = frames()
+    np.testing.assert_array_equal(np.asarray(model(x)), np.asarray(loaded(x)))

@@ -1,0 +1,350 @@
+"""Feature extraction into HDF5: schema, multi-scale math, resuming, bad input."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from data.cli import run_main
+from data.datasets import scan_dataset
+from data.extract import main as extract_main
+from data.features import (
+    FeatureWriter,
+    FrameFeatureExtractor,
+    extract_features,
+    partial_path,
+    read_feature_file,
+    scale_frame_counts,
+)
+from data.video import VideoError, read_clip
+from tests.video_files import write_text_file, write_truncated_video, write_video
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BACKBONE, SIZE, FRAMES, DIM = "resnet50", (32, 32), 8, 2048
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    return FrameFeatureExtractor(BACKBONE, None, SIZE, batch_size=8, seed=0)
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "videos"
+    write_video(root / "walk" / "a.mp4", num_frames=12, size=(29, 37))
+    write_video(root / "walk" / "b.avi", num_frames=3, size=(24, 32))
+    write_video(root / "run" / "c.mkv", num_frames=9, size=(40, 30))
+    write_video(root / "run" / "d.mov", num_frames=7, size=(32, 32))
+    write_text_file(root / "run" / "fake.mp4")
+    write_truncated_video(root / "walk" / "cut.mkv")
+    return root
+
+
+def extract(dataset, out, extractor, **overrides):
+    lines = []
+    arguments = dict(backbone=BACKBONE, weights=None, num_frames=FRAMES, size=SIZE, batch_size=8,
+                     progress=False, extractor=extractor, log=lines.append)
+    arguments.update(overrides)
+    return extract_features(dataset, out, **arguments), lines
+
+
+def test_scale_frame_counts():
+    assert scale_frame_counts(64) == [64, 54, 74]
+    assert scale_frame_counts(8) == [8, 7, 9]
+    assert scale_frame_counts(4) == [5, 5, 5]  # at least 5 frames per scale
+    assert scale_frame_counts(64, multi_scale=False) == [64]
+
+
+def test_multi_scale_is_the_mean_of_zero_padded_scales(tmp_path, extractor):
+    path = write_video(tmp_path / "v.mp4", num_frames=12)
+    sequence, info = extractor.video_features(path, FRAMES, multi_scale=True)
+    assert info.frame_count == 12 and sequence.shape == (9, DIM)
+    expected = np.zeros((9, DIM), np.float32)
+    for count in (8, 7, 9):
+        expected[:count] += extractor.frame_features(read_clip(path, count, SIZE))
+    np.testing.assert_allclose(sequence, expected / 3, rtol=1e-5, atol=1e-6)
+    # the last two steps average fewer real frames than the first seven
+    assert not np.allclose(sequence[8], sequence[7])
+    single, _ = extractor.video_features(path, FRAMES, multi_scale=False)
+    np.testing.assert_allclose(
+        single, extractor.frame_features(read_clip(path, FRAMES, SIZE)), rtol=1e-5, atol=1e-6)
+
+
+def test_extraction_schema_round_trip_and_skipped_files(tree, extractor):
+    dataset = scan_dataset(tree)
+    out = tree.parent / "features.h5"
+    summary, lines = extract(dataset, out, extractor)
+    assert summary.written == 4 and set(summary.skipped) == {
+        str(tree / "run" / "fake.mp4"), str(tree / "walk" / "cut.mkv")}
+    assert any("RANDOMLY" in line for line in lines)
+    assert any(line.startswith("skipped") and "fake.mp4" in line for line in lines)
+    assert not os.path.exists(partial_path(out))
+
+    with h5py.File(out, "r") as file:
+        features = file["features"]
+        assert features.shape == (4, 9, DIM) and features.dtype == np.float32
+        assert features.compression == "gzip" and features.compression_opts == 4
+        assert file["labels"].dtype == np.int64 and file["num_frames"].dtype == np.int32
+        attrs = file.attrs
+        assert attrs["num_videos"] == 4 and attrs["max_frames"] == 9 and attrs["feature_dim"] == DIM
+        assert json.loads(attrs["category_mapping"]) == {"run": 0, "walk": 1}
+        assert bool(attrs["multi_scale"]) and attrs["backbone"] == BACKBONE
+        assert bool(attrs["complete"])
+        skipped = json.loads(attrs["skipped"])
+        assert [entry["path"] for entry in skipped] == sorted(summary.skipped)
+        assert "truncated" in skipped[0]["error"] or "truncated" in skipped[1]["error"]
+
+    data = read_feature_file(out, expected_dim=DIM)
+    names = [os.path.relpath(source, tree) for source in data.sources]
+    assert names == ["run/c.mkv", "run/d.mov", "walk/a.mp4", "walk/b.avi"]
+    np.testing.assert_array_equal(data.labels, [0, 0, 1, 1])
+    np.testing.assert_array_equal(data.num_frames, [9, 9, 9, 9])
+    assert data.class_names == ("run", "walk") and data.backbone == BACKBONE
+    assert data.mask.all() and data.splits is None
+    for row, source in enumerate(data.sources):
+        expected, _ = extractor.video_features(source, FRAMES)
+        np.testing.assert_allclose(data.features[row], expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(data.features[0], data.features[2])
+
+
+def test_rerun_skips_done_videos_and_appends_new_ones(tree, extractor):
+    dataset = scan_dataset(tree)
+    out = tree.parent / "features.h5"
+    extract(dataset, out, extractor)
+    before = read_feature_file(out)
+    stamp = os.stat(out).st_mtime_ns
+
+    summary, lines = extract(dataset, out, extractor)
+    assert summary.written == 0 and summary.already_done == 4
+    assert any("up to date" in line for line in lines)
+    assert os.stat(out).st_mtime_ns == stamp
+
+    write_video(tree / "walk" / "e.webm", num_frames=5)
+    summary, _ = extract(scan_dataset(tree), out, extractor)
+    assert summary.written == 1  # the two skipped files are not retried by default
+    after = read_feature_file(out)
+    assert after.num_videos == 5 and len(set(after.sources)) == 5
+    np.testing.assert_array_equal(after.features[:4], before.features)
+    assert len(after.skipped) == 2
+
+    os.remove(tree / "run" / "fake.mp4")
+    write_video(tree / "run" / "fake.mp4", num_frames=4)  # fixed since
+    summary, _ = extract(scan_dataset(tree), out, extractor, retry_skipped=True)
+    assert summary.written == 1
+    fixed = read_feature_file(out)
+    assert fixed.num_videos == 6 and [path for path, _ in fixed.skipped] == [
+        str(tree / "walk" / "cut.mkv")]
+
+
+def test_rerun_with_other_settings_is_refused(tree, extractor):
+    dataset = scan_dataset(tree)
+    out = tree.parent / "features.h5"
+    extract(dataset, out, extractor)
+    with pytest.raises(ValueError, match=r"frames=8 but this run asks for frames=6"):
+        extract(dataset, out, extractor, num_frames=6)
+    with pytest.raises(ValueError, match=r"backbone='resnet50' but this run asks for backbone='efficientnet_b0'"):
+        extract(dataset, out, None, backbone="efficientnet_b0")
+    os.makedirs(tree / "jump")
+    write_video(tree / "jump" / "j.mp4", num_frames=3)
+    with pytest.raises(ValueError, match="holds classes"):
+        extract(scan_dataset(tree), out, extractor)
+
+
+def test_on_error_fail_leaves_a_resumable_partial_file(tree, extractor):
+    dataset = scan_dataset(tree)
+    out = tree.parent / "features.h5"
+    with pytest.raises(VideoError, match="fake.mp4"):
+        extract(dataset, out, extractor, on_error="fail")
+    assert not os.path.exists(out)
+    with pytest.raises(ValueError, match="incomplete"):
+        read_feature_file(partial_path(out))
+    summary, lines = extract(dataset, out, extractor)
+    assert summary.already_done == 2 and summary.written == 2
+    assert any(line.startswith("resuming") for line in lines)
+    assert read_feature_file(out).num_videos == 4
+
+
+def test_unopenable_partial_file_is_started_again(tree, extractor):
+    dataset = scan_dataset(tree)
+    out = tree.parent / "features.h5"
+    with open(partial_path(out), "wb") as file:
+        file.write(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    summary, lines = extract(dataset, out, extractor)
+    assert any("cannot be resumed" in line for line in lines)
+    assert summary.written == 4 and read_feature_file(out).num_videos == 4
+
+
+def test_writer_widens_the_time_axis_with_zero_padding(tmp_path):
+    settings = dict(backbone=BACKBONE, weights="none", frames=3, size=[32, 32],
+                    multi_scale=False, steps=3)
+    writer = FeatureWriter(tmp_path / "f.h5", settings, ["a", "b"], feature_dim=4)
+    writer.open()
+    writer.append(np.ones((3, 4)), 0, "/v/one.mp4")
+    writer.append(np.full((5, 4), 2.0), 1, "/v/two.mp4", split="test")
+    writer.append(np.full((2, 4), 3.0), 1, "/v/three.mp4", split="train")
+    assert writer.file["features"].shape == (3, 5, 4) and writer.file.attrs["max_frames"] == 5
+    writer.finish()
+    data = read_feature_file(tmp_path / "f.h5")
+    np.testing.assert_array_equal(data.num_frames, [3, 5, 2])
+    np.testing.assert_array_equal(data.features[0, 3:], 0.0)
+    np.testing.assert_array_equal(data.features[2, :2], 3.0)
+    np.testing.assert_array_equal(data.features[2, 2:], 0.0)
+    assert data.mask.sum(axis=1).tolist() == [3, 5, 2]
+    assert data.splits == ("", "test", "train")
+
+
+def write_notes_file(path, features, labels, num_frames, mapping, **attrs):
+    with h5py.File(path, "w") as file:
+        file.create_dataset("features", data=np.asarray(features, np.float32), compression="gzip",
+                            compression_opts=4)
+        file.create_dataset("labels", data=np.asarray(labels, np.int64))
+        file.create_dataset("num_frames", data=np.asarray(num_frames, np.int32))
+        features = np.asarray(features)
+        file.attrs.update(dict(num_videos=features.shape[0], max_frames=features.shape[1],
+                               feature_dim=features.shape[2], category_mapping=json.dumps(mapping),
+                               multi_scale=True))
+        file.attrs.update(attrs)
+    return path
+
+
+def test_reader_accepts_the_notes_schema_and_refuses_bad_files(tmp_path):
+    features = np.random.default_rng(0).normal(size=(3, 4, 6)).astype(np.float32)
+    good = write_notes_file(tmp_path / "notes.h5", features, [1, 0, 1], [4, 2, 3], {"a": 0, "b": 1})
+    data = read_feature_file(good, expected_dim=6)
+    assert data.class_names == ("a", "b") and data.backbone is None and data.sources is None
+    np.testing.assert_array_equal(data.features, features)
+
+    with pytest.raises(ValueError, match=r"notes.h5: features have feature_dim 6 but the model expects 2048"):
+        read_feature_file(good, expected_dim=2048)
+
+    broken = features.copy()
+    broken[2, 1, 3] = np.inf
+    path = write_notes_file(tmp_path / "inf.h5", broken, [1, 0, 1], [4, 2, 3], {"a": 0, "b": 1})
+    with pytest.raises(ValueError, match="inf.h5: features row 2 contains NaN or Inf"):
+        read_feature_file(path)
+
+    path = write_notes_file(tmp_path / "dim.h5", features, [1, 0, 1], [4, 2, 3], {"a": 0, "b": 1},
+                            feature_dim=5)
+    with pytest.raises(ValueError, match="attribute feature_dim=5 but 'features' has D=6"):
+        read_feature_file(path)
+
+    path = write_notes_file(tmp_path / "label.h5", features, [1, 0, 2], [4, 2, 3], {"a": 0, "b": 1})
+    with pytest.raises(ValueError, match="labels row 2 is 2, outside the 2 classes"):
+        read_feature_file(path)
+
+    path = write_notes_file(tmp_path / "open.h5", features, [1, 0, 1], [4, 2, 3], {"a": 0, "b": 1},
+                            complete=False)
+    with pytest.raises(ValueError, match="marked incomplete"):
+        read_feature_file(path)
+
+    with h5py.File(tmp_path / "other.h5", "w") as file:
+        file.create_dataset("features", data=features)
+        file.create_dataset("y", data=[1, 2, 3])
+    with pytest.raises(ValueError, match="other.h5: not a feature file: dataset 'labels' is missing"):
+        read_feature_file(tmp_path / "other.h5")
+
+    write_text_file(tmp_path / "text.h5")
+    with pytest.raises(ValueError, match="text.h5: cannot be read as an HDF5 file"):
+        read_feature_file(tmp_path / "text.h5")
+    with pytest.raises(ValueError, match="no such feature file"):
+        read_feature_file(tmp_path / "absent.h5")
+
+
+def test_nan_row_is_named_with_its_source(tree, extractor):
+    out = tree.parent / "features.h5"
+    extract(scan_dataset(tree), out, extractor)
+    with h5py.File(out, "r+") as file:
+        file["features"][1, 4, 7] = np.nan
+    with pytest.raises(ValueError, match=r"features row 1 \(.*run/d.mov\) contains NaN or Inf"):
+        read_feature_file(out)
+
+
+def test_another_format_at_out_is_not_overwritten(tmp_path, tree, extractor):
+    out = write_notes_file(tmp_path / "theirs.h5", np.zeros((1, 2, DIM)), [0], [2], {"run": 0, "walk": 1})
+    before = open(out, "rb").read()
+    with pytest.raises(ValueError, match="not written by data.extract"):
+        extract(scan_dataset(tree), out, extractor)
+    assert open(out, "rb").read() == before
+
+
+def test_cli_help_and_user_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        extract_main(["--help"])
+    assert exit_info.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    for expected in ("--no-multi-scale", "--on-error", "default: efficientnet_v2_s",
+                     "default: imagenet", "default: 64", "default: [224, 224]", "default: skip"):
+        assert expected in help_text
+    assert "(default: True)" not in help_text
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(extract_main, [str(tmp_path / "absent"), "--out", str(tmp_path / "f.h5")])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "absent: no such folder or manifest file" in error[0]
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(extract_main, [str(tmp_path), "--out", str(tmp_path / "f.h5"), "--frames", "0"])
+    assert exit_info.value.code == 2
+    assert "--frames must be >= 1" in capsys.readouterr().err
+
+
+def _rows_written(path):
+    try:
+        with h5py.File(path, "r", locking=False) as file:
+            return int(file.attrs["num_videos"])
+    except Exception:  # not created yet, or caught mid-write
+        return 0
+
+
+@pytest.mark.slow
+def test_killed_extraction_resumes_to_exactly_one_row_per_video(tmp_path, extractor):
+    root = tmp_path / "videos"
+    for index in range(16):
+        write_video(root / ("even" if index % 2 else "odd") / f"v{index:02d}.avi",
+                    num_frames=5 + index % 7, size=(24, 32))
+    out = tmp_path / "features.h5"
+    command = [sys.executable, "-m", "data.extract", str(root), "--out", str(out),
+               "--backbone", BACKBONE, "--weights", "none", "--frames", str(FRAMES),
+               "--size", "32", "32", "--batch-size", "8", "--no-progress"]
+    environment = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+
+    process = subprocess.Popen(command, cwd=ROOT, env=environment,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while _rows_written(partial_path(out)) < 2 and process.poll() is None:
+        assert time.monotonic() < deadline, "extraction never got going"
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    stderr = process.stderr.read().decode()
+    process.stderr.close()
+    assert process.returncode == -signal.SIGKILL, stderr
+    assert not os.path.exists(out)
+    killed_at = _rows_written(partial_path(out))
+    assert 2 <= killed_at < 16
+    with pytest.raises(ValueError, match="incomplete"):
+        read_feature_file(partial_path(out))
+
+    # resume in this process, with the same settings and the same (seeded) backbone
+    summary, lines = extract(scan_dataset(root), out, extractor)
+    assert any(line.startswith("resuming") for line in lines)
+    assert summary.already_done == killed_at and summary.written == 16 - killed_at
+    data = read_feature_file(out, expected_dim=DIM)
+    dataset = scan_dataset(root)
+    assert data.num_videos == 16 and sorted(data.sources) == sorted(dataset.paths)
+    assert not os.path.exists(partial_path(out))
+
+    # every row, written before or after the kill, is what one clean pass gives
+    for row, source in enumerate(data.sources):
+        expected, _ = extractor.video_features(source, FRAMES)
+        np.testing.assert_allclose(data.features[row], expected, rtol=1e-5, atol=1e-6)
+        assert data.labels[row] == dataset.labels[dataset.paths.index(source)]
+    shutil.rmtree(root)

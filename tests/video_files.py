@@ -1,0 +1,92 @@
+"""Small real video files for tests, written with cv2.VideoWriter.
+
+Every frame is one solid colour: red carries the frame's index
+(`frame_code`), green is 128 and blue 40, so a decoded frame tells which
+frame it was (`decoded_index`) and whether the channels came back in RGB
+order, even through lossy codecs.
+"""
+
+import os
+
+import cv2
+import numpy as np
+
+# fourcc per container; all of them write with the FFmpeg in
+# opencv-python-headless.
+FOURCC = {".mp4": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG", ".webm": "VP80"}
+GREEN, BLUE = 128, 40
+
+
+def frame_code(index):
+    """The red value of frame `index` (distinct for 23 frames, then repeats)."""
+    return 20 + 10 * (index % 23)
+
+
+def decoded_index(frame):
+    """Which frame an RGB frame written by `write_video` is (modulo 23)."""
+    return int(round((float(np.mean(frame[..., 0])) - 20) / 10))
+
+
+def write_video(path, num_frames=12, size=(29, 37), fps=10.0, fourcc=None):
+    """Writes a video of solid frames; size is (height, width). Returns path."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    extension = os.path.splitext(path)[1].lower()
+    fourcc = fourcc or FOURCC[extension]
+    height, width = size
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
+    if not writer.isOpened():
+        raise RuntimeError(f"cv2.VideoWriter cannot write {fourcc} into {path}")
+    for index in range(num_frames):
+        frame = np.empty((height, width, 3), np.uint8)
+        frame[...] = (BLUE, GREEN, frame_code(index))  # OpenCV writes BGR
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def cut_file(path, keep):
+    """Keeps the first `keep` fraction of a file's bytes."""
+    with open(path, "rb") as file:
+        data = file.read()
+    with open(path, "wb") as file:
+        file.write(data[: int(len(data) * keep)])
+    return os.fspath(path)
+
+
+def write_truncated_video(path, num_frames=12, keep=0.5):
+    """An MJPG .mkv whose header promises `num_frames` but whose data stops
+    part way: it opens, and decoding ends early."""
+    return cut_file(write_video(path, num_frames=num_frames, fourcc="MJPG"), keep)
+
+
+def write_corrupt_video(path):
+    """A real .mp4 with its second half cut off (its index goes with it)."""
+    return cut_file(write_video(path, num_frames=12), 0.5)
+
+
+def write_zero_frame_video(path):
+    """A container opened and closed without a single frame written."""
+    writer = cv2.VideoWriter(os.fspath(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (32, 32))
+    writer.release()
+    return os.fspath(path)
+
+
+def write_text_file(path, text="this is not a video\n"):
+    """A text file, whatever its name says."""
+    with open(path, "w") as file:
+        file.write(text)
+    return os.fspath(path)
+
+
+def write_class_tree(root, layout, num_frames=6, size=(24, 32)):
+    """Writes `root/<class>/<name>` videos; layout maps class -> file names.
+
+    Returns the sorted list of written paths.
+    """
+    paths = []
+    for class_name, names in layout.items():
+        os.makedirs(os.path.join(root, class_name), exist_ok=True)
+        for name in names:
+            paths.append(write_video(os.path.join(root, class_name, name), num_frames, size))
+    return sorted(paths)
