@@ -30,8 +30,9 @@ Training. `SpearmanRankingLoss` (1 - soft-rank Spearman correlation, plus
 `mse_weight` x MSE) on targets padded with -1. Features mode trains in one
 stage: AdamW, lr 1e-4, weight decay 0.01. Frames mode adds a second stage
 that unfreezes the backbone's last `unfreeze_blocks` (2) blocks with lr
-1e-5 and clipnorm 1.0, BatchNorm kept in inference mode; `epochs` is the
-first stage's length and `stage2_epochs` the second's.
+1e-5 and clipnorm 1.0, BatchNorm kept in inference mode; `stage1_epochs`
+(default: `epochs`) is the first stage's length and `stage2_epochs` the
+second's.
 """
 
 import dataclasses
@@ -82,7 +83,10 @@ class KeyframeTransformerConfig(ModelConfig):
             notes give no value; 0.5 is our choice (the rank term alone
             leaves the scale of the scores free).
         learning_rate, weight_decay: AdamW of stage 1, 1e-4 / 0.01.
-        epochs: stage 1 epochs (the only stage in features mode).
+        epochs: maximum training epochs; stage 1's length unless
+            `stage1_epochs` is given.
+        stage1_epochs: stage 1 epochs (the only stage in features mode);
+            None uses `epochs`.
         stage2_epochs, stage2_learning_rate, stage2_clipnorm,
             unfreeze_blocks: frames-mode fine-tuning, 5 / 1e-5 / 1.0 / 2.
         batch_size: videos per batch.
@@ -109,6 +113,7 @@ class KeyframeTransformerConfig(ModelConfig):
     batch_size: int = 4
     epochs: int = 50
     patience: int = 10
+    stage1_epochs: int | None = None
     stage2_epochs: int = 5
     stage2_learning_rate: float = 1e-5
     stage2_clipnorm: float = 1.0
@@ -160,6 +165,12 @@ class KeyframeTransformerConfig(ModelConfig):
         for name in ("mse_weight", "weight_decay", "stage2_epochs", "unfreeze_blocks"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.stage1_epochs is not None and self.stage1_epochs < 1:
+            raise ValueError(f"stage1_epochs must be >= 1 or None, got {self.stage1_epochs!r}")
+
+    @property
+    def first_stage_epochs(self):
+        return self.epochs if self.stage1_epochs is None else self.stage1_epochs
 
     @property
     def feature_dim(self):
@@ -507,7 +518,7 @@ def keyframe_training(config: KeyframeTransformerConfig, steps_per_epoch: int) -
         temperature=config.rank_temperature, mse_weight=config.mse_weight
     )
     metrics = [keras.metrics.MeanMetricWrapper(masked_mean_squared_error, name="mse")]
-    stages = ()
+    stages = (Stage("train", config.first_stage_epochs, keyframe_optimizer(config)),)
     if config.input_mode == "frames":
         def unfreeze(model):
             from models.backbones import unfreeze_last_blocks
@@ -515,7 +526,7 @@ def keyframe_training(config: KeyframeTransformerConfig, steps_per_epoch: int) -
             unfreeze_last_blocks(backbone_of(model), config.unfreeze_blocks)
 
         stages = (
-            Stage("frozen_backbone", config.epochs, keyframe_optimizer(config)),
+            Stage("frozen_backbone", config.first_stage_epochs, keyframe_optimizer(config)),
             Stage(
                 "fine_tune",
                 config.stage2_epochs,
