@@ -12,12 +12,16 @@ calls after a warm-up call:
 3. features mode, model only: [1, T, 1024] features (the public files'
    input) through the Transformer and the scorer.
 
-The design notes quote about 1.8 s for scoring a 60-frame 224x224 clip on
+Wall time grows when other processes share the cores; the CPU-time column
+(summed over threads) does not, and on an idle machine the latency is about
+that divided by the cores in use. The design notes quote about 1.8 s for scoring a 60-frame 224x224 clip on
 an RTX 3060 GPU.
 """
 
 import os
+import statistics
 import tempfile
+import time
 
 import numpy as np
 
@@ -60,7 +64,8 @@ def measure(frames=60, size=224, repeats=5):
         return np.asarray(serve({"frames": values, "mask": mask}))
 
     seconds = median_seconds(lambda: score(clip), repeats, warmup=1)
-    rows.append(_row("frames, model only", f"1x{frames}x{size}x{size}x3", model, seconds))
+    rows.append(_row("frames, model only", f"1x{frames}x{size}x{size}x3", model, seconds,
+                     median_cpu_seconds(lambda: score(clip), repeats)))
 
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "clip.mp4")
@@ -71,7 +76,8 @@ def measure(frames=60, size=224, repeats=5):
             return score(decoded[None].astype("float32"))
 
         seconds = median_seconds(end_to_end, repeats, warmup=1)
-    rows.append(_row("frames, decode + score", f"mp4 320x240 -> {frames} frames", model, seconds))
+        cpu = median_cpu_seconds(end_to_end, repeats)
+    rows.append(_row("frames, decode + score", f"mp4 320x240 -> {frames} frames", model, seconds, cpu))
 
     features_model = models.build("keyframe_transformer")
     features = np.random.default_rng(1).normal(size=(1, frames, 1024)).astype("float32")
@@ -81,7 +87,8 @@ def measure(frames=60, size=224, repeats=5):
         return np.asarray(serve_features({"features": features, "mask": mask}))
 
     seconds = median_seconds(score_features, repeats, warmup=1)
-    rows.append(_row("features, model only", f"1x{frames}x1024", features_model, seconds))
+    rows.append(_row("features, model only", f"1x{frames}x1024", features_model, seconds,
+                     median_cpu_seconds(score_features, repeats)))
     return rows
 
 
@@ -99,13 +106,25 @@ def compiled(model):
     return tf.function(lambda inputs: model(inputs, training=False), input_signature=[signature])
 
 
-def _row(what, shape, model, seconds):
+def median_cpu_seconds(step, repeats):
+    """Median CPU time (all threads) of `step()`: unlike wall time it does
+    not grow when other processes share the cores."""
+    times = []
+    for _ in range(repeats):
+        started = time.process_time()
+        step()
+        times.append(time.process_time() - started)
+    return statistics.median(times)
+
+
+def _row(what, shape, model, seconds, cpu_seconds):
     return {
         "model": "keyframe_transformer",
         "measurement": what,
         "input": shape,
         "params": model.count_params(),
         "latency (s)": seconds,
+        "CPU time (s)": cpu_seconds,
         "vs notes' 1.8 s GPU": f"{NOTES_GPU_SECONDS / seconds:.1f}x faster"
         if seconds < NOTES_GPU_SECONDS else f"{seconds / NOTES_GPU_SECONDS:.1f}x slower",
     }
@@ -119,7 +138,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5, help="timed calls (median)")
     args = parser.parse_args(argv)
     rows = measure(args.frames, args.size, args.repeats)
-    print(f"machine: {machine_description()}")
+    print(f"machine: {machine_description()}; load average {os.getloadavg()[0]:.1f}")
     print(markdown_table(rows, list(rows[0])))
 
 

@@ -228,14 +228,31 @@ register_source(KIND, Source(add_frame_score_arguments, load_frame_scores))
 # Scoring and the report.
 
 
-def score_videos(model, bundle, keys):
-    """key -> predicted scores [n_picks], one video per model call."""
+def score_videos(model, bundle, keys, batch_size=8):
+    """key -> predicted scores [n_picks].
+
+    The videos are right-padded to the longest one of `keys` and scored in
+    batches, so the model sees one input shape (a new shape per video would
+    retrace the graph, which costs seconds with a frame backbone); padded
+    steps do not change a real frame's score.
+    """
+    keys = list(keys)
+    if not keys:
+        return {}
+    longest = max(len(bundle.inputs[key]) for key in keys)
     predictions = {}
-    for key in keys:
-        values = np.asarray(bundle.inputs[key], dtype=np.float32)[None]
-        mask = np.ones(values.shape[:2], dtype=bool)
-        scores = model.predict_on_batch({bundle.input_name: values, "mask": mask})
-        predictions[key] = np.asarray(scores)[0]
+    for start in range(0, len(keys), batch_size):
+        chunk = keys[start:start + batch_size]
+        sample = np.asarray(bundle.inputs[chunk[0]])
+        values = np.zeros((len(chunk), longest, *sample.shape[1:]), dtype=np.float32)
+        mask = np.zeros((len(chunk), longest), dtype=bool)
+        for row, key in enumerate(chunk):
+            length = len(bundle.inputs[key])
+            values[row, :length] = bundle.inputs[key]
+            mask[row, :length] = True
+        scores = np.asarray(model.predict_on_batch({bundle.input_name: values, "mask": mask}))
+        for row, key in enumerate(chunk):
+            predictions[key] = scores[row, :mask[row].sum()]
     return predictions
 
 
