@@ -116,6 +116,10 @@ def plot_confusion_matrix(report, path):
 
 
 def write_report(report, out, prefix="test"):
+    if report.get("kind") == "frame_scores":
+        from train import frame_scores
+
+        return frame_scores.write_report(report, out, prefix)
     from train.callbacks import write_json
 
     write_json(os.path.join(out, f"{prefix}_report.json"), report)
@@ -124,6 +128,10 @@ def write_report(report, out, prefix="test"):
 
 def evaluate_model(model, model_name, data, class_names, out):
     """Evaluates a trained model on the bundle's test (else val) split."""
+    if _input_kind(model_name) == "frame_scores":
+        from train import frame_scores
+
+        return frame_scores.evaluate_model(model, data, out)
     dataset = data.test if data.test is not None else data.val
     if dataset is None:
         return {"summary": {}}
@@ -131,6 +139,12 @@ def evaluate_model(model, model_name, data, class_names, out):
     report = classification_report(probabilities, labels, class_names)
     write_report(report, out)
     return {"summary": {f"test_{k}": v for k, v in report["summary"].items()}}
+
+
+def _input_kind(model_name):
+    import models
+
+    return type(models.get_family(model_name).config).input_kind
 
 
 def load_record(run):
@@ -176,6 +190,18 @@ def evaluate_runs(runs, split="test", out=None, source_overrides=None):
         raise ValueError(f"--runs mixes models {sorted(names)}; an ensemble needs one model")
     first = records_models[0][0]
     data = run_data(first, source_overrides)
+    if _input_kind(first["model"]) == "frame_scores":
+        from train import frame_scores
+
+        report = frame_scores.evaluate_runs(records_models, data, split)
+        report["runs"] = list(runs)
+        if out is not None:
+            os.makedirs(out, exist_ok=True)
+            write_report(report, out, prefix=split)
+            from train.callbacks import write_json
+
+            write_json(os.path.join(out, "metrics.json"), {f"{split}_{k}": v for k, v in report["summary"].items()})
+        return report
     dataset = getattr(data, split)
     if dataset is None:
         raise ValueError(f"the data has no {split} split")
@@ -209,9 +235,14 @@ def build_parser(model_name=None):
     if model_name is not None:
         family = models.get_family(model_name)
         group = parser.add_argument_group("data (overrides what the run recorded)")
-        sources.get_source(type(family.config).input_kind).add_arguments(group)
-        for action in group._group_actions:
-            action.default = argparse.SUPPRESS
+        # A source flag spelled like one of ours (the sources' `--split`
+        # picks the data split, ours the subset to report) stays recorded.
+        flags = ArgumentParser(add_help=False)
+        sources.get_source(type(family.config).input_kind).add_arguments(flags)
+        for action in flags._actions:
+            if not set(action.option_strings) & set(parser._option_string_actions):
+                action.default = argparse.SUPPRESS
+                group._add_action(action)
     return parser
 
 
@@ -230,6 +261,10 @@ def main(argv=None):
     os.makedirs(out, exist_ok=True)
     write_report(report, out, prefix=f"evaluate_{args.split}")
     print(json.dumps(report["summary"], indent=2))
+    if report.get("kind") == "frame_scores":
+        from train import frame_scores
+
+        print(frame_scores.comparison_table(report))
     print(f"report: {os.path.join(out, f'evaluate_{args.split}_report.json')}")
     return 0
 

@@ -264,3 +264,7 @@ def check_path(path, flag):
     if not os.path.exists(path):
         raise FileNotFoundError(f"{flag} {path}: no such file or directory")
     return path
+
+
+# Frame-score sources register themselves on import.
+from train import frame_scores  # noqa: E402,F401
