@@ -153,8 +153,13 @@ def load_run(run):
     return record, keras.saving.load_model(model_path)
 
 
-def run_data(record, source_overrides=None, seed=None):
-    """Rebuilds a run's data from what the run recorded, with overrides."""
+def run_data(record, source_overrides=None, seed=None, split=None):
+    """Rebuilds a run's data from what the run recorded, with overrides.
+
+    The source finds `args.evaluation` (a `train.sources.Evaluation`): the
+    split wanted (None: test if the run has test data, else validation),
+    the record, and which flags were overridden.
+    """
     import models
     from train import sources
 
@@ -165,17 +170,30 @@ def run_data(record, source_overrides=None, seed=None):
     for key, value in (source_overrides or {}).items():
         setattr(args, key, value)
     args.overridden = {"input_shape"}
+    args.evaluation = sources.Evaluation(split, record, frozenset(source_overrides or {}))
     return source.load(args, config, record["seed"] if seed is None else seed)
 
 
 def evaluate_runs(runs, split="test", out=None, source_overrides=None):
-    """Evaluates one run, or averages the probabilities of several."""
+    """Evaluates one run, or averages the probabilities of several.
+
+    `split=None` takes the test data when there is any, else validation.
+    """
     records_models = [load_run(run) for run in runs]
     names = {record["model"] for record, _ in records_models}
     if len(names) != 1:
         raise ValueError(f"--runs mixes models {sorted(names)}; an ensemble needs one model")
     first = records_models[0][0]
-    data = run_data(first, source_overrides)
+    for run, (record, _) in zip(runs[1:], records_models[1:]):
+        shape, first_shape = record["config"].get("input_shape"), first["config"].get("input_shape")
+        if shape != first_shape:
+            raise ValueError(
+                f"--runs: {run} takes input_shape {shape} but {runs[0]} takes {first_shape}; "
+                "an ensemble needs one input"
+            )
+    data = run_data(first, source_overrides, split=split)
+    if split is None:
+        split = "test" if data.test is not None else "val"
     dataset = getattr(data, split)
     if dataset is None:
         raise ValueError(f"the data has no {split} split")
@@ -185,6 +203,7 @@ def evaluate_runs(runs, split="test", out=None, source_overrides=None):
         all_probabilities.append(probabilities)
     report = classification_report(np.mean(all_probabilities, axis=0), labels, data.class_names)
     report["runs"] = list(runs)
+    report["split"] = split
     if out is not None:
         os.makedirs(out, exist_ok=True)
         write_report(report, out, prefix=split)
