@@ -93,7 +93,7 @@ def ensemble(files, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("runs") / "ensemble")
     argv = TINY_FLAGS + FIXED + [
         "--features", files["train"], "--test-features", files["test"],
-        "--epochs", "2", "--ensemble", "2", "--out", out,
+        "--epochs", "1", "--ensemble", "2", "--out", out,
     ]
     assert run.main(argv) == 0
     return out
@@ -183,6 +183,21 @@ def test_another_feature_dimension_is_refused_naming_both(ensemble, files, tmp_p
     flags = TINY_FLAGS + ["--features", files["train"], "--val-features", wide, "--out", out]
     code, _, err = call(run.main, flags, capsys)
     assert code == 2 and "feature_dim 7" in err and "expects 6" in err
+
+
+def test_resuming_a_run_with_features_of_another_dimension_names_both(ensemble, files, tmp_path, capsys):
+    import shutil
+
+    out = str(tmp_path / "interrupted")
+    os.makedirs(out)
+    shutil.copy(os.path.join(ensemble, "member_0", "config.json"), out)
+    wide = write_features(tmp_path / "wide.h5", [0, 1, 2] * 5, dim=7, seed=1)
+    flags = TINY_FLAGS + [
+        "--batch-size", "6", "--epochs", "1", "--features", wide, "--out", out,
+    ]
+    code, _, err = call(run.main, flags, capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "different config (input_shape: recorded [5, 6], now [None, 7])" in err, err
 
 
 def test_longer_sequences_than_trained_on_are_refused(ensemble, tmp_path, capsys):

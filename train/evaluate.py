@@ -228,9 +228,14 @@ def build_parser(model_name=None):
     if model_name is not None:
         family = models.get_family(model_name)
         group = parser.add_argument_group("data (overrides what the run recorded)")
-        sources.get_source(type(family.config).input_kind).add_arguments(group)
-        for action in group._group_actions:
-            action.default = argparse.SUPPRESS
+        # A source flag spelled like one of this command's own (the clip
+        # source's --split, the official split number) keeps the run's value.
+        scratch = ArgumentParser(add_help=False)
+        sources.get_source(type(family.config).input_kind).add_arguments(scratch)
+        for action in scratch._actions:
+            if not any(option in parser._option_string_actions for option in action.option_strings):
+                action.default = argparse.SUPPRESS
+                group._add_action(action)
     return parser
 
 

@@ -84,7 +84,8 @@ def add_feature_arguments(group):
     group.add_argument(
         "--features", default=None,
         help="training feature file (HDF5 from `python -m data.extract`); without it, "
-        "features of the embedded synthetic videos (extracted once, cached). "
+        "features of the embedded synthetic videos (extracted once, cached), with a "
+        "small model for the size fields not set. "
         "Given to train.evaluate: the file to evaluate (its rows of --split if it "
         "marks splits, else all of them)",
     )
@@ -96,7 +97,7 @@ def add_feature_arguments(group):
         "there is no --val-features and the file marks no validation rows",
     )
     group.add_argument(
-        "--no-augment", dest="augment", action="store_false",
+        "--no-augment", action="store_true",
         help="no feature-level augmentation of the training batches",
     )
     group.add_argument(
@@ -224,7 +225,7 @@ def load_for_training(args, config, seed):
 
     config = config.with_overrides(**updates)
     augmentation = None
-    if args.augment:
+    if not args.no_augment:
         augmentation = SequenceAugmentation(
             args.augment_crop, args.frame_dropout, args.feature_noise
         )
@@ -269,7 +270,7 @@ def load_for_training(args, config, seed):
 def check_flags(args):
     if not 0.0 < args.val_fraction < 1.0:
         raise ValueError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
-    if not args.augment:
+    if args.no_augment:
         return
     if not 0.0 < args.augment_crop <= 1.0:
         raise ValueError(f"--augment-crop must be in (0, 1], got {args.augment_crop}")
