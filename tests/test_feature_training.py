@@ -308,6 +308,17 @@ def test_files_marking_splits_and_a_validation_file(files, tmp_path):
         "crop_min_fraction": 0.8, "frame_dropout": 0.1, "noise_std": 0.05,
     }
 
+    # Evaluating a run that had no test data says what to pass.
+    record = {"seed": 0, "data": dict(bundle.info, data_seed=0)}
+    args = source_args(features=files["train"], val_features=files["val"])
+    args.evaluation = sources.Evaluation("test", record)
+    trained = config.with_overrides(input_shape=(None, DIM), num_classes=3)
+    with pytest.raises(ValueError, match="the run has no test data; pass --test-features FILE"):
+        feature_source.load_features(args, trained, seed=0)
+    args.evaluation = sources.Evaluation(None, record)
+    fallback = feature_source.load_features(args, trained, seed=0)
+    assert fallback.test is None and fallback.info["rows"] == 6 and fallback.info["split"] == "val"
+
 
 def test_split_rows_carves_a_seeded_stratified_share():
     labels = [0] * 10 + [1] * 6 + [2]
