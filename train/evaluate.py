@@ -167,8 +167,13 @@ def load_run(run):
     return record, keras.saving.load_model(model_path)
 
 
-def run_data(record, source_overrides=None, seed=None):
-    """Rebuilds a run's data from what the run recorded, with overrides."""
+def run_data(record, source_overrides=None, seed=None, split=None):
+    """Rebuilds a run's data from what the run recorded, with overrides.
+
+    The source finds `args.evaluation` (a `train.sources.Evaluation`): the
+    split wanted (None: test if the run has test data, else validation),
+    the record, and which flags were overridden.
+    """
     import models
     from train import sources
 
@@ -179,43 +184,50 @@ def run_data(record, source_overrides=None, seed=None):
     for key, value in (source_overrides or {}).items():
         setattr(args, key, value)
     args.overridden = {"input_shape"}
+    args.evaluation = sources.Evaluation(split, record, frozenset(source_overrides or {}))
     return source.load(args, config, record["seed"] if seed is None else seed)
 
 
 def evaluate_runs(runs, split="test", out=None, source_overrides=None):
-    """Evaluates one run, or averages the probabilities of several."""
+    """Evaluates one run, or averages the probabilities of several.
+
+    `split=None` takes the test data when there is any, else validation.
+    """
     records_models = [load_run(run) for run in runs]
     names = {record["model"] for record, _ in records_models}
     if len(names) != 1:
         raise ValueError(f"--runs mixes models {sorted(names)}; an ensemble needs one model")
     first = records_models[0][0]
-    data = run_data(first, source_overrides)
+    for run, (record, _) in zip(runs[1:], records_models[1:]):
+        shape, first_shape = record["config"].get("input_shape"), first["config"].get("input_shape")
+        if shape != first_shape:
+            raise ValueError(
+                f"--runs: {run} takes input_shape {shape} but {runs[0]} takes {first_shape}; "
+                "an ensemble needs one input"
+            )
+    data = run_data(first, source_overrides, split=split)
+    if split is None:
+        split = "test" if data.test is not None else "val"
     if _input_kind(first["model"]) == "frame_scores":
         from train import frame_scores
 
         report = frame_scores.evaluate_runs(records_models, data, split)
-        report["runs"] = list(runs)
-        if out is not None:
-            os.makedirs(out, exist_ok=True)
-            write_report(report, out, prefix=split)
-            from train.callbacks import write_json
-
-            write_json(os.path.join(out, "metrics.json"), {f"{split}_{k}": v for k, v in report["summary"].items()})
-        return report
-    dataset = getattr(data, split)
-    if dataset is None:
-        raise ValueError(f"the data has no {split} split")
-    all_probabilities, labels = [], None
-    for record, model in records_models:
-        probabilities, labels = predict_probabilities(model, record["model"], dataset)
-        all_probabilities.append(probabilities)
-    report = classification_report(np.mean(all_probabilities, axis=0), labels, data.class_names)
+    else:
+        dataset = getattr(data, split)
+        if dataset is None:
+            raise ValueError(f"the data has no {split} split")
+        all_probabilities, labels = [], None
+        for record, model in records_models:
+            probabilities, labels = predict_probabilities(model, record["model"], dataset)
+            all_probabilities.append(probabilities)
+        report = classification_report(np.mean(all_probabilities, axis=0), labels, data.class_names)
     report["runs"] = list(runs)
+    report["split"] = split
     if out is not None:
-        os.makedirs(out, exist_ok=True)
-        write_report(report, out, prefix=split)
         from train.callbacks import write_json
 
+        os.makedirs(out, exist_ok=True)
+        write_report(report, out, prefix=split)
         write_json(os.path.join(out, "metrics.json"), {f"{split}_{k}": v for k, v in report["summary"].items()})
     return report
 
@@ -230,19 +242,17 @@ def build_parser(model_name=None):
         "probabilities. Data flags default to what the first run recorded.",
     )
     parser.add_argument("--runs", nargs="+", required=True, help="run folders (one or more)")
-    parser.add_argument("--split", choices=("test", "val"), default="test", help="split to evaluate")
-    parser.add_argument("--out", default=None, help="folder for the report (default: the first run)")
+    parser.add_argument(
+        "--subset", choices=("test", "val"), default=None,
+        help="data to evaluate on; without it, the test data when there is any, else validation",
+    )
+    parser.add_argument("--out", default=None, help="folder for the report; without it, the first run")
     if model_name is not None:
         family = models.get_family(model_name)
         group = parser.add_argument_group("data (overrides what the run recorded)")
-        # A source flag spelled like one of ours (the sources' `--split`
-        # picks the data split, ours the subset to report) stays recorded.
-        flags = ArgumentParser(add_help=False)
-        sources.get_source(type(family.config).input_kind).add_arguments(flags)
-        for action in flags._actions:
-            if not set(action.option_strings) & set(parser._option_string_actions):
-                action.default = argparse.SUPPRESS
-                group._add_action(action)
+        sources.get_source(type(family.config).input_kind).add_arguments(group)
+        for action in group._group_actions:
+            action.default = argparse.SUPPRESS
     return parser
 
 
@@ -254,18 +264,19 @@ def main(argv=None):
     if known.runs:
         model_name = load_record(known.runs[0])["model"]
     args = build_parser(model_name).parse_args(argv)
-    fixed = {"runs", "split", "out"}
+    fixed = {"runs", "subset", "out"}
     overrides = {k: v for k, v in vars(args).items() if k not in fixed}
     out = args.out or args.runs[0]
-    report = evaluate_runs(args.runs, args.split, out=None, source_overrides=overrides)
+    report = evaluate_runs(args.runs, args.subset, out=None, source_overrides=overrides)
     os.makedirs(out, exist_ok=True)
-    write_report(report, out, prefix=f"evaluate_{args.split}")
+    prefix = f"evaluate_{report['split']}"
+    write_report(report, out, prefix=prefix)
     print(json.dumps(report["summary"], indent=2))
     if report.get("kind") == "frame_scores":
         from train import frame_scores
 
         print(frame_scores.comparison_table(report))
-    print(f"report: {os.path.join(out, f'evaluate_{args.split}_report.json')}")
+    print(f"report: {os.path.join(out, f'{prefix}_report.json')}")
     return 0
 
 
