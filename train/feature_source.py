@@ -89,7 +89,7 @@ def add_feature_arguments(group):
         "features of the embedded synthetic videos (extracted once, cached), with a "
         "small model for the size fields not set. "
         "Given to train.evaluate: the file to evaluate (all of it, or the rows of "
-        "--split if it marks splits)",
+        "the evaluated --subset if it marks splits)",
     )
     group.add_argument("--val-features", default=None, help="validation feature file")
     group.add_argument("--test-features", default=None, help="test feature file")
