@@ -6,12 +6,7 @@ Anything else is a bug and still raises.
 """
 
 import argparse
-import os
 import sys
-
-# TensorFlow's C++ start-up notices (oneDNN, CUDA probing) bury the first
-# lines a command prints; a user can still ask for them.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
 

@@ -452,7 +452,9 @@ def sequence_dataset(sequences, targets, input_name="features", batch_size=4,
         {input_name: tf.constant(0.0, tf.float32), "mask": tf.constant(False)},
         tf.constant(PAD_TARGET, tf.float32),
     )
-    return dataset.padded_batch(batch_size, padding_values=padding).prefetch(2)
+    batches = -(-len(sequences) // batch_size)
+    dataset = dataset.padded_batch(batch_size, padding_values=padding)
+    return dataset.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(2)
 
 
 def summary_dataset(videos, keys, batch_size=4, shuffle=False, seed=0):
@@ -587,7 +589,7 @@ def frame_features(frames, feature_dim=PUBLIC_FEATURE_DIM, grid=8, seed=1234):
 
 def synthetic_summary_records(num_videos, seed=0, feature_dim=PUBLIC_FEATURE_DIM,
                               frames=(60, 120), height=32, width=32, pick_step=2,
-                              num_users=5):
+                              num_users=5, return_frames=False):
     """Synthetic videos as records of the public schema.
 
     Picks are every `pick_step`-th frame; `gtscore` is the known importance
@@ -597,11 +599,13 @@ def synthetic_summary_records(num_videos, seed=0, feature_dim=PUBLIC_FEATURE_DIM
     frames, giving `user_summary`.
 
     Returns:
-        dict `video_<i>` -> `SummaryVideo`, numbered from 1.
+        dict `video_<i>` -> `SummaryVideo`, numbered from 1; with
+        `return_frames`, also a dict key -> uint8 frames at the picks
+        [n_picks, H, W, 3].
     """
     videos = synthetic_summary_videos(num_videos, frames, height, width, seed)
     rng = np.random.default_rng(seed + 7919)
-    records = {}
+    records, pick_frames = {}, {}
     for index, video in enumerate(videos):
         length = video["frames"].shape[0]
         importance = video["importance"]
@@ -628,7 +632,8 @@ def synthetic_summary_records(num_videos, seed=0, feature_dim=PUBLIC_FEATURE_DIM
             n_frames=length,
             picks=picks,
         )
-    return records
+        pick_frames[key] = video["frames"][picks]
+    return (records, pick_frames) if return_frames else records
 
 
 def _greedy_shot_summary(frame_scores, change_points, lengths, budget):

@@ -24,9 +24,12 @@ DEFAULT_CLIP_SHAPE = (16, 48, 64, 4)
 DEFAULT_SPLIT_SIZES = {"train": 192, "val": 48, "test": 64}
 
 
+TASKS = {"motion": MOTIONS, "shape": SHAPES}
+
+
 def class_names(num_classes: int, task: str = "motion"):
     """The class names of a task; binary tasks keep the first two."""
-    pool = {"motion": MOTIONS, "shape": SHAPES}.get(task)
+    pool = TASKS.get(task)
     if pool is None:
         raise ValueError(f"task must be 'motion' or 'shape', got {task!r}")
     count = max(num_classes, 2)

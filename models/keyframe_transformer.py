@@ -30,8 +30,9 @@ Training. `SpearmanRankingLoss` (1 - soft-rank Spearman correlation, plus
 `mse_weight` x MSE) on targets padded with -1. Features mode trains in one
 stage: AdamW, lr 1e-4, weight decay 0.01. Frames mode adds a second stage
 that unfreezes the backbone's last `unfreeze_blocks` (2) blocks with lr
-1e-5 and clipnorm 1.0, BatchNorm kept in inference mode; `epochs` is the
-first stage's length and `stage2_epochs` the second's.
+1e-5 and clipnorm 1.0, BatchNorm kept in inference mode; `stage1_epochs`
+(default: `epochs`) is the first stage's length and `stage2_epochs` the
+second's.
 """
 
 import dataclasses
@@ -71,20 +72,29 @@ class KeyframeTransformerConfig(ModelConfig):
         backbone_weights: `"imagenet"`, a local weights file, or None
             (random weights, for tests and benchmarks).
         model_dim: width after the projection, 512.
-        num_layers, num_heads, ff_dim: the encoder, 3 / 8 / 2048.
+        num_layers: Transformer encoder layers, 3.
+        num_heads: attention heads of every attention layer, 8.
+        ff_dim: feed-forward width of the encoder layers, 2048.
         dropout: dropout of the encoder, attention and scorer, 0.1.
-        local_window: the local attention sees this many frames on each
-            side, 5 (MultiHeadAttention `sliding_window=local_window + 1`).
+        local_window: frames the local attention sees on each side, 5
+            (MultiHeadAttention `sliding_window=local_window + 1`).
         scorer_units: hidden width of the 2-layer scorer MLP. The notes give
             no value; 256 is our choice.
-        rank_temperature: softness of the ranks in the ranking loss.
+        rank_temperature: softness of the soft ranks in the ranking loss.
         mse_weight: weight of the MSE term added to the ranking loss. The
             notes give no value; 0.5 is our choice (the rank term alone
             leaves the scale of the scores free).
-        learning_rate, weight_decay: AdamW of stage 1, 1e-4 / 0.01.
-        epochs: stage 1 epochs (the only stage in features mode).
-        stage2_epochs, stage2_learning_rate, stage2_clipnorm,
-            unfreeze_blocks: frames-mode fine-tuning, 5 / 1e-5 / 1.0 / 2.
+        learning_rate: AdamW learning rate of stage 1, 1e-4.
+        weight_decay: AdamW weight decay of both stages, 0.01.
+        epochs: maximum training epochs. Stage 1's length unless
+            `stage1_epochs` is set.
+        stage1_epochs: stage 1 epochs, 0 meaning `epochs` (stage 1 is the
+            only stage in features mode).
+        stage2_epochs: frames-mode fine-tuning epochs, 5.
+        stage2_learning_rate: AdamW learning rate of the fine-tuning, 1e-5.
+        stage2_clipnorm: gradient-norm clipping of the fine-tuning, 1.0.
+        unfreeze_blocks: backbone blocks unfrozen for the fine-tuning, 2
+            (BatchNorm stays in inference mode).
         batch_size: videos per batch.
     """
 
@@ -109,6 +119,7 @@ class KeyframeTransformerConfig(ModelConfig):
     batch_size: int = 4
     epochs: int = 50
     patience: int = 10
+    stage1_epochs: int = 0
     stage2_epochs: int = 5
     stage2_learning_rate: float = 1e-5
     stage2_clipnorm: float = 1.0
@@ -160,6 +171,12 @@ class KeyframeTransformerConfig(ModelConfig):
         for name in ("mse_weight", "weight_decay", "stage2_epochs", "unfreeze_blocks"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.stage1_epochs < 0:
+            raise ValueError(f"stage1_epochs must be >= 0 (0: use epochs), got {self.stage1_epochs!r}")
+
+    @property
+    def first_stage_epochs(self):
+        return self.stage1_epochs or self.epochs
 
     @property
     def feature_dim(self):
@@ -509,7 +526,7 @@ def keyframe_training(config: KeyframeTransformerConfig, steps_per_epoch: int) -
         temperature=config.rank_temperature, mse_weight=config.mse_weight
     )
     metrics = [keras.metrics.MeanMetricWrapper(masked_mean_squared_error, name="mse")]
-    stages = ()
+    stages = (Stage("train", config.first_stage_epochs, keyframe_optimizer(config)),)
     if config.input_mode == "frames":
         def unfreeze(model):
             from models.backbones import unfreeze_last_blocks
@@ -517,7 +534,7 @@ def keyframe_training(config: KeyframeTransformerConfig, steps_per_epoch: int) -
             unfreeze_last_blocks(backbone_of(model), config.unfreeze_blocks)
 
         stages = (
-            Stage("frozen_backbone", config.epochs, keyframe_optimizer(config)),
+            Stage("frozen_backbone", config.first_stage_epochs, keyframe_optimizer(config)),
             Stage(
                 "fine_tune",
                 config.stage2_epochs,

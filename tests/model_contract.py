@@ -21,7 +21,7 @@ TINY = {
     ),
     "keyframe_transformer": dict(
         input_shape=(None, 12), model_dim=16, num_layers=2, num_heads=2, ff_dim=32,
-        local_window=2, scorer_units=8,
+        local_window=2, scorer_units=16, dropout=0.0,
     ),
 }
 
@@ -35,7 +35,8 @@ VARIANTS = [
     )),
     ("keyframe_transformer", dict(
         input_mode="frames", input_shape=(None, 32, 32, 3), backbone_weights=None,
-        model_dim=16, num_layers=1, num_heads=2, ff_dim=32, local_window=2, scorer_units=8,
+        model_dim=16, num_layers=1, num_heads=2, ff_dim=32, local_window=2, scorer_units=16,
+        dropout=0.0,
     )),
 ]
 

@@ -174,4 +174,42 @@ def test_features_mode_trains_in_one_adamw_stage():
     assert float(spec.optimizer.learning_rate) == pytest.approx(1e-4)
     assert spec.optimizer.weight_decay == pytest.approx(0.01)
     assert isinstance(spec.loss, SpearmanRankingLoss) and spec.loss.mse_weight == 0.5
-    assert spec.stages == () and (spec.monitor, spec.monitor_mode) == ("val_loss", "min")
+    (stage,) = spec.stages
+    assert (stage.name, stage.epochs, stage.prepare) == ("train", config.epochs, None)
+    assert float(stage.optimizer.learning_rate) == pytest.approx(1e-4)
+    assert (spec.monitor, spec.monitor_mode) == ("val_loss", "min")
+    short = config.with_overrides(stage1_epochs=3)
+    assert models.get_family("keyframe_transformer").training(short, 1).stages[0].epochs == 3
+
+
+def test_frames_mode_fine_tunes_the_last_two_blocks_in_a_second_stage():
+    config = models.get_config(
+        "keyframe_transformer", input_mode="frames", input_shape=(None, 32, 32, 3),
+        backbone_weights=None, model_dim=16, num_layers=1, num_heads=2, ff_dim=32,
+        scorer_units=8, epochs=30, stage1_epochs=3, stage2_epochs=2,
+    )
+    model = models.build_from_config("keyframe_transformer", config)
+    backbone = model.get_layer("efficientnet_b0_backbone")
+    assert not backbone.trainable_weights
+    frozen_count = len(model.trainable_weights)
+    spec = models.get_family("keyframe_transformer").training(config, steps_per_epoch=4)
+    first, second = spec.stages
+    assert (first.name, first.epochs, first.prepare) == ("frozen_backbone", 3, None)
+    assert float(first.optimizer.learning_rate) == pytest.approx(1e-4)
+    assert first.optimizer.weight_decay == pytest.approx(0.01)
+    assert (second.name, second.epochs) == ("fine_tune", 2)
+    assert float(second.optimizer.learning_rate) == pytest.approx(1e-5)
+    assert second.optimizer.clipnorm == 1.0
+    second.prepare(model)
+    application = backbone.get_layer("efficientnetb0")
+    unfrozen = {
+        layer.name.split("_")[0].rstrip("abcdefgh")
+        for layer in application.layers if layer.trainable and layer.weights
+    }
+    assert unfrozen == {"block6", "block7", "top"}
+    assert len(model.trainable_weights) > frozen_count
+    batch_norms = [
+        layer for layer in application.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    assert batch_norms and not any(layer.trainable for layer in batch_norms)

@@ -116,6 +116,10 @@ def plot_confusion_matrix(report, path):
 
 
 def write_report(report, out, prefix="test"):
+    if report.get("kind") == "frame_scores":
+        from train import frame_scores
+
+        return frame_scores.write_report(report, out, prefix)
     from train.callbacks import write_json
 
     write_json(os.path.join(out, f"{prefix}_report.json"), report)
@@ -124,6 +128,10 @@ def write_report(report, out, prefix="test"):
 
 def evaluate_model(model, model_name, data, class_names, out):
     """Evaluates a trained model on the bundle's test (else val) split."""
+    if _input_kind(model_name) == "frame_scores":
+        from train import frame_scores
+
+        return frame_scores.evaluate_model(model, data, out)
     dataset = data.test if data.test is not None else data.val
     if dataset is None:
         return {"summary": {}}
@@ -131,6 +139,12 @@ def evaluate_model(model, model_name, data, class_names, out):
     report = classification_report(probabilities, labels, class_names)
     write_report(report, out)
     return {"summary": {f"test_{k}": v for k, v in report["summary"].items()}}
+
+
+def _input_kind(model_name):
+    import models
+
+    return type(models.get_family(model_name).config).input_kind
 
 
 def load_record(run):
@@ -153,8 +167,13 @@ def load_run(run):
     return record, keras.saving.load_model(model_path)
 
 
-def run_data(record, source_overrides=None, seed=None):
-    """Rebuilds a run's data from what the run recorded, with overrides."""
+def run_data(record, source_overrides=None, seed=None, split=None):
+    """Rebuilds a run's data from what the run recorded, with overrides.
+
+    The source finds `args.evaluation` (a `train.sources.Evaluation`): the
+    split wanted (None: test if the run has test data, else validation),
+    the record, and which flags were overridden.
+    """
     import models
     from train import sources
 
@@ -165,31 +184,50 @@ def run_data(record, source_overrides=None, seed=None):
     for key, value in (source_overrides or {}).items():
         setattr(args, key, value)
     args.overridden = {"input_shape"}
+    args.evaluation = sources.Evaluation(split, record, frozenset(source_overrides or {}))
     return source.load(args, config, record["seed"] if seed is None else seed)
 
 
 def evaluate_runs(runs, split="test", out=None, source_overrides=None):
-    """Evaluates one run, or averages the probabilities of several."""
+    """Evaluates one run, or averages the probabilities of several.
+
+    `split=None` takes the test data when there is any, else validation.
+    """
     records_models = [load_run(run) for run in runs]
     names = {record["model"] for record, _ in records_models}
     if len(names) != 1:
         raise ValueError(f"--runs mixes models {sorted(names)}; an ensemble needs one model")
     first = records_models[0][0]
-    data = run_data(first, source_overrides)
-    dataset = getattr(data, split)
-    if dataset is None:
-        raise ValueError(f"the data has no {split} split")
-    all_probabilities, labels = [], None
-    for record, model in records_models:
-        probabilities, labels = predict_probabilities(model, record["model"], dataset)
-        all_probabilities.append(probabilities)
-    report = classification_report(np.mean(all_probabilities, axis=0), labels, data.class_names)
+    for run, (record, _) in zip(runs[1:], records_models[1:]):
+        shape, first_shape = record["config"].get("input_shape"), first["config"].get("input_shape")
+        if shape != first_shape:
+            raise ValueError(
+                f"--runs: {run} takes input_shape {shape} but {runs[0]} takes {first_shape}; "
+                "an ensemble needs one input"
+            )
+    data = run_data(first, source_overrides, split=split)
+    if split is None:
+        split = "test" if data.test is not None else "val"
+    if _input_kind(first["model"]) == "frame_scores":
+        from train import frame_scores
+
+        report = frame_scores.evaluate_runs(records_models, data, split)
+    else:
+        dataset = getattr(data, split)
+        if dataset is None:
+            raise ValueError(f"the data has no {split} split")
+        all_probabilities, labels = [], None
+        for record, model in records_models:
+            probabilities, labels = predict_probabilities(model, record["model"], dataset)
+            all_probabilities.append(probabilities)
+        report = classification_report(np.mean(all_probabilities, axis=0), labels, data.class_names)
     report["runs"] = list(runs)
+    report["split"] = split
     if out is not None:
-        os.makedirs(out, exist_ok=True)
-        write_report(report, out, prefix=split)
         from train.callbacks import write_json
 
+        os.makedirs(out, exist_ok=True)
+        write_report(report, out, prefix=split)
         write_json(os.path.join(out, "metrics.json"), {f"{split}_{k}": v for k, v in report["summary"].items()})
     return report
 
@@ -204,8 +242,11 @@ def build_parser(model_name=None):
         "probabilities. Data flags default to what the first run recorded.",
     )
     parser.add_argument("--runs", nargs="+", required=True, help="run folders (one or more)")
-    parser.add_argument("--split", choices=("test", "val"), default="test", help="split to evaluate")
-    parser.add_argument("--out", default=None, help="folder for the report (default: the first run)")
+    parser.add_argument(
+        "--subset", choices=("test", "val"), default=None,
+        help="data to evaluate on; without it, the test data when there is any, else validation",
+    )
+    parser.add_argument("--out", default=None, help="folder for the report; without it, the first run")
     if model_name is not None:
         family = models.get_family(model_name)
         group = parser.add_argument_group("data (overrides what the run recorded)")
@@ -223,14 +264,19 @@ def main(argv=None):
     if known.runs:
         model_name = load_record(known.runs[0])["model"]
     args = build_parser(model_name).parse_args(argv)
-    fixed = {"runs", "split", "out"}
+    fixed = {"runs", "subset", "out"}
     overrides = {k: v for k, v in vars(args).items() if k not in fixed}
     out = args.out or args.runs[0]
-    report = evaluate_runs(args.runs, args.split, out=None, source_overrides=overrides)
+    report = evaluate_runs(args.runs, args.subset, out=None, source_overrides=overrides)
     os.makedirs(out, exist_ok=True)
-    write_report(report, out, prefix=f"evaluate_{args.split}")
+    prefix = f"evaluate_{report['split']}"
+    write_report(report, out, prefix=prefix)
     print(json.dumps(report["summary"], indent=2))
-    print(f"report: {os.path.join(out, f'evaluate_{args.split}_report.json')}")
+    if report.get("kind") == "frame_scores":
+        from train import frame_scores
+
+        print(frame_scores.comparison_table(report))
+    print(f"report: {os.path.join(out, f'{prefix}_report.json')}")
     return 0
 
 

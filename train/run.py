@@ -82,8 +82,9 @@ def main(argv=None):
         members.append(member)
     from train import evaluate
 
-    report = evaluate.evaluate_runs(members, split="test", out=out)
-    print(json.dumps({"ensemble": members, "test": report["summary"]}, indent=2))
+    # The test data when there is any, else the validation data.
+    report = evaluate.evaluate_runs(members, split=None, out=out)
+    print(json.dumps({"ensemble": members, report["split"]: report["summary"]}, indent=2))
     return 0
 
 
@@ -154,9 +155,11 @@ def train_one(args, out, seed):
         with open(os.path.join(out, "config.json")) as file:
             recorded = json.load(file)
         for key in ("config", "source_args", "seed"):
-            if recorded.get(key) != json.loads(json.dumps(resolved[key])):
+            now = json.loads(json.dumps(resolved[key]))
+            if recorded.get(key) != now:
                 raise ValueError(
-                    f"--out {out} holds a run with a different {key}; "
+                    f"--out {out} holds a run with a different {key}"
+                    f"{differences(recorded.get(key), now)}; "
                     "resume it with the same flags or choose another --out"
                 )
     callbacks_lib.write_json(os.path.join(out, "config.json"), resolved)
@@ -224,6 +227,18 @@ def steps_per_epoch(data, config):
     if steps < 0 and data.train_labels is not None:
         steps = -(-len(data.train_labels) // config.batch_size)
     return max(steps, 1)
+
+
+def differences(recorded, now):
+    """' (field: recorded A, now B, ...)' for two dicts, '' otherwise."""
+    if not isinstance(recorded, dict) or not isinstance(now, dict):
+        return ""
+    changed = [
+        f"{key}: recorded {recorded.get(key)!r}, now {now.get(key)!r}"
+        for key in sorted(set(recorded) | set(now))
+        if recorded.get(key) != now.get(key)
+    ]
+    return f" ({'; '.join(changed)})" if changed else ""
 
 
 def class_weights(config, labels):

@@ -131,14 +131,20 @@ def load_clips(args, config, seed):
     if count < 2:
         raise ValueError(f"--synthetic-clips must be >= 2, got {count}")
     sizes = {"train": count, "val": max(count // 4, 2), "test": max(count // 3, 2)}
+    num_classes = config.num_classes
+    available = len(synthetic.TASKS[args.synthetic_task])
+    if num_classes > available and "num_classes" not in args.overridden:
+        # A model whose default asks for more classes (HMDB51's 51) than the
+        # embedded task has trains on all of the task's classes.
+        num_classes = available
     splits, class_names = synthetic.synthetic_splits(
         (frames + JITTER_FRAMES, *shape[1:]),
         sizes,
-        num_classes=config.num_classes,
+        num_classes=num_classes,
         task=args.synthetic_task,
         seed=seed,
     )
-    binary = config.num_classes == 1
+    binary = num_classes == 1
 
     def batches(split, training):
         clips, labels = splits[split]
@@ -156,7 +162,7 @@ def load_clips(args, config, seed):
         val=batches("val", False),
         test=batches("test", False),
         class_names=class_names,
-        config_updates={"input_shape": shape},
+        config_updates={"input_shape": shape, "num_classes": num_classes},
         train_labels=splits["train"][1],
         info={
             "data": "synthetic",
@@ -228,27 +234,51 @@ def load_video_clips(args, config, seed):
 def split_videos(found, val_fraction, seed):
     """{"train"|"val"|"test": (paths, labels)}; validation carved from train
     (stratified, seeded) when the data has no validation split."""
-    names = found.splits or ("train",) * len(found)
-    subsets = {
-        split: (
-            [p for p, s in zip(found.paths, names) if s == split],
-            [l for l, s in zip(found.labels, names) if s == split],
-        )
+    rows = split_rows(found.splits, found.labels, val_fraction, seed)
+    return {
+        split: ([found.paths[i] for i in indices], [found.labels[i] for i in indices])
+        for split, indices in rows.items()
+    }
+
+
+def split_rows(splits, labels, val_fraction, seed, carve=True):
+    """Row indices of each split: {"train"|"val"|"test": [row, ...]}.
+
+    Args:
+        splits: per row "train", "val", "test" or "unused" ("" counts as
+            "train"), or None when the data names no splits (all train).
+            "unused" rows are left out.
+        labels: per row integer label.
+        val_fraction: share of each class's training rows held out for
+            validation when no row is marked "val".
+        seed: seeds which rows are held out.
+        carve: False never holds rows out (validation comes from elsewhere).
+    """
+    names = [name or "train" for name in splits] if splits else ["train"] * len(labels)
+    rows = {
+        split: [i for i, name in enumerate(names) if name == split]
         for split in ("train", "val", "test")
     }
-    if not subsets["val"][0] and subsets["train"][0]:
-        paths, labels = subsets["train"]
-        rng = np.random.default_rng(seed)
-        held = set()
-        for label in sorted(set(labels)):
-            members = [i for i, l in enumerate(labels) if l == label]
-            count = int(round(len(members) * val_fraction))
-            if len(members) > 1:
-                held.update(rng.choice(members, size=max(count, 1), replace=False).tolist())
-        subsets["val"] = ([paths[i] for i in sorted(held)], [labels[i] for i in sorted(held)])
-        keep = [i for i in range(len(paths)) if i not in held]
-        subsets["train"] = ([paths[i] for i in keep], [labels[i] for i in keep])
-    return subsets
+    if carve and not rows["val"] and rows["train"]:
+        train = rows["train"]
+        held = stratified_holdout([labels[i] for i in train], val_fraction, seed)
+        rows["val"] = [train[i] for i in held]
+        held = set(held)
+        rows["train"] = [row for i, row in enumerate(train) if i not in held]
+    return rows
+
+
+def stratified_holdout(labels, fraction, seed):
+    """Sorted positions of a seeded share of each class (at least one of
+    every class that has two or more members; a single member stays)."""
+    rng = np.random.default_rng(seed)
+    held = set()
+    for label in sorted(set(labels)):
+        members = [i for i, l in enumerate(labels) if l == label]
+        count = int(round(len(members) * fraction))
+        if len(members) > 1:
+            held.update(rng.choice(members, size=max(count, 1), replace=False).tolist())
+    return sorted(held)
 
 
 register_source("clips", Source(add_clip_arguments, load_clips))
@@ -258,3 +288,32 @@ def check_path(path, flag):
     if not os.path.exists(path):
         raise FileNotFoundError(f"{flag} {path}: no such file or directory")
     return path
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """What `train.evaluate` tells a source that rebuilds a run's data.
+
+    A source's `load` finds it as `args.evaluation` (absent when training)
+    and may then build only the split asked for and check the data against
+    what the run recorded.
+
+    Args:
+        split: "test", "val", or None for the test data when the run has
+            any, else the validation data.
+        record: the run's `config.json` (model, seed, config, data info).
+        given: the source flags set on the evaluate command line (the rest
+            are the run's recorded values).
+    """
+
+    split: str | None
+    record: dict
+    given: frozenset = frozenset()
+
+
+# Feature sequences from HDF5 files (registers the "features" source).
+from train import feature_source  # noqa: E402,F401
+
+
+# Frame-score sources register themselves on import.
+from train import frame_scores  # noqa: E402,F401

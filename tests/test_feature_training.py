@@ -1,0 +1,395 @@
+"""Training and evaluating feature-sequence models from HDF5 feature files."""
+
+import argparse
+import json
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+from data.cli import run_main
+from data.features import FeatureWriter, read_feature_file
+from train import evaluate, feature_source, run, sources
+
+CLASSES = ("jump", "run", "walk")
+DIM, STEPS = 6, 5
+# A tiny model; the fixed input length keeps Keras to one traced graph.
+TINY_FLAGS = [
+    "--model", "bilstm_attention", "--projection-dim", "8", "--lstm-layers", "1",
+    "--lstm-units", "4", "--attention-heads", "2", "--attention-key-dim", "4",
+    "--pooling-dim", "4", "--classifier-units", "8,6,4", "--verbose", "0",
+]
+FIXED = ["--input-shape", f"{STEPS},{DIM}", "--batch-size", "6"]
+
+
+def write_features(path, labels, dim=DIM, steps=STEPS, seed=0, classes=CLASSES,
+                   backbone="tiny_backbone", lengths=None, splits=None, edit=None):
+    """A feature file written by the extractor's own writer.
+
+    Row i has class-dependent gaussian features, `lengths[i]` real frames
+    (default 2..steps), and the split `splits[i]`; `edit(i, row)` may change
+    a row before it is written.
+    """
+    rng = np.random.default_rng(seed)
+    settings = {
+        "backbone": backbone, "weights": "none", "frames": steps, "size": [32, 32],
+        "multi_scale": False, "steps": steps,
+    }
+    writer = FeatureWriter(path, settings, classes, dim, log=lambda line: None)
+    writer.open()
+    for i, label in enumerate(labels):
+        length = lengths[i] if lengths is not None else 2 + i % (steps - 1)
+        row = rng.normal(label, 0.5, size=(length, dim)).astype("float32")
+        if edit is not None:
+            row = edit(i, row)
+        writer.append(row, label, f"/videos/{seed}/{i}.mp4", splits[i] if splits else None)
+    writer.finish()
+    return str(path)
+
+
+def call(main, argv, capsys):
+    """Runs a CLI main in-process; returns (exit code, stdout, stderr)."""
+    try:
+        code = run_main(main, argv)
+    except SystemExit as exit:
+        code = exit.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def probabilities_by_hand(run_folder, path, rows=None):
+    """Softmax of a run's best model over rows of a feature file, padded to
+    STEPS with masks built from num_frames, without the tf.data pipeline."""
+    import keras
+
+    model = keras.saving.load_model(os.path.join(run_folder, "best.keras"))
+    data = read_feature_file(path)
+    rows = np.arange(data.num_videos) if rows is None else np.asarray(rows)
+    features = np.zeros((len(rows), STEPS, DIM), "float32")
+    features[:, : data.max_frames] = data.features[rows]
+    mask = np.arange(STEPS)[None, :] < data.num_frames[rows, None]
+    logits = np.asarray(model({"features": features, "mask": mask}, training=False))
+    exp = np.exp(logits - logits.max(-1, keepdims=True))
+    return exp / exp.sum(-1, keepdims=True), data.labels[rows]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("features")
+    return {
+        "train": write_features(folder / "train.h5", [0, 1, 2] * 5, seed=1),
+        "val": write_features(folder / "val.h5", [0, 1, 2] * 2, seed=2),
+        "test": write_features(folder / "test.h5", [0, 1, 2] * 2, seed=3),
+        "test2": write_features(folder / "test2.h5", [2, 1, 0, 0, 1, 2], seed=4),
+        "folder": folder,
+    }
+
+
+@pytest.fixture(scope="module")
+def ensemble(files, tmp_path_factory):
+    """Two members trained on train.h5 (validation held out of it), tested
+    on test.h5."""
+    out = str(tmp_path_factory.mktemp("runs") / "ensemble")
+    argv = TINY_FLAGS + FIXED + [
+        "--features", files["train"], "--test-features", files["test"],
+        "--epochs", "1", "--ensemble", "2", "--out", out,
+    ]
+    assert run.main(argv) == 0
+    return out
+
+
+def test_ensemble_of_two_trains_records_its_data_and_reports(ensemble, files):
+    members = [os.path.join(ensemble, f"member_{k}") for k in range(2)]
+    records = [json.load(open(os.path.join(m, "config.json"))) for m in members]
+    assert [r["seed"] for r in records] == [0, 1]
+    for member, record in zip(members, records):
+        assert os.path.exists(os.path.join(member, "best.keras"))
+        data = record["data"]
+        assert data["feature_dim"] == DIM and data["backbone"] == "tiny_backbone"
+        assert data["features"] == os.path.abspath(files["train"])
+        assert data["test_features"] == os.path.abspath(files["test"])
+        assert data["max_frames"] == STEPS and data["class_names"] == list(CLASSES)
+        # 15 training rows, 5 per class: one of each class held out.
+        assert data["rows"] == {"train": 12, "val": 3, "test": 6}
+        assert record["config"]["input_shape"] == [STEPS, DIM]
+        assert record["config"]["num_classes"] == 3
+    # Both members hold out the same rows: the split follows --seed, not the member.
+    assert records[0]["data"]["data_seed"] == records[1]["data"]["data_seed"] == 0
+
+    report = json.load(open(os.path.join(ensemble, "test_report.json")))
+    assert os.path.exists(os.path.join(ensemble, "test_confusion_matrix.png"))
+    assert report["runs"] == members and report["split"] == "test"
+    first, labels = probabilities_by_hand(members[0], files["test"])
+    second, _ = probabilities_by_hand(members[1], files["test"])
+    predicted = ((first + second) / 2).argmax(-1)
+    assert report["summary"]["accuracy"] == pytest.approx(float((predicted == labels).mean()))
+    metrics = json.load(open(os.path.join(ensemble, "metrics.json")))
+    assert metrics["test_accuracy"] == report["summary"]["accuracy"]
+
+
+def test_evaluate_averages_the_members_on_another_test_file(ensemble, files, tmp_path, capsys):
+    members = [os.path.join(ensemble, f"member_{k}") for k in range(2)]
+    out = str(tmp_path / "report")
+    code, stdout, err = call(
+        evaluate.main, ["--runs", *members, "--test-features", files["test2"], "--out", out], capsys
+    )
+    assert code == 0, err
+    report = json.load(open(os.path.join(out, "evaluate_test_report.json")))
+    assert os.path.exists(os.path.join(out, "evaluate_test_confusion_matrix.png"))
+
+    first, labels = probabilities_by_hand(members[0], files["test2"])
+    second, _ = probabilities_by_hand(members[1], files["test2"])
+    predicted = ((first + second) / 2).argmax(-1)
+    confusion = np.zeros((3, 3), int)
+    np.add.at(confusion, (labels, predicted), 1)
+    assert report["confusion_matrix"] == confusion.tolist()
+    assert report["summary"]["accuracy"] == pytest.approx(float((predicted == labels).mean()))
+    recall = np.diag(confusion) / confusion.sum(1)
+    assert report["per_class"]["jump"]["recall"] == pytest.approx(recall[0])
+    assert set(report["per_class"]) == set(CLASSES)
+    assert "macro_f1" in report["summary"]
+
+
+def test_evaluate_rebuilds_the_held_out_validation_rows(ensemble, files, tmp_path, capsys):
+    member = os.path.join(ensemble, "member_1")
+    out = str(tmp_path / "val")
+    code, _, err = call(evaluate.main, ["--runs", member, "--subset", "val", "--out", out], capsys)
+    assert code == 0, err
+    report = json.load(open(os.path.join(out, "evaluate_val_report.json")))
+    labels = read_feature_file(files["train"]).labels.tolist()
+    held = sources.split_rows(None, labels, 0.15, 0)["val"]
+    probabilities, truth = probabilities_by_hand(member, files["train"], held)
+    predicted = probabilities.argmax(-1)
+    assert report["summary"]["examples"] == 3
+    assert report["summary"]["accuracy"] == pytest.approx(float((predicted == truth).mean()))
+
+
+def test_another_feature_dimension_is_refused_naming_both(ensemble, files, tmp_path, capsys):
+    wide = write_features(tmp_path / "wide.h5", [0, 1, 2], dim=7, seed=5)
+    member = os.path.join(ensemble, "member_0")
+    code, _, err = call(evaluate.main, ["--runs", member, "--test-features", wide], capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert wide in err and "feature_dim 7" in err and "expects 6" in err
+
+    out = str(tmp_path / "run")
+    flags = TINY_FLAGS + ["--input-shape", "none,8", "--features", files["train"], "--out", out]
+    code, _, err = call(run.main, flags, capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "feature_dim 6" in err and "expects 8" in err
+    assert not os.path.exists(os.path.join(out, "best.keras"))
+
+    # Validation features of another dimension than the training file's.
+    flags = TINY_FLAGS + ["--features", files["train"], "--val-features", wide, "--out", out]
+    code, _, err = call(run.main, flags, capsys)
+    assert code == 2 and "feature_dim 7" in err and "expects 6" in err
+
+
+def test_resuming_a_run_with_features_of_another_dimension_names_both(ensemble, files, tmp_path, capsys):
+    import shutil
+
+    out = str(tmp_path / "interrupted")
+    os.makedirs(out)
+    shutil.copy(os.path.join(ensemble, "member_0", "config.json"), out)
+    wide = write_features(tmp_path / "wide.h5", [0, 1, 2] * 5, dim=7, seed=1)
+    flags = TINY_FLAGS + [
+        "--batch-size", "6", "--epochs", "1", "--features", wide, "--out", out,
+    ]
+    code, _, err = call(run.main, flags, capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "different config (input_shape: recorded [5, 6], now [None, 7])" in err, err
+
+
+def test_longer_sequences_than_trained_on_are_refused(ensemble, tmp_path, capsys):
+    long = write_features(tmp_path / "long.h5", [0, 1, 2], steps=8, lengths=[3, 8, 2], seed=6)
+    member = os.path.join(ensemble, "member_0")
+    code, _, err = call(evaluate.main, ["--runs", member, "--test-features", long], capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{long}: row 1 has 8 frames, longer than the 5" in err
+
+
+def test_other_classes_or_backbone_are_refused(files, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    other = write_features(tmp_path / "other.h5", [0, 1], classes=("a", "b"), seed=7)
+    code, _, err = call(
+        run.main, TINY_FLAGS + ["--features", files["train"], "--val-features", other, "--out", out],
+        capsys,
+    )
+    assert code == 2 and f"{other}: classes ['a', 'b'] differ" in err, err
+    resnet = write_features(tmp_path / "resnet.h5", [0, 1, 2], backbone="resnet50", seed=8)
+    code, _, err = call(
+        run.main, TINY_FLAGS + ["--features", files["train"], "--test-features", resnet, "--out", out],
+        capsys,
+    )
+    assert code == 2 and "backbone 'resnet50'" in err and "'tiny_backbone'" in err, err
+
+
+def write_empty_file(path):
+    """A file of the design notes' schema with no rows."""
+    with h5py.File(path, "w") as file:
+        file.create_dataset("features", shape=(0, STEPS, DIM), dtype="float32")
+        file.create_dataset("labels", shape=(0,), dtype="int64")
+        file.create_dataset("num_frames", shape=(0,), dtype="int32")
+        file.attrs.update(
+            num_videos=0, max_frames=STEPS, feature_dim=DIM, multi_scale=True,
+            category_mapping=json.dumps({name: i for i, name in enumerate(CLASSES)}),
+        )
+    return str(path)
+
+
+def with_nan(i, row):
+    if i == 2:
+        row[1, 3] = np.nan
+    return row
+
+
+@pytest.mark.parametrize(
+    "make, extra, message",
+    [
+        (lambda p: write_features(p, [0, 1, 2, 0], edit=with_nan), [], "features row 2 (/videos/0/2.mp4) contains NaN or Inf"),
+        (lambda p: write_features(p, [0, 5, 2]), [], "labels row 1 is 5, outside the 3 classes"),
+        (lambda p: write_features(p, [0, 1, 2]), ["--num-classes", "2"], "--num-classes 2 but"),
+        (lambda p: write_features(p, [0, 1, 2], lengths=[2, 3, 0]), [], "num_frames row 2 is 0, expected 1.."),
+        (write_empty_file, [], "contains no sequences"),
+    ],
+    ids=["nan", "label-outside-classes", "num-classes", "no-real-frame", "empty"],
+)
+def test_bad_feature_files_end_in_one_line(make, extra, message, tmp_path, capsys):
+    path = make(str(tmp_path / "bad.h5"))
+    out = str(tmp_path / "run")
+    code, _, err = call(run.main, TINY_FLAGS + extra + ["--features", path, "--out", out], capsys)
+    assert code == 2, err
+    assert err.count("\n") == 1 and path in err and message in err, err
+    assert not os.path.exists(os.path.join(out, "best.keras"))
+
+
+def test_missing_file_and_bad_flags(files, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    for flags, message in [
+        (["--features", str(tmp_path / "nope.h5")], "--features"),
+        (["--features", files["train"], "--test-features", str(tmp_path / "no.h5")], "--test-features"),
+        (["--features", files["train"], "--val-fraction", "1.5"], "--val-fraction must be in (0, 1)"),
+        (["--features", files["train"], "--frame-dropout", "1"], "--frame-dropout must be in [0, 1)"),
+    ]:
+        code, _, err = call(run.main, TINY_FLAGS + flags + ["--out", out], capsys)
+        assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+def source_args(**values):
+    parser = argparse.ArgumentParser()
+    feature_source.add_feature_arguments(parser)
+    args = parser.parse_args([])
+    for key, value in values.items():
+        setattr(args, key, value)
+    args.overridden = set()
+    return args
+
+
+def test_files_marking_splits_and_a_validation_file(files, tmp_path):
+    import models
+
+    config = models.get_family("bilstm_attention").config
+    splits = ["train"] * 6 + ["val"] * 2 + ["test"] * 3 + ["unused"]
+    marked = write_features(tmp_path / "marked.h5", [0, 1, 2] * 4, splits=splits, seed=9)
+    bundle = feature_source.load_features(source_args(features=marked), config, seed=0)
+    assert bundle.info["rows"] == {"train": 6, "val": 2, "test": 3}
+    assert bundle.config_updates == {"input_shape": (None, DIM), "num_classes": 3}
+    assert bundle.train_labels.tolist() == [0, 1, 2, 0, 1, 2]
+    batch, labels = next(iter(bundle.test))
+    assert labels.numpy().tolist() == [2, 0, 1]
+    np.testing.assert_array_equal(batch["mask"].numpy().sum(1), [2, 3, 4])
+
+    # A validation file replaces the marked validation rows; no rows are carved.
+    args = source_args(features=files["train"], val_features=files["val"])
+    bundle = feature_source.load_features(args, config, seed=0)
+    assert bundle.info["rows"] == {"train": 15, "val": 6, "test": 0}
+    assert bundle.test is None
+    assert bundle.info["augmentation"] == {
+        "crop_min_fraction": 0.8, "frame_dropout": 0.1, "noise_std": 0.05,
+    }
+
+    # Evaluating a run that had no test data says what to pass.
+    record = {"seed": 0, "data": dict(bundle.info, data_seed=0)}
+    args = source_args(features=files["train"], val_features=files["val"])
+    args.evaluation = sources.Evaluation("test", record)
+    trained = config.with_overrides(input_shape=(None, DIM), num_classes=3)
+    with pytest.raises(ValueError, match="the run has no test data; pass --test-features FILE"):
+        feature_source.load_features(args, trained, seed=0)
+    args.evaluation = sources.Evaluation(None, record)
+    fallback = feature_source.load_features(args, trained, seed=0)
+    assert fallback.test is None and fallback.info["rows"] == 6 and fallback.info["split"] == "val"
+
+
+def test_split_rows_carves_a_seeded_stratified_share():
+    labels = [0] * 10 + [1] * 6 + [2]
+    rows = sources.split_rows(None, labels, 0.2, seed=3)
+    held = [labels[i] for i in rows["val"]]
+    assert sorted(held) == [0, 0, 1]  # round(10 * .2), round(6 * .2); a lone class stays
+    assert sorted(rows["train"] + rows["val"]) == list(range(17)) and rows["test"] == []
+    assert rows == sources.split_rows(None, labels, 0.2, seed=3)
+    assert rows != sources.split_rows(None, labels, 0.2, seed=4)
+    marked = sources.split_rows(["train", "test", "", "unused", "train"], [0, 1, 0, 1, 1], 0.5, 0, carve=False)
+    assert marked == {"train": [0, 2, 4], "val": [], "test": [1]}
+
+
+def test_block_mean_extractor_locates_the_bright_block():
+    extractor = feature_source.BlockMeanExtractor((48, 64), (6, 8))
+    frames = np.full((2, 48, 64, 3), 60, np.uint8)
+    frames[0, 8:16, 24:32] = 220  # block (1, 3)
+    frames[1, 40:48, 56:64] = 220  # block (5, 7)
+    features = extractor.frame_features(frames).reshape(2, 6, 8, 3)
+    assert features.shape == (2, 6, 8, 3) and extractor.feature_dim == 144
+    assert np.unravel_index(features[0, ..., 0].argmax(), (6, 8)) == (1, 3)
+    assert np.unravel_index(features[1, ..., 2].argmax(), (6, 8)) == (5, 7)
+    # Standardised per frame: a brighter background changes nothing, a flat frame is zero.
+    brighter = extractor.frame_features(frames + 20).reshape(2, 6, 8, 3)
+    np.testing.assert_allclose(brighter, features, atol=1e-5)
+    np.testing.assert_array_equal(extractor.frame_features(np.full((1, 48, 64, 3), 90, np.uint8)), 0)
+
+
+def test_synthetic_default_extracts_once_into_the_cache(tmp_path, capsys):
+    import models
+
+    cache = str(tmp_path / "cache")
+    config = models.get_family("bilstm_attention").config
+    args = source_args(synthetic_clips=6, feature_cache=cache)
+    args.overridden = {"lstm_units", "epochs"}
+    bundle = feature_source.load_features(args, config, seed=0)
+    assert "extracting features of the embedded synthetic videos" in capsys.readouterr().err
+    data = bundle.info
+    assert data["backbone"] == "block_mean_6x8" and data["feature_dim"] == 144
+    assert data["rows"] == {"train": 6, "val": 2, "test": 2}
+    assert data["max_frames"] == 18  # 16 frames, scales 1.0 / 0.85 / 1.15
+    # Fields the user set stay; the others come from the small synthetic model.
+    updates = bundle.config_updates
+    assert "lstm_units" not in updates and "epochs" not in updates
+    assert updates["batch_size"] == 32 and updates["lstm_layers"] == 2
+    assert updates["input_shape"] == (None, 144) and updates["num_classes"] == 4
+    inputs, labels = next(iter(bundle.train))
+    assert inputs["features"].shape[0] == 6 and inputs["features"].shape[2] == 144
+
+    path = data["synthetic"]["cache"]
+    assert os.path.dirname(path) == os.path.abspath(cache)
+    assert [n for n in os.listdir(cache) if n.endswith(".h5")] == [os.path.basename(path)]
+    stored = read_feature_file(path)
+    assert stored.splits.count("test") == 2 and all(os.path.exists(s) for s in stored.sources)
+    assert stored.class_names == ("horizontal", "vertical", "diagonal", "anti_diagonal")
+
+    # A second use reads the cache; other settings get another file.
+    stamp = os.path.getmtime(path)
+    again = feature_source.load_features(args, config, seed=0)
+    assert "extracting" not in capsys.readouterr().err
+    assert again.info["synthetic"]["cache"] == path and os.path.getmtime(path) == stamp
+    other = feature_source.synthetic_settings(source_args(synthetic_task="shape"), 4, 0)
+    assert other != feature_source.synthetic_settings(source_args(), 4, 0)
+
+    # Evaluation rebuilds the test rows from the same cache.
+    record = {"seed": 0, "data": data}
+    args = source_args(synthetic_clips=6, feature_cache=cache)
+    args.evaluation = sources.Evaluation(None, record)
+    evaluation = feature_source.load_features(
+        args, config.with_overrides(input_shape=(None, 144)), seed=0
+    )
+    assert evaluation.train is None and evaluation.val is None
+    _, labels = next(iter(evaluation.test))
+    np.testing.assert_array_equal(labels.numpy(), stored.labels[np.array(stored.splits) == "test"])

@@ -1,0 +1,464 @@
+"""Search spaces: architecture grids and per-field hyperparameter files.
+
+Keras Tuner's `GridSearch` has raised `KeyError` on conditional
+hyperparameters (keras-tuner issue 614), and the R(2+1)D ablation mixes two
+model families whose fields differ. So every discrete choice of a search is
+folded into ONE categorical hyperparameter whose values are complete trial
+settings (`"8+1+6"`, `"8+1+6 dropout=0.3"`), deduplicated per family: a
+field that a family does not have is left out of its settings instead of
+multiplying its trials. Continuous ranges (`{min, max}` in a space file)
+stay separate `Int`/`Float` hyperparameters for RandomSearch and Hyperband
+and apply to the families that have the field.
+
+Architectures are written `CNN+CROSS+SELF`: backbone blocks, cross-attention
+blocks and self-attention blocks; `N+0+0` is the plain R(2+1)D baseline.
+"""
+
+import dataclasses
+import itertools
+import os
+
+import yaml
+
+import models
+
+# The design notes' ten ablation rows, in the order of their table.
+SEED_ABLATION = (
+    (8, 1, 6),
+    (8, 1, 2),
+    (8, 1, 1),
+    (8, 0, 0),
+    (7, 1, 1),
+    (6, 1, 6),
+    (4, 1, 6),
+    (4, 2, 12),
+    (8, 1, 0),
+    (8, 0, 1),
+)
+
+# `--grid full`: the cartesian product of the values the notes ablate;
+# combinations whose self blocks do not divide by the cross blocks are left
+# out.
+FULL_GRID = {
+    "cnn_blocks": (4, 6, 7, 8),
+    "cross_blocks": (0, 1, 2),
+    "self_blocks": (0, 1, 2, 6, 12),
+}
+
+GRID_LIST_KEYS = ("cnn_blocks", "cross_blocks", "self_blocks")
+GRID_FILE_KEYS = ("architectures",) + GRID_LIST_KEYS
+# Missing lists in a grid file take the `r2plus1d_perceiver` defaults.
+GRID_LIST_DEFAULTS = {"cnn_blocks": [8], "cross_blocks": [1], "self_blocks": [6]}
+RANGE_KEYS = ("min", "max", "step", "sampling")
+
+
+def architecture_label(cnn, cross, self_):
+    return f"{cnn}+{cross}+{self_}"
+
+
+def architecture_model(cnn, cross, self_):
+    """(model name, overrides) of one `CNN+CROSS+SELF` architecture."""
+    if cross == 0 and self_ == 0:
+        return "r2plus1d", {"cnn_blocks": cnn}
+    return "r2plus1d_perceiver", {"cnn_blocks": cnn, "cross_blocks": cross, "self_blocks": self_}
+
+
+def parse_architecture(value, source):
+    """`"8+1+6"`, `[8, 1, 6]` or `(8, 1, 6)` -> (8, 1, 6)."""
+    parts = value.split("+") if isinstance(value, str) else value
+    try:
+        cnn, cross, self_ = (int(str(p).strip()) for p in parts)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{source}: architecture {value!r} is not CNN+CROSS+SELF (e.g. '8+1+6')"
+        ) from None
+    return cnn, cross, self_
+
+
+def architecture_error(cnn, cross, self_):
+    """Why an architecture is invalid, or None."""
+    if not 1 <= cnn <= 8:
+        return f"cnn_blocks must be 1 to 8, got {cnn}"
+    if cross < 0 or self_ < 0:
+        return "cross_blocks and self_blocks must be >= 0"
+    if cross and self_ % cross:
+        return f"self_blocks ({self_}) must be divisible by cross_blocks ({cross})"
+    return None
+
+
+def grid_architectures(grid):
+    """The architectures of `--grid seed-ablation|full|FILE.yaml`.
+
+    Returns:
+        (architectures, skipped): tuples (cnn, cross, self), and the labels
+        of cartesian combinations left out as invalid.
+
+    Raises:
+        ValueError: an unknown grid name, a missing or malformed file, an
+            unknown key, or an invalid architecture listed explicitly.
+    """
+    if grid == "seed-ablation":
+        return list(SEED_ABLATION), []
+    if grid == "full":
+        return _cartesian(FULL_GRID)
+    if not grid.endswith((".yaml", ".yml")):
+        raise ValueError(
+            f"--grid {grid!r}: expected 'seed-ablation', 'full' or a .yaml file"
+        )
+    values = read_yaml_mapping(grid, "--grid")
+    unknown = sorted(set(values) - set(GRID_FILE_KEYS))
+    if unknown:
+        raise ValueError(
+            f"--grid {grid}: unknown key(s) {', '.join(map(str, unknown))}; "
+            f"valid keys are: {', '.join(GRID_FILE_KEYS)}"
+        )
+    if "architectures" in values:
+        if set(values) & set(GRID_LIST_KEYS):
+            raise ValueError(
+                f"--grid {grid}: give either 'architectures' or the lists "
+                f"{', '.join(GRID_LIST_KEYS)}, not both"
+            )
+        listed = _as_list(values["architectures"], "architectures", grid)
+        architectures = []
+        for item in listed:
+            architecture = parse_architecture(item, f"--grid {grid}")
+            error = architecture_error(*architecture)
+            if error:
+                raise ValueError(
+                    f"--grid {grid}: architecture {architecture_label(*architecture)}: {error}"
+                )
+            if architecture not in architectures:
+                architectures.append(architecture)
+        return architectures, []
+    lists = {}
+    for key in GRID_LIST_KEYS:
+        items = _as_list(values.get(key, GRID_LIST_DEFAULTS[key]), key, grid)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+            raise ValueError(f"--grid {grid}: {key} must list integers, got {items!r}")
+        lists[key] = items
+    return _cartesian(lists, f"--grid {grid}")
+
+
+def _cartesian(lists, source="--grid full"):
+    """Valid architectures of a product of lists, and the skipped labels."""
+    architectures, skipped = [], []
+    for combination in itertools.product(*(lists[key] for key in GRID_LIST_KEYS)):
+        cnn, cross, self_ = combination
+        if not 1 <= cnn <= 8:
+            raise ValueError(f"{source}: cnn_blocks must be 1 to 8, got {cnn}")
+        if cross < 0 or self_ < 0:
+            raise ValueError(f"{source}: cross_blocks and self_blocks must be >= 0")
+        if architecture_error(*combination):
+            skipped.append(architecture_label(*combination))
+        elif combination not in architectures:
+            architectures.append(combination)
+    if not architectures:
+        raise ValueError(f"{source}: the grid has no valid architecture")
+    return architectures, skipped
+
+
+def _as_list(value, key, path):
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"--grid {path}: {key} must be a non-empty list, got {value!r}")
+    return value
+
+
+def read_yaml_mapping(path, flag):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{flag} {path}: no such file")
+    with open(path) as file:
+        try:
+            values = yaml.safe_load(file) or {}
+        except yaml.YAMLError as error:
+            raise ValueError(f"{flag} {path}: not valid YAML ({error})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{flag} {path}: expected a mapping")
+    return values
+
+
+# ---------------------------------------------------------------------------
+# Space files: config fields (optimizer settings included) to search
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """A continuous or stepped range of one config field.
+
+    Args:
+        field: the config field.
+        kind: `int` or `float`, the field's type.
+        min, max: bounds, both included.
+        step: optional step (needed by GridSearch).
+        sampling: `"linear"` or `"log"`.
+    """
+
+    field: str
+    kind: type
+    min: float
+    max: float
+    step: float | None = None
+    sampling: str = "linear"
+
+    def declare(self, hp):
+        if self.kind is int:
+            return hp.Int(self.field, int(self.min), int(self.max),
+                          step=int(self.step) if self.step else None, sampling=self.sampling)
+        return hp.Float(self.field, float(self.min), float(self.max),
+                        step=self.step, sampling=self.sampling)
+
+    def describe(self):
+        return {"min": self.min, "max": self.max, "step": self.step, "sampling": self.sampling}
+
+
+def read_space(path, families):
+    """Reads a space file: `field: [values]` or `field: {min, max, step, sampling}`.
+
+    Args:
+        path: the YAML file.
+        families: model names whose config fields may appear; a field must
+            belong to at least one of them.
+
+    Returns:
+        (choices, ranges): `{field: [values]}` and a list of `Range`.
+
+    Raises:
+        ValueError: unknown fields or keys, empty lists, bad bounds, or a
+            value a family's config refuses.
+    """
+    values = read_yaml_mapping(path, "--space")
+    valid = sorted({f for name in families for f in models.get_family(name).config.field_names()})
+    unknown = sorted(set(values) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"--space {path}: unknown field(s) {', '.join(map(str, unknown))}; "
+            f"valid fields are: {', '.join(valid)}"
+        )
+    choices, ranges = {}, []
+    for field, spec in values.items():
+        owners = [n for n in families if field in models.get_family(n).config.field_names()]
+        if isinstance(spec, list):
+            if not spec:
+                raise ValueError(f"--space {path}: {field} lists no values")
+            for value in spec:
+                _check_value(path, owners, field, value)
+            choices[field] = list(spec)
+        elif isinstance(spec, dict):
+            ranges.append(_read_range(path, owners, field, spec))
+        else:
+            raise ValueError(
+                f"--space {path}: {field} must be a list of values or a mapping "
+                f"with {', '.join(RANGE_KEYS)}, got {spec!r}"
+            )
+    return choices, ranges
+
+
+def _read_range(path, owners, field, spec):
+    unknown = sorted(set(spec) - set(RANGE_KEYS))
+    if unknown or "min" not in spec or "max" not in spec:
+        raise ValueError(
+            f"--space {path}: {field} range needs min and max (optional step, "
+            f"sampling), got keys {', '.join(map(str, spec))}"
+        )
+    default = getattr(models.get_family(owners[0]).config, field)
+    if isinstance(default, bool) or not isinstance(default, (int, float)):
+        raise ValueError(
+            f"--space {path}: {field} is not numeric; list its values instead of a range"
+        )
+    kind = type(default)
+    try:
+        low, high = kind(spec["min"]), kind(spec["max"])
+        step = None if spec.get("step") is None else kind(spec["step"])
+    except (TypeError, ValueError):
+        raise ValueError(f"--space {path}: {field} bounds must be numbers, got {spec!r}") from None
+    sampling = spec.get("sampling", "linear")
+    if sampling not in ("linear", "log"):
+        raise ValueError(f"--space {path}: {field} sampling must be 'linear' or 'log', got {sampling!r}")
+    if not low < high:
+        raise ValueError(f"--space {path}: {field} needs min < max, got {low} and {high}")
+    if sampling == "log" and low <= 0:
+        raise ValueError(f"--space {path}: {field} with log sampling needs min > 0, got {low}")
+    if step is not None and step <= 0:
+        raise ValueError(f"--space {path}: {field} step must be > 0, got {step}")
+    for value in (low, high):
+        _check_value(path, owners, field, value)
+    return Range(field, kind, low, high, step, sampling)
+
+
+def _check_value(path, owners, field, value):
+    for name in owners:
+        try:
+            models.get_family(name).config.with_overrides(**{field: value})
+        except ValueError as error:
+            raise ValueError(f"--space {path}: {field}={value!r}: {error}") from None
+
+
+def format_value(value):
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One value of the categorical hyperparameter: a complete trial setting.
+
+    Args:
+        label: the hyperparameter value, e.g. `"8+1+6 dropout=0.3"`.
+        model: the registered model name.
+        overrides: config fields of this setting.
+        architecture: `"8+1+6"` in an architecture grid, else `""`.
+    """
+
+    label: str
+    model: str
+    overrides: dict
+    architecture: str = ""
+
+
+def fold_settings(bases, choices):
+    """Crosses each base (label, model, overrides) with the listed choices.
+
+    Only the fields a base's model has enter its settings, so a choice
+    that does not apply to a model does not repeat its trials.
+    """
+    settings = {}
+    for base_label, model, overrides, architecture in bases:
+        fields = models.get_family(model).config.field_names()
+        applicable = [(f, v) for f, v in choices.items() if f in fields]
+        for combination in itertools.product(*(v for _, v in applicable)):
+            extra = {f: value for (f, _), value in zip(applicable, combination)}
+            parts = [base_label] if base_label else []
+            parts += [f"{f}={format_value(v)}" for f, v in extra.items()]
+            label = " ".join(parts) or "defaults"
+            if label not in settings:
+                settings[label] = Setting(label, model, {**overrides, **extra}, architecture)
+    return list(settings.values())
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSpace:
+    """Everything a hypermodel needs to turn hyperparameters into a model.
+
+    Args:
+        hp_name: name of the categorical hyperparameter ("architecture" for
+            a grid, "settings" for a model search).
+        settings: its values, as `Setting`s.
+        ranges: the separate `Range` hyperparameters.
+        base: per model name, the config fields every trial starts from.
+    """
+
+    hp_name: str
+    settings: tuple
+    ranges: tuple
+    base: dict
+
+    @property
+    def families(self):
+        return sorted({s.model for s in self.settings})
+
+    def declare(self, hp):
+        """Declares the hyperparameters; returns (Setting, range values)."""
+        labels = [s.label for s in self.settings]
+        label = hp.Choice(self.hp_name, labels, ordered=False)
+        setting = next(s for s in self.settings if s.label == label)
+        fields = models.get_family(setting.model).config.field_names()
+        values = {}
+        for item in self.ranges:
+            value = item.declare(hp)
+            if item.field in fields:
+                values[item.field] = value
+        return setting, values
+
+    def config(self, setting, range_values=None):
+        """The validated config of one trial."""
+        overrides = {**self.base.get(setting.model, {}), **setting.overrides, **(range_values or {})}
+        return models.get_config(setting.model, **overrides)
+
+    def describe(self):
+        """A JSON-able description, to recognise the same search on re-runs."""
+        return {
+            "hyperparameter": self.hp_name,
+            "settings": [
+                {"label": s.label, "model": s.model, "overrides": _jsonable(s.overrides)}
+                for s in self.settings
+            ],
+            "ranges": [{"field": r.field, **r.describe()} for r in self.ranges],
+            "base": _jsonable(self.base),
+        }
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def split_base(base_overrides, families, source):
+    """Per family, the base fields it has; a field no family has is an error."""
+    valid = sorted({f for n in families for f in models.get_family(n).config.field_names()})
+    unknown = sorted(set(base_overrides) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"{source}: unknown field(s) {', '.join(unknown)}; valid fields are: {', '.join(valid)}"
+        )
+    return {
+        name: {
+            k: v for k, v in base_overrides.items()
+            if k in models.get_family(name).config.field_names()
+        }
+        for name in families
+    }
+
+
+def grid_space(grid, base_overrides, space_path=None, source="--config/--set"):
+    """The search space of an architecture grid (plus an optional space file).
+
+    Every trial's config is validated here, before any training, so an
+    architecture that does not fit the clip size fails at once.
+
+    Returns:
+        (SearchSpace, skipped labels).
+    """
+    architectures, skipped = grid_architectures(grid)
+    families = sorted({architecture_model(*a)[0] for a in architectures})
+    base = split_base(base_overrides, ["r2plus1d", "r2plus1d_perceiver"], source)
+    choices, ranges = read_space(space_path, families) if space_path else ({}, [])
+    bases = [
+        (architecture_label(*a), *architecture_model(*a), architecture_label(*a))
+        for a in architectures
+    ]
+    space = SearchSpace("architecture", tuple(fold_settings(bases, choices)), tuple(ranges),
+                        {name: base[name] for name in families})
+    check_space(space)
+    return space, skipped
+
+
+def model_space(name, base_overrides, space_path, source="--config/--set"):
+    """The search space of `--model NAME --space FILE.yaml`."""
+    models.get_family(name)
+    base = split_base(base_overrides, [name], source)
+    choices, ranges = read_space(space_path, [name])
+    if not choices and not ranges:
+        raise ValueError(f"--space {space_path}: lists no field to search")
+    settings = fold_settings([("", name, {}, "")], choices)
+    space = SearchSpace("settings", tuple(settings), tuple(ranges), base)
+    check_space(space)
+    return space
+
+
+def check_space(space):
+    """Validates every setting (and the range bounds) against the base config."""
+    for setting in space.settings:
+        corners = [{}]
+        fields = models.get_family(setting.model).config.field_names()
+        for item in space.ranges:
+            if item.field in fields:
+                corners = [dict(c, **{item.field: v}) for c in corners for v in (item.min, item.max)]
+        for corner in corners:
+            try:
+                space.config(setting, corner)
+            except ValueError as error:
+                raise ValueError(f"{space.hp_name} {setting.label!r}: {error}") from None
