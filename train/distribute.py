@@ -114,7 +114,7 @@ def make_strategy(name):
 
     if name == "multi-worker":
         read_tf_config()
-        _patch_keras_for_multi_worker()
+        _patch_keras_for_distribution()
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
     else:
         gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
@@ -128,6 +128,8 @@ def make_strategy(name):
         else:
             cpus = [device.name for device in tf.config.list_logical_devices("CPU")]
             strategy = tf.distribute.MirroredStrategy(gpus or cpus)
+        if not isinstance(strategy, tf.distribute.OneDeviceStrategy):
+            _patch_keras_for_distribution()
     _strategies[name] = strategy
     return strategy
 
@@ -260,25 +262,27 @@ def distribute_options(bundle, strategy):
     )
 
 
-def _patch_keras_for_multi_worker():
+def _patch_keras_for_distribution():
     """Works around two gaps of Keras 3.15's TensorFlow trainer with
-    MultiWorkerMirroredStrategy (keras-team/keras#20585).
+    mirrored strategies (keras-team/keras#20585).
 
-    1. Before the first step, `fit` reduces a whole input batch with
-       `strategy.reduce`, which the multi-worker strategy refuses for nested
-       structures; the batch only serves to build the model's shapes, so
-       the local replica's share is used instead.
-    2. The step's metric values are averaged with `reduce(..., axis=0)`,
-       which fails on scalars; they are averaged across replicas with
-       `axis=None`, what the single-machine mirrored path computes.
+    1. Before the first step, `fit` averages a whole input batch across
+       replicas with `strategy.reduce`, only to learn the model's input
+       shapes. That fails for a boolean `mask` input (no sum of booleans)
+       and, under the multi-worker strategy, for any nested batch; the
+       first replica's share of the batch has the same shapes and is used
+       instead.
+    2. Under the multi-worker strategy the step's metric values are
+       averaged with `reduce(..., axis=0)`, which fails on scalars; they are
+       averaged across replicas with `axis=None`, what the single-machine
+       mirrored path computes.
 
-    Both patches act only under a multi-worker strategy and delegate to
-    Keras otherwise.
+    Both patches delegate to Keras when their case does not apply.
     """
     import tensorflow as tf
     from keras.src.backend.tensorflow import trainer as tf_trainer
 
-    if getattr(tf_trainer, "_video_suite_multi_worker_patch", False):
+    if getattr(tf_trainer, "_video_suite_distribution_patch", False):
         return
     original_reduce = tf_trainer.reduce_per_replica
     original_build = tf_trainer.TensorFlowTrainer._maybe_symbolic_build
@@ -292,11 +296,13 @@ def _patch_keras_for_multi_worker():
 
     def maybe_symbolic_build(self, iterator=None, data_batch=None):
         strategy = self._distribute_strategy
-        if strategy is None or iterator is None or not is_multi_worker(strategy):
+        if strategy is None or iterator is None:
             return original_build(self, iterator=iterator, data_batch=data_batch)
         for _, _, batches in iterator:
             data_batch = tf.nest.map_structure(
-                lambda value: strategy.experimental_local_results(value)[0], next(batches)
+                lambda value: strategy.experimental_local_results(value)[0]
+                if isinstance(value, tf.distribute.DistributedValues) else value,
+                next(batches),
             )
             break
         with strategy.scope():
@@ -304,7 +310,7 @@ def _patch_keras_for_multi_worker():
 
     tf_trainer.reduce_per_replica = reduce_per_replica
     tf_trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
-    tf_trainer._video_suite_multi_worker_patch = True
+    tf_trainer._video_suite_distribution_patch = True
 
 
 class SyncMovingStatistics(keras.callbacks.Callback):
