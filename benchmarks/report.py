@@ -123,15 +123,9 @@ def merge_results(path, rows, machine, peak):
 
 def measure_jit(names, rows, repeats, path, timeout_s=150):
     """Times the XLA train step per model and records the choices."""
-    import keras
-
     from train import distribute
 
-    if keras.backend.backend() != "tensorflow":
-        raise ValueError(
-            "--measure-jit measures the TensorFlow backend, where jit_compile is a "
-            f"choice; on {keras.backend.backend()!r} train.run decides without it"
-        )
+    check_jit_backend()
     device = distribute.device_kind()
     choices = distribute.read_jit_choices(path)
     choices.setdefault("models", {})
@@ -167,6 +161,16 @@ def measure_jit(names, rows, repeats, path, timeout_s=150):
     return table
 
 
+def check_jit_backend():
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            "--measure-jit measures the TensorFlow backend, where jit_compile is a "
+            f"choice; on {keras.backend.backend()!r} train.run decides without it"
+        )
+
+
 def _write_json(path, value):
     temporary = f"{path}.tmp"
     with open(temporary, "w") as file:
@@ -199,6 +203,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
+    if args.measure_jit:
+        check_jit_backend()
 
     machine = machine_description()
     peak = matmul_peak_gflops()
