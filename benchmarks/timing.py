@@ -18,6 +18,22 @@ def median_seconds(step, repeats, warmup=2):
     return statistics.median(times)
 
 
+def best_seconds(step, repeats, warmup=2):
+    """Shortest wall time of `step()` over `repeats` calls after `warmup`.
+
+    For a peak rate: other work on the machine only ever slows a call down,
+    so the fastest call is the closest to what the hardware can do.
+    """
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
 def machine_description():
     """One line naming this machine: CPU model, cores, backend, versions."""
     cpu = platform.processor() or platform.machine()

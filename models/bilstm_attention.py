@@ -357,8 +357,10 @@ def build_bilstm_attention(config: BiLSTMAttentionConfig) -> keras.Model:
         x = keras.layers.Dropout(
             config.classifier_dropout, name=f"classifier_dropout_{index + 1}"
         )(x)
+    # float32 under a mixed-precision policy: logits, loss and the exported
+    # signature keep full precision.
     logits = keras.layers.Dense(
-        config.num_classes, kernel_initializer=KERNEL_INIT, name="logits"
+        config.num_classes, kernel_initializer=KERNEL_INIT, dtype="float32", name="logits"
     )(x)
     return keras.Model({"features": features, "mask": mask}, logits, name="bilstm_attention")
 

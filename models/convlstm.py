@@ -117,11 +117,15 @@ def build_convlstm(config: ConvLSTMConfig) -> keras.Model:
                 center=False, scale=False, name=f"frame_batch_norm_{index + 1}"
             )(x)
     x = keras.layers.GlobalMaxPool2D(name="global_max_pool")(x)
+    # float32 output under a mixed-precision policy: probabilities and the
+    # loss keep full precision, and the exported signature stays float32.
     if config.num_classes == 1:
-        outputs = keras.layers.Dense(1, activation="sigmoid", name="probabilities")(x)
+        outputs = keras.layers.Dense(
+            1, activation="sigmoid", dtype="float32", name="probabilities"
+        )(x)
     else:
         outputs = keras.layers.Dense(
-            config.num_classes, activation="softmax", name="probabilities"
+            config.num_classes, activation="softmax", dtype="float32", name="probabilities"
         )(x)
     return keras.Model({"frames": frames}, outputs, name="convlstm")
 

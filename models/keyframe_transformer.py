@@ -470,8 +470,10 @@ def build_keyframe_transformer(config: KeyframeTransformerConfig) -> keras.Model
 
     hidden = keras.layers.Dense(config.scorer_units, activation="relu", name="scorer_hidden")(x)
     hidden = keras.layers.Dropout(config.dropout, name="scorer_dropout")(hidden)
-    logits = keras.layers.Dense(1, name="scorer_logits")(hidden)
-    scores = MaskedFrameScores(name="scores")([logits, mask])
+    # float32 under a mixed-precision policy: scores, loss and the exported
+    # signature keep full precision.
+    logits = keras.layers.Dense(1, dtype="float32", name="scorer_logits")(hidden)
+    scores = MaskedFrameScores(dtype="float32", name="scores")([logits, mask])
     return keras.Model(inputs, scores, name="keyframe_transformer")
 
 

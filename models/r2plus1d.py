@@ -572,10 +572,14 @@ def _backbone_features(config):
 
 
 def _classifier(config, x):
+    # float32 under a mixed-precision policy: probabilities, loss and the
+    # exported signature keep full precision.
     if config.num_classes == 1:
-        return keras.layers.Dense(1, activation="sigmoid", name="probabilities")(x)
+        return keras.layers.Dense(
+            1, activation="sigmoid", dtype="float32", name="probabilities"
+        )(x)
     return keras.layers.Dense(
-        config.num_classes, activation="softmax", name="probabilities"
+        config.num_classes, activation="softmax", dtype="float32", name="probabilities"
     )(x)
 
 

@@ -19,6 +19,7 @@ import tensorflow as tf
 
 import models
 from data.cli import ArgumentParser, run_main
+from train import distribute
 
 SAVED_MODELS_DIR = "saved_models"
 
@@ -108,7 +109,9 @@ def export_run(run, version=None, out_root=SAVED_MODELS_DIR, checkpoint="best.ke
     staging = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir)
     try:
         export_saved_model(model, model_name, staging)
-        difference = verify_export(model, model_name, config, staging)
+        difference = verify_export(
+            model, model_name, config, staging, atol=distribute.export_tolerance(model)
+        )
         os.rename(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

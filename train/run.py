@@ -23,7 +23,7 @@ RUNS_DIR = "runs"
 def build_parser(model_name=None):
     import models
     from train import config as config_lib
-    from train import sources
+    from train import distribute, sources
 
     parser = ArgumentParser(
         prog="python -m train.run",
@@ -42,6 +42,7 @@ def build_parser(model_name=None):
         "--verbose", type=int, default=1, choices=(0, 1, 2),
         help="Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch",
     )
+    distribute.add_arguments(parser)
     if model_name in models.NAMES:
         family = models.get_family(model_name)
         source = sources.get_source(type(family.config).input_kind)
@@ -112,17 +113,28 @@ def train_one(args, out, seed):
     import models
     from train import callbacks as callbacks_lib
     from train import config as config_lib
-    from train import evaluate, sources
+    from train import distribute, evaluate, sources
 
+    # First: a multi-worker strategy must exist before any TensorFlow op runs.
+    strategy = distribute.make_strategy(args.strategy)
+    out = distribute.task_folder(out, strategy)
     family = models.get_family(args.model)
     config, overridden = config_lib.resolve_config(
         family.config, args.config, config_lib.field_overrides(args)
     )
+    distribute.check_global_batch(config.batch_size, strategy)
+    precision = distribute.set_mixed_precision(args.mixed_precision)
     resuming = check_run_folder(out, args.model)
     args.overridden = overridden
     keras.utils.set_random_seed(seed)
     data = sources.get_source(type(config).input_kind).load(args, config, seed)
     config = config.with_overrides(**data.config_updates)
+    data = distribute.distribute_options(data, strategy)
+    with strategy.scope():
+        model = models.build_from_config(args.model, config)
+        spec = family.training(config, steps_per_epoch=steps_per_epoch(data, config))
+    distribute.check_mixed_precision(model, precision)
+    jit_compile = distribute.resolve_jit_compile(args.model, args.jit_compile, model)
 
     os.makedirs(out, exist_ok=True)
     resolved = {
@@ -131,6 +143,13 @@ def train_one(args, out, seed):
         "config": config.to_dict(),
         "data": data.info,
         "source_args": source_arguments(args, sources.get_source(type(config).input_kind)),
+        "distribute": {
+            **distribute.describe(strategy),
+            "global_batch_size": config.batch_size,
+            "mixed_precision": precision,
+            "jit_compile": jit_compile,
+            "jit_compile_flag": args.jit_compile,
+        },
     }
     if resuming:
         with open(os.path.join(out, "config.json")) as file:
@@ -146,8 +165,6 @@ def train_one(args, out, seed):
     callbacks_lib.write_json(os.path.join(out, "config.json"), resolved)
     callbacks_lib.write_json(os.path.join(out, "class_names.json"), data.class_names)
 
-    model = models.build_from_config(args.model, config)
-    spec = family.training(config, steps_per_epoch=steps_per_epoch(data, config))
     stages = spec.stages or (models.Stage("train", config.epochs, spec.optimizer),)
     class_weight = class_weights(config, data.train_labels)
 
@@ -161,10 +178,13 @@ def train_one(args, out, seed):
             model.load_weights(done_marker)
             print(f"stage {stage.name}: already done, weights restored")
             continue
-        model.compile(
-            optimizer=stage.optimizer, loss=spec.loss, metrics=list(spec.metrics)
-        )
+        with strategy.scope():
+            model.compile(
+                optimizer=stage.optimizer, loss=spec.loss, metrics=list(spec.metrics),
+                jit_compile=jit_compile,
+            )
         callbacks = [
+            distribute.SyncMovingStatistics(strategy),
             keras.callbacks.BackupAndRestore(os.path.join(out, "backup", stage.name)),
             callbacks_lib.RunCheckpoint(out, spec.monitor, spec.monitor_mode),
             keras.callbacks.EarlyStopping(

@@ -1,0 +1,228 @@
+"""The benchmark report: one table of every registered model.
+
+`python -m benchmarks [--models NAME ...] [--repeats N] [--results FILE]`
+prints, per model at its benchmark size (`benchmarks.train_step.SETTINGS`):
+parameters, forward GFLOPs per sample, the median train-step time,
+samples/s, the arithmetic rate that implies and its fraction of this
+machine's fp32 matmul peak, measured here with a large matmul, then what
+the input pipeline delivers beside what the step consumes, and whether
+that is at least 3x. A train step costs about 3x the forward pass (the
+backward pass computes gradients for inputs and for weights); layers with
+frozen weights at the input end, such as a frozen backbone, cost only
+their forward pass (`benchmarks.flops.FlopCount`).
+
+`python -m benchmarks --measure-jit` also times every model's train step
+with XLA (`jit_compile=True`) where its layers allow it, and writes the
+step times and the choice into `benchmarks/jit_choices.json`, which
+`train.run --jit-compile auto` follows.
+
+The machine may be shared: every step time is a median of several steps
+after warm-up, the matmul peak the best of ten, and rows measured in
+different invocations can be merged into one table with `--results FILE`.
+
+Runs on the TensorFlow and on the JAX backend (`KERAS_BACKEND=jax`); on a
+machine without TensorFlow the input-pipeline columns read n/a.
+"""
+
+import datetime
+import json
+import os
+import sys
+
+from benchmarks import train_step
+from benchmarks.timing import best_seconds, machine_description, markdown_table
+from data.cli import ArgumentParser, run_main
+
+COLUMNS = [
+    "model", "input", "batch", "params", "forward GFLOPs/sample", "train GFLOPs/sample",
+    "train step (s)", "model samples/s", "train GFLOP/s", "peak GFLOP/s", "of peak",
+    "pipeline samples/s", "pipeline >= 3x",
+]
+JIT_COLUMNS = ["model", "device", "batch", "step (s)", "XLA step (s)", "XLA first call (s)", "choice", "note"]
+
+# A train step does the forward pass and a backward pass of about twice its
+# arithmetic (gradients with respect to activations and to weights); used
+# when a row has no counted train FLOPs.
+TRAIN_FLOPS_PER_FORWARD = 3
+# The pipeline must deliver this many times what a train step consumes.
+PIPELINE_HEADROOM = 3.0
+# XLA is chosen only when its median step is at least this much faster:
+# without it is Keras's default on CPU and costs no compile time.
+XLA_MARGIN = 0.9
+
+
+def matmul_peak_gflops(size=None, repeats=10):
+    """fp32 GFLOP/s of one large square matmul on the default device.
+
+    The best of `repeats` calls (a peak; the model times are medians). The
+    size is 2048 on a CPU and 8192 on a GPU, large enough to reach the
+    matrix units' steady rate. On GPUs the backend may run fp32 matmuls
+    with TF32 tensor cores by default (JAX does); the models' matmuls run
+    the same way, so the fraction compares like with like.
+    """
+    import keras
+    import numpy as np
+
+    from train.distribute import device_kind
+
+    size = size or (8192 if device_kind() == "gpu" else 2048)
+    rng = np.random.default_rng(0)
+    a = keras.ops.convert_to_tensor(rng.standard_normal((size, size), dtype=np.float32))
+    b = keras.ops.convert_to_tensor(rng.standard_normal((size, size), dtype=np.float32))
+    # Reading one element back waits for the product on asynchronous
+    # backends.
+    seconds = best_seconds(lambda: float(keras.ops.matmul(a, b)[0, 0]), repeats)
+    return 2 * size**3 / seconds / 1e9
+
+
+def derive(row, peak_gflops):
+    """Adds the columns computed from the measured ones."""
+    row = dict(row)
+    rate = row["model samples/s"]
+    forward = row.get("forward GFLOPs/sample")
+    if forward is not None:
+        train = row.get("train GFLOPs/sample", TRAIN_FLOPS_PER_FORWARD * forward)
+        row["train GFLOP/s"] = train * rate
+        row["peak GFLOP/s"] = peak_gflops
+        row["of peak"] = row["train GFLOP/s"] / peak_gflops
+    pipeline = row.get("pipeline samples/s")
+    if pipeline is None:
+        row["pipeline >= 3x"] = "n/a"
+    else:
+        ratio = pipeline / rate
+        row["pipeline >= 3x"] = f"{'yes' if ratio >= PIPELINE_HEADROOM else 'NO'} ({ratio:.1f}x)"
+    return row
+
+
+def choose_jit(step_s, xla_step_s):
+    """`"on"` when the XLA step is clearly faster, else `"off"`."""
+    if xla_step_s is None or xla_step_s > XLA_MARGIN * step_s:
+        return "off"
+    return "on"
+
+
+def format_row(row):
+    row = dict(row)
+    if "of peak" in row:
+        row["of peak"] = f"{100 * row['of peak']:.1f}%"
+    return row
+
+
+def merge_results(path, rows, machine, peak):
+    """Merges `rows` into the results file at `path`; returns every row."""
+    saved = {}
+    if path and os.path.exists(path):
+        with open(path) as file:
+            saved = json.load(file).get("rows", {})
+    for row in rows:
+        saved[row["model"]] = dict(row, machine=machine, peak_gflops=peak)
+    if path:
+        _write_json(path, {"rows": saved})
+    return list(saved.values())
+
+
+def measure_jit(names, rows, repeats, path, timeout_s=150):
+    """Times the XLA train step per model and records the choices."""
+    from train import distribute
+
+    check_jit_backend()
+    device = distribute.device_kind()
+    choices = distribute.read_jit_choices(path)
+    choices.setdefault("models", {})
+    table = []
+    by_name = {row["model"]: row for row in rows}
+    for name in names:
+        step = by_name[name]["train step (s)"]
+        record = train_step.measure_xla(name, repeats, reference_step_s=step, timeout_s=timeout_s)
+        entry = {
+            "batch": by_name[name]["batch"],
+            "input": by_name[name]["input"],
+            "step_s": round(step, 4),
+            "xla_step_s": None if record["step_s"] is None else round(record["step_s"], 4),
+            "xla_first_call_s": record.get("first_call_s"),
+            "choice": choose_jit(step, record["step_s"]),
+            "note": record["note"],
+            "measured": datetime.date.today().isoformat(),
+            "machine": machine_description(),
+        }
+        choices["models"].setdefault(name, {})[device] = entry
+        table.append({
+            "model": name, "device": device, "batch": entry["batch"], "step (s)": step,
+            "XLA step (s)": entry["xla_step_s"] or "-",
+            "XLA first call (s)": entry["xla_first_call_s"] or "-",
+            "choice": entry["choice"], "note": entry["note"],
+        })
+    choices["about"] = (
+        "Median train-step seconds without and with XLA (jit_compile) per model and "
+        "device kind, written by `python -m benchmarks --measure-jit` on the TensorFlow "
+        f"backend. XLA is chosen when its step is at most {XLA_MARGIN:g}x the step without."
+    )
+    _write_json(path, choices)
+    return table
+
+
+def check_jit_backend():
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            "--measure-jit measures the TensorFlow backend, where jit_compile is a "
+            f"choice; on {keras.backend.backend()!r} train.run decides without it"
+        )
+
+
+def _write_json(path, value):
+    temporary = f"{path}.tmp"
+    with open(temporary, "w") as file:
+        json.dump(value, file, indent=2, sort_keys=True)
+        file.write("\n")
+    os.replace(temporary, path)
+
+
+def main(argv=None):
+    import models
+
+    from train.distribute import JIT_CHOICES_PATH
+
+    parser = ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", default=list(models.NAMES), choices=models.NAMES)
+    parser.add_argument("--repeats", type=int, default=5, help="timed steps per model (median)")
+    parser.add_argument(
+        "--measure-jit", action="store_true",
+        help=f"also time the XLA train step and write {os.path.relpath(JIT_CHOICES_PATH)}",
+    )
+    parser.add_argument(
+        "--jit-timeout", type=float, default=150,
+        help="seconds allowed for one model's XLA compilation and first steps",
+    )
+    parser.add_argument(
+        "--results", default=None,
+        help="JSON file the rows are merged into; the table then shows every model in it",
+    )
+    parser.add_argument("--no-pipeline", action="store_true", help="skip the input-pipeline columns")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
+    if args.measure_jit:
+        check_jit_backend()
+
+    machine = machine_description()
+    peak = matmul_peak_gflops()
+    print(f"machine: {machine}", flush=True)
+    print(f"fp32 matmul peak (measured): {peak:,.0f} GFLOP/s\n", flush=True)
+    rows = []
+    for name in args.models:
+        row = train_step.measure(name, args.repeats, pipeline=not args.no_pipeline)
+        rows.append(derive(row, peak))
+        print(f"  measured {name}: {row['train step (s)']:.3g} s/step", file=sys.stderr, flush=True)
+    shown = merge_results(args.results, rows, machine, peak)
+    print(markdown_table([format_row(r) for r in shown], COLUMNS))
+    if args.measure_jit:
+        table = measure_jit(args.models, rows, args.repeats, JIT_CHOICES_PATH, args.jit_timeout)
+        print(f"\nXLA choices written to {os.path.relpath(JIT_CHOICES_PATH)}:\n")
+        print(markdown_table(table, JIT_COLUMNS))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_main(main))

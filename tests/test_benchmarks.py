@@ -1,0 +1,121 @@
+"""The benchmark report's arithmetic: FLOP counts against hand-computed
+values, and the table's derived columns. No timings are asserted."""
+
+import keras
+import numpy as np
+import pytest
+
+from benchmarks import flops, report
+
+
+def model_of(layer, shape):
+    inputs = keras.Input(shape)
+    return keras.Model(inputs, layer(inputs))
+
+
+def zeros(shape):
+    return np.zeros(shape, "float32")
+
+
+def test_dense_flops_match_the_hand_count():
+    # 7 positions x 10 outputs x 16 inputs multiply-accumulates, 2 FLOPs each.
+    model = model_of(keras.layers.Dense(10), (7, 16))
+    assert flops.forward_flops(model, zeros((1, 7, 16))) == 2 * 7 * 10 * 16
+    # Per sample: a batch of 3 costs three times as much.
+    assert flops.forward_flops(model, zeros((3, 7, 16))) == 3 * 2 * 7 * 10 * 16
+
+
+@pytest.mark.parametrize(
+    "kwargs, output_positions",
+    [
+        (dict(padding="valid"), 2 * 6 * 6),            # (4-3+1) x (8-3+1)^2
+        (dict(padding="same", strides=2), 2 * 4 * 4),  # ceil(4/2) x ceil(8/2)^2
+    ],
+)
+def test_conv3d_flops_match_the_hand_count(kwargs, output_positions):
+    model = model_of(keras.layers.Conv3D(5, 3, **kwargs), (4, 8, 8, 3))
+    # Every output value sums a 3x3x3 window over 3 input channels.
+    expected = 2 * output_positions * 5 * (3 * 3 * 3 * 3)
+    assert flops.forward_flops(model, zeros((1, 4, 8, 8, 3))) == expected
+
+
+def test_a_frozen_layer_adds_no_backward_pass():
+    inputs = keras.Input((16,))
+    frozen = keras.layers.Dense(8, name="frozen")
+    model = keras.Model(inputs, keras.layers.Dense(4)(frozen(inputs)))
+    forward = 2 * (16 * 8 + 8 * 4)
+    assert flops.train_flops(model, zeros((1, 16))) == (forward, 3 * forward)
+    frozen.trainable = False
+    assert flops.train_flops(model, zeros((1, 16))) == (forward, forward + 2 * 2 * 8 * 4)
+
+
+def test_depthwise_and_separable_convolutions():
+    model = model_of(keras.layers.DepthwiseConv2D(3, depth_multiplier=2), (6, 6, 4))
+    assert flops.forward_flops(model, zeros((1, 6, 6, 4))) == 2 * (4 * 4 * 8) * 9
+    model = model_of(keras.layers.SeparableConv2D(5, 3), (6, 6, 4))
+    depthwise, pointwise = 4 * 4 * 4 * 9, 4 * 4 * 5 * 4
+    assert flops.forward_flops(model, zeros((1, 6, 6, 4))) == 2 * (depthwise + pointwise)
+
+
+def test_every_recurrent_step_is_counted_once():
+    # LSTM(4) on 5 features: per step x(5) @ W(5x16) and h(4) @ U(4x16).
+    model = model_of(keras.layers.Bidirectional(keras.layers.LSTM(4)), (6, 5))
+    per_step = 2 * (5 * 16 + 4 * 16)
+    assert flops.forward_flops(model, zeros((1, 6, 5))) == 2 * 6 * per_step
+    # ConvLSTM2D(4, 3x3) on 10x10x2: per step an input conv (valid, 8x8 out)
+    # and a recurrent conv (same, on the 8x8x4 state), 16 gate channels each.
+    model = model_of(keras.layers.ConvLSTM2D(4, 3), (3, 10, 10, 2))
+    per_step = 2 * (8 * 8 * 16 * (9 * 2) + 8 * 8 * 16 * (9 * 4))
+    assert flops.forward_flops(model, zeros((1, 3, 10, 10, 2))) == 3 * per_step
+
+
+def test_attention_flops():
+    # Projections: query, key, value 6x8 -> 2 heads x 4, output 8 back to 8;
+    # attention: scores 6x6 per head over depth 4, then the weighted values.
+    model = keras.Model(
+        inputs := keras.Input((6, 8)), keras.layers.MultiHeadAttention(2, 4)(inputs, inputs)
+    )
+    total, by_op = flops.forward_flops(model, zeros((1, 6, 8)), detail=True)
+    projections = 3 * 6 * 8 * 8 + 6 * 8 * 8
+    attention = 2 * 6 * 6 * 4 * 2
+    assert total == 2 * (projections + attention)
+    assert set(by_op) <= {"einsum", "dot_product_attention"}
+
+
+def test_einsum_with_ellipsis_and_keras_ops_called_directly():
+    matmul = keras.ops.matmul
+    with flops.counting_flops() as count:
+        keras.ops.einsum("...ij,jk->...ik", zeros((2, 3, 4, 5)), zeros((5, 6)))
+        keras.ops.einsum("ij->ji", zeros((3, 4)))  # no arithmetic
+        keras.ops.matmul(zeros((2, 3)), zeros((3, 4)))
+    assert count.by_op == {"einsum": 2 * 2 * 3 * 4 * 5 * 6, "matmul": 2 * 2 * 3 * 4}
+    # Outside the block keras.ops is back to normal.
+    assert keras.ops.matmul is matmul
+    with flops.counting_flops() as again:
+        pass
+    assert again.total == 0
+
+
+def test_pipeline_check_and_derived_columns():
+    row = report.derive(
+        {"model samples/s": 2.0, "pipeline samples/s": 7.0, "forward GFLOPs/sample": 10.0},
+        peak_gflops=200.0,
+    )
+    assert row["train GFLOP/s"] == pytest.approx(60.0)  # 3 x 10 GFLOPs x 2 samples/s
+    assert row["of peak"] == pytest.approx(0.3)
+    counted = report.derive(
+        {"model samples/s": 2.0, "forward GFLOPs/sample": 10.0, "train GFLOPs/sample": 12.0},
+        peak_gflops=200.0,
+    )
+    assert counted["train GFLOP/s"] == pytest.approx(24.0)
+    assert row["pipeline >= 3x"] == "yes (3.5x)"
+    slow = report.derive({"model samples/s": 2.0, "pipeline samples/s": 5.0}, peak_gflops=200.0)
+    assert slow["pipeline >= 3x"] == "NO (2.5x)"
+    assert report.derive({"model samples/s": 2.0}, peak_gflops=1.0)["pipeline >= 3x"] == "n/a"
+
+
+def test_jit_choice_needs_a_clear_margin():
+    assert report.choose_jit(1.0, 0.5) == "on"
+    assert report.choose_jit(1.0, 0.95) == "off"  # within noise: stay with the default
+    assert report.choose_jit(1.0, 20.0) == "off"
+    assert report.choose_jit(1.0, None) == "off"
