@@ -134,12 +134,23 @@ def convlstm_training(config: ConvLSTMConfig, steps_per_epoch: int) -> TrainingS
     optimizer = keras.optimizers.Adam(
         learning_rate=config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2
     )
-    if config.num_classes == 1:
+    return classifier_training_spec(optimizer, config.num_classes, binary_monitor="val_auc")
+
+
+def classifier_training_spec(optimizer, num_classes, binary_monitor):
+    """Loss, metrics and monitor of a clip classifier.
+
+    One sigmoid output (`num_classes == 1`): binary cross-entropy with AUC
+    and accuracy, monitored on `binary_monitor`. Softmax: sparse
+    categorical cross-entropy with accuracy and top-5 accuracy (top-k with
+    k = min(5, classes)), monitored on validation accuracy.
+    """
+    if num_classes == 1:
         return TrainingSpec(
             optimizer=optimizer,
             loss=keras.losses.BinaryCrossentropy(),
             metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
-            monitor="val_auc",
+            monitor=binary_monitor,
             monitor_mode="max",
         )
     return TrainingSpec(
@@ -148,7 +159,7 @@ def convlstm_training(config: ConvLSTMConfig, steps_per_epoch: int) -> TrainingS
         metrics=[
             keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
             keras.metrics.SparseTopKCategoricalAccuracy(
-                k=min(5, config.num_classes), name="top5_accuracy"
+                k=min(5, num_classes), name="top5_accuracy"
             ),
         ],
         monitor="val_accuracy",

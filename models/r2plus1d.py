@@ -50,7 +50,7 @@ import keras
 import numpy as np
 
 from models.config import ModelConfig, check_input_rank, check_positive, check_rate
-from models.convlstm import clip_example_batch
+from models.convlstm import classifier_training_spec, clip_example_batch
 from models.perceiver import Perceiver, VideoPositionEncoding
 from models.registry import Family, TrainingSpec, register
 
@@ -701,29 +701,7 @@ def r2plus1d_training(config: R2Plus1DConfig, steps_per_epoch: int) -> TrainingS
         optimizer.exclude_from_weight_decay(
             var_names=["gamma", "beta", "bias", "latents"]
         )
-    if config.num_classes == 1:
-        return TrainingSpec(
-            optimizer=optimizer,
-            loss=keras.losses.BinaryCrossentropy(),
-            metrics=[
-                keras.metrics.BinaryAccuracy(name="accuracy"),
-                keras.metrics.AUC(name="auc"),
-            ],
-            monitor="val_accuracy",
-            monitor_mode="max",
-        )
-    return TrainingSpec(
-        optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=[
-            keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-            keras.metrics.SparseTopKCategoricalAccuracy(
-                k=min(5, config.num_classes), name="top5_accuracy"
-            ),
-        ],
-        monitor="val_accuracy",
-        monitor_mode="max",
-    )
+    return classifier_training_spec(optimizer, config.num_classes, binary_monitor="val_accuracy")
 
 
 register(
