@@ -64,8 +64,40 @@ class GEGLUFeedForward(keras.layers.Layer):
         return config
 
 
+class _AttentionBlock(keras.layers.Layer):
+    """What the cross- and self-attention blocks share: their hyperparameters,
+    the attention layer, its dropout and the pre-norm GEGLU feed-forward."""
+
+    def __init__(self, num_heads, head_dim, ff_multiplier, dropout, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads = num_heads
+        self.head_dim = head_dim
+        self.ff_multiplier = ff_multiplier
+        self.dropout = dropout
+
+    def _add_attention_and_feed_forward(self):
+        self.attention = keras.layers.MultiHeadAttention(
+            self.num_heads, self.head_dim, name="attention"
+        )
+        self.attention_dropout = keras.layers.Dropout(self.dropout)
+        self.ff_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="ff_norm")
+        self.feed_forward = GEGLUFeedForward(
+            self.ff_multiplier, self.dropout, name="feed_forward"
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_heads=self.num_heads,
+            head_dim=self.head_dim,
+            ff_multiplier=self.ff_multiplier,
+            dropout=self.dropout,
+        )
+        return config
+
+
 @keras.saving.register_keras_serializable(package="video_suite")
-class CrossAttentionBlock(keras.layers.Layer):
+class CrossAttentionBlock(_AttentionBlock):
     """Latents attend to tokens, then a GEGLU feed-forward; pre-norm, residual.
 
     Both the latents (queries) and the tokens (keys and values) get their own
@@ -86,19 +118,10 @@ class CrossAttentionBlock(keras.layers.Layer):
     """
 
     def __init__(self, num_heads=1, head_dim=64, ff_multiplier=4, dropout=0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.num_heads = num_heads
-        self.head_dim = head_dim
-        self.ff_multiplier = ff_multiplier
-        self.dropout = dropout
+        super().__init__(num_heads, head_dim, ff_multiplier, dropout, **kwargs)
         self.latent_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="latent_norm")
         self.token_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="token_norm")
-        self.attention = keras.layers.MultiHeadAttention(
-            num_heads, head_dim, name="attention"
-        )
-        self.attention_dropout = keras.layers.Dropout(dropout)
-        self.ff_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="ff_norm")
-        self.feed_forward = GEGLUFeedForward(ff_multiplier, dropout, name="feed_forward")
+        self._add_attention_and_feed_forward()
 
     def build(self, latents_shape, tokens_shape):
         self.latent_norm.build(latents_shape)
@@ -118,19 +141,9 @@ class CrossAttentionBlock(keras.layers.Layer):
     def compute_output_shape(self, latents_shape, tokens_shape):
         return tuple(latents_shape)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            num_heads=self.num_heads,
-            head_dim=self.head_dim,
-            ff_multiplier=self.ff_multiplier,
-            dropout=self.dropout,
-        )
-        return config
-
 
 @keras.saving.register_keras_serializable(package="video_suite")
-class SelfAttentionBlock(keras.layers.Layer):
+class SelfAttentionBlock(_AttentionBlock):
     """Multi-head self-attention, then a GEGLU feed-forward; pre-norm, residual.
 
     Args:
@@ -147,20 +160,11 @@ class SelfAttentionBlock(keras.layers.Layer):
     """
 
     def __init__(self, num_heads=8, head_dim=64, ff_multiplier=4, dropout=0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.num_heads = num_heads
-        self.head_dim = head_dim
-        self.ff_multiplier = ff_multiplier
-        self.dropout = dropout
+        super().__init__(num_heads, head_dim, ff_multiplier, dropout, **kwargs)
         self.attention_norm = keras.layers.LayerNormalization(
             epsilon=1e-5, name="attention_norm"
         )
-        self.attention = keras.layers.MultiHeadAttention(
-            num_heads, head_dim, name="attention"
-        )
-        self.attention_dropout = keras.layers.Dropout(dropout)
-        self.ff_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="ff_norm")
-        self.feed_forward = GEGLUFeedForward(ff_multiplier, dropout, name="feed_forward")
+        self._add_attention_and_feed_forward()
 
     def build(self, input_shape):
         self.attention_norm.build(input_shape)
@@ -176,16 +180,6 @@ class SelfAttentionBlock(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            num_heads=self.num_heads,
-            head_dim=self.head_dim,
-            ff_multiplier=self.ff_multiplier,
-            dropout=self.dropout,
-        )
-        return config
 
 
 @keras.saving.register_keras_serializable(package="video_suite")
