@@ -6,8 +6,8 @@ import statistics
 import time
 
 
-def median_seconds(step, repeats, warmup=2):
-    """Median wall time of `step()` over `repeats` calls after `warmup`."""
+def call_seconds(step, repeats, warmup=2):
+    """Wall times of `repeats` calls of `step()`, after `warmup` untimed calls."""
     for _ in range(warmup):
         step()
     times = []
@@ -15,7 +15,12 @@ def median_seconds(step, repeats, warmup=2):
         started = time.perf_counter()
         step()
         times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return times
+
+
+def median_seconds(step, repeats, warmup=2):
+    """Median wall time of `step()` over `repeats` calls after `warmup`."""
+    return statistics.median(call_seconds(step, repeats, warmup))
 
 
 def best_seconds(step, repeats, warmup=2):
@@ -24,14 +29,7 @@ def best_seconds(step, repeats, warmup=2):
     For a peak rate: other work on the machine only ever slows a call down,
     so the fastest call is the closest to what the hardware can do.
     """
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - started)
-    return min(times)
+    return min(call_seconds(step, repeats, warmup))
 
 
 def machine_description():
