@@ -71,6 +71,25 @@ def field_overrides(args):
     }
 
 
+def read_yaml_mapping(path, flag):
+    """Reads a YAML file that must hold one mapping; `flag` names it in errors.
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        ValueError: the file is not valid YAML or not a mapping.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{flag} {path}: no such file")
+    with open(path) as file:
+        try:
+            values = yaml.safe_load(file) or {}
+        except yaml.YAMLError as error:
+            raise ValueError(f"{flag} {path}: not valid YAML ({error})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{flag} {path}: expected a mapping")
+    return values
+
+
 def read_yaml_overrides(path, config):
     """Reads a flat YAML mapping of config fields.
 
@@ -78,15 +97,7 @@ def read_yaml_overrides(path, config):
         ValueError: the file is missing, not a mapping, or names a field the
             config does not have.
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"--config {path}: no such file")
-    with open(path) as file:
-        try:
-            values = yaml.safe_load(file) or {}
-        except yaml.YAMLError as error:
-            raise ValueError(f"--config {path}: not valid YAML ({error})") from None
-    if not isinstance(values, dict):
-        raise ValueError(f"--config {path}: expected a mapping of config fields")
+    values = read_yaml_mapping(path, "--config")
     unknown = sorted(set(values) - set(config.field_names()))
     if unknown:
         raise ValueError(

@@ -16,11 +16,9 @@ blocks and self-attention blocks; `N+0+0` is the plain R(2+1)D baseline.
 
 import dataclasses
 import itertools
-import os
-
-import yaml
 
 import models
+from train.config import read_yaml_mapping
 
 # The design notes' ten ablation rows, in the order of their table.
 SEED_ABLATION = (
@@ -161,19 +159,6 @@ def _as_list(value, key, path):
     if not isinstance(value, list) or not value:
         raise ValueError(f"--grid {path}: {key} must be a non-empty list, got {value!r}")
     return value
-
-
-def read_yaml_mapping(path, flag):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{flag} {path}: no such file")
-    with open(path) as file:
-        try:
-            values = yaml.safe_load(file) or {}
-        except yaml.YAMLError as error:
-            raise ValueError(f"{flag} {path}: not valid YAML ({error})") from None
-    if not isinstance(values, dict):
-        raise ValueError(f"{flag} {path}: expected a mapping")
-    return values
 
 
 # ---------------------------------------------------------------------------
