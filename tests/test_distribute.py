@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 import models
-from data.cli import run_main
+from tests.cli_calls import call
 from tests.model_contract import TINY
 from train import distribute, export, run
 
@@ -33,12 +33,9 @@ def restore_dtype_policy():
     keras.config.set_dtype_policy(previous)
 
 
-def call(argv, capsys):
-    try:
-        code = run_main(run.main, argv)
-    except SystemExit as exit:
-        code = exit.code
-    return code, capsys.readouterr().err
+def call_run(argv, capsys):
+    code, _, err = call(run.main, argv, capsys)
+    return code, err
 
 
 def free_ports(count):
@@ -355,7 +352,7 @@ def test_run_with_mixed_precision_trains_and_exports_float32(tmp_path, capsys):
 
 @pytest.mark.skipif(CPU_HAS_BFLOAT16, reason="this CPU has native bfloat16")
 def test_run_with_mixed_precision_on_a_cpu_without_bfloat16_ends_in_one_line(tmp_path, capsys):
-    code, err = call(TINY_FLAGS + ["--mixed-precision", "--out", str(tmp_path / "r")], capsys)
+    code, err = call_run(TINY_FLAGS + ["--mixed-precision", "--out", str(tmp_path / "r")], capsys)
     assert code == 2 and "no native bfloat16" in err and err.count("\n") == 1
 
 

@@ -8,8 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
-from data.cli import run_main
 from data.features import FeatureWriter, read_feature_file
+from tests.cli_calls import call
 from train import evaluate, feature_source, run, sources
 
 CLASSES = ("jump", "run", "walk")
@@ -46,16 +46,6 @@ def write_features(path, labels, dim=DIM, steps=STEPS, seed=0, classes=CLASSES,
         writer.append(row, label, f"/videos/{seed}/{i}.mp4", splits[i] if splits else None)
     writer.finish()
     return str(path)
-
-
-def call(main, argv, capsys):
-    """Runs a CLI main in-process; returns (exit code, stdout, stderr)."""
-    try:
-        code = run_main(main, argv)
-    except SystemExit as exit:
-        code = exit.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def probabilities_by_hand(run_folder, path, rows=None):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data.cli import run_main
+from tests.cli_calls import call
 from train import evaluate, export, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -20,16 +20,6 @@ TINY_FLAGS = [
     "--model", "convlstm", "--synthetic-clips", "8", "--input-shape", "4,16,16,1",
     "--filters", "2,3", "--batch-size", "4", "--verbose", "0",
 ]
-
-
-def call(main, argv, capsys):
-    """Runs a CLI main in-process; returns (exit code, stdout, stderr)."""
-    try:
-        code = run_main(main, argv)
-    except SystemExit as exit:
-        code = exit.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
