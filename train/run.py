@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -196,15 +197,21 @@ def train_one(args, out, seed):
             keras.callbacks.CSVLogger(os.path.join(out, "history.csv"), append=True),
             keras.callbacks.TensorBoard(os.path.join(out, "logs")),
         ]
-        model.fit(
-            data.train,
-            validation_data=data.val,
-            epochs=stage.epochs,
-            callbacks=callbacks,
-            class_weight=class_weight,
-            shuffle=False,  # the pipeline shuffles
-            verbose=args.verbose,
-        )
+        with warnings.catch_warnings():
+            # A stream of video files skips unreadable ones, so its length is
+            # unknown until the first epoch has run out of data; Keras then
+            # warns that training was interrupted. It was not: no
+            # steps_per_epoch is asked for, every epoch is one pass.
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+            model.fit(
+                data.train,
+                validation_data=data.val,
+                epochs=stage.epochs,
+                callbacks=callbacks,
+                class_weight=class_weight,
+                shuffle=False,  # the pipeline shuffles
+                verbose=args.verbose,
+            )
         model.save_weights(done_marker)
 
     report = evaluate.evaluate_model(
