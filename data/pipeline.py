@@ -107,6 +107,10 @@ def clip_batches(
         shuffle_buffer: shuffle buffer size in clips.
         cache: cache decoded clips in memory after the first epoch.
         to_device: prefetch the batches onto the first GPU when one exists.
+            Not inside a `tf.distribute` strategy's scope: the strategy
+            splits each batch across its replicas and prefetches the parts
+            onto their devices itself, which a dataset already pinned to
+            one GPU would prevent.
 
     Returns:
         A dataset of `({"frames": float32 [B, T', H, W, C]}, labels)`.
@@ -127,7 +131,7 @@ def clip_batches(
             num_parallel_calls=AUTOTUNE,
         )
     batches = clips.batch(batch_size).prefetch(AUTOTUNE)
-    if to_device and tf.config.list_physical_devices("GPU"):
+    if to_device and not tf.distribute.has_strategy() and tf.config.list_physical_devices("GPU"):
         batches = batches.apply(tf.data.experimental.prefetch_to_device("/gpu:0"))
     return batches
 

@@ -128,7 +128,8 @@ def train_one(args, out, seed):
     resuming = check_run_folder(out, args.model)
     args.overridden = overridden
     keras.utils.set_random_seed(seed)
-    data = sources.get_source(type(config).input_kind).load(args, config, seed)
+    with strategy.scope():  # the strategy, not the pipeline, places batches on devices
+        data = sources.get_source(type(config).input_kind).load(args, config, seed)
     config = config.with_overrides(**data.config_updates)
     data = distribute.distribute_options(data, strategy)
     with strategy.scope():
