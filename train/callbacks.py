@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 import tempfile
 
 import keras
@@ -35,11 +36,62 @@ def _jsonable(value):
 
 
 def save_model_atomic(model, path):
-    """Saves a `.keras` file under a temporary name, then renames it."""
+    """Saves a `.keras` or `.weights.h5` file under a temporary name, then
+    renames it, so a crash never leaves a truncated file at `path`."""
     directory = os.path.dirname(os.path.abspath(path))
     temporary = os.path.join(directory, f".tmp-{os.path.basename(path)}")
-    model.save(temporary)
+    if path.endswith(".weights.h5"):
+        model.save_weights(temporary)
+    else:
+        model.save(temporary)
     os.replace(temporary, path)
+
+
+class BackupAndRestore(keras.callbacks.Callback):
+    """Backs up the training state every epoch; a re-run resumes from it.
+
+    `keras.callbacks.BackupAndRestore` overwrites one weights file in place,
+    so a process killed while writing it leaves a truncated file that the
+    next run cannot open. Here each epoch's weights (model and optimizer) go
+    to a new file `epoch-NNNN.weights.h5`; only then is `state.json`, which
+    names that file and the next epoch, replaced atomically, and the older
+    weights file removed. Whenever the process dies, `state.json` names a
+    complete file. The folder is removed when training ends.
+
+    Args:
+        directory: the backup folder, created on the first save.
+    """
+
+    def __init__(self, directory):
+        super().__init__()
+        self.directory = directory
+        self.state_path = os.path.join(directory, "state.json")
+
+    def on_train_begin(self, logs=None):
+        epoch = None
+        if os.path.exists(self.state_path):
+            with open(self.state_path) as file:
+                state = json.load(file)
+            optimizer = self.model.optimizer
+            if optimizer is not None and not optimizer.built:
+                optimizer.build(self.model.trainable_variables)
+            self.model.load_weights(os.path.join(self.directory, state["weights"]))
+            epoch = state["epoch"]
+        # `fit` starts at this epoch; set it every time so that a later
+        # `fit` on the same model does not inherit an earlier resume.
+        self.model._initial_epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        os.makedirs(self.directory, exist_ok=True)
+        name = f"epoch-{epoch + 1:04d}.weights.h5"
+        self.model.save_weights(os.path.join(self.directory, name))
+        write_json(self.state_path, {"epoch": epoch + 1, "weights": name})
+        for other in os.listdir(self.directory):
+            if other.endswith(".weights.h5") and other != name:
+                os.remove(os.path.join(self.directory, other))
+
+    def on_train_end(self, logs=None):
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 class RunCheckpoint(keras.callbacks.Callback):

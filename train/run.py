@@ -187,7 +187,7 @@ def train_one(args, out, seed):
             )
         callbacks = [
             distribute.SyncMovingStatistics(strategy),
-            keras.callbacks.BackupAndRestore(os.path.join(out, "backup", stage.name)),
+            callbacks_lib.BackupAndRestore(os.path.join(out, "backup", stage.name)),
             callbacks_lib.RunCheckpoint(out, spec.monitor, spec.monitor_mode),
             keras.callbacks.EarlyStopping(
                 monitor=spec.monitor,
@@ -213,7 +213,7 @@ def train_one(args, out, seed):
                 shuffle=False,  # the pipeline shuffles
                 verbose=args.verbose,
             )
-        model.save_weights(done_marker)
+        callbacks_lib.save_model_atomic(model, done_marker)
 
     report = evaluate.evaluate_model(
         model, args.model, data, class_names=data.class_names, out=out

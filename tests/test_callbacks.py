@@ -1,0 +1,91 @@
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from train import callbacks as callbacks_lib
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashAfter(keras.callbacks.Callback):
+    """Stands in for a process killed after `epochs` epochs."""
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epochs:
+            raise Crash()
+
+
+class Epochs(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.seen.append(epoch)
+
+
+def tiny_model(seed):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer=keras.optimizers.Adam(0.1), loss="mse")
+    return model
+
+
+DATA = (np.arange(24, dtype="float32").reshape(8, 3) / 24, np.ones((8, 1), "float32"))
+
+
+def test_a_truncated_newer_file_does_not_stop_the_resume(tmp_path):
+    directory = str(tmp_path / "backup")
+    model = tiny_model(0)
+    # Crash after the callback has written epoch 2 but before epoch 2 is
+    # trained, so the weights at the crash are exactly the backed-up ones.
+    backup = callbacks_lib.BackupAndRestore(directory)
+    with pytest.raises(Crash):
+        model.fit(*DATA, epochs=5, verbose=0, callbacks=[backup, CrashAfter(2)])
+    saved = [w.copy() for w in model.get_weights()]
+    assert json.load(open(os.path.join(directory, "state.json"))) == {
+        "epoch": 2, "weights": "epoch-0002.weights.h5"}
+    assert sorted(os.listdir(directory)) == ["epoch-0002.weights.h5", "state.json"]
+    # What a kill while writing the next epoch leaves behind.
+    with open(os.path.join(directory, "epoch-0003.weights.h5"), "wb") as file:
+        file.write(b"\x89HDF\r\n\x1a\n" + bytes(88))
+
+    resumed = tiny_model(1)
+    restored, steps = [], []
+
+    def look(logs):
+        restored.extend(w.copy() for w in resumed.get_weights())
+        steps.append(int(resumed.optimizer.iterations))
+
+    epochs = Epochs()
+    check = keras.callbacks.LambdaCallback(on_train_begin=look)
+    resumed.fit(*DATA, epochs=5, verbose=0,
+                callbacks=[callbacks_lib.BackupAndRestore(directory), check, epochs])
+    assert epochs.seen == [2, 3, 4]
+    for before, after in zip(saved, restored):
+        np.testing.assert_array_equal(before, after)
+    assert steps == [2]  # Adam's state came back too: one step per epoch
+    assert not os.path.exists(directory)
+
+
+def test_a_later_fit_does_not_inherit_the_resumed_epoch(tmp_path):
+    directory = str(tmp_path / "backup")
+    model = tiny_model(0)
+    with pytest.raises(Crash):
+        model.fit(*DATA, epochs=4, verbose=0,
+                  callbacks=[callbacks_lib.BackupAndRestore(directory), CrashAfter(3)])
+    model.fit(*DATA, epochs=4, verbose=0, callbacks=[callbacks_lib.BackupAndRestore(directory)])
+    epochs = Epochs()
+    model.fit(*DATA, epochs=2, verbose=0,
+              callbacks=[callbacks_lib.BackupAndRestore(str(tmp_path / "other")), epochs])
+    assert epochs.seen == [0, 1]
