@@ -161,11 +161,12 @@ def augment_clip(clip, seed, num_frames=None, augmentation=Augmentation()):
     if high < 1.0 or low < 1.0:
         scale = tf.random.stateless_uniform([], seeds[1], low, high)
         offset = tf.random.stateless_uniform([2], seeds[2], 0.0, 1.0) * (1.0 - scale)
-        size = tf.cast(tf.round(scale * tf.cast(tf.stack([height, width]), tf.float32)), tf.int32)
-        size = tf.maximum(size, 1)
-        corner = tf.cast(offset * tf.cast(tf.stack([height, width]), tf.float32), tf.int32)
+        frame_size = tf.stack([height, width])
+        extent = tf.cast(frame_size, tf.float32)
+        size = tf.maximum(tf.cast(tf.round(scale * extent), tf.int32), 1)
+        corner = tf.cast(offset * extent, tf.int32)
         frames = frames[:, corner[0] : corner[0] + size[0], corner[1] : corner[1] + size[1]]
-        frames = tf.image.resize(frames, tf.stack([height, width]))
+        frames = tf.image.resize(frames, frame_size)
     if augmentation.flip:
         flip = tf.random.stateless_uniform([], seeds[3]) < 0.5
         frames = tf.where(flip, tf.reverse(frames, axis=[2]), frames)
