@@ -89,3 +89,34 @@ def test_a_later_fit_does_not_inherit_the_resumed_epoch(tmp_path):
     model.fit(*DATA, epochs=2, verbose=0,
               callbacks=[callbacks_lib.BackupAndRestore(str(tmp_path / "other")), epochs])
     assert epochs.seen == [0, 1]
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "best.keras"
+    path.write_bytes(b"the earlier model")
+    with pytest.raises(Crash):
+        with callbacks_lib.atomic_path(str(path)) as temporary:
+            assert os.path.basename(temporary) == ".tmp-best.keras"
+            open(temporary, "wb").write(b"half a mod")
+            raise Crash()
+    assert path.read_bytes() == b"the earlier model"
+    assert os.listdir(tmp_path) == ["best.keras"]
+
+
+def test_weights_and_figures_land_complete_under_their_names(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    model = tiny_model(0)
+    callbacks_lib.save_model_atomic(model, str(tmp_path / "done.weights.h5"))
+    other = tiny_model(1)
+    other.load_weights(str(tmp_path / "done.weights.h5"))
+    for mine, theirs in zip(model.get_weights(), other.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+    figure = plt.figure()
+    callbacks_lib.save_figure(figure, str(tmp_path / "plot.png"))
+    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not plt.fignum_exists(figure.number)
+    assert sorted(os.listdir(tmp_path)) == ["done.weights.h5", "plot.png"]

@@ -1,5 +1,6 @@
 """Callbacks and file helpers of the training loop."""
 
+import contextlib
 import json
 import math
 import os
@@ -35,16 +36,41 @@ def _jsonable(value):
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
-def save_model_atomic(model, path):
-    """Saves a `.keras` or `.weights.h5` file under a temporary name, then
-    renames it, so a crash never leaves a truncated file at `path`."""
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yields `.tmp-<name>` beside `path` to write to; renames it to `path`
+    when the block succeeds and removes it when the block fails, so a crash
+    never leaves a truncated file at `path`. The temporary name keeps the
+    extension, which Keras and matplotlib read to choose the format."""
     directory = os.path.dirname(os.path.abspath(path))
     temporary = os.path.join(directory, f".tmp-{os.path.basename(path)}")
-    if path.endswith(".weights.h5"):
-        model.save_weights(temporary)
-    else:
-        model.save(temporary)
-    os.replace(temporary, path)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def save_model_atomic(model, path):
+    """Saves a `.keras` or `.weights.h5` file through `atomic_path`."""
+    with atomic_path(path) as temporary:
+        if path.endswith(".weights.h5"):
+            model.save_weights(temporary)
+        else:
+            model.save(temporary)
+
+
+def save_figure(figure, path):
+    """Writes a matplotlib figure as PNG through `atomic_path` and closes it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as temporary:
+        try:
+            figure.savefig(temporary, format="png", dpi=100)
+        finally:
+            plt.close(figure)
 
 
 class BackupAndRestore(keras.callbacks.Callback):

@@ -92,6 +92,8 @@ def plot_confusion_matrix(report, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from train.callbacks import save_figure
+
     matrix = np.asarray(report["confusion_matrix"])
     names = report["class_names"]
     size = max(4.0, 0.5 * len(names) + 2)
@@ -109,10 +111,7 @@ def plot_confusion_matrix(report, path):
                   color="white" if count > threshold else "black")
     figure.colorbar(image, ax=axes, fraction=0.046)
     figure.tight_layout()
-    temporary = os.path.join(os.path.dirname(os.path.abspath(path)), ".tmp-" + os.path.basename(path))
-    figure.savefig(temporary, format="png", dpi=100)
-    plt.close(figure)
-    os.replace(temporary, path)
+    save_figure(figure, path)
 
 
 def write_report(report, out, prefix="test"):

@@ -24,6 +24,8 @@ import os
 
 import numpy as np
 
+from train.callbacks import save_figure, write_json
+
 DISPLAY_WIDTH = 240
 
 
@@ -138,8 +140,6 @@ def predict_keyframes(run, video, ratio=0.15, num_frames=60, out=None, backbone=
         "keyframes": keyframes,
         "files": files,
     }
-    from train.callbacks import write_json
-
     write_json(files["keyframes"], result)
     return result
 
@@ -151,14 +151,6 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def _save(figure, path):
-    plt = _pyplot()
-    temporary = os.path.join(os.path.dirname(os.path.abspath(path)), ".tmp-" + os.path.basename(path))
-    figure.savefig(temporary, format="png", dpi=100)
-    plt.close(figure)
-    os.replace(temporary, path)
 
 
 def write_contact_sheet(video, keyframes, info, path):
@@ -183,7 +175,7 @@ def write_contact_sheet(video, keyframes, info, path):
         axis.set_title(f"#{keyframe['frame']}  {when}  {keyframe['score']:.2f}", fontsize=8)
     figure.suptitle(os.path.basename(video), fontsize=9)
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def write_score_plot(indices, scores, chosen, fps, path):
@@ -201,4 +193,4 @@ def write_score_plot(indices, scores, chosen, fps, path):
     axis.set_ylim(0, 1)
     axis.legend(loc="upper right", fontsize=8)
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
