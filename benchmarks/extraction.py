@@ -25,21 +25,22 @@ import time
 import numpy as np
 
 from benchmarks.timing import machine_description, markdown_table, median_seconds
-from data.cli import ArgumentParser
+from common.cli import ArgumentParser
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def write_videos(folder, count, num_frames=48, size=(120, 160)):
     """`count` real videos in two class folders (alternating mp4 / avi)."""
-    from tests.video_files import write_video
+    from data.video import write_video
 
+    rng = np.random.default_rng(0)
     paths = []
     for index in range(count):
         extension = ".mp4" if index % 2 else ".avi"
         path = os.path.join(folder, f"class{index % 2}", f"video{index:03d}{extension}")
         if not os.path.exists(path):
-            write_video(path, num_frames=num_frames, size=size)
+            write_video(path, rng.integers(0, 256, (num_frames, *size, 3), dtype=np.uint8), fps=10.0)
         paths.append(path)
     return paths
 

@@ -188,6 +188,9 @@ def counting_flops():
     learn the output's shape, and those FLOPs are taken back out.
     """
     import keras
+
+    # The counter wraps the ops where Keras defines them (`keras.src`): the
+    # public `keras.ops` names are re-exports of those functions.
     from keras.src import backend, ops
 
     count = FlopCount()

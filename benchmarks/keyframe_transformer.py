@@ -26,21 +26,22 @@ import time
 import numpy as np
 
 from benchmarks.timing import machine_description, markdown_table, median_seconds
-from data.cli import ArgumentParser
+from common.cli import ArgumentParser
 
 NOTES_GPU_SECONDS = 1.8
 
 
 def write_video(path, frames, width=320, height=240, fps=30.0):
-    import cv2
+    from data import video
 
     rng = np.random.default_rng(0)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    for index in range(frames):
-        frame = rng.integers(0, 255, size=(height, width, 3), dtype=np.uint8)
-        frame[:, : (index * 5) % width] //= 2
-        writer.write(frame)
-    writer.release()
+
+    def frame(index):
+        image = rng.integers(0, 255, size=(height, width, 3), dtype=np.uint8)
+        image[:, : (index * 5) % width] //= 2
+        return image
+
+    video.write_video(str(path), (frame(i) for i in range(frames)), fps=fps, fourcc="mp4v")
 
 
 def measure(frames=60, size=224, repeats=5):

@@ -1,7 +1,7 @@
 """The benchmark report: one table of every registered model.
 
 `python -m benchmarks [--models NAME ...] [--repeats N] [--results FILE]`
-prints, per model at its benchmark size (`benchmarks.train_step.SETTINGS`):
+prints, per model at its benchmark size (its "benchmark" preset):
 parameters, forward GFLOPs per sample, the median train-step time,
 samples/s, the arithmetic rate that implies and its fraction of this
 machine's fp32 matmul peak, measured here with a large matmul, then what
@@ -13,7 +13,7 @@ their forward pass (`benchmarks.flops.FlopCount`).
 
 `python -m benchmarks --measure-jit` also times every model's train step
 with XLA (`jit_compile=True`) where its layers allow it, and writes the
-step times and the choice into `benchmarks/jit_choices.json`, which
+step times and the choice into `train/jit_choices.json`, which
 `train.run --jit-compile auto` follows.
 
 The machine may be shared: every step time is a median of several steps
@@ -31,7 +31,8 @@ import sys
 
 from benchmarks import train_step
 from benchmarks.timing import best_seconds, machine_description, markdown_table
-from data.cli import ArgumentParser, run_main
+from common.cli import ArgumentParser, run_main
+from common.files import write_json
 
 COLUMNS = [
     "model", "input", "batch", "params", "forward GFLOPs/sample", "train GFLOPs/sample",
@@ -117,7 +118,7 @@ def merge_results(path, rows, machine, peak):
     for row in rows:
         saved[row["model"]] = dict(row, machine=machine, peak_gflops=peak)
     if path:
-        _write_json(path, {"rows": saved})
+        write_json(path, {"rows": saved})
     return list(saved.values())
 
 
@@ -157,7 +158,7 @@ def measure_jit(names, rows, repeats, path, timeout_s=150):
         "device kind, written by `python -m benchmarks --measure-jit` on the TensorFlow "
         f"backend. XLA is chosen when its step is at most {XLA_MARGIN:g}x the step without."
     )
-    _write_json(path, choices)
+    write_json(path, choices)
     return table
 
 
@@ -169,14 +170,6 @@ def check_jit_backend():
             "--measure-jit measures the TensorFlow backend, where jit_compile is a "
             f"choice; on {keras.backend.backend()!r} train.run decides without it"
         )
-
-
-def _write_json(path, value):
-    temporary = f"{path}.tmp"
-    with open(temporary, "w") as file:
-        json.dump(value, file, indent=2, sort_keys=True)
-        file.write("\n")
-    os.replace(temporary, path)
 
 
 def main(argv=None):

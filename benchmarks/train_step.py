@@ -1,7 +1,7 @@
 """Train-step speed of each model beside the speed of its input pipeline.
 
 `measure(name, repeats)` builds one model at its benchmark size
-(`SETTINGS`), times `train_on_batch` on a fixed random batch (median after
+(its "benchmark" preset), times `train_on_batch` on a fixed random batch (median after
 warm-up), counts its forward FLOPs per sample (`benchmarks.flops`) and
 times the input pipeline of its kind for the same batch; `measure_xla`
 times the same step compiled with XLA. `python -m benchmarks` (see
@@ -15,115 +15,35 @@ import numpy as np
 
 from benchmarks.timing import median_seconds
 
-# Per model: config overrides and batch size of the benchmark row, the sizes
-# the model's documentation quotes. Models not listed run at their default
-# config and batch size.
-SETTINGS = {
-    # 30x120x160x4, the design notes' clip.
-    "convlstm": dict(overrides={}, batch_size=4),
-    # 64 frames of 1280-d EfficientNet features.
-    "bilstm_attention": dict(overrides=dict(input_shape=(64, 1280)), batch_size=8),
-    # The full 8-block backbone on 8 frames of 112x112; the Perceiver with
-    # 1 cross- and 1 self-attention block.
-    "r2plus1d": dict(overrides=dict(input_shape=(8, 112, 112, 3), cnn_blocks=8), batch_size=2),
-    "r2plus1d_perceiver": dict(
-        overrides=dict(input_shape=(8, 112, 112, 3), cnn_blocks=8, cross_blocks=1, self_blocks=1),
-        batch_size=2,
-    ),
-    # One 60-frame 224x224 clip through EfficientNet-B0 (random weights),
-    # frozen as in the first training stage.
-    "keyframe_transformer": dict(
-        overrides=dict(input_mode="frames", input_shape=(60, 224, 224, 3), backbone_weights=None),
-        batch_size=1,
-    ),
-}
-
 # A step clearly slower than this many times the step without XLA ends the
 # XLA measurement after one timed step: the choice is off either way.
 XLA_GIVE_UP_RATIO = 3.0
 
 
 def benchmark_config(name):
-    """`(config, batch_size)` of the model's benchmark row."""
+    """`(config, batch_size)` of the model's benchmark row: its "benchmark"
+    preset (the size its documentation quotes), else its defaults."""
     import models
 
-    family = models.get_family(name)
-    setting = SETTINGS.get(name, dict(overrides={}, batch_size=family.config.batch_size))
-    return models.get_config(name, **setting["overrides"]), setting["batch_size"]
+    preset = "benchmark" if "benchmark" in models.presets(name) else None
+    config = models.get_config(name, preset=preset)
+    return config, config.batch_size
 
 
-def clip_pipeline_rate(shape, batch_size, batches=6):
-    """Samples/s of the clip pipeline (augmentation on) at `shape`."""
-    from data import pipeline
-
-    frames = shape[0]
-    clips = np.random.default_rng(0).integers(
-        0, 255, size=(batch_size * 2, frames + 4, *shape[1:]), dtype=np.uint8
-    )
-    dataset = pipeline.clip_batches(
-        pipeline.from_arrays(clips, np.zeros(len(clips), np.int64)).repeat(),
-        batch_size, num_frames=frames, training=True, seed=0,
-    )
-    iterator = iter(dataset)
-    seconds = median_seconds(lambda: next(iterator), repeats=batches)
-    return batch_size / seconds
-
-
-def feature_pipeline_rate(config, batch_size, batches=6):
-    """Samples/s of the feature-sequence pipeline (shuffled, padded, masked)."""
-    from data import sequences
-
-    steps, dim = config.input_shape[0] or 64, config.input_shape[1]
-    count = batch_size * 4
-    rng = np.random.default_rng(0)
-    features = rng.standard_normal((count, steps, dim), dtype=np.float32)
-    lengths = rng.integers(steps // 2, steps + 1, size=count)
-    dataset = sequences.sequence_dataset(
-        features, lengths, rng.integers(0, config.num_classes, size=count), batch_size,
-        shuffle=True, seed=0, augmentation=sequences.SequenceAugmentation(noise_std=0.01),
-    ).repeat()
-    iterator = iter(dataset)
-    seconds = median_seconds(lambda: next(iterator), repeats=batches)
-    return batch_size / seconds
-
-
-def frame_score_pipeline_rate(config, batch_size, batches=6):
-    """Samples/s of the keyframe scorer's padded video pipeline."""
-    from data import summarization
-
-    steps = config.input_shape[0] or 60
-    shape = (steps, *config.input_shape[1:])
-    rng = np.random.default_rng(0)
-    videos = [rng.uniform(0, 255, size=shape).astype(np.float32) for _ in range(2)]
-    scores = [rng.uniform(size=steps).astype(np.float32) for _ in videos]
-    name = "frames" if config.input_mode == "frames" else "features"
-    dataset = summarization.sequence_dataset(
-        videos, scores, input_name=name, batch_size=batch_size, shuffle=True, seed=0
-    ).repeat()
-    iterator = iter(dataset)
-    seconds = median_seconds(lambda: next(iterator), repeats=batches)
-    return batch_size / seconds
-
-
-# Per input kind: `(config, batch_size) -> samples/s` of its training pipeline.
-PIPELINE_RATES = {
-    "clips": lambda config, batch: clip_pipeline_rate(config.input_shape, batch),
-    "features": feature_pipeline_rate,
-    "frame_scores": frame_score_pipeline_rate,
-}
-
-
-def pipeline_rate(config, batch_size):
-    """Samples/s of the input pipeline of the config's kind, or None when
-    there is no benchmark for that kind or TensorFlow (tf.data) is absent."""
-    rate = PIPELINE_RATES.get(type(config).input_kind)
-    if rate is None:
-        return None
+def pipeline_rate(config, batch_size, batches=6):
+    """Samples/s of the training pipeline of the config's task on example
+    data of the config's shapes (`Task.example_pipeline`), or None when
+    TensorFlow (tf.data) is absent."""
     try:
         import tensorflow  # noqa: F401
     except ImportError:
         return None
-    return rate(config, batch_size)
+    from train import tasks
+
+    dataset = tasks.get_task(type(config).input_kind).example_pipeline(config, batch_size)
+    iterator = iter(dataset.repeat())
+    seconds = median_seconds(lambda: next(iterator), repeats=batches)
+    return batch_size / seconds
 
 
 def _compiled_model(name, config, jit_compile):

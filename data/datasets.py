@@ -29,10 +29,15 @@ feature file (`VideoDataset.category_mapping`).
 
 Example:
 
->>> dataset = scan_video_folder("hmdb51", split_dir="hmdb51_splits", split=1)
->>> dataset.class_names[:2], len(dataset.paths)
-(['brush_hair', 'cartwheel'], 6766)
->>> train = dataset.subset("train")
+>>> import tempfile
+>>> import numpy as np
+>>> from data.video import write_video
+>>> root = tempfile.mkdtemp()
+>>> for name in ("run/r1.mp4", "run/r2.mp4", "jump/j1.avi"):
+...     _ = write_video(os.path.join(root, name), np.zeros((4, 16, 16, 3), np.uint8))
+>>> dataset = scan_video_folder(root)
+>>> dataset.class_names, dataset.labels
+(('jump', 'run'), (0, 1, 1))
 """
 
 import csv

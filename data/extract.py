@@ -12,7 +12,7 @@ Example:
 
 import sys
 
-from data.cli import ArgumentParser, HelpFormatter, run_main
+from common.cli import ArgumentParser, HelpFormatter, run_main
 from data.datasets import scan_dataset
 from data.features import DEFAULT_BACKBONE, DEFAULT_EXTRACT_SIZE, extract_features
 

@@ -49,11 +49,19 @@ completion the time axis is cut to the longest row.
 
 Example:
 
->>> dataset = scan_dataset("videos/")
->>> extract_features(dataset, "features.h5", backbone="efficientnet_b0", weights=None)
->>> data = read_feature_file("features.h5", expected_dim=1280)
+>>> import tempfile
+>>> from data.datasets import scan_dataset
+>>> from data.video import write_video
+>>> root = tempfile.mkdtemp()
+>>> for name in ("run/r1.mp4", "jump/j1.mp4"):
+...     _ = write_video(os.path.join(root, "videos", name), np.zeros((8, 32, 32, 3), np.uint8))
+>>> dataset = scan_dataset(os.path.join(root, "videos"))
+>>> out = os.path.join(root, "features.h5")
+>>> _ = extract_features(dataset, out, backbone="efficientnet_b0", weights=None, num_frames=8,
+...                      size=(32, 32), progress=False)
+>>> data = read_feature_file(out, expected_dim=1280)
 >>> data.features.shape, data.class_names
-((120, 74, 1280), ('jump', 'run', 'walk'))
+((2, 9, 1280), ('jump', 'run'))
 """
 
 import dataclasses
@@ -67,6 +75,7 @@ import time
 import h5py
 import numpy as np
 
+from common.files import fsync_directory
 from data.video import VideoError, normalize_size, read_frames, sample_frame_indices
 
 SCALES = (1.0, 0.85, 1.15)
@@ -120,14 +129,14 @@ class FrameFeatureExtractor:
         import keras
         import tensorflow as tf
 
-        from models.backbones import build_backbone
+        from models.backbones import build_frame_backbone
 
         self.size = normalize_size(size)
         self.batch_size = int(batch_size)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
         keras.utils.set_random_seed(int(seed))
-        self.model = build_backbone(backbone, weights=weights, input_shape=(*self.size, 3))
+        self.model = build_frame_backbone(backbone, weights=weights, input_shape=(*self.size, 3))
         self.feature_dim = int(self.model.output_shape[-1])
         model = self.model
         self._predict = tf.function(
@@ -427,7 +436,7 @@ class FeatureWriter:
         with open(self.partial, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(self.partial, self.out)
-        _fsync_directory(os.path.dirname(self.out))
+        fsync_directory(os.path.dirname(self.out))
         return self.out
 
     def close(self):
@@ -439,19 +448,6 @@ class FeatureWriter:
 
 class _UnreadablePartial(Exception):
     pass
-
-
-def _fsync_directory(directory):
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def _open_h5(path, mode):

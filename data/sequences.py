@@ -33,6 +33,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from models.losses import PADDED_TARGET
+
 # Rows checked at once for NaN/Inf, so the check's memory stays bounded.
 _CHECK_ROWS = 256
 
@@ -220,9 +222,10 @@ def augment_sequence(frames, seed, augmentation: SequenceAugmentation):
 def sequence_dataset(
     features,
     num_frames,
-    labels,
+    targets,
     batch_size: int,
     *,
+    input_name: str = "features",
     num_classes=None,
     shuffle: bool = False,
     seed: int = 0,
@@ -233,58 +236,95 @@ def sequence_dataset(
     max_frames=None,
     source: str = "features",
 ):
-    """Builds the batched, masked dataset of feature sequences.
+    """Builds the batched, masked dataset of variable-length sequences.
+
+    Two layouts of the same thing, one pipeline:
+
+    - labelled rows of a feature file: `features` [N, T, D] (anything
+      `np.asarray` takes, e.g. an h5py dataset), `num_frames` [N], and one
+      integer label per row in `targets` [N];
+    - frame-scored videos: `features` a list of N arrays [T_i, ...]
+      (features [T_i, D] or frames [T_i, H, W, 3]), `num_frames` None, and
+      one target per step in `targets`, a list of [T_i] arrays, padded with
+      `PADDED_TARGET`.
+
+    Each row is cut to its real steps before it is padded again with
+    zeros, so whatever a file stores in its padding never reaches the
+    model. Shuffling and augmentation are seeded and stateless per element:
+    the same seed gives the same batches in every run, and every epoch gets
+    a new order and new augmentation.
 
     Args:
-        features: [N, T, D] float array (a NumPy array or anything
-            `np.asarray` turns into one, e.g. an h5py dataset).
-        num_frames: [N] real frames per row.
-        labels: [N] integer labels.
+        features, num_frames, targets: see above.
         batch_size: sequences per batch.
+        input_name: the name of the sequence input, `"features"` or
+            `"frames"`.
         num_classes: when given, labels are checked against it.
         shuffle: reshuffle the rows every epoch (seeded).
         seed: the one seed of shuffling and augmentation.
-        augmentation: optional `SequenceAugmentation` (training only).
+        augmentation: optional `SequenceAugmentation` (training only, [T, D]
+            sequences with labels).
         pad_to: pad every batch to this many steps instead of to its
-            longest sequence; must be >= every row's `num_frames`.
+            longest sequence; must be >= every row's length.
         drop_remainder: drop a last, smaller batch.
         feature_dim, max_frames: checked as in `validate_sequences`.
         source: the file name used in error messages.
 
     Returns:
-        A `tf.data.Dataset` of `({"features", "mask"}, labels)`, prefetched.
+        A `tf.data.Dataset` of `({input_name, "mask"}, targets)`, prefetched.
 
     Raises:
         ValueError: bad arrays (see `validate_sequences`) or bad arguments.
     """
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    features = np.asarray(features)
-    if features.dtype.kind != "f":
-        raise ValueError(f"{source}: features must be floating point, got dtype {features.dtype}")
-    num_frames, labels = validate_sequences(
-        features, num_frames, labels, num_classes, feature_dim, max_frames, source
-    )
-    features = features.astype(np.float32, copy=False)
-    count, _, dim = features.shape
-    if pad_to is not None and pad_to < int(num_frames.max()):
+    if isinstance(features, (list, tuple)):
+        sequences, lengths, step_targets = _scored_sequences(features, targets, source)
+        labels = np.zeros(len(sequences), np.int32)
+
+        def real_steps(index):
+            return sequences[index]
+
+        def step_targets_of(index):
+            return step_targets[index]
+
+        step_shape = sequences[0].shape[1:]
+    else:
+        features = np.asarray(features)
+        if features.dtype.kind != "f":
+            raise ValueError(f"{source}: features must be floating point, got dtype {features.dtype}")
+        lengths, labels = validate_sequences(
+            features, num_frames, targets, num_classes, feature_dim, max_frames, source
+        )
+        features = features.astype(np.float32, copy=False)
+        step_targets = None
+
+        def real_steps(index):
+            return features[index, : lengths[index]]
+
+        step_shape = features.shape[2:]
+    count = len(lengths)
+    if pad_to is not None and pad_to < int(lengths.max()):
         raise ValueError(
             f"pad_to={pad_to} is shorter than the longest sequence in {source} "
-            f"({int(num_frames.max())} frames)"
+            f"({int(lengths.max())} frames)"
         )
     if augmentation is not None and not augmentation.enabled:
         augmentation = None
-
-    def real_frames(index):
-        return features[index, : num_frames[index]]
+    per_step = step_targets is not None
 
     def prepare(row, draw):
         index, label = row
-        frames = tf.numpy_function(real_frames, [index], tf.float32, stateful=False)
-        frames = tf.ensure_shape(frames, [None, dim])
+        frames = tf.numpy_function(real_steps, [index], tf.float32, stateful=False)
+        frames = tf.ensure_shape(frames, [None, *step_shape])
         if augmentation is not None:
             frames = augment_sequence(frames, tf.stack([draw, index]), augmentation)
-        return frames, tf.shape(frames)[0], label
+        if per_step:
+            target = tf.numpy_function(step_targets_of, [index], tf.float32, stateful=False)
+            target = tf.ensure_shape(target, [None])
+        else:
+            target = label
+        return frames, tf.shape(frames)[0], target
 
     rows = tf.data.Dataset.from_tensor_slices(
         (np.arange(count, dtype=np.int64), labels.astype(np.int32))
@@ -297,16 +337,40 @@ def sequence_dataset(
     dataset = tf.data.Dataset.zip(rows, draws).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.padded_batch(
         batch_size,
-        padded_shapes=([pad_to, dim], [], []),
+        padded_shapes=([pad_to, *step_shape], [], [pad_to] if per_step else []),
+        padding_values=(0.0, 0, PADDED_TARGET if per_step else 0),
         drop_remainder=drop_remainder,
     )
 
-    def to_inputs(frames, lengths, label):
+    def to_inputs(frames, lengths, target):
         mask = tf.sequence_mask(lengths, maxlen=tf.shape(frames)[1])
-        return {"features": frames, "mask": mask}, label
+        return {input_name: frames, "mask": mask}, target
 
     dataset = dataset.map(to_inputs, num_parallel_calls=tf.data.AUTOTUNE)
+    batches = count // batch_size if drop_remainder else -(-count // batch_size)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _scored_sequences(sequences, targets, source):
+    """Checks a list of sequences [T_i, ...] against their step targets."""
+    if len(sequences) != len(targets) or not len(sequences):
+        raise ValueError(
+            f"{source}: need one target sequence per sequence, got {len(sequences)} and "
+            f"{len(targets)}"
+        )
+    sequences = [np.asarray(sequence, dtype=np.float32) for sequence in sequences]
+    targets = [np.asarray(target, dtype=np.float32).reshape(-1) for target in targets]
+    for index, (sequence, target) in enumerate(zip(sequences, targets)):
+        if (sequence.ndim < 2 or sequence.shape[0] != target.shape[0] or not len(target)
+                or sequence.shape[1:] != sequences[0].shape[1:]):
+            raise ValueError(
+                f"{source}: sequence {index}: shape {sequence.shape} with {target.shape[0]} "
+                f"targets; expected [T, {', '.join(map(str, sequences[0].shape[1:]))}] with "
+                "T >= 1 targets"
+            )
+    lengths = np.array([len(target) for target in targets], np.int64)
+    return sequences, lengths, targets
 
 
 def steps_per_epoch(count: int, batch_size: int, drop_remainder: bool = False) -> int:

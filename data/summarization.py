@@ -29,9 +29,10 @@ the public schema with cheap deterministic features, and
 
 Example:
 
+>>> import tempfile
 >>> records = synthetic_summary_records(4, seed=0, feature_dim=64)
->>> write_summary_file(records, "/tmp/toy.h5")
->>> videos = read_summary_file("/tmp/toy.h5")
+>>> path = write_summary_file(records, os.path.join(tempfile.mkdtemp(), "toy.h5"))
+>>> videos = read_summary_file(path)
 >>> sorted(videos)[:2], videos["video_1"].features.shape[1]
 (['video_1', 'video_2'], 64)
 """
@@ -40,18 +41,17 @@ import dataclasses
 import json
 import os
 import re
-import tempfile
 
 import h5py
 import numpy as np
 
+from common.files import atomic_path, write_json
 from data.synthetic import MOTIONS, SHAPES, render_clip
 
 REQUIRED_FIELDS = (
     "features", "gtscore", "user_summary", "change_points",
     "n_frame_per_seg", "n_frames", "picks",
 )
-PAD_TARGET = -1.0  # target value of padded steps; real targets are >= 0
 PUBLIC_FEATURE_DIM = 1024
 
 
@@ -258,29 +258,20 @@ def write_summary_file(records, path):
         `path`.
     """
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(suffix=".h5.tmp", dir=directory)
-    os.close(handle)
-    try:
-        with h5py.File(temporary, "w") as out:
-            for key, record in records.items():
-                record = dataclasses.asdict(record) if dataclasses.is_dataclass(record) else record
-                group = out.create_group(key)
-                group.create_dataset("features", data=np.asarray(record["features"], np.float32))
-                group.create_dataset("gtscore", data=np.asarray(record["gtscore"], np.float32))
-                group.create_dataset("user_summary", data=np.asarray(record["user_summary"], np.float32))
-                group.create_dataset("change_points", data=np.asarray(record["change_points"], np.int32))
-                group.create_dataset("n_frame_per_seg", data=np.asarray(record["n_frame_per_seg"], np.int32))
-                group.create_dataset("n_frames", data=np.int32(record["n_frames"]))
-                group.create_dataset("picks", data=np.asarray(record["picks"], np.int32))
-                if record.get("user_scores") is not None:
-                    group.create_dataset("user_scores", data=np.asarray(record["user_scores"], np.float32))
-        _publish(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_path(path) as temporary, h5py.File(temporary, "w") as out:
+        for key, record in records.items():
+            record = dataclasses.asdict(record) if dataclasses.is_dataclass(record) else record
+            group = out.create_group(key)
+            group.create_dataset("features", data=np.asarray(record["features"], np.float32))
+            group.create_dataset("gtscore", data=np.asarray(record["gtscore"], np.float32))
+            group.create_dataset("user_summary", data=np.asarray(record["user_summary"], np.float32))
+            group.create_dataset("change_points", data=np.asarray(record["change_points"], np.int32))
+            group.create_dataset("n_frame_per_seg", data=np.asarray(record["n_frame_per_seg"], np.int32))
+            group.create_dataset("n_frames", data=np.int32(record["n_frames"]))
+            group.create_dataset("picks", data=np.asarray(record["picks"], np.int32))
+            if record.get("user_scores") is not None:
+                group.create_dataset("user_scores", data=np.asarray(record["user_scores"], np.float32))
     return path
 
 
@@ -317,20 +308,8 @@ def make_splits(keys, num_splits=5, train_fraction=0.8, seed=0):
 def save_splits(splits, path):
     """Writes splits as JSON (atomically)."""
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(suffix=".json.tmp", dir=directory)
-    with os.fdopen(handle, "w") as out:
-        json.dump(splits, out, indent=2)
-    _publish(temporary, path)
-
-
-def _publish(temporary, path):
-    """Renames a finished temporary file into place with the usual mode."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)
-    os.replace(temporary, path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    write_json(path, splits)
 
 
 def load_splits(path, keys=None):
@@ -397,76 +376,18 @@ def _resolve_key(key, known):
 # tf.data.
 
 
-def sequence_dataset(sequences, targets, input_name="features", batch_size=4,
-                     shuffle=False, seed=0):
-    """Pads variable-length sequences into batches for a frame scorer.
-
-    Each example is `({input_name: [T, ...], "mask": [T]}, targets [T])`;
-    batches are right-padded to the longest sequence of the batch, with 0
-    inputs, `False` mask and `PAD_TARGET` targets at the padded steps.
-
-    Args:
-        sequences: list of arrays [T_i, ...] (features [T, D] or frames
-            [T, H, W, 3]).
-        targets: list of [T_i] importance scores in [0, 1].
-        input_name: `"features"` or `"frames"`.
-        batch_size: videos per batch.
-        shuffle: reshuffle the videos every epoch (seeded).
-        seed: the shuffle seed.
-
-    Returns:
-        A `tf.data.Dataset`.
-    """
-    import tensorflow as tf
-
-    if len(sequences) != len(targets) or not sequences:
-        raise ValueError(f"need one target per sequence, got {len(sequences)} and {len(targets)}")
-    sequences = [np.asarray(sequence, dtype=np.float32) for sequence in sequences]
-    targets = [np.asarray(target, dtype=np.float32).reshape(-1) for target in targets]
-    for index, (sequence, target) in enumerate(zip(sequences, targets)):
-        if sequence.shape[0] != target.shape[0] or sequence.shape[1:] != sequences[0].shape[1:]:
-            raise ValueError(
-                f"sequence {index}: shape {sequence.shape} with {target.shape[0]} targets; "
-                f"expected [T, {', '.join(map(str, sequences[0].shape[1:]))}] with T targets"
-            )
-    rng = np.random.default_rng(seed)
-
-    def generate():
-        # Called once per epoch: a new order each epoch, the same for a seed.
-        order = rng.permutation(len(sequences)) if shuffle else range(len(sequences))
-        for index in order:
-            yield (
-                {input_name: sequences[index], "mask": np.ones(len(targets[index]), dtype=bool)},
-                targets[index],
-            )
-
-    signature = (
-        {
-            input_name: tf.TensorSpec((None, *sequences[0].shape[1:]), tf.float32),
-            "mask": tf.TensorSpec((None,), tf.bool),
-        },
-        tf.TensorSpec((None,), tf.float32),
-    )
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
-    padding = (
-        {input_name: tf.constant(0.0, tf.float32), "mask": tf.constant(False)},
-        tf.constant(PAD_TARGET, tf.float32),
-    )
-    batches = -(-len(sequences) // batch_size)
-    dataset = dataset.padded_batch(batch_size, padding_values=padding)
-    return dataset.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(2)
-
-
 def summary_dataset(videos, keys, batch_size=4, shuffle=False, seed=0):
     """Padded batches of `({"features", "mask"}, gtscore)` for some videos."""
     missing = [key for key in keys if key not in videos]
     if missing:
         raise ValueError(f"videos not in the dataset: {', '.join(missing[:5])}")
+    from data.sequences import sequence_dataset
+
     return sequence_dataset(
         [videos[key].features for key in keys],
+        None,
         [videos[key].gtscore for key in keys],
-        input_name="features",
-        batch_size=batch_size,
+        batch_size,
         shuffle=shuffle,
         seed=seed,
     )

@@ -26,10 +26,13 @@ drops such a file from the stream with a logged warning naming it, and
 
 Example:
 
->>> info = probe_video("clip.avi")
+>>> import tempfile
+>>> path = os.path.join(tempfile.mkdtemp(), "clip.avi")
+>>> _ = write_video(path, np.zeros((90, 120, 160, 3), np.uint8), fps=30)
+>>> info = probe_video(path)
 >>> info.frame_count, info.fps, info.duration
 (90, 30.0, 3.0)
->>> read_clip("clip.avi", num_frames=16, size=(112, 112)).shape
+>>> read_clip(path, num_frames=16, size=(112, 112)).shape
 (16, 112, 112, 3)
 """
 
@@ -127,6 +130,51 @@ def normalize_size(size):
     if height < 1 or width < 1:
         raise ValueError(f"size must be positive, got {(height, width)}")
     return height, width
+
+
+# A fourcc per container that the FFmpeg in opencv-python-headless writes.
+WRITER_FOURCC = {".mp4": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG", ".webm": "VP80"}
+
+
+def write_video(path, frames, fps=25.0, fourcc=None):
+    """Writes RGB uint8 frames [T, H, W, 3] as a video file; returns `path`.
+
+    The container follows the extension and the codec `WRITER_FOURCC`
+    unless `fourcc` is given. The file is written under a temporary name
+    and renamed, so an interrupted write never leaves a playable-looking
+    half file under `path`.
+
+    Raises:
+        ValueError: no frames, frames that are not [T, H, W, 3], or an
+            extension with no known codec.
+        RuntimeError: OpenCV cannot open a writer for this codec.
+    """
+    from common.files import atomic_path
+
+    path = os.fspath(path)
+    extension = os.path.splitext(path)[1].lower()
+    fourcc = fourcc or WRITER_FOURCC.get(extension)
+    if fourcc is None:
+        raise ValueError(
+            f"{path}: no video codec for {extension!r}; use one of {', '.join(WRITER_FOURCC)}"
+        )
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None or np.ndim(first) != 3 or np.shape(first)[-1] != 3:
+        raise ValueError(f"{path}: expected RGB frames [T, H, W, 3], got {np.shape(first)}")
+    height, width = np.shape(first)[:2]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_path(path) as temporary:
+        writer = cv2.VideoWriter(temporary, cv2.VideoWriter_fourcc(*fourcc), float(fps),
+                                 (int(width), int(height)))
+        if not writer.isOpened():
+            raise RuntimeError(f"cv2.VideoWriter cannot write {fourcc} into {path}")
+        try:
+            for frame in (first, *frames):
+                writer.write(np.ascontiguousarray(np.asarray(frame, np.uint8)[..., ::-1]))
+        finally:
+            writer.release()
+    return path
 
 
 def _open(path):
@@ -304,7 +352,10 @@ def read_clip(path, num_frames=DEFAULT_NUM_FRAMES, size=DEFAULT_SIZE, return_inf
 
     Example:
 
-    >>> read_clip("clip.mp4", num_frames=8, size=(64, 80)).shape
+    >>> import tempfile
+    >>> path = write_video(os.path.join(tempfile.mkdtemp(), "clip.mp4"),
+    ...                    np.zeros((20, 48, 64, 3), np.uint8))
+    >>> read_clip(path, num_frames=8, size=(64, 80)).shape
     (8, 64, 80, 3)
     """
     clip, _, info = read_frames(
@@ -349,7 +400,11 @@ def video_clip_dataset(
 
     Example:
 
-    >>> dataset = video_clip_dataset(["a.mp4", "b.avi"], [0, 1], num_frames=8, size=64)
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> paths = [write_video(os.path.join(folder, name), np.zeros((10, 32, 32, 3), np.uint8))
+    ...          for name in ("a.mp4", "b.avi")]
+    >>> dataset = video_clip_dataset(paths, [0, 1], num_frames=8, size=64)
     >>> clip, label = next(iter(dataset))
     >>> clip.shape, clip.dtype, label.dtype
     (TensorShape([8, 64, 64, 3]), tf.uint8, tf.int64)

@@ -2,17 +2,23 @@
 
 Public API:
 
-    models.NAMES                       # the registered model names
-    models.build(name, **overrides)    # -> keras.Model
-    models.get_config(name, **overrides)
-    models.get_family(name)            # config, builder, training defaults
+    models.NAMES                                    # the registered model names
+    models.build(name, preset=None, **overrides)    # -> keras.Model
+    models.get_config(name, preset=None, **overrides)
+    models.presets(name)                            # {preset name: fields}
+    models.get_family(name)                         # config, builder, training, presets
+
+A preset is a named configuration kept as data beside its family (see
+`models.registry.Family`); `overrides` apply on top of it.
 
 Example:
 
-    >>> import models
-    >>> model = models.build("convlstm", input_shape=(8, 32, 32, 1))
-    >>> model.output_shape
-    (None, 1)
+>>> import models
+>>> model = models.build("convlstm", input_shape=(8, 32, 32, 1))
+>>> model.output_shape
+(None, 1)
+>>> models.get_config("convlstm", preset="tiny").input_shape
+(4, 12, 12, 2)
 """
 
 from models.registry import Family, Stage, TrainingSpec, get_family, names, register
@@ -26,23 +32,30 @@ from models import keyframe_transformer  # noqa: E402,F401
 NAMES = names()
 
 
-def get_config(name: str, **overrides):
-    """The family's default config with `overrides` applied and validated.
+def get_config(name: str, preset: str | None = None, **overrides):
+    """The family's default config, then its preset `preset`, then
+    `overrides`, validated.
 
     Raises:
-        ValueError: unknown model name, unknown field or invalid value.
-    """
-    return get_family(name).config.with_overrides(**overrides)
-
-
-def build(name: str, **overrides):
-    """Builds the model `name` with its config fields overridden.
-
-    Raises:
-        ValueError: unknown model name, unknown field or invalid value; the
+        ValueError: unknown model name, preset, field or invalid value; the
             message lists the valid choices.
     """
-    return build_from_config(name, get_config(name, **overrides))
+    return get_family(name).get_config(preset, **overrides)
+
+
+def build(name: str, preset: str | None = None, **overrides):
+    """Builds the model `name` from its defaults, preset and overrides.
+
+    Raises:
+        ValueError: unknown model name, preset, field or invalid value; the
+            message lists the valid choices.
+    """
+    return build_from_config(name, get_config(name, preset, **overrides))
+
+
+def presets(name: str):
+    """`{preset name: {field: value}}` of the model `name`."""
+    return {key: dict(value) for key, value in get_family(name).presets.items()}
 
 
 def build_from_config(name: str, config):
@@ -58,5 +71,6 @@ __all__ = [
     "build_from_config",
     "get_config",
     "get_family",
+    "presets",
     "register",
 ]

@@ -24,8 +24,8 @@ keeps the application's weight layout intact, so a weights file saved from
 
 Example:
 
-    >>> from models.backbones import build_backbone
-    >>> backbone = build_backbone("efficientnet_b0", input_shape=(64, 64, 3))
+    >>> from models.backbones import build_frame_backbone
+    >>> backbone = build_frame_backbone("efficientnet_b0", input_shape=(64, 64, 3))
     >>> backbone.output_shape
     (None, 1280)
 """
@@ -69,9 +69,9 @@ class ResNetPreprocessing(keras.layers.Layer):
 
     Example:
 
-        >>> layer = ResNetPreprocessing()
-        >>> layer(np.full((1, 2, 2, 3), 128.0, "float32"))[0, 0, 0]
-        # [24.061, 11.221, 4.32]: B, G, R minus their means
+    >>> layer = ResNetPreprocessing()
+    >>> np.round(np.asarray(layer(np.full((1, 2, 2, 3), 128.0, "float32"))[0, 0, 0]), 3)
+    array([24.061, 11.221,  4.32 ], dtype=float32)
     """
 
     def call(self, inputs):
@@ -82,8 +82,6 @@ class ResNetPreprocessing(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def get_config(self):
-        return super().get_config()
 
 
 def _check_name(name):
@@ -131,7 +129,7 @@ def _fix_b0_normalization(application):
             return
 
 
-def build_backbone(name, weights=None, input_shape=(224, 224, 3), trainable=False):
+def build_frame_backbone(name, weights=None, input_shape=(224, 224, 3), trainable=False):
     """Builds a headless, average-pooled keras.applications backbone.
 
     Args:
@@ -160,7 +158,7 @@ def build_backbone(name, weights=None, input_shape=(224, 224, 3), trainable=Fals
 
     Example:
 
-        >>> backbone = build_backbone("resnet50", input_shape=(32, 32, 3))
+        >>> backbone = build_frame_backbone("resnet50", input_shape=(32, 32, 3))
         >>> backbone(np.zeros((2, 32, 32, 3), "float32")).shape
         TensorShape([2, 2048])
     """
@@ -215,7 +213,7 @@ def build_backbone(name, weights=None, input_shape=(224, 224, 3), trainable=Fals
 
 
 def _application_of(model):
-    """The nested keras.applications model inside a `build_backbone` model."""
+    """The nested keras.applications model inside a `build_frame_backbone` model."""
     for layer in model.layers:
         if isinstance(layer, keras.Model):
             return layer
@@ -266,7 +264,7 @@ def unfreeze_last_blocks(backbone_model, num_blocks):
     keeps running in inference mode with its ImageNet statistics.
 
     Args:
-        backbone_model: a model from `build_backbone` (or a bare
+        backbone_model: a model from `build_frame_backbone` (or a bare
             keras.applications ResNet / EfficientNet model).
         num_blocks: 0 freezes everything; at most `len(block_names(...))`.
 
@@ -279,7 +277,7 @@ def unfreeze_last_blocks(backbone_model, num_blocks):
 
     Example:
 
-        >>> backbone = build_backbone("efficientnet_b0", input_shape=(32, 32, 3))
+        >>> backbone = build_frame_backbone("efficientnet_b0", input_shape=(32, 32, 3))
         >>> unfreeze_last_blocks(backbone, 2)
         ['block7', 'block6']
     """
@@ -287,7 +285,7 @@ def unfreeze_last_blocks(backbone_model, num_blocks):
     if not blocks:
         raise ValueError(
             f"model {backbone_model.name!r} has no ResNet or EfficientNet blocks "
-            "to unfreeze; expected a model from build_backbone"
+            "to unfreeze; expected a model from build_frame_backbone"
         )
     if not isinstance(num_blocks, (int, np.integer)) or not 0 <= num_blocks <= len(blocks):
         raise ValueError(
@@ -329,7 +327,7 @@ __all__ = [
     "BACKBONES",
     "ResNetPreprocessing",
     "block_names",
-    "build_backbone",
+    "build_frame_backbone",
     "feature_dim",
     "unfreeze_last_blocks",
 ]

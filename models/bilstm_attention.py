@@ -255,10 +255,11 @@ class AttentionPooling(keras.layers.Layer):
             hidden_dim,
             activation="tanh",
             kernel_initializer=self.kernel_initializer,
+            dtype=self.dtype_policy,
             name="score_hidden",
         )
         self.score = keras.layers.Dense(
-            1, kernel_initializer=self.kernel_initializer, name="score"
+            1, kernel_initializer=self.kernel_initializer, dtype=self.dtype_policy, name="score"
         )
 
     def build(self, input_shape):
@@ -413,6 +414,25 @@ def serving_outputs(model, logits):
     return {"logits": logits, "probabilities": ops.softmax(logits, axis=-1)}
 
 
+PRESETS = {
+    "tiny": dict(
+        input_shape=(None, 8), num_classes=3, projection_dim=8, lstm_layers=2,
+        lstm_units=4, attention_heads=2, attention_key_dim=4, pooling_dim=4,
+        classifier_units=(8, 6, 4),
+    ),
+    # 64 frames of 1280-d EfficientNet features, batch 8.
+    "benchmark": dict(input_shape=(64, 1280), batch_size=8),
+    # The embedded synthetic features: 227k parameters instead of 65M.
+    # Measured on 2 shared CPU cores, the default command takes 2.3-2.7
+    # minutes (extraction 6 s, 60 epochs 2-2.5 min) and reaches 0.81-0.86
+    # test accuracy on the 4-class motion task (chance 0.25).
+    "demo": dict(
+        projection_dim=64, lstm_layers=2, lstm_units=64, attention_heads=4,
+        attention_key_dim=16, pooling_dim=64, classifier_units=(64, 32, 16),
+        batch_size=32, epochs=60,
+    ),
+}
+
 register(
     Family(
         name="bilstm_attention",
@@ -421,5 +441,6 @@ register(
         training=bilstm_attention_training,
         example_batch=feature_example_batch,
         serving_outputs=serving_outputs,
+        presets=PRESETS,
     )
 )

@@ -51,6 +51,17 @@ class ModelConfig:
             ValueError: an unknown key (the message lists the valid ones),
                 a value that does not convert, or an invalid combination.
         """
+        config = self.converted(**overrides)
+        config.validate()
+        return config
+
+    def converted(self, **overrides):
+        """A copy with `overrides` converted to the fields' types but not
+        validated: part of a configuration, to read before the rest arrives.
+
+        Raises:
+            ValueError: an unknown key or a value that does not convert.
+        """
         valid = self.field_names()
         unknown = sorted(set(overrides) - set(valid))
         if unknown:
@@ -62,9 +73,7 @@ class ModelConfig:
         converted = {
             key: _convert(key, value, hints[key]) for key, value in overrides.items()
         }
-        config = dataclasses.replace(self, **converted)
-        config.validate()
-        return config
+        return dataclasses.replace(self, **converted)
 
     def to_dict(self):
         return {

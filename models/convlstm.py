@@ -178,6 +178,16 @@ def clip_example_batch(config, batch_size: int, seed: int = 0):
     return {"frames": frames}, labels
 
 
+PRESETS = {
+    "tiny": dict(input_shape=(4, 12, 12, 2), filters=(3, 4)),
+    "tiny_3_layers": dict(input_shape=(3, 18, 18, 1), filters=(2, 2, 3), num_classes=3),
+    # The design notes' 30x120x160x4 clip at their batch of 4.
+    "benchmark": dict(batch_size=4),
+    # The embedded synthetic clips: 16 frames of 48x64, small enough for a
+    # CPU demo; the channels stay the notes' 4.
+    "demo": dict(input_shape=(16, 48, 64, 4)),
+}
+
 register(
     Family(
         name="convlstm",
@@ -185,5 +195,6 @@ register(
         build=build_convlstm,
         training=convlstm_training,
         example_batch=clip_example_batch,
+        presets=PRESETS,
     )
 )

@@ -125,11 +125,11 @@ class KeyframeTransformerConfig(ModelConfig):
     stage2_clipnorm: float = 1.0
     unfreeze_blocks: int = 2
 
-    def with_overrides(self, **overrides):
+    def converted(self, **overrides):
         mode = overrides.get("input_mode")
         if mode in DEFAULT_INPUT_SHAPES and mode != self.input_mode and "input_shape" not in overrides:
             overrides = {**overrides, "input_shape": DEFAULT_INPUT_SHAPES[mode]}
-        return super().with_overrides(**overrides)
+        return super().converted(**overrides)
 
     def validate(self):
         super().validate()
@@ -203,8 +203,8 @@ class ZeroPaddedSteps(keras.layers.Layer):
     Example:
 
     >>> layer = ZeroPaddedSteps()
-    >>> layer([np.ones((1, 3, 2)), np.array([[True, True, False]])])[0, :, 0]
-    # [1., 1., 0.]
+    >>> np.asarray(layer([np.ones((1, 3, 2)), np.array([[True, True, False]])])[0, :, 0])
+    array([1., 1., 0.], dtype=float32)
     """
 
     def call(self, inputs):
@@ -217,8 +217,6 @@ class ZeroPaddedSteps(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape[0]
 
-    def get_config(self):
-        return super().get_config()
 
 
 @keras.saving.register_keras_serializable(package="video_suite")
@@ -229,8 +227,8 @@ class FramesToImages(keras.layers.Layer):
 
     Example:
 
-    >>> FramesToImages()(np.zeros((2, 3, 32, 32, 3))).shape
-    # (6, 32, 32, 3)
+    >>> tuple(FramesToImages()(np.zeros((2, 3, 32, 32, 3))).shape)
+    (6, 32, 32, 3)
     """
 
     def call(self, frames):
@@ -241,8 +239,6 @@ class FramesToImages(keras.layers.Layer):
         folded = None if batch is None or steps is None else batch * steps
         return (folded, *input_shape[2:])
 
-    def get_config(self):
-        return super().get_config()
 
 
 @keras.saving.register_keras_serializable(package="video_suite")
@@ -254,8 +250,8 @@ class ImagesToFrames(keras.layers.Layer):
 
     Example:
 
-    >>> ImagesToFrames()([np.zeros((6, 8)), np.zeros((2, 3, 32, 32, 3))]).shape
-    # (2, 3, 8)
+    >>> tuple(ImagesToFrames()([np.zeros((6, 8)), np.zeros((2, 3, 32, 32, 3))]).shape)
+    (2, 3, 8)
     """
 
     def call(self, inputs):
@@ -267,8 +263,6 @@ class ImagesToFrames(keras.layers.Layer):
         features_shape, frames_shape = input_shape
         return (frames_shape[0], frames_shape[1], features_shape[-1])
 
-    def get_config(self):
-        return super().get_config()
 
 
 @keras.saving.register_keras_serializable(package="video_suite")
@@ -285,8 +279,8 @@ class SinusoidalPositionEncoding(keras.layers.Layer):
     Example:
 
     >>> layer = SinusoidalPositionEncoding()
-    >>> layer(np.zeros((1, 4, 8), "float32"))[0, 1, 0]  # sin(1)
-    # 0.841471
+    >>> round(float(layer(np.zeros((1, 4, 8), "float32"))[0, 1, 0]), 6)  # sin(1)
+    0.841471
     """
 
     def __init__(self, max_wavelength=10000.0, **kwargs):
@@ -337,8 +331,8 @@ class TemporalSelfAttention(keras.layers.Layer):
 
     >>> layer = TemporalSelfAttention(num_heads=2, key_dim=4, window=5)
     >>> x = np.random.rand(1, 20, 8).astype("float32")
-    >>> layer(x, padding_mask=np.ones((1, 20), bool)).shape
-    # (1, 20, 8)
+    >>> tuple(layer(x, padding_mask=np.ones((1, 20), bool)).shape)
+    (1, 20, 8)
     """
 
     def __init__(self, num_heads, key_dim, window=None, dropout=0.0, **kwargs):
@@ -354,6 +348,7 @@ class TemporalSelfAttention(keras.layers.Layer):
             key_dim=self.key_dim,
             dropout=self.dropout,
             sliding_window=None if self.window is None else self.window + 1,
+            dtype=self.dtype_policy,
             name="attention",
         )
 
@@ -393,8 +388,8 @@ class MaskedFrameScores(keras.layers.Layer):
 
     Example:
 
-    >>> MaskedFrameScores()([np.zeros((1, 2, 1)), np.array([[True, False]])])
-    # [[0.5, 0.]]
+    >>> np.asarray(MaskedFrameScores()([np.zeros((1, 2, 1)), np.array([[True, False]])]))
+    array([[0.5, 0. ]], dtype=float32)
     """
 
     def call(self, inputs):
@@ -405,8 +400,6 @@ class MaskedFrameScores(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[0][:2])
 
-    def get_config(self):
-        return super().get_config()
 
 
 # --------------------------------------------------------------------------
@@ -433,11 +426,11 @@ def build_keyframe_transformer(config: KeyframeTransformerConfig) -> keras.Model
         inputs = {"features": features, "mask": mask}
         x = features
     else:
-        from models.backbones import build_backbone
+        from models.backbones import build_frame_backbone
 
         frames = keras.Input(shape=config.input_shape, name="frames")
         inputs = {"frames": frames, "mask": mask}
-        backbone = build_backbone(
+        backbone = build_frame_backbone(
             config.backbone,
             weights=config.backbone_weights,
             input_shape=tuple(config.input_shape[1:]),
@@ -578,6 +571,28 @@ def keyframe_example_batch(config, batch_size: int, seed: int = 0):
     return {name: values, "mask": mask}, targets
 
 
+PRESETS = {
+    "tiny": dict(
+        input_shape=(None, 12), model_dim=16, num_layers=2, num_heads=2, ff_dim=32,
+        local_window=2, scorer_units=16, dropout=0.0,
+    ),
+    "tiny_frames": dict(
+        input_mode="frames", input_shape=(None, 32, 32, 3), backbone_weights=None,
+        model_dim=16, num_layers=1, num_heads=2, ff_dim=32, local_window=2, scorer_units=16,
+        dropout=0.0,
+    ),
+    # One 60-frame 224x224 clip through EfficientNet-B0 (random weights),
+    # frozen as in the first training stage.
+    "benchmark": dict(
+        input_mode="frames", input_shape=(60, 224, 224, 3), backbone_weights=None,
+        batch_size=1,
+    ),
+    # The embedded synthetic videos: features mode keeps the defaults;
+    # frames mode renders 64x64 frames.
+    "demo": dict(),
+    "demo_frames": dict(input_mode="frames", input_shape=(None, 64, 64, 3)),
+}
+
 register(
     Family(
         name="keyframe_transformer",
@@ -585,6 +600,7 @@ register(
         build=build_keyframe_transformer,
         training=keyframe_training,
         example_batch=keyframe_example_batch,
+        presets=PRESETS,
     )
 )
 

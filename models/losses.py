@@ -102,7 +102,7 @@ class FocalLoss(keras.losses.Loss):
 
 
 # Frame-score targets use this value (anything < 0) at padded steps; real
-# importance targets are in [0, 1]. `data.summarization.PAD_TARGET` pads
+# importance targets are in [0, 1]. `data.sequences.sequence_dataset` pads
 # with it, so the losses need no separate mask input.
 PADDED_TARGET = -1.0
 

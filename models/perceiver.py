@@ -39,15 +39,15 @@ class GEGLUFeedForward(keras.layers.Layer):
         super().__init__(**kwargs)
         self.multiplier = multiplier
         self.dropout = dropout
-        self.dropout_layer = keras.layers.Dropout(dropout)
+        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape):
         dim = input_shape[-1]
         hidden = self.multiplier * dim
         self.hidden = hidden
-        self.expand = keras.layers.Dense(2 * hidden, name="expand")
+        self.expand = keras.layers.Dense(2 * hidden, dtype=self.dtype_policy, name="expand")
         self.expand.build(input_shape)
-        self.project = keras.layers.Dense(dim, name="project")
+        self.project = keras.layers.Dense(dim, dtype=self.dtype_policy, name="project")
         self.project.build((*input_shape[:-1], hidden))
 
     def call(self, inputs, training=None):
@@ -76,13 +76,15 @@ class _AttentionBlock(keras.layers.Layer):
         self.dropout = dropout
 
     def _add_attention_and_feed_forward(self):
+        # Sublayers follow this layer's dtype policy, as in keras-hub.
+        dtype = self.dtype_policy
         self.attention = keras.layers.MultiHeadAttention(
-            self.num_heads, self.head_dim, name="attention"
+            self.num_heads, self.head_dim, dtype=dtype, name="attention"
         )
-        self.attention_dropout = keras.layers.Dropout(self.dropout)
-        self.ff_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="ff_norm")
+        self.attention_dropout = keras.layers.Dropout(self.dropout, dtype=dtype)
+        self.ff_norm = keras.layers.LayerNormalization(epsilon=1e-5, dtype=dtype, name="ff_norm")
         self.feed_forward = GEGLUFeedForward(
-            self.ff_multiplier, self.dropout, name="feed_forward"
+            self.ff_multiplier, self.dropout, dtype=dtype, name="feed_forward"
         )
 
     def get_config(self):
@@ -119,8 +121,12 @@ class CrossAttentionBlock(_AttentionBlock):
 
     def __init__(self, num_heads=1, head_dim=64, ff_multiplier=4, dropout=0.0, **kwargs):
         super().__init__(num_heads, head_dim, ff_multiplier, dropout, **kwargs)
-        self.latent_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="latent_norm")
-        self.token_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="token_norm")
+        self.latent_norm = keras.layers.LayerNormalization(
+            epsilon=1e-5, dtype=self.dtype_policy, name="latent_norm"
+        )
+        self.token_norm = keras.layers.LayerNormalization(
+            epsilon=1e-5, dtype=self.dtype_policy, name="token_norm"
+        )
         self._add_attention_and_feed_forward()
 
     def build(self, latents_shape, tokens_shape):
@@ -162,7 +168,7 @@ class SelfAttentionBlock(_AttentionBlock):
     def __init__(self, num_heads=8, head_dim=64, ff_multiplier=4, dropout=0.0, **kwargs):
         super().__init__(num_heads, head_dim, ff_multiplier, dropout, **kwargs)
         self.attention_norm = keras.layers.LayerNormalization(
-            epsilon=1e-5, name="attention_norm"
+            epsilon=1e-5, dtype=self.dtype_policy, name="attention_norm"
         )
         self._add_attention_and_feed_forward()
 
@@ -257,17 +263,21 @@ class Perceiver(keras.layers.Layer):
         self.dropout = dropout
         self.cross_layers = [
             CrossAttentionBlock(
-                cross_heads, cross_head_dim, ff_multiplier, dropout, name=f"cross_{i}"
+                cross_heads, cross_head_dim, ff_multiplier, dropout, dtype=self.dtype_policy,
+                name=f"cross_{i}",
             )
             for i in range(cross_blocks)
         ]
         self.self_layers = [
             SelfAttentionBlock(
-                self_heads, self_head_dim, ff_multiplier, dropout, name=f"self_{i}"
+                self_heads, self_head_dim, ff_multiplier, dropout, dtype=self.dtype_policy,
+                name=f"self_{i}",
             )
             for i in range(self_blocks)
         ]
-        self.output_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="output_norm")
+        self.output_norm = keras.layers.LayerNormalization(
+            epsilon=1e-5, dtype=self.dtype_policy, name="output_norm"
+        )
         self.token_projection = None
 
     def build(self, input_shape):
@@ -283,7 +293,7 @@ class Perceiver(keras.layers.Layer):
             latent_shape = (batch, tokens, self.latent_dim)
             if width != self.latent_dim:
                 self.token_projection = keras.layers.Dense(
-                    self.latent_dim, name="token_projection"
+                    self.latent_dim, dtype=self.dtype_policy, name="token_projection"
                 )
                 self.token_projection.build(input_shape)
         for block in self.cross_layers:
@@ -378,5 +388,3 @@ class VideoPositionEncoding(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
-    def get_config(self):
-        return super().get_config()

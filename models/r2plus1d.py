@@ -347,7 +347,7 @@ def _basic_block(x, in_width, out_width, stride, name):
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
-def build_backbone(
+def build_r2plus1d_backbone(
     input_shape, cnn_blocks=MAX_BLOCKS, widths=STAGE_WIDTHS, name=BACKBONE_NAME
 ):
     """The R(2+1)D-18 stem and the first `cnn_blocks` BasicBlocks.
@@ -365,7 +365,7 @@ def build_backbone(
 
     Example:
 
-    >>> backbone = build_backbone((8, 32, 32, 3), cnn_blocks=4)
+    >>> backbone = build_r2plus1d_backbone((8, 32, 32, 3), cnn_blocks=4)
     >>> backbone.output_shape
     (None, 4, 8, 8, 128)
     """
@@ -445,7 +445,7 @@ def load_torchvision_state_dict(backbone, state):
     checkpoint loads into a truncated backbone.
 
     Args:
-        backbone: a model from `build_backbone`.
+        backbone: a model from `build_r2plus1d_backbone`.
         state: mapping from state-dict names to arrays, e.g.
             `{k: v.numpy() for k, v in model.state_dict().items()}`.
 
@@ -562,7 +562,7 @@ def _normalization(config):
 def _backbone_features(config):
     """frames input, backbone model and its feature map, weights loaded."""
     frames = keras.Input(shape=tuple(config.input_shape), name="frames")
-    backbone = build_backbone(config.input_shape, config.cnn_blocks, config.widths)
+    backbone = build_r2plus1d_backbone(config.input_shape, config.cnn_blocks, config.widths)
     if config.backbone_weights:
         load_backbone_weights(backbone, config.backbone_weights)
     if config.freeze_backbone:
@@ -704,6 +704,57 @@ def r2plus1d_training(config: R2Plus1DConfig, steps_per_epoch: int) -> TrainingS
     return classifier_training_spec(optimizer, config.num_classes, binary_monitor="val_accuracy")
 
 
+# --------------------------------------------------------------------------
+# Presets
+# --------------------------------------------------------------------------
+
+# The design notes' ablation table, in its order: backbone blocks + cross-
+# attention blocks + self-attention blocks. `N+0+0` is plain R(2+1)D.
+NOTES_ABLATION = (
+    (8, 1, 6),
+    (8, 1, 2),
+    (8, 1, 1),
+    (8, 0, 0),
+    (7, 1, 1),
+    (6, 1, 6),
+    (4, 1, 6),
+    (4, 2, 12),
+    (8, 1, 0),
+    (8, 0, 1),
+)
+
+
+def architecture_label(cnn_blocks, cross_blocks, self_blocks):
+    """`"8+1+6"`: the notes' name of an architecture."""
+    return f"{cnn_blocks}+{cross_blocks}+{self_blocks}"
+
+
+def architecture(cnn_blocks, cross_blocks, self_blocks):
+    """(model name, config fields) of a `CNN+CROSS+SELF` architecture.
+
+    Example:
+
+    >>> architecture(8, 0, 0)
+    ('r2plus1d', {'cnn_blocks': 8})
+    >>> architecture(4, 2, 12)[0]
+    'r2plus1d_perceiver'
+    """
+    if cross_blocks == 0 and self_blocks == 0:
+        return "r2plus1d", {"cnn_blocks": cnn_blocks}
+    return "r2plus1d_perceiver", {
+        "cnn_blocks": cnn_blocks, "cross_blocks": cross_blocks, "self_blocks": self_blocks,
+    }
+
+
+def _ablation_presets(model_name):
+    rows = (architecture(*row) + (architecture_label(*row),) for row in NOTES_ABLATION)
+    return {label: fields for name, fields, label in rows if name == model_name}
+
+
+# Clips of the embedded synthetic set: 16 frames of 48x64 RGB, one class per
+# motion of its default task.
+DEMO = dict(input_shape=(16, 48, 64, 3), num_classes=6)
+
 register(
     Family(
         name="r2plus1d",
@@ -711,6 +762,13 @@ register(
         build=build_r2plus1d,
         training=r2plus1d_training,
         example_batch=clip_example_batch,
+        presets={
+            "tiny": dict(input_shape=(4, 16, 16, 3), cnn_blocks=3, num_classes=3),
+            # The full 8-block backbone on 8 frames of 112x112, batch 2.
+            "benchmark": dict(input_shape=(8, 112, 112, 3), cnn_blocks=8, batch_size=2),
+            "demo": DEMO,
+            **_ablation_presets("r2plus1d"),
+        },
     )
 )
 
@@ -721,5 +779,24 @@ register(
         build=build_r2plus1d_perceiver,
         training=r2plus1d_training,
         example_batch=clip_example_batch,
+        presets={
+            "tiny": dict(
+                input_shape=(4, 16, 16, 3), cnn_blocks=1, num_classes=3, num_latents=8,
+                latent_dim=32, cross_blocks=1, self_blocks=1, cross_head_dim=16,
+                self_heads=2, self_head_dim=16,
+            ),
+            # Self-attention on the tokens themselves (64 wide, projected to 32).
+            "tiny_tokens": dict(
+                input_shape=(3, 9, 7, 3), cnn_blocks=1, num_classes=3, latent_dim=32,
+                cross_blocks=0, self_blocks=1, self_heads=2, self_head_dim=16,
+            ),
+            # The 8-block backbone with 1 cross- and 1 self-attention block.
+            "benchmark": dict(
+                input_shape=(8, 112, 112, 3), cnn_blocks=8, cross_blocks=1, self_blocks=1,
+                batch_size=2,
+            ),
+            "demo": DEMO,
+            **_ablation_presets("r2plus1d_perceiver"),
+        },
     )
 )

@@ -1,6 +1,7 @@
 """The model registry: one `Family` record per public model name."""
 
 import dataclasses
+import types
 from typing import Any, Callable
 
 
@@ -60,6 +61,12 @@ class Family:
         serving_outputs: `(model, outputs) -> dict` naming the outputs of
             the exported `serving_default` signature; the default names the
             model's single output after its output layer.
+        presets: named configurations as data, `{name: {field: value}}`,
+            in the spirit of keras-hub presets. Conventional names:
+            `"tiny"` (and `"tiny_*"` variants) for the shared contract
+            test, `"benchmark"` for the benchmark report (its `batch_size`
+            is the report's batch), `"demo"` for the embedded synthetic
+            data. Every preset must give a valid config.
     """
 
     name: str
@@ -68,6 +75,30 @@ class Family:
     training: Callable
     example_batch: Callable
     serving_outputs: Callable | None = None
+    presets: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        # Read-only, so a caller cannot change a preset for everybody.
+        frozen = {name: types.MappingProxyType(dict(fields)) for name, fields in self.presets.items()}
+        object.__setattr__(self, "presets", types.MappingProxyType(frozen))
+
+    def preset(self, name):
+        """The fields of preset `name`.
+
+        Raises:
+            ValueError: no such preset; the message lists the family's.
+        """
+        if name not in self.presets:
+            raise ValueError(
+                f"model {self.name!r} has no preset {name!r}; its presets are: "
+                f"{', '.join(self.presets) or 'none'}"
+            )
+        return dict(self.presets[name])
+
+    def get_config(self, preset=None, **overrides):
+        """The default config, then preset `preset`, then `overrides`, validated."""
+        fields = self.preset(preset) if preset is not None else {}
+        return self.config.with_overrides(**{**fields, **overrides})
 
     def name_outputs(self, model, outputs):
         if self.serving_outputs is not None:

@@ -1,6 +1,6 @@
 """Runs a CLI's `main` in-process, the way `python -m ...` would."""
 
-from data.cli import run_main
+from common.cli import run_main
 
 
 def call(main, argv, capsys):

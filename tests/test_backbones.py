@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from models.backbones import BACKBONES, block_names, build_backbone, unfreeze_last_blocks
+from models.backbones import BACKBONES, block_names, build_frame_backbone, unfreeze_last_blocks
 
 SHAPE = (32, 32, 3)
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -19,7 +19,7 @@ def frames(count=2, seed=0):
 @pytest.fixture(scope="module")
 def built():
     """Backbones built once for the tests that only read them."""
-    return {name: build_backbone(name, input_shape=SHAPE) for name in ("resnet50", "efficientnet_b0")}
+    return {name: build_frame_backbone(name, input_shape=SHAPE) for name in ("resnet50", "efficientnet_b0")}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ HEAVY = {"resnet101", "efficientnet_v2_s", "efficientnet_v2_m"}
     pytest.param(name, marks=pytest.mark.slow) if name in HEAVY else name for name in sorted(BACKBONES)
 ])
 def test_every_backbone_pools_to_its_feature_dim_and_is_frozen(name, built):
-    model = built.get(name) or build_backbone(name, input_shape=SHAPE)
+    model = built.get(name) or build_frame_backbone(name, input_shape=SHAPE)
     features = model(frames(), training=False)
     assert tuple(features.shape) == (2, BACKBONES[name])
     assert model.trainable_weights == []
@@ -54,7 +54,7 @@ def test_every_backbone_pools_to_its_feature_dim_and_is_frozen(name, built):
 
 def test_resnet_preprocessing_and_local_weights_file(resnet_weights):
     bare, path = resnet_weights
-    model = build_backbone("resnet50", weights=str(path), input_shape=SHAPE)
+    model = build_frame_backbone("resnet50", weights=str(path), input_shape=SHAPE)
     x = frames()
     # caffe preprocessing by hand: RGB -> BGR, minus the ImageNet means
     by_hand = x[..., ::-1] - np.array([103.939, 116.779, 123.68], "float32")
@@ -75,7 +75,7 @@ def test_legacy_h5_efficientnet_b0_weights_get_imagenet_normalization(tmp_path):
     with h5py.File(path, "w") as file:
         legacy_h5_format.save_weights_to_hdf5_group(file, bare)
 
-    model = build_backbone("efficientnet_b0", weights=str(path), input_shape=SHAPE)
+    model = build_frame_backbone("efficientnet_b0", weights=str(path), input_shape=SHAPE)
     inner = model.get_layer("efficientnetb0")
     loaded = next(layer for layer in inner.layers if isinstance(layer, keras.layers.Normalization))
     np.testing.assert_allclose(np.asarray(loaded.adapt_variance), np.square(IMAGENET_STD), rtol=1e-6)
@@ -88,13 +88,13 @@ def test_legacy_h5_efficientnet_b0_weights_get_imagenet_normalization(tmp_path):
 
 def test_bad_names_and_weights(tmp_path, resnet_weights):
     with pytest.raises(ValueError, match=r"unknown backbone 'vgg16'; expected one of \['efficientnet_b0'"):
-        build_backbone("vgg16")
+        build_frame_backbone("vgg16")
     with pytest.raises(ValueError, match="absent.weights.h5' does not exist"):
-        build_backbone("resnet50", weights=str(tmp_path / "absent.weights.h5"))
+        build_frame_backbone("resnet50", weights=str(tmp_path / "absent.weights.h5"))
     with pytest.raises(ValueError, match="path to a .h5"):
-        build_backbone("resnet50", weights=str(tmp_path / "weights.bin"))
+        build_frame_backbone("resnet50", weights=str(tmp_path / "weights.bin"))
     with pytest.raises(ValueError, match="resnet50_notop.weights.h5' does not fit backbone 'efficientnet_b0'"):
-        build_backbone("efficientnet_b0", weights=str(resnet_weights[1]), input_shape=SHAPE)
+        build_frame_backbone("efficientnet_b0", weights=str(resnet_weights[1]), input_shape=SHAPE)
 
 
 def trainable_layers(model):
@@ -124,7 +124,7 @@ def test_unfreeze_last_efficientnet_blocks_keeps_batch_norm_frozen(built):
 
 
 def test_unfreeze_resnet_stage_and_trainable_flag():
-    model = build_backbone("resnet50", input_shape=SHAPE, trainable=True)
+    model = build_frame_backbone("resnet50", input_shape=SHAPE, trainable=True)
     inner = model.layers[-1]
     assert all(not layer.trainable for layer in inner.layers
                if isinstance(layer, keras.layers.BatchNormalization))

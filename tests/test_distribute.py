@@ -15,7 +15,6 @@ import tensorflow as tf
 
 import models
 from tests.cli_calls import call
-from tests.model_contract import TINY
 from train import distribute, export, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -185,8 +184,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
 
     # A feature model: its boolean mask input cannot be averaged across
     # replicas, which Keras tries before the first step.
-    from tests.model_contract import TINY
-    overrides = dict(TINY["bilstm_attention"], input_shape=(6, 8))
+    overrides = dict(models.presets("bilstm_attention")["tiny"], input_shape=(6, 8))
     config = models.get_config("bilstm_attention", **overrides)
     family = models.get_family("bilstm_attention")
     with strategy.scope():
@@ -257,10 +255,10 @@ def flat_outputs(outputs):
 def test_every_model_keeps_float32_outputs_and_loss_and_trains(name, policy):
     keras.config.set_dtype_policy(policy)
     keras.utils.set_random_seed(0)
-    config = models.get_config(name, **TINY[name])
+    config = models.get_config(name, preset="tiny")
     model = models.build_from_config(name, config)
     family = models.get_family(name)
-    computes = {layer.dtype_policy.compute_dtype for layer in model._flatten_layers(include_self=False)}
+    computes = {layer.dtype_policy.compute_dtype for layer in distribute.nested_layers(model)}
     assert policy.split("_")[1] in computes, f"{name}: no layer computes in {policy}"
     for value in flat_outputs(model.output):
         assert value.dtype == "float32", f"{name} outputs {value.dtype} under {policy}"
@@ -287,10 +285,12 @@ def test_every_model_keeps_float32_outputs_and_loss_and_trains(name, policy):
 
 
 @pytest.mark.xfail(
+    condition=CPU_HAS_BFLOAT16,
     strict=True,
-    reason="TensorFlow 2.21 oneDNN: bfloat16 Conv3D kernel gradients are wrong when "
-    "1 < frames < kernel depth with same padding; remove the guard "
-    "distribute.check_mixed_precision when this passes",
+    reason="TensorFlow 2.21 oneDNN: native bfloat16 Conv3D kernel gradients are wrong "
+    "when 1 < frames < kernel depth with same padding; remove the guard "
+    "distribute.check_mixed_precision when this passes on a CPU with AVX-512 BF16 "
+    "(without it TensorFlow emulates bfloat16 and the gradient is right)",
 )
 def test_tensorflow_bfloat16_conv3d_kernel_gradient():
     rng = np.random.default_rng(0)
@@ -313,14 +313,14 @@ def test_mixed_precision_guard_names_the_conv3d_layers():
     with pytest.raises(ValueError, match="layer3_0_conv2_temporal"):
         distribute.check_mixed_precision(model, "mixed_bfloat16")
     distribute.check_mixed_precision(model, "mixed_float16")
-    distribute.check_mixed_precision(models.build("convlstm", **TINY["convlstm"]), "mixed_bfloat16")
+    distribute.check_mixed_precision(models.build("convlstm", preset="tiny"), "mixed_bfloat16")
 
 
 @pytest.mark.parametrize("name", models.NAMES)
 def test_mixed_precision_export_has_float32_signatures(name, tmp_path):
     keras.config.set_dtype_policy("mixed_bfloat16")
     keras.utils.set_random_seed(0)
-    config = models.get_config(name, **TINY[name])
+    config = models.get_config(name, preset="tiny")
     model = models.build_from_config(name, config)
     path = str(tmp_path / "export")
     export.export_saved_model(model, name, path)
@@ -372,7 +372,7 @@ def lstm_model():
 
 
 def test_jit_auto_follows_the_recorded_choice(tmp_path):
-    model = models.build("convlstm", **TINY["convlstm"])
+    model = models.build("convlstm", preset="tiny")
     on = write_choices(tmp_path, "on")
     assert distribute.resolve_jit_compile("convlstm", "auto", model, "cpu", on) is True
     # No GPU measurement: Keras's own default, XLA on a GPU.
@@ -398,7 +398,7 @@ def test_jit_stays_off_for_lstm_models(tmp_path):
 
 
 def test_recorded_choices_agree_with_their_numbers():
-    """Each entry of `benchmarks/jit_choices.json` chose the faster step."""
+    """Each entry of `train/jit_choices.json` chose the faster step."""
     recorded = distribute.read_jit_choices().get("models", {})
     for name, devices in recorded.items():
         for device, entry in devices.items():

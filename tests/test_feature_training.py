@@ -1,6 +1,5 @@
 """Training and evaluating feature-sequence models from HDF5 feature files."""
 
-import argparse
 import json
 import os
 
@@ -10,7 +9,10 @@ import pytest
 
 from data.features import FeatureWriter, read_feature_file
 from tests.cli_calls import call
-from train import evaluate, feature_source, run, sources
+from data.synthetic_features import BlockMeanExtractor, synthetic_settings
+from train import evaluate, run
+from train.tasks.base import split_rows
+from train.tasks.features import FeatureOptions, FeatureTask
 
 CLASSES = ("jump", "run", "walk")
 DIM, STEPS = 6, 5
@@ -148,7 +150,7 @@ def test_evaluate_rebuilds_the_held_out_validation_rows(ensemble, files, tmp_pat
     assert code == 0, err
     report = json.load(open(os.path.join(out, "evaluate_val_report.json")))
     labels = read_feature_file(files["train"]).labels.tolist()
-    held = sources.split_rows(None, labels, 0.15, 0)["val"]
+    held = split_rows(None, labels, 0.15, 0)["val"]
     probabilities, truth = probabilities_by_hand(member, files["train"], held)
     predicted = probabilities.argmax(-1)
     assert report["summary"]["examples"] == 3
@@ -166,7 +168,8 @@ def test_another_feature_dimension_is_refused_naming_both(ensemble, files, tmp_p
     flags = TINY_FLAGS + ["--input-shape", "none,8", "--features", files["train"], "--out", out]
     code, _, err = call(run.main, flags, capsys)
     assert code == 2 and err.count("\n") == 1, err
-    assert "feature_dim 6" in err and "expects 8" in err
+    assert "--input-shape none,8" in err and "none,6" in err
+    assert os.path.abspath(files["train"]) in err
     assert not os.path.exists(os.path.join(out, "best.keras"))
 
     # Validation features of another dimension than the training file's.
@@ -265,23 +268,13 @@ def test_missing_file_and_bad_flags(files, tmp_path, capsys):
         assert code == 2 and message in err and err.count("\n") == 1, err
 
 
-def source_args(**values):
-    parser = argparse.ArgumentParser()
-    feature_source.add_feature_arguments(parser)
-    args = parser.parse_args([])
-    for key, value in values.items():
-        setattr(args, key, value)
-    args.overridden = set()
-    return args
-
-
 def test_files_marking_splits_and_a_validation_file(files, tmp_path):
     import models
 
     config = models.get_family("bilstm_attention").config
     splits = ["train"] * 6 + ["val"] * 2 + ["test"] * 3 + ["unused"]
     marked = write_features(tmp_path / "marked.h5", [0, 1, 2] * 4, splits=splits, seed=9)
-    bundle = feature_source.load_features(source_args(features=marked), config, seed=0)
+    bundle = FeatureTask().load(FeatureOptions(features=marked), config, seed=0)
     assert bundle.info["rows"] == {"train": 6, "val": 2, "test": 3}
     assert bundle.config_updates == {"input_shape": (None, DIM), "num_classes": 3}
     assert bundle.train_labels.tolist() == [0, 1, 2, 0, 1, 2]
@@ -290,8 +283,8 @@ def test_files_marking_splits_and_a_validation_file(files, tmp_path):
     np.testing.assert_array_equal(batch["mask"].numpy().sum(1), [2, 3, 4])
 
     # A validation file replaces the marked validation rows; no rows are carved.
-    args = source_args(features=files["train"], val_features=files["val"])
-    bundle = feature_source.load_features(args, config, seed=0)
+    options = FeatureOptions(features=files["train"], val_features=files["val"])
+    bundle = FeatureTask().load(options, config, seed=0)
     assert bundle.info["rows"] == {"train": 15, "val": 6, "test": 0}
     assert bundle.test is None
     assert bundle.info["augmentation"] == {
@@ -299,31 +292,29 @@ def test_files_marking_splits_and_a_validation_file(files, tmp_path):
     }
 
     # Evaluating a run that had no test data says what to pass.
-    record = {"seed": 0, "data": dict(bundle.info, data_seed=0)}
-    args = source_args(features=files["train"], val_features=files["val"])
-    args.evaluation = sources.Evaluation("test", record)
     trained = config.with_overrides(input_shape=(None, DIM), num_classes=3)
+    record = {"model": "bilstm_attention", "seed": 0, "config": trained.to_dict(),
+              "data": dict(bundle.info, data_seed=0)}
     with pytest.raises(ValueError, match="the run has no test data; pass --test-features FILE"):
-        feature_source.load_features(args, trained, seed=0)
-    args.evaluation = sources.Evaluation(None, record)
-    fallback = feature_source.load_features(args, trained, seed=0)
+        FeatureTask().load_split(options, record, "test")
+    fallback = FeatureTask().load_split(options, record, None)
     assert fallback.test is None and fallback.info["rows"] == 6 and fallback.info["split"] == "val"
 
 
 def test_split_rows_carves_a_seeded_stratified_share():
     labels = [0] * 10 + [1] * 6 + [2]
-    rows = sources.split_rows(None, labels, 0.2, seed=3)
+    rows = split_rows(None, labels, 0.2, seed=3)
     held = [labels[i] for i in rows["val"]]
     assert sorted(held) == [0, 0, 1]  # round(10 * .2), round(6 * .2); a lone class stays
     assert sorted(rows["train"] + rows["val"]) == list(range(17)) and rows["test"] == []
-    assert rows == sources.split_rows(None, labels, 0.2, seed=3)
-    assert rows != sources.split_rows(None, labels, 0.2, seed=4)
-    marked = sources.split_rows(["train", "test", "", "unused", "train"], [0, 1, 0, 1, 1], 0.5, 0, carve=False)
+    assert rows == split_rows(None, labels, 0.2, seed=3)
+    assert rows != split_rows(None, labels, 0.2, seed=4)
+    marked = split_rows(["train", "test", "", "unused", "train"], [0, 1, 0, 1, 1], 0.5, 0, carve=False)
     assert marked == {"train": [0, 2, 4], "val": [], "test": [1]}
 
 
 def test_block_mean_extractor_locates_the_bright_block():
-    extractor = feature_source.BlockMeanExtractor((48, 64), (6, 8))
+    extractor = BlockMeanExtractor((48, 64), (6, 8))
     frames = np.full((2, 48, 64, 3), 60, np.uint8)
     frames[0, 8:16, 24:32] = 220  # block (1, 3)
     frames[1, 40:48, 56:64] = 220  # block (5, 7)
@@ -341,20 +332,15 @@ def test_synthetic_default_extracts_once_into_the_cache(tmp_path, capsys):
     import models
 
     cache = str(tmp_path / "cache")
-    config = models.get_family("bilstm_attention").config
-    args = source_args(synthetic_clips=6, feature_cache=cache)
-    args.overridden = {"lstm_units", "epochs"}
-    bundle = feature_source.load_features(args, config, seed=0)
+    config = models.get_config("bilstm_attention", preset="demo")
+    options = FeatureOptions(synthetic_clips=6, feature_cache=cache)
+    bundle = FeatureTask().load(options, config, seed=0)
     assert "extracting features of the embedded synthetic videos" in capsys.readouterr().err
     data = bundle.info
     assert data["backbone"] == "block_mean_6x8" and data["feature_dim"] == 144
     assert data["rows"] == {"train": 6, "val": 2, "test": 2}
     assert data["max_frames"] == 18  # 16 frames, scales 1.0 / 0.85 / 1.15
-    # Fields the user set stay; the others come from the small synthetic model.
-    updates = bundle.config_updates
-    assert "lstm_units" not in updates and "epochs" not in updates
-    assert updates["batch_size"] == 32 and updates["lstm_layers"] == 2
-    assert updates["input_shape"] == (None, 144) and updates["num_classes"] == 4
+    assert bundle.config_updates == {"input_shape": (None, 144), "num_classes": 4}
     inputs, labels = next(iter(bundle.train))
     assert inputs["features"].shape[0] == 6 and inputs["features"].shape[2] == 144
 
@@ -367,19 +353,33 @@ def test_synthetic_default_extracts_once_into_the_cache(tmp_path, capsys):
 
     # A second use reads the cache; other settings get another file.
     stamp = os.path.getmtime(path)
-    again = feature_source.load_features(args, config, seed=0)
+    again = FeatureTask().load(options, config, seed=0)
     assert "extracting" not in capsys.readouterr().err
     assert again.info["synthetic"]["cache"] == path and os.path.getmtime(path) == stamp
-    other = feature_source.synthetic_settings(source_args(synthetic_task="shape"), 4, 0)
-    assert other != feature_source.synthetic_settings(source_args(), 4, 0)
+    assert synthetic_settings(192, "shape", 4, 0) != synthetic_settings(192, "motion", 4, 0)
 
     # Evaluation rebuilds the test rows from the same cache.
-    record = {"seed": 0, "data": data}
-    args = source_args(synthetic_clips=6, feature_cache=cache)
-    args.evaluation = sources.Evaluation(None, record)
-    evaluation = feature_source.load_features(
-        args, config.with_overrides(input_shape=(None, 144)), seed=0
-    )
+    trained = config.with_overrides(input_shape=(None, 144))
+    record = {"model": "bilstm_attention", "seed": 0, "config": trained.to_dict(), "data": data}
+    evaluation = FeatureTask().load_split(options, record, None)
     assert evaluation.train is None and evaluation.val is None
     _, labels = next(iter(evaluation.test))
     np.testing.assert_array_equal(labels.numpy(), stored.labels[np.array(stored.splits) == "test"])
+
+
+def test_embedded_data_takes_the_demo_preset_beneath_the_users_fields(capsys):
+    from train import tasks
+    from train.tasks.base import options_from_args
+
+    args = run.parse_args(["--model", "bilstm_attention", "--lstm-units", "16", "--epochs", "3"])
+    task = tasks.task_for("bilstm_attention")
+    config, preset, user = run.resolve_config(args, task, options_from_args(task.Options, args))
+    assert preset == "demo" and set(user) == {"lstm_units", "epochs"}
+    assert config.lstm_units == 16 and config.epochs == 3  # the user's
+    assert config.batch_size == 32 and config.lstm_layers == 2  # the demo preset's
+    assert "preset 'demo' of bilstm_attention" in capsys.readouterr().err
+
+    # With the user's own data, the family's defaults (the design notes').
+    args = run.parse_args(["--model", "bilstm_attention", "--features", "train.h5"])
+    config, preset, _ = run.resolve_config(args, task, options_from_args(task.Options, args))
+    assert preset is None and config.lstm_units == 768 and config.batch_size == 48

@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
-from data.cli import run_main
+from common.cli import run_main
 from data.datasets import scan_dataset
 from data.extract import main as extract_main
 from data.features import (
@@ -69,7 +69,9 @@ def test_multi_scale_is_the_mean_of_zero_padded_scales(tmp_path, extractor):
     expected = np.zeros((9, DIM), np.float32)
     for count in (8, 7, 9):
         expected[:count] += extractor.frame_features(read_clip(path, count, SIZE))
-    np.testing.assert_allclose(sequence, expected / 3, rtol=1e-5, atol=1e-6)
+    # The backbone sees other batches here than in video_features, and its
+    # float32 convolutions round differently by batch (a few 1e-6).
+    np.testing.assert_allclose(sequence, expected / 3, rtol=1e-4, atol=1e-5)
     # the last two steps average fewer real frames than the first seven
     assert not np.allclose(sequence[8], sequence[7])
     single, _ = extractor.video_features(path, FRAMES, multi_scale=False)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from data import summarization as sm
-from data.cli import run_main
+from common.cli import run_main
 from train import evaluate, predict, run
 
 TINY_FLAGS = [
@@ -142,7 +142,7 @@ def test_bad_data_flags_end_in_one_line(tmp_path, capsys):
     assert "split 7 does not exist; valid splits are 0..4" in message
     message = user_error(run.main, [*base, "--out", str(tmp_path / "c"), "--dataset", str(dataset),
                                     "--input-shape", "none,1024"], capsys)
-    assert "features are 16-d but the model expects 1024-d" in message
+    assert "--input-shape none,1024 but --dataset" in message and "gives none,16" in message
     message = user_error(run.main, [*base, "--out", str(tmp_path / "d"), "--dataset", str(dataset),
                                     "--input-mode", "frames"], capsys)
     assert "use --input-mode features" in message

@@ -7,22 +7,17 @@ import tensorflow as tf
 
 import models
 from train.export import export_saved_model
-from tests.model_contract import TINY, VARIANTS, assert_outputs_close, masked_garbage
+from tests.model_contract import assert_outputs_close, masked_garbage, tiny_cases
 
-CASES = [(name, TINY.get(name)) for name in models.NAMES] + VARIANTS
-
-
-def case_id(case):
-    name, overrides = case
-    return name if overrides is TINY.get(name) else f"{name}-variant"
+CASES = tiny_cases()
 
 
-@pytest.fixture(params=CASES, ids=[case_id(c) for c in CASES])
+@pytest.fixture(params=CASES, ids=[f"{name}-{preset}" for name, preset in CASES])
 def tiny(request):
-    name, overrides = request.param
-    assert overrides is not None, f"tests/model_contract.py TINY has no entry for {name!r}"
+    name, preset = request.param
+    assert preset is not None, f"model {name!r} has no 'tiny' preset for the contract test"
     keras.utils.set_random_seed(0)
-    config = models.get_config(name, **overrides)
+    config = models.get_config(name, preset=preset)
     model = models.build_from_config(name, config)
     family = models.get_family(name)
     inputs, targets = family.example_batch(config, 2, seed=0)

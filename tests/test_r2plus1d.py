@@ -18,7 +18,7 @@ from models.perceiver import Perceiver, VideoPositionEncoding
     [(4, 1_929_865), (6, 7_804_601), (7, 17_137_693), (8, 31_300_125)],
 )
 def test_backbone_trainable_parameters_match_the_ablation_tables(blocks, expected):
-    backbone = r2plus1d.build_backbone((8, 32, 32, 3), cnn_blocks=blocks)
+    backbone = r2plus1d.build_r2plus1d_backbone((8, 32, 32, 3), cnn_blocks=blocks)
     assert backbone.name == "r2plus1d_backbone"
     assert r2plus1d.count_params(backbone) == expected
 
@@ -28,7 +28,7 @@ def test_backbone_count_by_hand_for_two_blocks():
     # twice (64*144*9 + 2*144 + 144*64*3 + 2*64).
     stem = 3 * 45 * 49 + 2 * 45 + 45 * 64 * 3 + 2 * 64
     block = 2 * (64 * 144 * 9 + 2 * 144 + 144 * 64 * 3 + 2 * 64)
-    backbone = r2plus1d.build_backbone((4, 16, 16, 3), cnn_blocks=2)
+    backbone = r2plus1d.build_r2plus1d_backbone((4, 16, 16, 3), cnn_blocks=2)
     assert r2plus1d.count_params(backbone) == stem + 2 * block
 
 
@@ -36,7 +36,7 @@ def test_midplanes_are_computed_once_per_block_and_shared_by_both_convs():
     assert [r2plus1d.midplanes(i, o) for i, o in [(64, 64), (64, 128), (128, 128),
                                                   (128, 256), (256, 512), (512, 512)]] == [
         144, 230, 288, 460, 921, 1152]
-    backbone = r2plus1d.build_backbone((8, 32, 32, 3), cnn_blocks=4)
+    backbone = r2plus1d.build_r2plus1d_backbone((8, 32, 32, 3), cnn_blocks=4)
     # The first block of layer2 goes 64 -> 128: both its convs use 230.
     assert backbone.get_layer("layer2_0_conv1_spatial").filters == 230
     assert backbone.get_layer("layer2_0_conv2_spatial").filters == 230
@@ -106,7 +106,7 @@ def test_odd_input_sizes_give_pytorch_shapes():
     # T 9:  stem 9, layer2 floor(8/2)+1 = 5, layer3 3, layer4 2.
     # H 35: stem floor((35+6-7)/2)+1 = 18, then 9, 5, 3.
     # W 33: stem floor(32/2)+1 = 17, then 9, 5, 3.
-    backbone = r2plus1d.build_backbone((9, 35, 33, 3), cnn_blocks=8)
+    backbone = r2plus1d.build_r2plus1d_backbone((9, 35, 33, 3), cnn_blocks=8)
     expected = {
         "stem_relu_temporal": (9, 18, 17, 64),
         "layer1_1_relu": (9, 18, 17, 64),
@@ -122,7 +122,7 @@ def test_odd_input_sizes_give_pytorch_shapes():
 def test_default_and_truncated_feature_maps():
     assert r2plus1d.feature_map_shape((16, 112, 112, 3)) == (2, 7, 7, 512)
     # 7 x 13: stem 7 x 7, layer2 4 x 4.
-    backbone = r2plus1d.build_backbone((7, 13, 13, 3), cnn_blocks=4)
+    backbone = r2plus1d.build_r2plus1d_backbone((7, 13, 13, 3), cnn_blocks=4)
     assert backbone.output_shape == (None, 4, 4, 4, 128)
     assert r2plus1d.feature_map_shape((7, 13, 13, 3), cnn_blocks=4) == (4, 4, 4, 128)
 
@@ -156,7 +156,7 @@ def reference_conv3d(x, kernel, stride, padding):
 def test_strided_convolutions_pad_symmetrically_on_even_sizes(name, stride, padding, channels):
     # On even sizes Keras' "same" would pad only at the end; PyTorch pads
     # both sides, so the values (not only the shapes) must match this.
-    backbone = r2plus1d.build_backbone((8, 16, 16, 3), cnn_blocks=3)
+    backbone = r2plus1d.build_r2plus1d_backbone((8, 16, 16, 3), cnn_blocks=3)
     conv = backbone.get_layer(name)
     pad = backbone.get_layer(f"{name}_pad")
     rng = np.random.default_rng(0)
@@ -233,7 +233,7 @@ def randomized(backbone, seed=0):
 
 
 def test_torchvision_state_dict_names_shapes_and_round_trip():
-    source = randomized(r2plus1d.build_backbone((4, 16, 16, 3), cnn_blocks=4))
+    source = randomized(r2plus1d.build_r2plus1d_backbone((4, 16, 16, 3), cnn_blocks=4))
     state = r2plus1d.torchvision_state_dict(source)
     # The module paths and [out, in, kt, kh, kw] layout of torchvision.
     assert state["stem.0.weight"].shape == (45, 3, 1, 7, 7)
@@ -242,14 +242,14 @@ def test_torchvision_state_dict_names_shapes_and_round_trip():
     assert state["layer2.0.conv2.0.3.weight"].shape == (128, 230, 3, 1, 1)
     assert state["layer2.0.downsample.0.weight"].shape == (128, 64, 1, 1, 1)
     assert state["layer2.0.conv1.1.running_var"].shape == (128,)
-    target = r2plus1d.build_backbone((4, 16, 16, 3), cnn_blocks=4)
+    target = r2plus1d.build_r2plus1d_backbone((4, 16, 16, 3), cnn_blocks=4)
     r2plus1d.load_torchvision_state_dict(target, {**state, "fc.weight": np.zeros((51, 512))})
     clips = np.random.default_rng(1).normal(size=(1, 4, 16, 16, 3)).astype("float32")
     np.testing.assert_allclose(target(clips), source(clips), rtol=1e-5, atol=1e-5)
 
-    truncated = r2plus1d.build_backbone((4, 16, 16, 3), cnn_blocks=2)
+    truncated = r2plus1d.build_r2plus1d_backbone((4, 16, 16, 3), cnn_blocks=2)
     r2plus1d.load_torchvision_state_dict(truncated, state)  # extra blocks ignored
-    deeper = r2plus1d.build_backbone((4, 16, 16, 3), cnn_blocks=6)
+    deeper = r2plus1d.build_r2plus1d_backbone((4, 16, 16, 3), cnn_blocks=6)
     with pytest.raises(ValueError, match="missing layer3.0"):
         r2plus1d.load_torchvision_state_dict(deeper, state)
 

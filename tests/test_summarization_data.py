@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from data import summarization as sm
+from data.sequences import sequence_dataset
+from models.losses import PADDED_TARGET
 
 
 def public_video(n_frames=40, step=5, dim=6, users=3, seed=0):
@@ -166,7 +168,7 @@ def test_batches_are_right_padded_with_mask_and_pad_targets(public_file):
     np.testing.assert_array_equal(mask.sum(axis=1), [9, 10])
     assert not mask[0, 9] and mask[0, :9].all()
     np.testing.assert_allclose(targets.numpy()[0, :9], videos["video_1"].gtscore)
-    assert targets.numpy()[0, 9] == sm.PAD_TARGET
+    assert targets.numpy()[0, 9] == PADDED_TARGET
     np.testing.assert_array_equal(inputs["features"].numpy()[0, 9], 0.0)
     assert batches[1][0]["features"].shape == (1, 18, 6)
 
@@ -176,7 +178,7 @@ def test_shuffled_batches_are_seeded_and_reshuffled_every_epoch():
     targets = [np.full(3 + i, 0.1 * i, np.float32) for i in range(8)]
 
     def orders(seed):
-        dataset = sm.sequence_dataset(sequences, targets, batch_size=8, shuffle=True, seed=seed)
+        dataset = sequence_dataset(sequences, None, targets, 8, shuffle=True, seed=seed)
         return [tuple(batch[0]["features"].numpy()[:, 0, 0].astype(int)) for batch in (
             next(iter(dataset)), next(iter(dataset)))]
 
@@ -188,7 +190,7 @@ def test_shuffled_batches_are_seeded_and_reshuffled_every_epoch():
 
 def test_sequence_dataset_checks_lengths():
     with pytest.raises(ValueError, match="sequence 1: shape"):
-        sm.sequence_dataset([np.zeros((3, 2)), np.zeros((4, 2))], [np.zeros(3), np.zeros(5)])
+        sequence_dataset([np.zeros((3, 2)), np.zeros((4, 2))], None, [np.zeros(3), np.zeros(5)], 2)
 
 
 # -- synthetic --------------------------------------------------------------

@@ -125,16 +125,17 @@ def test_yaml_with_unknown_keys(tmp_path, capsys):
 
 
 def test_yaml_values_apply_and_flags_win(tmp_path):
-    from train.config import resolve_config
+    from train.config import user_overrides
     import models
 
     path = tmp_path / "config.yaml"
     path.write_text("filters: [4, 8]\nlearning_rate: 0.01\n")
-    config, overridden = resolve_config(
-        models.get_family("convlstm").config, str(path), {"learning_rate": "0.5"}
-    )
+    family = models.get_family("convlstm")
+    user = user_overrides(family.config, str(path), {"learning_rate": "0.5"})
+    assert user == {"filters": [4, 8], "learning_rate": "0.5"}
+    config = family.get_config("demo", **user)
     assert config.filters == (4, 8) and config.learning_rate == 0.5
-    assert overridden == {"filters", "learning_rate"}
+    assert config.input_shape == (16, 48, 64, 4)
 
 
 def test_out_holding_another_models_run_is_refused(tmp_path, capsys):
@@ -198,5 +199,9 @@ def test_run_trains_from_a_video_folder(tmp_path):
     assert record["config"]["num_classes"] == 3
     assert record["data"]["videos"] == {"train": 12, "val": 3, "test": 0}
     assert json.load(open(os.path.join(out, "class_names.json"))) == ["jump", "run", "wave"]
-    report = json.load(open(os.path.join(out, "test_report.json")))
-    assert report["summary"]["examples"] == 3  # no test split: the validation videos
+    # No test split: the validation videos are evaluated, and named so.
+    assert not os.path.exists(os.path.join(out, "test_report.json"))
+    report = json.load(open(os.path.join(out, "val_report.json")))
+    assert report["summary"]["examples"] == 3 and report["split"] == "val"
+    metrics = json.load(open(os.path.join(out, "metrics.json")))
+    assert metrics["val_examples"] == 3 and not any(k.startswith("test_") for k in metrics)

@@ -11,7 +11,8 @@ import keras_tuner as kt
 import pytest
 import yaml
 
-from data.cli import run_main
+from common.cli import run_main
+from models import r2plus1d
 from tuning import search
 from tuning import space as space_lib
 
@@ -57,8 +58,8 @@ def test_seed_ablation_is_the_notes_ten_architectures():
         "8+1+0", "8+0+1",
     ]
     assert skipped == []
-    assert space_lib.architecture_model(8, 0, 0) == ("r2plus1d", {"cnn_blocks": 8})
-    assert space_lib.architecture_model(4, 2, 12)[0] == "r2plus1d_perceiver"
+    assert r2plus1d.architecture(8, 0, 0) == ("r2plus1d", {"cnn_blocks": 8})
+    assert r2plus1d.architecture(4, 2, 12)[0] == "r2plus1d_perceiver"
 
 
 def test_full_grid_is_the_valid_cartesian_product():
@@ -84,9 +85,10 @@ def test_grid_file_lists_and_architectures(tmp_path):
 def test_grid_file_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown key.*cnn_block;.*valid keys are: architectures"):
         space_lib.grid_architectures(write_yaml(tmp_path / "a.yaml", {"cnn_block": [8]}))
-    with pytest.raises(ValueError, match="8\\+2\\+3: self_blocks \\(3\\) must be divisible"):
+    # The config's own checks, with the architecture named.
+    with pytest.raises(ValueError, match="8\\+2\\+3: self_blocks must be divisible by cross_blocks"):
         space_lib.grid_architectures(write_yaml(tmp_path / "b.yaml", {"architectures": ["8+2+3"]}))
-    with pytest.raises(ValueError, match="cnn_blocks must be 1 to 8, got 9"):
+    with pytest.raises(ValueError, match="9\\+1\\+[0-9]+: cnn_blocks must be an integer from 1 to 8, got 9"):
         space_lib.grid_architectures(write_yaml(tmp_path / "c.yaml", {"cnn_blocks": [9]}))
     with pytest.raises(ValueError, match="either 'architectures' or the lists"):
         space_lib.grid_architectures(
@@ -170,7 +172,7 @@ def test_tiny_seed_ablation_writes_the_table_and_resumes(tmp_path, capsys):
         "CNN params", "attention params", "status",
     ]
     assert sorted(r["architecture"] for r in rows) == sorted(
-        space_lib.architecture_label(*a) for a in space_lib.SEED_ABLATION)
+        r2plus1d.architecture_label(*a) for a in r2plus1d.NOTES_ABLATION)
     assert all(r["status"] == "completed" for r in rows)
     accuracies = [float(r["val acc"]) for r in rows]
     assert accuracies == sorted(accuracies, reverse=True)
@@ -213,6 +215,59 @@ def test_model_search_over_a_space_file(tmp_path, capsys):
     assert set(rows[0]) >= {"settings", "learning_rate", "val acc", "val_auc", "train loss"}
     assert all(r["settings"] in ("filters=2,3", "filters=3,4") for r in rows)
     assert all(1e-4 <= float(r["learning_rate"]) <= 1e-2 for r in rows)
+
+
+@pytest.fixture
+def recorded_fits(monkeypatch):
+    """Every `Model.fit` call: its class weights and the trainable
+    variables before and after it."""
+    import keras
+    import numpy as np
+
+    calls = []
+    original = keras.Model.fit
+
+    def fit(self, *args, **kwargs):
+        before = {v.path: np.array(v) for v in self.trainable_variables}
+        history = original(self, *args, **kwargs)
+        after = {v.path: np.array(v) for v in self.trainable_variables}
+        calls.append({"class_weight": kwargs.get("class_weight"), "before": before,
+                      "after": after})
+        return history
+
+    monkeypatch.setattr(keras.Model, "fit", fit)
+    return calls
+
+
+@pytest.mark.slow
+def test_a_trial_trains_both_stages_of_the_frames_recipe(tmp_path, capsys, recorded_fits):
+    space = write_yaml(tmp_path / "space.yaml", {"scorer_units": [16]})
+    code, _, err = run_search(
+        ["--model", "keyframe_transformer", "--space", space, "--max-trials", "1",
+         "--set", "input_mode=frames", "--set", "input_shape=none,32,32,3",
+         "--set", "backbone_weights=none", "--set", "model_dim=16", "--set", "num_layers=1",
+         "--set", "num_heads=2", "--set", "ff_dim=32", "--set", "batch_size=2",
+         "--set", "stage1_epochs=1", "--set", "epochs=1", "--set", "stage2_epochs=1",
+         "--synthetic-videos", "5", "--verbose", "0", "--out", str(tmp_path / "kt")], capsys)
+    assert code == 0, err
+    first, second = recorded_fits  # one fit per stage
+    unfrozen = set(second["before"]) - set(first["before"])
+    assert unfrozen, "stage 2 unfroze no backbone weights"
+    assert set(first["before"]) < set(second["before"])
+    changed = [p for p in unfrozen if not (second["before"][p] == second["after"][p]).all()]
+    assert changed, "stage 2 did not train the unfrozen backbone blocks"
+
+
+def test_a_convlstm_trial_trains_with_its_class_weights(tmp_path, capsys, recorded_fits):
+    space = write_yaml(tmp_path / "space.yaml", {"filters": [[2, 3]]})
+    code, _, err = run_search(
+        ["--model", "convlstm", "--space", space, "--max-trials", "1",
+         "--set", "input_shape=4x12x12x2", "--epochs", "1", "--synthetic-clips", "5",
+         "--run-eagerly", "--verbose", "0", "--out", str(tmp_path / "c")], capsys)
+    assert code == 0, err
+    # 5 synthetic clips: labels 0, 1, 0, 1, 0 -> 5 / (2 * 3) and 5 / (2 * 2).
+    (call,) = recorded_fits
+    assert call["class_weight"] == pytest.approx({0: 5 / 6, 1: 1.25})
 
 
 # ---------------------------------------------------------------------------

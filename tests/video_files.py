@@ -11,9 +11,8 @@ import os
 import cv2
 import numpy as np
 
-# fourcc per container; all of them write with the FFmpeg in
-# opencv-python-headless.
-FOURCC = {".mp4": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG", ".webm": "VP80"}
+from data import video
+
 GREEN, BLUE = 128, 40
 
 
@@ -29,20 +28,11 @@ def decoded_index(frame):
 
 def write_video(path, num_frames=12, size=(29, 37), fps=10.0, fourcc=None):
     """Writes a video of solid frames; size is (height, width). Returns path."""
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    extension = os.path.splitext(path)[1].lower()
-    fourcc = fourcc or FOURCC[extension]
     height, width = size
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
-    if not writer.isOpened():
-        raise RuntimeError(f"cv2.VideoWriter cannot write {fourcc} into {path}")
-    for index in range(num_frames):
-        frame = np.empty((height, width, 3), np.uint8)
-        frame[...] = (BLUE, GREEN, frame_code(index))  # OpenCV writes BGR
-        writer.write(frame)
-    writer.release()
-    return path
+    frames = np.empty((num_frames, height, width, 3), np.uint8)
+    frames[...] = (0, GREEN, BLUE)
+    frames[..., 0] = np.array([frame_code(i) for i in range(num_frames)])[:, None, None]
+    return video.write_video(path, frames, fps=fps, fourcc=fourcc)
 
 
 def cut_file(path, keep):

@@ -107,10 +107,30 @@ def read_yaml_overrides(path, config):
     return values
 
 
-def resolve_config(config, yaml_path, cli_overrides):
-    """Applies the YAML file then the flags; returns (config, overridden)."""
+def user_overrides(config, yaml_path, cli_overrides):
+    """The fields the user set: the YAML file's, then the flags'.
+
+    Raises:
+        ValueError: the YAML file is missing, not a mapping, or names a
+            field the config does not have.
+    """
     overrides = {}
     if yaml_path:
         overrides.update(read_yaml_overrides(yaml_path, config))
     overrides.update(cli_overrides)
-    return config.with_overrides(**overrides), set(overrides)
+    return overrides
+
+
+def flag_value(value):
+    """A config value as a command-line flag spells it: `4,16,16,1`."""
+    if isinstance(value, (tuple, list)):
+        return ",".join("none" if v is None else str(v) for v in value)
+    return str(value)
+
+
+def differs(value, other):
+    """Whether two config values differ (tuples and lists compare alike)."""
+    def normal(v):
+        return tuple(normal(x) for x in v) if isinstance(v, (tuple, list)) else v
+
+    return normal(value) != normal(other)

@@ -11,7 +11,7 @@
   variables, model outputs and the loss stay float32.
 - `--jit-compile auto|on|off` compiles the train step with XLA or not
   (`resolve_jit_compile`); `auto` follows the step times recorded per model
-  and device kind in `benchmarks/jit_choices.json` by
+  and device kind in `train/jit_choices.json` by
   `python -m benchmarks --measure-jit`.
 
 `--batch-size` is the global batch, the Keras convention: with N replicas
@@ -34,9 +34,8 @@ import keras
 
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
 JIT_FLAGS = ("auto", "on", "off")
-JIT_CHOICES_PATH = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "jit_choices.json"
-)
+# Data that train/ reads and `python -m benchmarks --measure-jit` writes.
+JIT_CHOICES_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jit_choices.json")
 
 # CPU flags of native bfloat16 arithmetic: AVX-512 BF16 (Cooper Lake, Zen 4
 # and later) and AMX (Sapphire Rapids and later). Without them TensorFlow
@@ -74,7 +73,7 @@ def add_arguments(parser):
     group.add_argument(
         "--jit-compile", choices=JIT_FLAGS, default="auto",
         help="XLA for the train step; auto follows the measurements in "
-        "benchmarks/jit_choices.json",
+        "train/jit_choices.json",
     )
 
 
@@ -185,6 +184,8 @@ def read_tf_config():
 def is_multi_worker(strategy):
     import tensorflow as tf
 
+    # `_in_multi_worker_mode` is the strategy's own test: a cluster of one
+    # worker makes a MultiWorkerMirroredStrategy that behaves as a local one.
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
         strategy.extended._in_multi_worker_mode()
     )
@@ -448,7 +449,7 @@ def bfloat16_conv3d_hazards(model):
     if keras.backend.backend() != "tensorflow" or os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":
         return []
     hazards = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in nested_layers(model):
         if not isinstance(layer, keras.layers.Conv3D) or layer.padding != "same":
             continue
         if layer.strides[0] != 1:
@@ -489,14 +490,21 @@ EXPORT_TOLERANCE = {"float32": 1e-5, "float16": 1e-3, "bfloat16": 1e-2}
 
 def export_tolerance(model):
     """How far the exported SavedModel may drift from Keras for `model`."""
-    dtypes = {
-        layer.dtype_policy.compute_dtype
-        for layer in model._flatten_layers(include_self=False, recursive=True)
-    }
+    dtypes = {layer.dtype_policy.compute_dtype for layer in nested_layers(model)}
     return max(EXPORT_TOLERANCE.get(dtype, 1e-5) for dtype in dtypes | {"float32"})
 
 
 # XLA.
+
+
+def nested_layers(model):
+    """Every layer inside `model`, through nested models and wrappers.
+
+    Keras 3 has no public walk that reaches into wrappers such as
+    `Bidirectional`; `_flatten_layers` is the one Keras itself uses to
+    decide whether a model supports XLA.
+    """
+    return list(model._flatten_layers(include_self=False, recursive=True))
 
 
 def jit_blockers(model):
@@ -508,12 +516,9 @@ def jit_blockers(model):
     """
     if keras.backend.backend() != "tensorflow":
         return []
-    # `_flatten_layers` is the walk Keras itself uses to decide whether a
-    # model supports XLA; it reaches into nested models and wrappers such as
-    # `Bidirectional`.
     return [
         layer.name
-        for layer in model._flatten_layers(include_self=False, recursive=True)
+        for layer in nested_layers(model)
         if type(layer).__name__ in NO_XLA_LAYERS or not getattr(layer, "supports_jit", True)
     ]
 

@@ -1,9 +1,11 @@
 """Evaluate trained runs: `python -m train.evaluate --runs DIR [DIR ...]`.
 
-Classifiers get the action-recognition report: top-1, top-5 and mean class
-accuracy, per-class precision/recall/F1, macro-F1, ROC AUC for binary
-models, and the confusion matrix as JSON and PNG. Several runs form an
-ensemble whose class probabilities are averaged.
+The run's task makes the report: classifiers get the action-recognition
+report (top-1, top-5 and mean class accuracy, per-class precision/recall/F1,
+macro-F1, ROC AUC for binary models, the confusion matrix as JSON and PNG),
+frame scorers the summarization protocol. Several runs form an ensemble
+whose outputs are averaged. Data flags default to what the first run
+recorded; a flag given here replaces the recorded value.
 """
 
 import argparse
@@ -11,234 +13,133 @@ import json
 import os
 import sys
 
-import numpy as np
-
-from data.cli import ArgumentParser, run_main
-
-
-def predict_probabilities(model, model_name, dataset):
-    """Runs `model` over `dataset`; returns (probabilities [N, K], labels [N])."""
-    import models
-
-    family = models.get_family(model_name)
-    probabilities, labels = [], []
-    for inputs, targets in dataset:
-        outputs = family.name_outputs(model, model(inputs, training=False))
-        probabilities.append(np.asarray(outputs["probabilities"]))
-        labels.append(np.asarray(targets))
-    probabilities = np.concatenate(probabilities)
-    labels = np.concatenate(labels).reshape(len(probabilities), -1)[:, 0]
-    if probabilities.shape[-1] == 1:
-        probabilities = np.concatenate([1.0 - probabilities, probabilities], axis=-1)
-    return probabilities, labels.astype(int)
-
-
-def classification_report(probabilities, labels, class_names):
-    """The report of one set of predictions, as plain JSON-able data."""
-    num_classes = probabilities.shape[-1]
-    predicted = probabilities.argmax(-1)
-    confusion = np.zeros((num_classes, num_classes), dtype=int)
-    np.add.at(confusion, (labels, predicted), 1)
-    true_counts, predicted_counts = confusion.sum(1), confusion.sum(0)
-    hits = np.diag(confusion)
-    precision = np.divide(hits, predicted_counts, out=np.zeros(num_classes), where=predicted_counts > 0)
-    recall = np.divide(hits, true_counts, out=np.zeros(num_classes), where=true_counts > 0)
-    f1 = np.divide(
-        2 * precision * recall, precision + recall,
-        out=np.zeros(num_classes), where=(precision + recall) > 0,
-    )
-    present = true_counts > 0
-    summary = {
-        "examples": int(len(labels)),
-        "accuracy": float((predicted == labels).mean()),
-        "mean_class_accuracy": float(recall[present].mean()),
-        "macro_f1": float(f1[present].mean()),
-    }
-    if num_classes > 5:
-        top5 = np.argsort(-probabilities, axis=-1)[:, :5]
-        summary["top5_accuracy"] = float((top5 == labels[:, None]).any(-1).mean())
-    if num_classes == 2:
-        summary["auc"] = roc_auc(probabilities[:, 1], labels)
-    per_class = {
-        name: {
-            "precision": float(precision[i]),
-            "recall": float(recall[i]),
-            "f1": float(f1[i]),
-            "support": int(true_counts[i]),
-        }
-        for i, name in enumerate(class_names)
-    }
-    return {
-        "summary": summary,
-        "per_class": per_class,
-        "confusion_matrix": confusion.tolist(),
-        "class_names": list(class_names),
-    }
-
-
-def roc_auc(scores, labels):
-    """Area under the ROC curve (Mann-Whitney U), ties counted half."""
-    positives, negatives = scores[labels == 1], scores[labels == 0]
-    if len(positives) == 0 or len(negatives) == 0:
-        return float("nan")
-    greater = (positives[:, None] > negatives[None, :]).sum()
-    ties = (positives[:, None] == negatives[None, :]).sum()
-    return float((greater + 0.5 * ties) / (len(positives) * len(negatives)))
-
-
-def plot_confusion_matrix(report, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from train.callbacks import save_figure
-
-    matrix = np.asarray(report["confusion_matrix"])
-    names = report["class_names"]
-    size = max(4.0, 0.5 * len(names) + 2)
-    figure, axes = plt.subplots(figsize=(size, size))
-    image = axes.imshow(matrix, cmap="Blues")
-    axes.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    axes.set_yticks(range(len(names)), names)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("true")
-    accuracy = report["summary"]["accuracy"]
-    axes.set_title(f"confusion matrix (accuracy {accuracy:.3f})")
-    threshold = matrix.max() / 2 if matrix.size else 0
-    for (row, col), count in np.ndenumerate(matrix):
-        axes.text(col, row, str(count), ha="center", va="center",
-                  color="white" if count > threshold else "black")
-    figure.colorbar(image, ax=axes, fraction=0.046)
-    figure.tight_layout()
-    save_figure(figure, path)
-
-
-def write_report(report, out, prefix="test"):
-    if report.get("kind") == "frame_scores":
-        from train import frame_scores
-
-        return frame_scores.write_report(report, out, prefix)
-    from train.callbacks import write_json
-
-    write_json(os.path.join(out, f"{prefix}_report.json"), report)
-    plot_confusion_matrix(report, os.path.join(out, f"{prefix}_confusion_matrix.png"))
-
-
-def evaluate_model(model, model_name, data, class_names, out):
-    """Evaluates a trained model on the bundle's test (else val) split."""
-    if _input_kind(model_name) == "frame_scores":
-        from train import frame_scores
-
-        return frame_scores.evaluate_model(model, data, out)
-    dataset = data.test if data.test is not None else data.val
-    if dataset is None:
-        return {"summary": {}}
-    probabilities, labels = predict_probabilities(model, model_name, dataset)
-    report = classification_report(probabilities, labels, class_names)
-    write_report(report, out)
-    return {"summary": {f"test_{k}": v for k, v in report["summary"].items()}}
-
-
-def _input_kind(model_name):
-    import models
-
-    return type(models.get_family(model_name).config).input_kind
+from common.cli import ArgumentParser, run_main
+from common.files import read_json, write_json
 
 
 def load_record(run):
-    """Reads a run folder's recorded config.json."""
+    """Reads a run folder's `config.json` (and `class_names.json`).
+
+    Raises:
+        FileNotFoundError: the folder has no config.json.
+        ValueError: config.json is not a JSON mapping naming a model.
+    """
     path = os.path.join(run, "config.json")
-    if not os.path.exists(path):
+    if not os.path.isfile(path):
         raise FileNotFoundError(f"{run}: no config.json; is it a run folder?")
-    with open(path) as file:
-        return json.load(file)
+    record = read_json(path, "run config")
+    if not isinstance(record, dict) or not isinstance(record.get("model"), str):
+        raise ValueError(f"{path}: expected a JSON mapping with a 'model' name, as train.run writes")
+    import models
+
+    models.get_family(record["model"])
+    names_path = os.path.join(run, "class_names.json")
+    if os.path.isfile(names_path):
+        record["class_names"] = read_json(names_path, "class name list")
+    return record
 
 
-def load_run(run):
-    """Reads a run folder; returns (record, best model)."""
+def load_run(run, checkpoint="best.keras"):
+    """Reads a run folder; returns (record, the checkpoint's model)."""
     import keras
 
     record = load_record(run)
-    model_path = os.path.join(run, "best.keras")
-    if not os.path.exists(model_path):
-        raise FileNotFoundError(f"{run}: no best.keras; has the run finished an epoch?")
-    return record, keras.saving.load_model(model_path)
+    path = os.path.join(run, checkpoint)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{run}: no {checkpoint}; has the run finished an epoch?")
+    try:
+        model = keras.saving.load_model(path)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{path}: cannot be loaded as a Keras model ({first})") from None
+    return record, model
 
 
-def run_data(record, source_overrides=None, seed=None, split=None):
-    """Rebuilds a run's data from what the run recorded, with overrides.
+def run_data(record, option_updates=None, split=None):
+    """Rebuilds one split of a run's data from what the run recorded.
 
-    The source finds `args.evaluation` (a `train.sources.Evaluation`): the
-    split wanted (None: test if the run has test data, else validation),
-    the record, and which flags were overridden.
+    Args:
+        record: the run's `config.json` (`load_record`).
+        option_updates: data options given on the command line; they
+            replace the recorded values.
+        split: "test", "val", or None for the test data when the run has
+            any, else the validation data.
     """
-    import models
-    from train import sources
+    from train import tasks
+    from train.tasks.base import options_from_record
 
-    family = models.get_family(record["model"])
-    config = family.config.with_overrides(**record["config"])
-    source = sources.get_source(type(config).input_kind)
-    args = argparse.Namespace(**record.get("source_args", {}))
-    for key, value in (source_overrides or {}).items():
-        setattr(args, key, value)
-    args.overridden = {"input_shape"}
-    args.evaluation = sources.Evaluation(split, record, frozenset(source_overrides or {}))
-    return source.load(args, config, record["seed"] if seed is None else seed)
+    task = tasks.task_for(record["model"])
+    options = options_from_record(task.Options, record.get("data_options"), option_updates)
+    return task.load_split(options, record, split, frozenset(option_updates or {}))
 
 
-def evaluate_runs(runs, split="test", out=None, source_overrides=None):
-    """Evaluates one run, or averages the probabilities of several.
+def evaluate_runs(runs, split="test", out=None, option_updates=None):
+    """Evaluates one run, or averages the outputs of several.
 
     `split=None` takes the test data when there is any, else validation.
+    Writes `<split>_report.json` and `metrics.json` into `out` when given.
     """
-    records_models = [load_run(run) for run in runs]
-    names = {record["model"] for record, _ in records_models}
+    from train import tasks
+
+    loaded = [load_run(run) for run in runs]
+    names = {record["model"] for record, _ in loaded}
     if len(names) != 1:
         raise ValueError(f"--runs mixes models {sorted(names)}; an ensemble needs one model")
-    first = records_models[0][0]
-    for run, (record, _) in zip(runs[1:], records_models[1:]):
-        shape, first_shape = record["config"].get("input_shape"), first["config"].get("input_shape")
-        if shape != first_shape:
-            raise ValueError(
-                f"--runs: {run} takes input_shape {shape} but {runs[0]} takes {first_shape}; "
-                "an ensemble needs one input"
-            )
-    data = run_data(first, source_overrides, split=split)
+    first = loaded[0][0]
+    for run, (record, _) in zip(runs[1:], loaded[1:]):
+        for key, what in (("input_shape", "input_shape"), ("class_names", "classes")):
+            mine = record["config"].get(key) if key == "input_shape" else record.get(key)
+            theirs = first["config"].get(key) if key == "input_shape" else first.get(key)
+            if mine != theirs:
+                raise ValueError(
+                    f"--runs: {run} has {what} {mine} but {runs[0]} has {theirs}; "
+                    "an ensemble needs members of one input and one set of classes"
+                )
+    data = run_data(first, option_updates, split=split)
+    split = split or data.first_split()
     if split is None:
-        split = "test" if data.test is not None else "val"
-    if _input_kind(first["model"]) == "frame_scores":
-        from train import frame_scores
-
-        report = frame_scores.evaluate_runs(records_models, data, split)
-    else:
-        dataset = getattr(data, split)
-        if dataset is None:
-            raise ValueError(f"the data has no {split} split")
-        all_probabilities, labels = [], None
-        for record, model in records_models:
-            probabilities, labels = predict_probabilities(model, record["model"], dataset)
-            all_probabilities.append(probabilities)
-        report = classification_report(np.mean(all_probabilities, axis=0), labels, data.class_names)
+        raise ValueError("the data has no test or validation split")
+    task = tasks.task_for(first["model"])
+    report = task.evaluate([(record["model"], model) for record, model in loaded], data, split)
     report["runs"] = list(runs)
-    report["split"] = split
     if out is not None:
-        from train.callbacks import write_json
-
         os.makedirs(out, exist_ok=True)
-        write_report(report, out, prefix=split)
-        write_json(os.path.join(out, "metrics.json"), {f"{split}_{k}": v for k, v in report["summary"].items()})
+        task.write_report(report, out, prefix=split)
+        write_json(os.path.join(out, "metrics.json"), prefixed(report["summary"], split))
     return report
 
 
+def evaluate_model(model, model_name, data, out):
+    """Evaluates a freshly trained model on the bundle's test data (else its
+    validation data), writes `<split>_report.json` into `out` and returns
+    the summary with each key prefixed by the split (`test_accuracy`)."""
+    from train import tasks
+
+    split = data.first_split()
+    if split is None:
+        return {}
+    task = tasks.task_for(model_name)
+    report = task.evaluate([(model_name, model)], data, split)
+    task.write_report(report, out, prefix=split)
+    description = task.describe(report)
+    if description:
+        print(description)
+    return prefixed(report["summary"], split)
+
+
+def prefixed(summary, split):
+    """Summary keys named by the data they come from: `test_*`, `val_*`."""
+    return {f"{split}_{key}": value for key, value in summary.items()}
+
+
 def build_parser(model_name=None):
-    import models
-    from train import sources
+    from train import tasks
+    from train.tasks.base import add_option_arguments
 
     parser = ArgumentParser(
         prog="python -m train.evaluate",
         description="Evaluate one run, or an ensemble of runs by averaging their "
-        "probabilities. Data flags default to what the first run recorded.",
+        "outputs. Data flags default to what the first run recorded.",
     )
     parser.add_argument("--runs", nargs="+", required=True, help="run folders (one or more)")
     parser.add_argument(
@@ -247,15 +148,14 @@ def build_parser(model_name=None):
     )
     parser.add_argument("--out", default=None, help="folder for the report; without it, the first run")
     if model_name is not None:
-        family = models.get_family(model_name)
         group = parser.add_argument_group("data (overrides what the run recorded)")
-        sources.get_source(type(family.config).input_kind).add_arguments(group)
-        for action in group._group_actions:
-            action.default = argparse.SUPPRESS
+        add_option_arguments(group, tasks.task_for(model_name).Options, suppress_defaults=True)
     return parser
 
 
 def main(argv=None):
+    from train import tasks
+
     peek = argparse.ArgumentParser(add_help=False)
     peek.add_argument("--runs", nargs="+")
     known, _ = peek.parse_known_args(argv)
@@ -264,17 +164,17 @@ def main(argv=None):
         model_name = load_record(known.runs[0])["model"]
     args = build_parser(model_name).parse_args(argv)
     fixed = {"runs", "subset", "out"}
-    overrides = {k: v for k, v in vars(args).items() if k not in fixed}
+    updates = {k: v for k, v in vars(args).items() if k not in fixed}
     out = args.out or args.runs[0]
-    report = evaluate_runs(args.runs, args.subset, out=None, source_overrides=overrides)
+    report = evaluate_runs(args.runs, args.subset, out=None, option_updates=updates)
     os.makedirs(out, exist_ok=True)
+    task = tasks.task_for(model_name)
     prefix = f"evaluate_{report['split']}"
-    write_report(report, out, prefix=prefix)
+    task.write_report(report, out, prefix=prefix)
     print(json.dumps(report["summary"], indent=2))
-    if report.get("kind") == "frame_scores":
-        from train import frame_scores
-
-        print(frame_scores.comparison_table(report))
+    description = task.describe(report)
+    if description:
+        print(description)
     print(f"report: {os.path.join(out, f'{prefix}_report.json')}")
     return 0
 

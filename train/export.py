@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 import models
-from data.cli import ArgumentParser, run_main
+from common.cli import ArgumentParser, run_main
 from train import distribute
 
 SAVED_MODELS_DIR = "saved_models"

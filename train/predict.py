@@ -1,20 +1,21 @@
-"""One video in, answer out: `python -m train.predict --run DIR --video FILE`.
+"""One video in, a result out: `python -m train.predict --run DIR --video FILE`.
 
-For a frame-scoring run (keyframe_transformer) the answer is the video's
-keyframes: printed as JSON (frame index, timestamp, score) and written with
-a contact sheet and a score plot (see `train.keyframes`).
+The run's task makes the result. For a frame-scoring run
+(keyframe_transformer) it is the video's keyframes, printed as JSON (frame
+index, timestamp, score) and written with a contact sheet and a score plot.
 """
 
 import json
+import os
 import sys
 
-from data.cli import ArgumentParser, run_main
+from common.cli import ArgumentParser, run_main
 
 
 def build_parser():
     parser = ArgumentParser(
         prog="python -m train.predict",
-        description="Score one video with a trained run and print its keyframes as JSON.",
+        description="Run a trained model on one video and print its result as JSON.",
     )
     parser.add_argument("--run", required=True, help="run folder (holds best.keras and config.json)")
     parser.add_argument("--video", required=True, help="video file (.mp4, .avi, .mov, .mkv, .webm)")
@@ -28,8 +29,7 @@ def build_parser():
     )
     parser.add_argument(
         "--out", default=None,
-        help="folder for keyframes.json, contact_sheet.png and scores.png "
-        "(default: RUN/predictions/<video name>)",
+        help="folder for the result files (default: RUN/predictions/<video name>)",
     )
     parser.add_argument(
         "--backbone", default=None,
@@ -43,13 +43,15 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    from train import keyframes
+    from train import evaluate, tasks
 
-    result = keyframes.predict_keyframes(
-        args.run, args.video, ratio=args.ratio, num_frames=args.frames, out=args.out,
-        backbone=args.backbone, backbone_weights=args.backbone_weights,
+    args = build_parser().parse_args(argv)
+    record, model = evaluate.load_run(args.run)
+    task = tasks.task_for(record["model"])
+    out = args.out or os.path.join(
+        args.run, "predictions", os.path.splitext(os.path.basename(args.video))[0]
     )
+    result = task.predict(model, record, args.video, vars(args), out)
     print(json.dumps(result, indent=2))
     return 0
 

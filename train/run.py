@@ -4,6 +4,12 @@ Writes `runs/<model>/<timestamp>/` (or `--out`): the resolved config, class
 names, `best.keras` and `last.keras`, TensorBoard logs, `history.csv`,
 `metrics.json` and the backup that lets a re-run with the same `--out`
 resume after a crash.
+
+The config is resolved as: the family's defaults < a preset (`--preset`,
+or the family's preset for the embedded data when the data options select
+it) < the YAML file (`--config`) < the command-line fields. The data then
+fixes what it must (clip shape, feature dimension, classes); a field the
+user set that the data contradicts is refused.
 """
 
 import argparse
@@ -12,11 +18,9 @@ import json
 import os
 import sys
 import time
-import warnings
 
-import numpy as np
-
-from data.cli import ArgumentParser, run_main
+from common.cli import ArgumentParser, run_main
+from common.files import read_json, write_json
 
 RUNS_DIR = "runs"
 
@@ -24,7 +28,8 @@ RUNS_DIR = "runs"
 def build_parser(model_name=None):
     import models
     from train import config as config_lib
-    from train import distribute, sources
+    from train import distribute, tasks
+    from train.tasks.base import add_option_arguments
 
     parser = ArgumentParser(
         prog="python -m train.run",
@@ -32,6 +37,12 @@ def build_parser(model_name=None):
         "see `python -m train.run --model NAME --help`.",
     )
     parser.add_argument("--model", required=True, choices=models.NAMES, help="model to train")
+    parser.add_argument(
+        "--preset", default=None,
+        help="a named configuration of the model (see its presets in --help) applied "
+        "before --config and the field flags; without it, the model's preset for the "
+        "embedded data when no data is given",
+    )
     parser.add_argument("--config", default=None, help="YAML file of config fields")
     parser.add_argument("--out", default=None, help="run folder; without it, runs/<model>/<timestamp>")
     parser.add_argument("--seed", type=int, default=0, help="the one seed of the run")
@@ -46,8 +57,8 @@ def build_parser(model_name=None):
     distribute.add_arguments(parser)
     if model_name in models.NAMES:
         family = models.get_family(model_name)
-        source = sources.get_source(type(family.config).input_kind)
-        source.add_arguments(parser.add_argument_group("data"))
+        parser.epilog = f"presets of {model_name}: {', '.join(family.presets) or 'none'}"
+        add_option_arguments(parser.add_argument_group("data"), tasks.task_for(model_name).Options)
         config_lib.add_field_arguments(parser, family.config)
     return parser
 
@@ -58,13 +69,6 @@ def parse_args(argv):
     peek.add_argument("--model")
     known, _ = peek.parse_known_args(argv)
     return build_parser(known.model).parse_args(argv)
-
-
-def source_arguments(args, source):
-    """The values of a source's own flags, to record and to replay."""
-    parser = ArgumentParser(add_help=False)
-    source.add_arguments(parser)
-    return {key: getattr(args, key) for key in vars(parser.parse_args([]))}
 
 
 def main(argv=None):
@@ -90,11 +94,14 @@ def main(argv=None):
 
 
 def check_run_folder(out, model_name):
-    """Refuses a folder that holds another model's run or a finished run."""
+    """Refuses a folder that holds another model's run or a finished run;
+    returns whether it holds a run to resume."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise NotADirectoryError(f"--out {out} is a file; expected a run folder")
     config_path = os.path.join(out, "config.json")
     if os.path.exists(config_path):
-        with open(config_path) as file:
-            recorded = json.load(file).get("model")
+        recorded = read_json(config_path, "run config")
+        recorded = recorded.get("model") if isinstance(recorded, dict) else None
         if recorded != model_name:
             raise ValueError(
                 f"--out {out} holds a run of model {recorded!r}, not {model_name!r}; "
@@ -108,55 +115,90 @@ def check_run_folder(out, model_name):
     return os.path.exists(config_path)
 
 
+def resolve_config(args, task, options):
+    """(config, preset, user fields): defaults < preset < YAML < flags."""
+    import models
+    from train import config as config_lib
+
+    family = models.get_family(args.model)
+    user = config_lib.user_overrides(family.config, args.config, config_lib.field_overrides(args))
+    preset = args.preset
+    if preset is None:
+        preset = task.embedded_preset(options, family.config.converted(**user))
+        if preset is not None and preset in family.presets:
+            fields = {k: v for k, v in family.preset(preset).items() if k not in user}
+            if fields:
+                print(
+                    f"embedded synthetic data: preset {preset!r} of {args.model} "
+                    f"({', '.join(f'{k}={config_lib.flag_value(v)}' for k, v in fields.items())}); "
+                    "set these fields or --preset to change them",
+                    file=sys.stderr,
+                )
+        else:
+            preset = None
+    return family.get_config(preset, **user), preset, user
+
+
+def apply_data_updates(config, data, user, source):
+    """The config with the fields the data fixes; a field the user set to
+    something else is refused, naming both values (unless the data adapts
+    that field, see `DataBundle.adapted_fields`)."""
+    from train import config as config_lib
+
+    updates = data.config_updates
+    for field, value in updates.items():
+        if field in data.adapted_fields:
+            continue
+        if field in user and config_lib.differs(getattr(config, field), value):
+            flag = "--" + field.replace("_", "-")
+            raise ValueError(
+                f"{flag} {config_lib.flag_value(getattr(config, field))} but {source} "
+                f"gives {config_lib.flag_value(value)}; leave {flag} out to use the data's"
+            )
+    return config.with_overrides(**updates)
+
+
 def train_one(args, out, seed):
     import keras
 
-    import models
-    from train import callbacks as callbacks_lib
-    from train import config as config_lib
-    from train import distribute, evaluate, sources
+    from train import distribute, engine, evaluate, tasks
+    from train.tasks.base import options_from_args, options_to_dict
 
     # First: a multi-worker strategy must exist before any TensorFlow op runs.
-    strategy = distribute.make_strategy(args.strategy)
-    out = distribute.task_folder(out, strategy)
-    family = models.get_family(args.model)
-    config, overridden = config_lib.resolve_config(
-        family.config, args.config, config_lib.field_overrides(args)
-    )
-    distribute.check_global_batch(config.batch_size, strategy)
-    precision = distribute.set_mixed_precision(args.mixed_precision)
+    setup = engine.setup(args.strategy, args.mixed_precision)
+    out = distribute.task_folder(out, setup.strategy)
+    task = tasks.task_for(args.model)
+    options = options_from_args(task.Options, args)
+    config, preset, user = resolve_config(args, task, options)
+    distribute.check_global_batch(config.batch_size, setup.strategy)
     resuming = check_run_folder(out, args.model)
-    args.overridden = overridden
     keras.utils.set_random_seed(seed)
-    with strategy.scope():  # the strategy, not the pipeline, places batches on devices
-        data = sources.get_source(type(config).input_kind).load(args, config, seed)
-    config = config.with_overrides(**data.config_updates)
-    data = distribute.distribute_options(data, strategy)
-    with strategy.scope():
-        model = models.build_from_config(args.model, config)
-        spec = family.training(config, steps_per_epoch=steps_per_epoch(data, config))
-    distribute.check_mixed_precision(model, precision)
+    with setup.strategy.scope():  # the strategy, not the pipeline, places batches on devices
+        data = task.load(options, config, seed, split_seed=args.seed)
+    config = apply_data_updates(config, data, user, data.source)
+    data = distribute.distribute_options(data, setup.strategy)
+    model, spec = engine.build(args.model, config, setup, engine.steps_per_epoch(data, config))
     jit_compile = distribute.resolve_jit_compile(args.model, args.jit_compile, model)
 
     os.makedirs(out, exist_ok=True)
     resolved = {
         "model": args.model,
+        "preset": preset,
         "seed": seed,
         "config": config.to_dict(),
         "data": data.info,
-        "source_args": source_arguments(args, sources.get_source(type(config).input_kind)),
+        "data_options": options_to_dict(options),
         "distribute": {
-            **distribute.describe(strategy),
+            **distribute.describe(setup.strategy),
             "global_batch_size": config.batch_size,
-            "mixed_precision": precision,
+            "mixed_precision": setup.precision,
             "jit_compile": jit_compile,
             "jit_compile_flag": args.jit_compile,
         },
     }
     if resuming:
-        with open(os.path.join(out, "config.json")) as file:
-            recorded = json.load(file)
-        for key in ("config", "source_args", "seed"):
+        recorded = read_json(os.path.join(out, "config.json"), "run config")
+        for key in ("config", "data_options", "seed"):
             now = json.loads(json.dumps(resolved[key]))
             if recorded.get(key) != now:
                 raise ValueError(
@@ -164,77 +206,24 @@ def train_one(args, out, seed):
                     f"{differences(recorded.get(key), now)}; "
                     "resume it with the same flags or choose another --out"
                 )
-    callbacks_lib.write_json(os.path.join(out, "config.json"), resolved)
-    callbacks_lib.write_json(os.path.join(out, "class_names.json"), data.class_names)
-
-    stages = spec.stages or (models.Stage("train", config.epochs, spec.optimizer),)
-    class_weight = class_weights(config, data.train_labels)
+    write_json(os.path.join(out, "config.json"), resolved)
+    write_json(os.path.join(out, "class_names.json"), data.class_names)
 
     print(f"run folder: {out}" + (" (resuming)" if resuming else ""))
     started = time.time()
-    for stage in stages:
-        done_marker = os.path.join(out, f"stage_{stage.name}.weights.h5")
-        if stage.prepare is not None:
-            stage.prepare(model)
-        if os.path.exists(done_marker):
-            model.load_weights(done_marker)
-            print(f"stage {stage.name}: already done, weights restored")
-            continue
-        with strategy.scope():
-            model.compile(
-                optimizer=stage.optimizer, loss=spec.loss, metrics=list(spec.metrics),
-                jit_compile=jit_compile,
-            )
-        callbacks = [
-            distribute.SyncMovingStatistics(strategy),
-            callbacks_lib.BackupAndRestore(os.path.join(out, "backup", stage.name)),
-            callbacks_lib.RunCheckpoint(out, spec.monitor, spec.monitor_mode),
-            keras.callbacks.EarlyStopping(
-                monitor=spec.monitor,
-                mode=spec.monitor_mode,
-                patience=config.patience,
-                restore_best_weights=True,
-            ),
-            keras.callbacks.CSVLogger(os.path.join(out, "history.csv"), append=True),
-            keras.callbacks.TensorBoard(os.path.join(out, "logs")),
-        ]
-        with warnings.catch_warnings():
-            # A stream of video files skips unreadable ones, so its length is
-            # unknown until the first epoch has run out of data; Keras then
-            # warns that training was interrupted. It was not: no
-            # steps_per_epoch is asked for, every epoch is one pass.
-            warnings.filterwarnings("ignore", message="Your input ran out of data")
-            model.fit(
-                data.train,
-                validation_data=data.val,
-                epochs=stage.epochs,
-                callbacks=callbacks,
-                class_weight=class_weight,
-                shuffle=False,  # the pipeline shuffles
-                verbose=args.verbose,
-            )
-        callbacks_lib.save_model_atomic(model, done_marker)
-
-    report = evaluate.evaluate_model(
-        model, args.model, data, class_names=data.class_names, out=out
+    engine.fit(
+        model, spec, data, config, out=out, setup_=setup, jit_compile=jit_compile,
+        verbose=args.verbose,
     )
+    report = evaluate.evaluate_model(model, args.model, data, out)
     metrics = {
         "train_seconds": round(time.time() - started, 1),
         "monitor": spec.monitor,
-        **report["summary"],
+        **report,
     }
-    callbacks_lib.write_json(os.path.join(out, "metrics.json"), metrics)
+    write_json(os.path.join(out, "metrics.json"), metrics)
     print(json.dumps(metrics, indent=2))
     return 0
-
-
-def steps_per_epoch(data, config):
-    """Batches per epoch, for schedules counted in epochs. A pipeline that
-    may skip unreadable files has no known length: count the labels."""
-    steps = int(data.train.cardinality())
-    if steps < 0 and data.train_labels is not None:
-        steps = -(-len(data.train_labels) // config.batch_size)
-    return max(steps, 1)
 
 
 def differences(recorded, now):
@@ -247,19 +236,6 @@ def differences(recorded, now):
         if recorded.get(key) != now.get(key)
     ]
     return f" ({'; '.join(changed)})" if changed else ""
-
-
-def class_weights(config, labels):
-    """Inverse-frequency class weights when the config asks for them."""
-    if getattr(config, "class_weight", "none") != "balanced" or labels is None:
-        return None
-    labels = np.asarray(labels).astype(int).ravel()
-    classes = max(config.num_classes, 2)
-    counts = np.bincount(labels, minlength=classes).astype(float)
-    present = counts > 0
-    weights = np.zeros(classes)
-    weights[present] = len(labels) / (present.sum() * counts[present])
-    return {index: float(weight) for index, weight in enumerate(weights)}
 
 
 if __name__ == "__main__":

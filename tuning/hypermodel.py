@@ -1,17 +1,23 @@
 """The Keras Tuner hypermodel that builds and trains any registered model."""
 
-import keras
+import dataclasses
+
 import keras_tuner as kt
 
 import models
 from models import r2plus1d
+from train import engine
 
 
 class SuiteHyperModel(kt.HyperModel):
-    """Builds one trial's model from a `SearchSpace` and trains it.
+    """Builds one trial's model from a `SearchSpace` and trains it with the
+    training engine (`train.engine.fit`), so a trial trains what
+    `train.run` trains: every stage of the recipe, its class weights and
+    early stopping.
 
     Args:
         space: the `tuning.space.SearchSpace`.
+        data: the `DataBundle` every trial trains on.
         data_updates: config fields the data fixes (input shape, classes);
             they override the search's base fields.
         steps_per_epoch: training batches per epoch, for the schedules.
@@ -23,15 +29,16 @@ class SuiteHyperModel(kt.HyperModel):
             dominates the trials of tiny models.
     """
 
-    def __init__(self, space, data_updates, steps_per_epoch, data_batch_size, verbose=0,
+    def __init__(self, space, data, data_updates, steps_per_epoch, data_batch_size, verbose=0,
                  jit_compile="auto", run_eagerly=False):
         super().__init__(name="video_suite")
         self.space = space
+        self.data = data
         self.data_updates = dict(data_updates)
         self.steps_per_epoch = max(int(steps_per_epoch), 1)
         self.data_batch_size = data_batch_size
         self.verbose = verbose
-        self.jit_compile = jit_compile
+        self.jit_compile = False if run_eagerly else jit_compile
         self.run_eagerly = run_eagerly
 
     def trial(self, hp):
@@ -42,33 +49,22 @@ class SuiteHyperModel(kt.HyperModel):
 
     def build(self, hp):
         setting, config = self.trial(hp)
-        family = models.get_family(setting.model)
-        model = models.build_from_config(setting.model, config)
-        spec = family.training(config, steps_per_epoch=self.steps_per_epoch)
-        model.compile(
-            optimizer=spec.optimizer, loss=spec.loss, metrics=list(spec.metrics),
-            jit_compile=False if self.run_eagerly else self.jit_compile,
-            run_eagerly=self.run_eagerly,
-        )
+        model, _ = engine.build(setting.model, config, steps_per_epoch=self.steps_per_epoch)
         return model
 
-    def fit(self, hp, model, train, validation_data=None, callbacks=None, **kwargs):
+    def fit(self, hp, model, *args, callbacks=None, epochs=None, initial_epoch=0, **kwargs):
         setting, config = self.trial(hp)
         spec = models.get_family(setting.model).training(config, self.steps_per_epoch)
-        callbacks = list(callbacks or []) + [
-            keras.callbacks.EarlyStopping(
-                monitor=spec.monitor, mode=spec.monitor_mode, patience=config.patience
-            )
-        ]
+        data = self.data
         if config.batch_size != self.data_batch_size:
-            train = train.unbatch().batch(config.batch_size)
-            if validation_data is not None:
-                validation_data = validation_data.unbatch().batch(config.batch_size)
-        kwargs.setdefault("epochs", config.epochs)
-        kwargs["verbose"] = self.verbose  # the tuner's own verbosity is separate
-        kwargs["shuffle"] = False  # the input pipeline shuffles
-        history = model.fit(
-            train, validation_data=validation_data, callbacks=callbacks, **kwargs
+            data = dataclasses.replace(data, **{
+                split: getattr(data, split).unbatch().batch(config.batch_size)
+                for split in ("train", "val") if getattr(data, split) is not None
+            })
+        history = engine.fit(
+            model, spec, data, config, callbacks=list(callbacks or []),
+            jit_compile=self.jit_compile, run_eagerly=self.run_eagerly, verbose=self.verbose,
+            initial_epoch=initial_epoch, epochs=epochs,
         )
         # The oracle keeps every history key at the best epoch: the sizes
         # ride along so the results table needs no rebuild.
@@ -77,7 +73,6 @@ class SuiteHyperModel(kt.HyperModel):
             "attention_params": r2plus1d.attention_params(model),
             "params": r2plus1d.count_params(model, trainable_only=False),
         }
-        epochs = len(history.epoch)
         for key, value in sizes.items():
-            history.history[key] = [float(value)] * epochs
+            history.history[key] = [float(value)] * len(history.epoch)
         return history

@@ -10,7 +10,7 @@ import io
 import math
 import os
 
-from train.callbacks import write_atomic
+from common.files import write_atomic
 
 METRIC_COLUMNS = (
     ("train loss", "loss"),

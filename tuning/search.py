@@ -23,13 +23,13 @@ import json
 import os
 import sys
 
-from data.cli import ArgumentParser, run_main
+from common.cli import ArgumentParser, run_main
 
 RUNS_DIR = os.path.join("runs", "tuning")
 TUNERS = ("grid", "random", "hyperband")
 
 
-def build_parser(kind=None):
+def build_parser(task=None):
     parser = ArgumentParser(
         prog="python -m tuning.search",
         description="Search architectures or config fields of the suite's models with Keras Tuner.",
@@ -76,35 +76,33 @@ def build_parser(kind=None):
         "--verbose", type=int, default=1, choices=(0, 1, 2),
         help="0 silent, 1 one summary per trial, 2 also one line per epoch",
     )
-    if kind is not None:
-        from train import sources
+    if task is not None:
+        from train.tasks.base import add_option_arguments
 
-        sources.get_source(kind).add_arguments(parser.add_argument_group("data"))
+        add_option_arguments(parser.add_argument_group("data"), task.Options)
     return parser
 
 
-def input_kind(args):
+def searched_task(model, grid):
+    """The task of the searched model (an architecture grid searches the
+    R(2+1)D families, whose task is the same), or None."""
     import models
+    from train import tasks
 
-    if args.grid is not None:
-        return "clips"
-    return type(models.get_family(args.model).config).input_kind
+    if model is not None and model in models.NAMES:
+        return tasks.task_for(model)
+    if grid is not None:
+        return tasks.task_for("r2plus1d")
+    return None
 
 
 def parse_args(argv):
     """Two passes: what is searched decides which data flags exist."""
-    import models
-
     peek = argparse.ArgumentParser(add_help=False)
     peek.add_argument("--grid")
     peek.add_argument("--model")
     known, _ = peek.parse_known_args(argv)
-    kind = None
-    if known.model is not None and known.model in models.NAMES:
-        kind = type(models.get_family(known.model).config).input_kind
-    elif known.grid is not None:
-        kind = "clips"
-    return build_parser(kind).parse_args(argv)
+    return build_parser(searched_task(known.model, known.grid)).parse_args(argv)
 
 
 def check_target(args):
@@ -139,13 +137,32 @@ def base_overrides(args):
     return overrides
 
 
-def make_space(args, base):
+def make_space(args, base, task, options):
+    """The search space; trials on the embedded data start from each
+    family's preset for it, beneath the search's own base fields."""
     from tuning import space as space_lib
 
     if args.grid is not None:
-        space, skipped = space_lib.grid_space(args.grid, base, args.space)
-        return space, skipped
-    return space_lib.model_space(args.model, base, args.space), []
+        return space_lib.grid_space(args.grid, base, args.space, embedded=embedded_presets(
+            task, options, base, ("r2plus1d", "r2plus1d_perceiver")))
+    space = space_lib.model_space(
+        args.model, base, args.space, embedded=embedded_presets(task, options, base, (args.model,))
+    )
+    return space, []
+
+
+def embedded_presets(task, options, base, names):
+    """Per model name, the preset's fields that the embedded data asks for
+    (those the base does not set); empty for the user's own data."""
+    import models
+
+    fields = {}
+    for name in names:
+        family = models.get_family(name)
+        own = {k: v for k, v in base.items() if k in family.config.field_names()}
+        preset = task.embedded_preset(options, family.config.converted(**own))
+        fields[name] = family.preset(preset) if preset in family.presets else {}
+    return fields
 
 
 def search_name(args):
@@ -154,17 +171,13 @@ def search_name(args):
     return os.path.splitext(os.path.basename(args.grid))[0]
 
 
-def load_data(args, space, base, seed):
+def load_data(task, options, space, seed):
     """The datasets, loaded once for every trial, and the fields they fix."""
-    from train import sources
-
     # The fields that shape the data (clip shape, classes, batch size) are
     # base fields, the same in every trial: the first trial's config has them.
     config = space.config(space.settings[0])
-    args.overridden = set(base)
-    bundle = sources.get_source(type(config).input_kind).load(args, config, seed)
-    updates = dict(bundle.config_updates)
-    return bundle, updates, config.batch_size
+    bundle = task.load(options, config, seed)
+    return bundle, dict(bundle.config_updates), config.batch_size
 
 
 def distributed_role():
@@ -179,7 +192,7 @@ def distributed_role():
 
 def record_search(out, description):
     """Writes `search.json`, or checks that a re-run searches the same."""
-    from train.callbacks import write_json
+    from common.files import write_json
 
     path = os.path.join(out, "search.json")
     description = json.loads(json.dumps(description))
@@ -217,22 +230,18 @@ def make_tuner(args, hypermodel, objective, out, epochs):
     return kt.Hyperband(max_epochs=epochs, factor=3, **common)
 
 
-def source_arguments(args):
-    from train import sources
-
-    parser = ArgumentParser(add_help=False)
-    sources.get_source(input_kind(args)).add_arguments(parser)
-    return {key: getattr(args, key) for key in vars(parser.parse_args([]))}
-
-
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     check_target(args)
+    from train.tasks.base import options_from_args, options_to_dict
+
     role = distributed_role()
     base = base_overrides(args)
+    task = searched_task(args.model, args.grid)
+    options = options_from_args(task.Options, args)
     # Everything that can be wrong with the request fails here, before data
     # is loaded or a model trained.
-    space, skipped = make_space(args, base)
+    space, skipped = make_space(args, base, task, options)
 
     import keras
     import keras_tuner as kt
@@ -243,7 +252,7 @@ def main(argv=None):
     from tuning.hypermodel import SuiteHyperModel
 
     keras.utils.set_random_seed(args.seed)
-    data, updates, data_batch_size = load_data(args, space, base, args.seed)
+    data, updates, data_batch_size = load_data(task, options, space, args.seed)
     if updates:
         # The data fixes the clip shape and classes: check every trial again.
         space_lib.check_space(space_lib.SearchSpace(
@@ -259,7 +268,7 @@ def main(argv=None):
         "target": {"grid": args.grid, "model": args.model},
         "space": space.describe(),
         "data_updates": updates,
-        "source_args": source_arguments(args),
+        "data_options": options_to_dict(options),
         "tuner": args.tuner,
         "max_trials": args.max_trials,
         "seed": args.seed,
@@ -279,16 +288,16 @@ def main(argv=None):
         flush=True,
     )
 
-    from train.run import steps_per_epoch
+    from train.engine import steps_per_epoch
 
     hypermodel = SuiteHyperModel(
-        space, updates, steps_per_epoch=steps_per_epoch(data, first_config),
+        space, data, updates, steps_per_epoch=steps_per_epoch(data, first_config),
         data_batch_size=data_batch_size, verbose=2 if args.verbose == 2 else 0,
         jit_compile={"auto": "auto", "on": True, "off": False}[args.jit_compile],
         run_eagerly=args.run_eagerly,
     )
     tuner = make_tuner(args, hypermodel, objective, out, args.epochs or first_config.epochs)
-    tuner.search(data.train, validation_data=data.val, verbose=1 if args.verbose else 0)
+    tuner.search(verbose=1 if args.verbose else 0)
     if role == "worker":
         print(f"worker {os.environ['KERASTUNER_TUNER_ID']} done", flush=True)
         return 0

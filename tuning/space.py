@@ -18,21 +18,8 @@ import dataclasses
 import itertools
 
 import models
+from models.r2plus1d import NOTES_ABLATION, architecture, architecture_label
 from train.config import read_yaml_mapping
-
-# The design notes' ten ablation rows, in the order of their table.
-SEED_ABLATION = (
-    (8, 1, 6),
-    (8, 1, 2),
-    (8, 1, 1),
-    (8, 0, 0),
-    (7, 1, 1),
-    (6, 1, 6),
-    (4, 1, 6),
-    (4, 2, 12),
-    (8, 1, 0),
-    (8, 0, 1),
-)
 
 # `--grid full`: the cartesian product of the values the notes ablate;
 # combinations whose self blocks do not divide by the cross blocks are left
@@ -50,17 +37,6 @@ GRID_LIST_DEFAULTS = {"cnn_blocks": [8], "cross_blocks": [1], "self_blocks": [6]
 RANGE_KEYS = ("min", "max", "step", "sampling")
 
 
-def architecture_label(cnn, cross, self_):
-    return f"{cnn}+{cross}+{self_}"
-
-
-def architecture_model(cnn, cross, self_):
-    """(model name, overrides) of one `CNN+CROSS+SELF` architecture."""
-    if cross == 0 and self_ == 0:
-        return "r2plus1d", {"cnn_blocks": cnn}
-    return "r2plus1d_perceiver", {"cnn_blocks": cnn, "cross_blocks": cross, "self_blocks": self_}
-
-
 def parse_architecture(value, source):
     """`"8+1+6"`, `[8, 1, 6]` or `(8, 1, 6)` -> (8, 1, 6)."""
     parts = value.split("+") if isinstance(value, str) else value
@@ -74,14 +50,19 @@ def parse_architecture(value, source):
 
 
 def architecture_error(cnn, cross, self_):
-    """Why an architecture is invalid, or None."""
-    if not 1 <= cnn <= 8:
-        return f"cnn_blocks must be 1 to 8, got {cnn}"
-    if cross < 0 or self_ < 0:
-        return "cross_blocks and self_blocks must be >= 0"
-    if cross and self_ % cross:
-        return f"self_blocks ({self_}) must be divisible by cross_blocks ({cross})"
+    """Why an architecture is invalid (the config's own message), or None."""
+    name, fields = architecture(cnn, cross, self_)
+    try:
+        models.get_config(name, **fields)
+    except ValueError as error:
+        return str(error)
     return None
+
+
+def left_out_of_grids(cnn, cross, self_):
+    """Cartesian grids leave out the combinations whose self-attention
+    blocks do not split evenly after the cross-attention blocks."""
+    return bool(cross) and self_ % cross != 0
 
 
 def grid_architectures(grid):
@@ -96,7 +77,7 @@ def grid_architectures(grid):
             unknown key, or an invalid architecture listed explicitly.
     """
     if grid == "seed-ablation":
-        return list(SEED_ABLATION), []
+        return list(NOTES_ABLATION), []
     if grid == "full":
         return _cartesian(FULL_GRID)
     if not grid.endswith((".yaml", ".yml")):
@@ -141,14 +122,13 @@ def _cartesian(lists, source="--grid full"):
     """Valid architectures of a product of lists, and the skipped labels."""
     architectures, skipped = [], []
     for combination in itertools.product(*(lists[key] for key in GRID_LIST_KEYS)):
-        cnn, cross, self_ = combination
-        if not 1 <= cnn <= 8:
-            raise ValueError(f"{source}: cnn_blocks must be 1 to 8, got {cnn}")
-        if cross < 0 or self_ < 0:
-            raise ValueError(f"{source}: cross_blocks and self_blocks must be >= 0")
-        if architecture_error(*combination):
+        if left_out_of_grids(*combination):
             skipped.append(architecture_label(*combination))
-        elif combination not in architectures:
+            continue
+        error = architecture_error(*combination)
+        if error:
+            raise ValueError(f"{source}: architecture {architecture_label(*combination)}: {error}")
+        if combination not in architectures:
             architectures.append(combination)
     if not architectures:
         raise ValueError(f"{source}: the grid has no valid architecture")
@@ -398,33 +378,40 @@ def split_base(base_overrides, families, source):
     }
 
 
-def grid_space(grid, base_overrides, space_path=None, source="--config/--set"):
+def grid_space(grid, base_overrides, space_path=None, source="--config/--set", embedded=None):
     """The search space of an architecture grid (plus an optional space file).
 
     Every trial's config is validated here, before any training, so an
     architecture that does not fit the clip size fails at once.
 
+    Args:
+        embedded: per model name, preset fields placed beneath the base
+            (the family's preset for the embedded data).
+
     Returns:
         (SearchSpace, skipped labels).
     """
     architectures, skipped = grid_architectures(grid)
-    families = sorted({architecture_model(*a)[0] for a in architectures})
+    families = sorted({architecture(*a)[0] for a in architectures})
     base = split_base(base_overrides, ["r2plus1d", "r2plus1d_perceiver"], source)
     choices, ranges = read_space(space_path, families) if space_path else ({}, [])
     bases = [
-        (architecture_label(*a), *architecture_model(*a), architecture_label(*a))
+        (architecture_label(*a), *architecture(*a), architecture_label(*a))
         for a in architectures
     ]
     space = SearchSpace("architecture", tuple(fold_settings(bases, choices)), tuple(ranges),
-                        {name: base[name] for name in families})
+                        {name: {**(embedded or {}).get(name, {}), **base[name]}
+                         for name in families})
     check_space(space)
     return space, skipped
 
 
-def model_space(name, base_overrides, space_path, source="--config/--set"):
-    """The search space of `--model NAME --space FILE.yaml`."""
+def model_space(name, base_overrides, space_path, source="--config/--set", embedded=None):
+    """The search space of `--model NAME --space FILE.yaml` (`embedded` as
+    in `grid_space`)."""
     models.get_family(name)
     base = split_base(base_overrides, [name], source)
+    base[name] = {**(embedded or {}).get(name, {}), **base[name]}
     choices, ranges = read_space(space_path, [name])
     if not choices and not ranges:
         raise ValueError(f"--space {space_path}: lists no field to search")

@@ -24,24 +24,9 @@ import os
 
 import numpy as np
 
-from train.callbacks import save_figure, write_json
+from common.files import pyplot, save_figure, write_json
 
 DISPLAY_WIDTH = 240
-
-
-def load_scoring_run(run):
-    """(record, config, model) of a frame-scoring run folder."""
-    import models
-    from train import evaluate
-
-    record, model = evaluate.load_run(run)
-    family = models.get_family(record["model"])
-    if type(family.config).input_kind != "frame_scores":
-        raise ValueError(
-            f"--run {run} holds a {record['model']} model; keyframes need a frame-scoring "
-            "model such as keyframe_transformer"
-        )
-    return record, family.config.with_overrides(**record["config"]), model
 
 
 def model_inputs(record, config, video, num_frames, backbone=None, backbone_weights=None, run=""):
@@ -94,19 +79,21 @@ def select_keyframes(scores, ratio):
     return np.sort(np.argsort(-scores, kind="stable")[:count])
 
 
-def predict_keyframes(run, video, ratio=0.15, num_frames=60, out=None, backbone=None,
-                      backbone_weights=None):
+def predict_keyframes(model, record, video, out, ratio=0.15, num_frames=60, backbone=None,
+                      backbone_weights=None, run=""):
     """Scores one video and writes its keyframes, contact sheet and plot.
 
     Returns:
         The JSON-able result: video, fps, frame count, the scored frames,
         the keyframes (frame, time in seconds, score) and the written files.
     """
+    import models
+
     if not 0.0 < ratio <= 1.0:
         raise ValueError(f"--ratio must be in (0, 1], got {ratio}")
     if not os.path.isfile(video):
         raise FileNotFoundError(f"--video {video}: no such file")
-    record, config, model = load_scoring_run(run)
+    config = models.get_family(record["model"]).config.with_overrides(**record["config"])
     inputs, indices, info = model_inputs(
         record, config, video, num_frames, backbone, backbone_weights, run
     )
@@ -117,7 +104,6 @@ def predict_keyframes(run, video, ratio=0.15, num_frames=60, out=None, backbone=
     def seconds(frame):
         return round(float(frame) / fps, 3) if fps else None
 
-    out = out or os.path.join(run, "predictions", os.path.splitext(os.path.basename(video))[0])
     os.makedirs(out, exist_ok=True)
     keyframes = [
         {"frame": int(indices[i]), "time": seconds(indices[i]), "score": round(float(scores[i]), 4)}
@@ -132,7 +118,7 @@ def predict_keyframes(run, video, ratio=0.15, num_frames=60, out=None, backbone=
     write_score_plot(indices, scores, chosen, fps, files["score_plot"])
     result = {
         "video": os.path.abspath(video),
-        "run": os.path.abspath(run),
+        "run": os.path.abspath(run) if run else None,
         "fps": info.fps,
         "frame_count": info.frame_count,
         "frames_scored": int(len(indices)),
@@ -144,15 +130,6 @@ def predict_keyframes(run, video, ratio=0.15, num_frames=60, out=None, backbone=
     return result
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def write_contact_sheet(video, keyframes, info, path):
     """A grid of the keyframes at a readable size, captioned."""
     from data.video import read_frames
@@ -162,7 +139,7 @@ def write_contact_sheet(video, keyframes, info, path):
     frames, _, _ = read_frames(video, [k["frame"] for k in keyframes], (height, width))
     columns = min(5, len(keyframes))
     rows = math.ceil(len(keyframes) / columns)
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(
         rows, columns, figsize=(2.6 * columns, rows * (2.6 * height / width + 0.45) + 0.3),
         squeeze=False,
@@ -180,7 +157,7 @@ def write_contact_sheet(video, keyframes, info, path):
 
 def write_score_plot(indices, scores, chosen, fps, path):
     """Importance over time, the keyframes marked."""
-    plt = _pyplot()
+    plt = pyplot()
     x = np.asarray(indices, dtype=np.float64) / fps if fps else np.asarray(indices)
     figure, axis = plt.subplots(figsize=(8, 3))
     axis.plot(x, scores, color="tab:blue", linewidth=1.2, label="importance")

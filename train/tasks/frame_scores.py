@@ -1,4 +1,4 @@
-"""The "frame_scores" data source and the summarization report.
+"""The "frame_scores" task: per-frame importance scores and the summarization protocol.
 
 Frame-scoring models (`keyframe_transformer`) train on videos with a
 per-frame importance target:
@@ -17,7 +17,8 @@ videos, so the reported epoch is chosen without looking at test scores.
 Without `--dataset`, the embedded synthetic set: videos with short events
 whose frames are the important ones (`data.summarization`). Features mode
 gets the file schema's records with cheap projection features; frames mode
-gets the rendered frames (64x64 unless `--input-shape` says otherwise).
+gets the rendered frames at the config's frame size (the family's
+`"demo_frames"` preset: 64x64).
 
 The report (`summary_report`) follows the field's protocol
 (`train.summary_eval`): keyshot F-score, averaged over user summaries for
@@ -31,12 +32,12 @@ import os
 
 import numpy as np
 
+from common.files import write_json
+from data.sequences import sequence_dataset
 from train import summary_eval
-from train.sources import DataBundle, Source, check_path, register_source
+from train.tasks.base import DataBundle, Task, check_fraction, check_path, option
 
-KIND = "frame_scores"
 SYNTHETIC_FEATURE_FRAME_SIZE = (32, 32)
-SYNTHETIC_CLIP_SIZE = (64, 64)
 
 
 @dataclasses.dataclass
@@ -59,86 +60,124 @@ class SummaryBundle(DataBundle):
     reduction: str = "avg"
 
 
-# --------------------------------------------------------------------------
-# The source.
+@dataclasses.dataclass(frozen=True)
+class FrameScoreOptions:
+    """Data options of the frame_scores task (one command-line flag each)."""
 
-
-def add_frame_score_arguments(group):
-    group.add_argument(
-        "--dataset", default=None,
-        help="a summarization HDF5 file of the public schema (e.g. "
+    dataset: str | None = option(
+        None,
+        "a summarization HDF5 file of the public schema (e.g. "
         "eccv16_dataset_tvsum_google_pool5.h5); without it, the embedded synthetic videos",
     )
-    group.add_argument(
-        "--split-file", default=None,
-        help='JSON list of {"train_keys": [...], "test_keys": [...]}; without it, '
-        "five random 80/20 splits from --split-seed",
+    split_file: str | None = option(
+        None,
+        'JSON list of {"train_keys": [...], "test_keys": [...]}; without it, five random '
+        "80/20 splits from --split-seed",
     )
-    group.add_argument("--split", type=int, default=0, help="which split of the list to train on")
-    group.add_argument(
-        "--split-seed", type=int, default=0,
-        help="seed of the generated random splits (when no --split-file)",
+    split: int = option(0, "which split of the list to train on")
+    split_seed: int = option(0, "seed of the generated random splits (when no --split-file)")
+    write_splits: str | None = option(
+        None, "save the generated splits to this JSON file (the public format)"
     )
-    group.add_argument(
-        "--write-splits", default=None,
-        help="save the generated splits to this JSON file (the public format)",
+    val_fraction: float = option(
+        0.15, "share of the split's training videos held out to choose the best epoch"
     )
-    group.add_argument(
-        "--val-fraction", type=float, default=0.15,
-        help="share of the split's training videos held out to choose the best epoch",
+    reduction: str = option(
+        "auto",
+        "F-score over user summaries: avg (TVSum), max (SumMe); auto: max when the "
+        "file name says summe",
+        choices=("auto", "avg", "max"),
     )
-    group.add_argument(
-        "--reduction", choices=("auto", "avg", "max"), default="auto",
-        help="F-score over user summaries: avg (TVSum), max (SumMe); auto: max "
-        "when the file name says summe",
-    )
-    group.add_argument(
-        "--synthetic-videos", type=int, default=60,
-        help="videos in the embedded synthetic set",
-    )
+    synthetic_videos: int = option(60, "videos in the embedded synthetic set")
 
 
-def load_frame_scores(args, config, seed):
+class FrameScoreTask(Task):
+    kind = "frame_scores"
+    Options = FrameScoreOptions
+
+    def embedded_preset(self, options, config):
+        if options.dataset is not None:
+            return None
+        return "demo_frames" if config.input_mode == "frames" else "demo"
+
+    def example_pipeline(self, config, batch_size):
+        steps = config.input_shape[0] or 60
+        rng = np.random.default_rng(0)
+        videos = [
+            rng.uniform(0, 255, size=(steps, *config.input_shape[1:])).astype(np.float32)
+            for _ in range(2)
+        ]
+        scores = [rng.uniform(size=steps).astype(np.float32) for _ in videos]
+        name = "frames" if config.input_mode == "frames" else "features"
+        return sequence_dataset(videos, None, scores, batch_size, input_name=name,
+                                shuffle=True, seed=0)
+
+    def load(self, options, config, seed, split_seed=None):
+        return load_frame_scores(options, config, seed, seed if split_seed is None else split_seed)
+
+    def evaluate(self, models, bundle, split):
+        keys = bundle.keys.get(split) or []
+        if not keys:
+            raise ValueError(f"the data has no {split} videos")
+        members = [score_videos(model, bundle, keys) for _, model in models]
+        predictions = {key: np.mean([member[key] for member in members], axis=0) for key in keys}
+        return summary_report(predictions, bundle, split)
+
+    def write_report(self, report, out, prefix):
+        write_json(os.path.join(out, f"{prefix}_report.json"), report)
+
+    def describe(self, report):
+        return comparison_table(report)
+
+    def predict(self, model, record, video, options, out):
+        from train.tasks import keyframes
+
+        return keyframes.predict_keyframes(
+            model, record, video, out, ratio=options["ratio"], num_frames=options["frames"],
+            backbone=options.get("backbone"), backbone_weights=options.get("backbone_weights"),
+            run=options.get("run", ""),
+        )
+
+
+def load_frame_scores(options, config, seed, split_seed):
     """Builds the bundle for a frame-scoring model (see the module doc)."""
     from data import summarization
 
     mode = config.input_mode
-    overridden = getattr(args, "overridden", set())
-    if args.dataset is not None:
-        check_path(args.dataset, "--dataset")
+    if options.dataset is not None:
+        check_path(options.dataset, "--dataset")
         if mode != "features":
             raise ValueError(
-                f"--dataset {args.dataset} holds pre-extracted features, but input_mode "
+                f"--dataset {options.dataset} holds pre-extracted features, but input_mode "
                 f"is {mode!r}; use --input-mode features (frames mode trains on the "
                 "embedded synthetic videos)"
             )
-        expected = config.input_shape[-1] if "input_shape" in overridden else None
-        videos = summarization.read_summary_file(args.dataset, expected_dim=expected)
+        videos = summarization.read_summary_file(options.dataset)
         inputs = {key: video.features for key, video in videos.items()}
-        reduction = summarization.default_reduction(args.dataset)
-        info = {"data": os.path.abspath(args.dataset), "features": "file"}
-        source = f"--dataset {args.dataset}"
+        reduction = summarization.default_reduction(options.dataset)
+        info = {"data": os.path.abspath(options.dataset), "features": "file"}
+        source = f"--dataset {options.dataset}"
     else:
-        if args.synthetic_videos < 5:
-            raise ValueError(f"--synthetic-videos must be >= 5, got {args.synthetic_videos}")
-        videos, inputs, info = synthetic_set(config, overridden, args.synthetic_videos, seed)
+        if options.synthetic_videos < 5:
+            raise ValueError(f"--synthetic-videos must be >= 5, got {options.synthetic_videos}")
+        videos, inputs, info = synthetic_set(config, options.synthetic_videos, seed)
         reduction = "avg"
         source = "the synthetic set"
-    if args.reduction != "auto":
-        reduction = args.reduction
+    if options.reduction != "auto":
+        reduction = options.reduction
 
     keys = list(videos)
-    if args.split_file is not None:
-        check_path(args.split_file, "--split-file")
-        splits = summarization.load_splits(args.split_file, keys)
-        split_source = f"--split-file {args.split_file}"
+    if options.split_file is not None:
+        check_path(options.split_file, "--split-file")
+        splits = summarization.load_splits(options.split_file, keys)
+        split_source = f"--split-file {options.split_file}"
     else:
-        splits = summarization.make_splits(keys, seed=args.split_seed)
+        splits = summarization.make_splits(keys, seed=options.split_seed)
         split_source = f"the random splits of {source}"
-        if args.write_splits:
-            summarization.save_splits(splits, args.write_splits)
-    split = summarization.select_split(splits, args.split, split_source)
-    train_keys, val_keys = hold_out(split["train_keys"], args.val_fraction, seed)
+        if options.write_splits:
+            summarization.save_splits(splits, options.write_splits)
+    split = summarization.select_split(splits, options.split, split_source)
+    train_keys, val_keys = hold_out(split["train_keys"], options.val_fraction, split_seed)
     test_keys = list(split["test_keys"])
 
     input_name = "features" if mode == "features" else "frames"
@@ -148,17 +187,19 @@ def load_frame_scores(args, config, seed):
     def batches(split_keys, training):
         if not split_keys:
             return None
-        return summarization.sequence_dataset(
+        return sequence_dataset(
             [inputs[key] for key in split_keys],
+            None,
             [videos[key].gtscore for key in split_keys],
+            config.batch_size,
             input_name=input_name,
-            batch_size=config.batch_size,
             shuffle=training,
             seed=seed,
+            source=source,
         )
 
     info.update(
-        split=args.split,
+        split=options.split,
         split_source=split_source,
         reduction=reduction,
         keys={"train": train_keys, "val": val_keys, "test": test_keys},
@@ -175,10 +216,11 @@ def load_frame_scores(args, config, seed):
         input_name=input_name,
         keys={"train": train_keys, "val": val_keys, "test": test_keys},
         reduction=reduction,
+        source=source,
     )
 
 
-def synthetic_set(config, overridden, count, seed):
+def synthetic_set(config, count, seed):
     """The embedded videos as records and model inputs, plus what to record."""
     from data import summarization
 
@@ -196,10 +238,7 @@ def synthetic_set(config, overridden, count, seed):
             "feature_dim": dim,
         }
         return videos, inputs, info
-    if "input_shape" in overridden:
-        size = tuple(config.input_shape[1:3])
-    else:
-        size = SYNTHETIC_CLIP_SIZE
+    size = tuple(config.input_shape[1:3])
     videos, inputs = summarization.synthetic_summary_records(
         count, seed=seed, feature_dim=8, frames=(40, 80), height=size[0], width=size[1],
         return_frames=True,
@@ -209,8 +248,7 @@ def synthetic_set(config, overridden, count, seed):
 
 def hold_out(keys, fraction, seed):
     """(train, val): a seeded `fraction` of `keys` (at least one) held out."""
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"--val-fraction must be in [0, 1), got {fraction}")
+    check_fraction(fraction, "--val-fraction", low_open=False)
     keys = list(keys)
     count = int(round(fraction * len(keys)))
     if fraction > 0 and len(keys) > 1:
@@ -219,9 +257,6 @@ def hold_out(keys, fraction, seed):
         count = 0
     held = set(np.random.default_rng(seed).choice(len(keys), size=count, replace=False).tolist())
     return [k for i, k in enumerate(keys) if i not in held], [k for i, k in enumerate(keys) if i in held]
-
-
-register_source(KIND, Source(add_frame_score_arguments, load_frame_scores))
 
 
 # --------------------------------------------------------------------------
@@ -264,7 +299,7 @@ def summary_report(predictions, bundle, split="test"):
     )
     summary = {"videos": len(keys), "reduction": bundle.reduction, **mean}
     return {
-        "kind": KIND,
+        "kind": "frame_scores",
         "split": split,
         "summary": summary,
         "per_video": per_video,
@@ -295,30 +330,3 @@ def comparison_table(report):
         rho = f"{corr['spearman_rho']:.3f}" if corr else ""
         rows.append(f"| {name} (published, {column}) | {scores[column]:.2f} | {tau} | {rho} |")
     return "\n".join(rows)
-
-
-def write_report(report, out, prefix="test"):
-    from train.callbacks import write_json
-
-    write_json(os.path.join(out, f"{prefix}_report.json"), report)
-
-
-def evaluate_model(model, data, out):
-    """`train.evaluate.evaluate_model` for a frame-scoring run."""
-    split = "test" if data.keys.get("test") else "val"
-    if not data.keys.get(split):
-        return {"summary": {}}
-    report = summary_report(score_videos(model, data, data.keys[split]), data, split)
-    write_report(report, out)
-    print(comparison_table(report))
-    return {"summary": {f"test_{k}": v for k, v in report["summary"].items()}}
-
-
-def evaluate_runs(runs_and_models, data, split="test"):
-    """Averages the scores of several runs (an ensemble) and reports."""
-    keys = data.keys.get(split) or []
-    if not keys:
-        raise ValueError(f"the data has no {split} videos")
-    members = [score_videos(model, data, keys) for _, model in runs_and_models]
-    predictions = {key: np.mean([member[key] for member in members], axis=0) for key in keys}
-    return summary_report(predictions, data, split)

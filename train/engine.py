@@ -1,0 +1,210 @@
+"""The one training engine: `train.run` and the tuner's hypermodel both call it.
+
+`fit(model, spec, data, config, ...)` trains a built model through the
+stages of its training recipe (`models.TrainingSpec.stages`): before each
+stage it runs the stage's `prepare` (e.g. unfreezing backbone blocks),
+compiles with the stage's optimizer, the recipe's loss and metrics and the
+XLA choice, then calls `model.fit` with the class weights the config asks
+for and the callbacks below. Epochs are numbered across stages: stage k
+starts at the sum of the epochs planned for the stages before it, so one
+history (and one tuner trial) covers the whole recipe.
+
+With a run folder (`out`), the engine also keeps everything a run folder
+promises: `last.keras` and `best.keras` (best on the recipe's monitor),
+`history.csv`, TensorBoard logs, and a crash-safe backup from which a
+re-run of the same command resumes at the next epoch (see
+`train.callbacks.BackupAndRestore`); a stage that finished leaves
+`stage_<name>.weights.h5` and is not trained again. Without a run folder
+(a tuner trial) it adds early stopping to the caller's callbacks and writes
+nothing.
+
+`setup(strategy, mixed_precision)` must run before any other TensorFlow
+operation (a multi-worker strategy insists), and `build` creates the model
+and its recipe inside the strategy's scope.
+"""
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import warnings
+
+import keras
+import numpy as np
+
+from train import callbacks as callbacks_lib
+from train import distribute
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """Where and in which precision a model trains.
+
+    Args:
+        strategy: the `tf.distribute.Strategy`.
+        precision: the Keras dtype policy name in effect.
+    """
+
+    strategy: object
+    precision: str = "float32"
+
+
+def setup(strategy="auto", mixed_precision=False):
+    """Creates the strategy and sets the dtype policy (call this first)."""
+    made = distribute.make_strategy(strategy)
+    return Setup(made, distribute.set_mixed_precision(mixed_precision))
+
+
+def default_setup():
+    """TensorFlow's default placement in the current dtype policy."""
+    import tensorflow as tf
+
+    return Setup(tf.distribute.get_strategy(), keras.config.dtype_policy().name)
+
+
+def build(model_name, config, setup_=None, steps_per_epoch=1):
+    """(model, training spec) of `model_name` at `config`, built in the
+    strategy's scope and checked against the dtype policy."""
+    import models
+
+    setup_ = setup_ or default_setup()
+    with setup_.strategy.scope():
+        model = models.build_from_config(model_name, config)
+        spec = models.get_family(model_name).training(config, steps_per_epoch=steps_per_epoch)
+    distribute.check_mixed_precision(model, setup_.precision)
+    return model, spec
+
+
+def stages_of(spec, config):
+    """The recipe's stages; one stage of `config.epochs` when it lists none."""
+    import models
+
+    return spec.stages or (models.Stage("train", config.epochs, spec.optimizer),)
+
+
+def fit(model, spec, data, config, *, out=None, setup_=None, jit_compile=False,
+        run_eagerly=False, verbose=1, callbacks=(), class_weight="config", initial_epoch=0, epochs=None):
+    """Trains `model` through every stage of `spec`.
+
+    Args:
+        model: the built model.
+        spec: its `models.TrainingSpec`.
+        data: a `DataBundle` (train and val are used).
+        config: the model's config (epochs, patience, class_weight).
+        out: the run folder, or None to write nothing.
+        setup_: the `Setup` (default: TensorFlow's default placement).
+        jit_compile, run_eagerly: passed to `model.compile`.
+        verbose: Keras progress output.
+        callbacks: more callbacks for every stage (e.g. the tuner's).
+        class_weight: "config" (from `config.class_weight` and the data's
+            training labels), None, or a `{class: weight}` dict.
+        initial_epoch, epochs: train only the recipe's epochs in
+            `[initial_epoch, epochs)` (epochs counted across stages), as
+            Keras Tuner's Hyperband asks of a trial; default: all of them.
+
+    Returns:
+        A `keras.callbacks.History` of every epoch this call trained.
+    """
+    setup_ = setup_ or default_setup()
+    if class_weight == "config":
+        class_weight = class_weights(config, data.train_labels)
+    history = keras.callbacks.History()
+    history.set_model(model)
+    history.on_train_begin()
+    first_epoch = 0
+    for stage in stages_of(spec, config):
+        if stage.prepare is not None:
+            stage.prepare(model)
+        end = first_epoch + stage.epochs if epochs is None else min(first_epoch + stage.epochs, epochs)
+        done_marker = os.path.join(out, f"stage_{stage.name}.weights.h5") if out else None
+        if done_marker and os.path.exists(done_marker):
+            model.load_weights(done_marker)
+            print(f"stage {stage.name}: already done, weights restored")
+            first_epoch += stage.epochs
+            continue
+        if max(first_epoch, initial_epoch) >= end:
+            first_epoch += stage.epochs
+            continue
+        with setup_.strategy.scope():
+            model.compile(
+                optimizer=stage.optimizer, loss=spec.loss, metrics=list(spec.metrics),
+                jit_compile=jit_compile, run_eagerly=run_eagerly,
+            )
+        stage_callbacks = [
+            keras.callbacks.EarlyStopping(
+                monitor=spec.monitor, mode=spec.monitor_mode, patience=config.patience,
+                restore_best_weights=True,
+            ),
+            *callbacks,
+        ]
+        start = max(first_epoch, initial_epoch)
+        if out is not None:
+            backup = callbacks_lib.BackupAndRestore(os.path.join(out, "backup", stage.name))
+            start = backup.restore(model) or start
+            stage_callbacks = [
+                distribute.SyncMovingStatistics(setup_.strategy),
+                callbacks_lib.RunCheckpoint(out, spec.monitor, spec.monitor_mode),
+                *stage_callbacks,
+                keras.callbacks.CSVLogger(os.path.join(out, "history.csv"), append=True),
+                keras.callbacks.TensorBoard(os.path.join(out, "logs")),
+                backup,  # last: it names an epoch only once everything above has it
+            ]
+        with warnings.catch_warnings():
+            # A stream of video files skips unreadable ones, so its length is
+            # unknown until the first epoch has run out of data; Keras then
+            # warns that training was interrupted. It was not: no
+            # steps_per_epoch is asked for, every epoch is one pass.
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+            stage_history = model.fit(
+                data.train,
+                validation_data=data.val,
+                initial_epoch=start,
+                epochs=end,
+                callbacks=stage_callbacks,
+                class_weight=class_weight,
+                shuffle=False,  # the pipeline shuffles
+                verbose=verbose,
+            )
+        for epoch, _ in enumerate(stage_history.epoch):
+            history.on_epoch_end(
+                stage_history.epoch[epoch],
+                {key: values[epoch] for key, values in stage_history.history.items()},
+            )
+        if out is not None:
+            callbacks_lib.save_model_atomic(model, done_marker)
+            # Only now: a kill before the marker exists resumes from the backup.
+            shutil.rmtree(os.path.join(out, "backup", stage.name), ignore_errors=True)
+            with contextlib.suppress(OSError):  # other stages may still have theirs
+                os.rmdir(os.path.join(out, "backup"))
+        first_epoch += stage.epochs
+    return history
+
+
+def class_weights(config, labels):
+    """Inverse-frequency class weights when the config asks for them.
+
+    Example:
+
+    >>> class Config:
+    ...     class_weight, num_classes = "balanced", 1
+    >>> class_weights(Config(), [0, 0, 0, 1])
+    {0: 0.6666666666666666, 1: 2.0}
+    """
+    if getattr(config, "class_weight", "none") != "balanced" or labels is None:
+        return None
+    labels = np.asarray(labels).astype(int).ravel()
+    classes = max(config.num_classes, 2)
+    counts = np.bincount(labels, minlength=classes).astype(float)
+    present = counts > 0
+    weights = np.zeros(classes)
+    weights[present] = len(labels) / (present.sum() * counts[present])
+    return {index: float(weight) for index, weight in enumerate(weights)}
+
+
+def steps_per_epoch(data, config):
+    """Batches per epoch, for schedules counted in epochs. A pipeline that
+    may skip unreadable files has no known length: count the labels."""
+    steps = int(data.train.cardinality())
+    if steps < 0 and data.train_labels is not None:
+        steps = -(-len(data.train_labels) // config.batch_size)
+    return max(steps, 1)

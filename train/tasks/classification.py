@@ -1,0 +1,152 @@
+"""The action-recognition report, shared by the classifier tasks.
+
+Top-1 accuracy, top-5 accuracy (more than five classes), mean class
+accuracy, per-class precision/recall/F1, macro-F1, ROC AUC for binary
+models, and the confusion matrix as JSON and PNG. Several models form an
+ensemble whose class probabilities are averaged.
+
+Example:
+
+>>> probabilities = np.array([[0.9, 0.1], [0.4, 0.6], [0.7, 0.3]])
+>>> report = classification_report(probabilities, np.array([0, 1, 1]), ["a", "b"])
+>>> report["summary"]["accuracy"], report["summary"]["mean_class_accuracy"]
+(0.6666666666666666, 0.75)
+"""
+
+import os
+
+import numpy as np
+
+from common.files import pyplot, save_figure, write_json
+from train.tasks.base import Task
+
+
+def predict_probabilities(model, model_name, dataset):
+    """Runs `model` over `dataset`; returns (probabilities [N, K], labels [N]).
+
+    A single sigmoid output becomes two columns, P(0) and P(1).
+    """
+    import models
+
+    family = models.get_family(model_name)
+    probabilities, labels = [], []
+    for inputs, targets in dataset:
+        outputs = family.name_outputs(model, model(inputs, training=False))
+        probabilities.append(np.asarray(outputs["probabilities"]))
+        labels.append(np.asarray(targets))
+    probabilities = np.concatenate(probabilities)
+    labels = np.concatenate(labels).reshape(len(probabilities), -1)[:, 0]
+    return two_columns(probabilities), labels.astype(int)
+
+
+def two_columns(probabilities):
+    """[N, 1] sigmoid outputs as [N, 2] class probabilities; others unchanged."""
+    probabilities = np.asarray(probabilities)
+    if probabilities.shape[-1] == 1:
+        return np.concatenate([1.0 - probabilities, probabilities], axis=-1)
+    return probabilities
+
+
+def classification_report(probabilities, labels, class_names):
+    """The report of one set of predictions, as plain JSON-able data."""
+    num_classes = probabilities.shape[-1]
+    predicted = probabilities.argmax(-1)
+    confusion = np.zeros((num_classes, num_classes), dtype=int)
+    np.add.at(confusion, (labels, predicted), 1)
+    true_counts, predicted_counts = confusion.sum(1), confusion.sum(0)
+    hits = np.diag(confusion)
+    precision = np.divide(hits, predicted_counts, out=np.zeros(num_classes), where=predicted_counts > 0)
+    recall = np.divide(hits, true_counts, out=np.zeros(num_classes), where=true_counts > 0)
+    f1 = np.divide(
+        2 * precision * recall, precision + recall,
+        out=np.zeros(num_classes), where=(precision + recall) > 0,
+    )
+    present = true_counts > 0
+    summary = {
+        "examples": int(len(labels)),
+        "accuracy": float((predicted == labels).mean()),
+        "mean_class_accuracy": float(recall[present].mean()),
+        "macro_f1": float(f1[present].mean()),
+    }
+    if num_classes > 5:
+        top5 = np.argsort(-probabilities, axis=-1)[:, :5]
+        summary["top5_accuracy"] = float((top5 == labels[:, None]).any(-1).mean())
+    if num_classes == 2:
+        summary["auc"] = roc_auc(probabilities[:, 1], labels)
+    per_class = {
+        name: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(true_counts[i]),
+        }
+        for i, name in enumerate(class_names)
+    }
+    return {
+        "summary": summary,
+        "per_class": per_class,
+        "confusion_matrix": confusion.tolist(),
+        "class_names": list(class_names),
+    }
+
+
+def roc_auc(scores, labels):
+    """Area under the ROC curve (Mann-Whitney U), ties counted half.
+
+    Example:
+
+    >>> roc_auc(np.array([0.9, 0.5, 0.5, 0.1]), np.array([1, 1, 0, 0]))
+    0.875
+    """
+    positives, negatives = scores[labels == 1], scores[labels == 0]
+    if len(positives) == 0 or len(negatives) == 0:
+        return float("nan")
+    greater = (positives[:, None] > negatives[None, :]).sum()
+    ties = (positives[:, None] == negatives[None, :]).sum()
+    return float((greater + 0.5 * ties) / (len(positives) * len(negatives)))
+
+
+def plot_confusion_matrix(report, path):
+    plt = pyplot()
+    matrix = np.asarray(report["confusion_matrix"])
+    names = report["class_names"]
+    size = max(4.0, 0.5 * len(names) + 2)
+    figure, axes = plt.subplots(figsize=(size, size))
+    image = axes.imshow(matrix, cmap="Blues")
+    axes.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    axes.set_yticks(range(len(names)), names)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    accuracy = report["summary"]["accuracy"]
+    axes.set_title(f"confusion matrix (accuracy {accuracy:.3f})")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (row, col), count in np.ndenumerate(matrix):
+        axes.text(col, row, str(count), ha="center", va="center",
+                  color="white" if count > threshold else "black")
+    figure.colorbar(image, ax=axes, fraction=0.046)
+    figure.tight_layout()
+    save_figure(figure, path)
+
+
+class ClassifierTask(Task):
+    """Evaluation and reports of the tasks whose models output class
+    probabilities (`clips`, `features`)."""
+
+    def evaluate(self, models, bundle, split):
+        dataset = bundle.split(split)
+        if dataset is None:
+            raise ValueError(f"the data has no {split} split")
+        all_probabilities, labels = [], None
+        for name, model in models:
+            probabilities, labels = predict_probabilities(model, name, dataset)
+            all_probabilities.append(probabilities)
+        report = classification_report(
+            np.mean(all_probabilities, axis=0), labels, bundle.class_names
+        )
+        report["kind"] = self.kind
+        report["split"] = split
+        return report
+
+    def write_report(self, report, out, prefix):
+        write_json(os.path.join(out, f"{prefix}_report.json"), report)
+        plot_confusion_matrix(report, os.path.join(out, f"{prefix}_confusion_matrix.png"))

@@ -1,0 +1,189 @@
+"""The "clips" task: clip classifiers on frames [T, H, W, C] with a label.
+
+Data: a class-per-folder tree or CSV manifest of videos (`data/datasets.py`),
+decoded with OpenCV inside tf.data, or without `--data` the embedded
+synthetic clips (`data/synthetic.py`), for which the family's `"demo"`
+preset gives the clip shape. Evaluation and reports are the
+action-recognition report of `train.tasks.classification`.
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+
+from data import pipeline, synthetic
+from train.tasks.base import DataBundle, check_fraction, check_path, option, split_rows
+from train.tasks.classification import ClassifierTask
+
+# Frames generated beyond the model's, so the start frame can be jittered.
+JITTER_FRAMES = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipOptions:
+    """Data options of the clips task (one command-line flag each)."""
+
+    data: str | None = option(
+        None,
+        "a class-per-folder video tree (root/<class>/<video>) or a CSV manifest "
+        "path,label[,split]; without it, the embedded synthetic clips",
+    )
+    split_dir: str | None = option(
+        None,
+        "folder of HMDB51 (<class>_test_split<N>.txt) or UCF101 "
+        "(trainlist0N.txt/testlist0N.txt) split lists for --data",
+    )
+    split: int = option(1, "official split number", choices=(1, 2, 3))
+    val_fraction: float = option(
+        0.15,
+        "share of the training videos held out for validation when the data "
+        "names no validation split",
+    )
+    cache: str | None = option(
+        None, "cache decoded clips: 'memory', or a file prefix for an on-disk cache"
+    )
+    on_error: str = option(
+        "skip",
+        "what an undecodable video does: skipped with a warning, or stops training",
+        choices=("skip", "fail"),
+    )
+    synthetic_clips: int = option(
+        synthetic.DEFAULT_SPLIT_SIZES["train"],
+        "training clips of the synthetic set (validation and test get a quarter "
+        "and a third of it)",
+    )
+    synthetic_task: str = option(
+        "motion", "what the synthetic label encodes", choices=("motion", "shape")
+    )
+
+
+class ClipTask(ClassifierTask):
+    kind = "clips"
+    Options = ClipOptions
+
+    def embedded_preset(self, options, config):
+        return "demo" if options.data is None else None
+
+    def example_pipeline(self, config, batch_size):
+        frames = config.input_shape[0]
+        clips = np.random.default_rng(0).integers(
+            0, 255, size=(batch_size * 2, frames + JITTER_FRAMES, *config.input_shape[1:]),
+            dtype=np.uint8,
+        )
+        return pipeline.clip_batches(
+            pipeline.from_arrays(clips, np.zeros(len(clips), np.int64)),
+            batch_size, num_frames=frames, training=True, seed=0,
+        )
+
+    def load(self, options, config, seed, split_seed=None):
+        if options.data is not None:
+            return load_video_clips(options, config, seed, seed if split_seed is None else split_seed)
+        return load_synthetic_clips(options, config, seed)
+
+
+def load_synthetic_clips(options, config, seed):
+    """The embedded synthetic clips at the config's clip shape."""
+    count = options.synthetic_clips
+    if count < 2:
+        raise ValueError(f"--synthetic-clips must be >= 2, got {count}")
+    shape = tuple(config.input_shape)
+    frames = shape[0]
+    sizes = {"train": count, "val": max(count // 4, 2), "test": max(count // 3, 2)}
+    splits, class_names = synthetic.synthetic_splits(
+        (frames + JITTER_FRAMES, *shape[1:]),
+        sizes,
+        num_classes=config.num_classes,
+        task=options.synthetic_task,
+        seed=seed,
+    )
+    binary = config.num_classes == 1
+
+    def batches(split, training):
+        clips, labels = splits[split]
+        return pipeline.clip_batches(
+            pipeline.from_arrays(clips, labels),
+            config.batch_size,
+            num_frames=frames,
+            training=training,
+            seed=seed,
+            binary=binary,
+        )
+
+    return DataBundle(
+        train=batches("train", True),
+        val=batches("val", False),
+        test=batches("test", False),
+        class_names=class_names,
+        config_updates={"input_shape": shape},
+        train_labels=splits["train"][1],
+        info={"data": "synthetic", "synthetic_task": options.synthetic_task, "split_sizes": sizes},
+        source="the embedded synthetic clips",
+    )
+
+
+def load_video_clips(options, config, seed, split_seed):
+    """Clips decoded from a folder tree or manifest of video files.
+
+    The model keeps its frame count and frame size; the videos give the
+    channels (RGB) and the classes. Validation videos come from the data's
+    own split when it has one, else from a stratified, seeded share of the
+    training videos.
+    """
+    check_path(options.data, "--data")
+    if options.split_dir is not None:
+        check_path(options.split_dir, "--split-dir")
+    from data import datasets, video
+
+    check_fraction(options.val_fraction, "--val-fraction")
+    found = datasets.scan_dataset(options.data, split_dir=options.split_dir, split=options.split)
+    subsets = split_videos(found, options.val_fraction, split_seed)
+    class_names = list(found.class_names)
+    binary = len(class_names) == 2 and config.num_classes == 1
+    num_classes = 1 if binary else len(class_names)
+    frames, height, width = config.input_shape[:3]
+
+    def batches(split, training):
+        paths, labels = subsets[split]
+        if not paths:
+            return None
+        clips = video.video_clip_dataset(
+            paths, labels, num_frames=frames + (JITTER_FRAMES if training else 0),
+            size=(height, width), on_error=options.on_error,
+        )
+        if options.cache:
+            clips = clips.cache("" if options.cache == "memory" else f"{options.cache}-{split}")
+        return pipeline.clip_batches(
+            clips, config.batch_size, num_frames=frames, training=training,
+            seed=seed, binary=binary,
+        )
+
+    if not subsets["train"][0]:
+        raise ValueError(f"--data {options.data}: no training videos in split {options.split}")
+    return DataBundle(
+        train=batches("train", True),
+        val=batches("val", False),
+        test=batches("test", False),
+        class_names=class_names,
+        config_updates={"input_shape": (frames, height, width, 3), "num_classes": num_classes},
+        # The model keeps the configured frames and frame size; the videos
+        # give the channels.
+        adapted_fields=frozenset({"input_shape"}),
+        source=f"--data {options.data}",
+        train_labels=np.asarray(subsets["train"][1]),
+        info={
+            "data": os.path.abspath(options.data),
+            "split": options.split,
+            "videos": {name: len(paths) for name, (paths, _) in subsets.items()},
+        },
+    )
+
+
+def split_videos(found, val_fraction, seed):
+    """{"train"|"val"|"test": (paths, labels)}; validation carved from train
+    (stratified, seeded) when the data has no validation split."""
+    rows = split_rows(found.splits, found.labels, val_fraction, seed)
+    return {
+        split: ([found.paths[i] for i in indices], [found.labels[i] for i in indices])
+        for split, indices in rows.items()
+    }
