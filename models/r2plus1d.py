@@ -701,7 +701,7 @@ def r2plus1d_training(config: R2Plus1DConfig, steps_per_epoch: int) -> TrainingS
         optimizer.exclude_from_weight_decay(
             var_names=["gamma", "beta", "bias", "latents"]
         )
-    return classifier_training_spec(optimizer, config.num_classes, binary_monitor="val_accuracy")
+    return classifier_training_spec(optimizer, config.num_classes, monitor="val_accuracy")
 
 
 register(
