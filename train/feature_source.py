@@ -50,7 +50,7 @@ import sys
 
 import numpy as np
 
-from data.features import FrameFeatureExtractor, FeatureWriter, read_feature_file, scale_frame_counts
+from data.features import FrameFeatureExtractor, FeatureWriter, read_feature_file, scale_lengths
 from data.sequences import SequenceAugmentation, sequence_dataset, validate_sequences
 from data.video import normalize_size
 from train.sources import DataBundle, Source, check_path, register_source, split_rows
@@ -461,6 +461,7 @@ def synthetic_settings(args, num_classes, data_seed):
         "size": list(SYNTHETIC_SIZE),
         "grid": list(SYNTHETIC_GRID),
         "multi_scale": True,
+        "scale_source": "sampled",
         "codec": SYNTHETIC_CODEC[0],
     }
 
@@ -547,7 +548,8 @@ def extract_synthetic_features(videos, out, settings):
         "frames": settings["frames"],
         "size": list(settings["size"]),
         "multi_scale": settings["multi_scale"],
-        "steps": max(scale_frame_counts(settings["frames"], settings["multi_scale"])),
+        "scale_source": settings["scale_source"],
+        "steps": max(scale_lengths(settings["frames"], settings["multi_scale"])),
     }
     writer = FeatureWriter(
         out, writer_settings, videos.class_names, extractor.feature_dim,
@@ -559,7 +561,7 @@ def extract_synthetic_features(videos, out, settings):
             if path in done:
                 continue
             sequence, _ = extractor.video_features(
-                path, settings["frames"], settings["multi_scale"]
+                path, settings["frames"], settings["multi_scale"], settings["scale_source"]
             )
             writer.append(sequence, label, path, split)
         writer.finish()
