@@ -47,7 +47,7 @@ def write_videos(folder, count, num_frames=48, size=(120, 160)):
 
 def backbone_row(name, videos_dir, size, frames, batch_size):
     from data.datasets import scan_dataset
-    from data.features import FrameFeatureExtractor, extract_features, scale_frame_counts
+    from data.features import FrameFeatureExtractor, extract_features
     from data.video import sample_frame_indices
 
     extractor = FrameFeatureExtractor(name, None, size, batch_size=batch_size, seed=0)
@@ -62,9 +62,9 @@ def backbone_row(name, videos_dir, size, frames, batch_size):
             extractor=extractor, log=lambda line: None,
         )
         elapsed = time.perf_counter() - started
-    # frames through the backbone per video: the union of the scales' indices
-    per_video = len(np.unique(np.concatenate(
-        [sample_frame_indices(48, count) for count in scale_frame_counts(frames)])))
+    # frames through the backbone per video: the sampled frames (the other
+    # scales are resampled from them)
+    per_video = len(np.unique(sample_frame_indices(48, frames)))
     return {
         "backbone": name,
         "D": extractor.feature_dim,
@@ -79,7 +79,7 @@ def memory_run(videos_dir, count, backbone, size, frames):
     import tracemalloc
 
     from data.datasets import scan_dataset
-    from data.features import FrameFeatureExtractor, extract_features, scale_frame_counts
+    from data.features import FrameFeatureExtractor, extract_features, scale_lengths
 
     dataset = scan_dataset(videos_dir)
     keep = [i for i in range(len(dataset)) if i < count]
@@ -94,7 +94,7 @@ def memory_run(videos_dir, count, backbone, size, frames):
                          num_frames=frames, size=size, batch_size=16, progress=False,
                          extractor=extractor, log=lambda line: None)
     _, python_peak = tracemalloc.get_traced_memory()
-    steps = max(scale_frame_counts(frames))
+    steps = max(scale_lengths(frames))
     print(json.dumps({
         "videos": count,
         "peak RSS (MiB)": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -7,14 +7,20 @@ crash safety are described in data/features.py.
 Example:
 
     python -m data.extract videos/ --out features.h5 --backbone efficientnet_v2_s \\
-        --weights imagenet --frames 64 --size 224 224
+        --weights imagenet --frames 64 --size 256 256
 """
 
 import sys
 
 from common.cli import ArgumentParser, HelpFormatter, run_main
 from data.datasets import scan_dataset
-from data.features import DEFAULT_BACKBONE, DEFAULT_EXTRACT_SIZE, extract_features
+from data.features import (
+    DEFAULT_BACKBONE,
+    DEFAULT_EXTRACT_SIZE,
+    DEFAULT_SCALE_SOURCE,
+    SCALE_SOURCES,
+    extract_features,
+)
 
 
 class _HelpFormatter(HelpFormatter):
@@ -54,6 +60,10 @@ def build_parser():
     parser.add_argument("--batch-size", type=int, default=32, help="frames per backbone call")
     parser.add_argument("--no-multi-scale", dest="multi_scale", action="store_false",
                         help="one temporal scale instead of averaging scales 1.0, 0.85 and 1.15")
+    parser.add_argument("--scale-source", choices=SCALE_SOURCES, default=DEFAULT_SCALE_SOURCE,
+                        help="where the 0.85x and 1.15x frames come from: 'sampled' resamples "
+                             "them from the --frames sampled frames (the design notes' recipe; "
+                             "1.15x repeats frames), 'video' samples them over the whole video")
     parser.add_argument("--on-error", choices=("skip", "fail"), default="skip",
                         help="an unreadable video: skip it (listed in the log and in the file's "
                              "'skipped' attribute) or stop")
@@ -90,6 +100,7 @@ def main(argv=None):
         size=tuple(args.size),
         batch_size=args.batch_size,
         multi_scale=args.multi_scale,
+        scale_source=args.scale_source,
         on_error=args.on_error,
         retry_skipped=args.retry_skipped,
         seed=args.seed,

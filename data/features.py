@@ -4,14 +4,22 @@ Each video becomes one row: frames sampled uniformly over the video go
 through a frozen keras.applications backbone (`models.backbones`) and give
 one feature vector per frame.
 
-Multi-scale temporal extraction (the design notes' recipe). Every scale s in
-`SCALES` = (1.0, 0.85, 1.15) samples `max(5, round(s * num_frames))` frame
-indices over the whole video; the three feature sequences are zero-padded
+Multi-scale temporal extraction (the design notes' recipe). `num_frames`
+frames are sampled uniformly over the video; that tensor is scale 1.0, taken
+as it is. The scales 0.85 and 1.15 are resampled from it:
+`scale_lengths(num_frames)` gives their lengths, `max(int(num_frames * s),
+5)` (truncation: 64 frames give 64, 54 and 73), and
+`np.linspace(0, n - 1, length).astype(int)` picks the frames, so 0.85x drops
+frames and 1.15x repeats some. The three feature sequences are zero-padded
 at the end to the longest and averaged (the mean over scales counts the
-padding as zeros). A row therefore holds `round(1.15 * num_frames)` steps
-(74 for 64 frames), of which all are real: `num_frames` of the row is the
-longest scale's length. Frames shared by several scales go through the
-backbone once. `multi_scale=False` gives plain `num_frames` steps.
+padding as zeros). A row therefore holds the 1.15 scale's length (73 steps
+for 64 frames), of which all are real: `num_frames` of the row is the
+longest scale's length. `multi_scale=False` gives plain `num_frames` steps.
+
+`scale_source="video"` instead samples every scale's frames over the whole
+source video (`sample_frame_indices(frame_count, length)`), so 1.15x sees
+frames between the 64 and repeats none in a long video; frames shared by
+several scales go through the backbone once. The lengths are the same.
 
 The file (the notes' schema, so their files and ours are interchangeable):
 
@@ -25,8 +33,9 @@ plus our own additions, which readers of the notes' files ignore:
 
     sources     [N] UTF-8 string: the absolute path of each row's video
     splits      [N] UTF-8 string: "train"/"val"/"test"/"unused", "" if none
-    attrs: backbone, weights, frames, size, scales, complete, skipped (JSON
-           list of {"path", "error"}), num_skipped, format, format_version
+    attrs: backbone, weights, frames, size, scales, scale_source, complete,
+           skipped (JSON list of {"path", "error"}), num_skipped, format,
+           format_version
 
 Streaming and crash safety. Rows are appended to `<out>.partial` one video
 at a time (resizable datasets, flushed after each row, so memory stays
@@ -39,7 +48,7 @@ resumes from it (rows past `num_videos` are dropped; a partial file that
 HDF5 cannot open any more is discarded with a warning and started again).
 Re-running on a complete file skips the videos it already holds; new ones
 are appended to a copy that replaces it when done. The run's settings
-(backbone, weights, frames, size, multi-scale, classes) must match the
+(backbone, weights, frames, size, multi-scale, scale source, classes) must match the
 file's, or the run stops with the differing field named.
 
 T_max. All rows of one run have the same length, but the writer does not
@@ -66,7 +75,6 @@ Example:
 
 import dataclasses
 import json
-import math
 import os
 import shutil
 import sys
@@ -80,11 +88,16 @@ from data.video import VideoError, normalize_size, read_frames, sample_frame_ind
 
 SCALES = (1.0, 0.85, 1.15)
 MIN_SCALE_FRAMES = 5
+# Where the 0.85x and 1.15x frames come from: the already sampled
+# `num_frames` tensor (the notes' recipe) or the whole source video.
+SCALE_SOURCES = ("sampled", "video")
+DEFAULT_SCALE_SOURCE = "sampled"
 FORMAT = "video_suite.features"
 FORMAT_VERSION = 1
 PARTIAL_SUFFIX = ".partial"
 DEFAULT_BACKBONE = "efficientnet_v2_s"
-DEFAULT_EXTRACT_SIZE = (224, 224)
+# The notes preprocess frames at 256 x 256.
+DEFAULT_EXTRACT_SIZE = (256, 256)
 REQUIRED_DATASETS = ("features", "labels", "num_frames")
 REQUIRED_ATTRS = ("num_videos", "max_frames", "feature_dim", "category_mapping")
 
@@ -92,22 +105,62 @@ REQUIRED_ATTRS = ("num_videos", "max_frames", "feature_dim", "category_mapping")
 _READ_ROWS = 256
 
 
-def scale_frame_counts(num_frames, multi_scale=True):
-    """Frames sampled at each temporal scale.
+def scale_lengths(num_frames, multi_scale=True):
+    """Frames of each temporal scale in `SCALES`: the design notes' rule.
+
+    Scale 1.0 is the sampled video as it is (`num_frames`); every other
+    scale s has `max(int(num_frames * s), 5)` frames. `int` truncates the
+    floating-point product exactly as the notes' Python does, so 64 frames
+    give 73 at 1.15 (73.6), and 100 frames give 114 (100 * 1.15 is
+    114.99999999999999 in binary floating point).
+
+    Args:
+        num_frames: frames sampled per video, >= 1.
+        multi_scale: False gives the one scale 1.0.
+
+    Returns:
+        A list of ints, one per scale, in the order of `SCALES`.
 
     Example:
 
-    >>> scale_frame_counts(64)
-    [64, 54, 74]
-    >>> scale_frame_counts(4)
-    [5, 5, 5]
+    >>> scale_lengths(64)
+    [64, 54, 73]
+    >>> scale_lengths(4)
+    [4, 5, 5]
+    >>> scale_lengths(64, multi_scale=False)
+    [64]
     """
     num_frames = int(num_frames)
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     if not multi_scale:
         return [num_frames]
-    return [max(MIN_SCALE_FRAMES, int(math.floor(scale * num_frames + 0.5))) for scale in SCALES]
+    return [
+        num_frames if scale == 1.0 else max(int(num_frames * scale), MIN_SCALE_FRAMES)
+        for scale in SCALES
+    ]
+
+
+def rescale_indices(num_frames, length):
+    """Rows of an `num_frames`-frame tensor that make a `length`-frame scale.
+
+    The notes' `np.linspace(0, n - 1, length).astype(int)`: a shorter scale
+    skips frames, a longer one repeats some.
+
+    Example:
+
+    >>> rescale_indices(4, 6).tolist()
+    [0, 0, 1, 1, 2, 3]
+    """
+    return np.linspace(0, num_frames - 1, length).astype(int)
+
+
+def check_scale_source(scale_source):
+    if scale_source not in SCALE_SOURCES:
+        raise ValueError(
+            f"scale_source must be one of {', '.join(SCALE_SOURCES)}, got {scale_source!r}"
+        )
+    return scale_source
 
 
 class FrameFeatureExtractor:
@@ -155,26 +208,47 @@ class FrameFeatureExtractor:
             return np.zeros((0, self.feature_dim), np.float32)
         return np.concatenate(outputs).astype(np.float32, copy=False)
 
-    def video_features(self, path, num_frames=64, multi_scale=True):
+    def video_features(self, path, num_frames=64, multi_scale=True,
+                       scale_source=DEFAULT_SCALE_SOURCE):
         """One video's feature sequence, float32 [T, D], and its VideoInfo.
+
+        Args:
+            path: the video file.
+            num_frames: frames sampled uniformly over the video (scale 1.0).
+            multi_scale: average the scales of `scale_lengths`.
+            scale_source: `"sampled"` (the notes') resamples 0.85x and 1.15x
+                from the `num_frames` sampled frames; `"video"` samples
+                each scale over the whole video.
 
         Raises:
             VideoError: the file cannot be read as a video.
         """
-        counts = scale_frame_counts(num_frames, multi_scale)
+        check_scale_source(scale_source)
+        lengths = scale_lengths(num_frames, multi_scale)
+        if scale_source == "sampled":
+            frames_of = [lambda frame_count: sample_frame_indices(frame_count, num_frames)]
+        else:
+            frames_of = [
+                lambda frame_count, length=length: sample_frame_indices(frame_count, length)
+                for length in lengths
+            ]
 
         def all_indices(frame_count):
-            return np.unique(np.concatenate(
-                [sample_frame_indices(frame_count, count) for count in counts]
-            ))
+            return np.unique(np.concatenate([wanted(frame_count) for wanted in frames_of]))
 
         frames, unique, info = read_frames(path, all_indices, self.size)
         features = self.frame_features(frames)
-        sequence = np.zeros((max(counts), self.feature_dim), np.float32)
-        for count in counts:
-            rows = np.searchsorted(unique, sample_frame_indices(info.frame_count, count))
-            sequence[:count] += features[rows]
-        sequence /= len(counts)
+        sequence = np.zeros((max(lengths), self.feature_dim), np.float32)
+        if scale_source == "sampled":
+            # Each frame is encoded on its own, so picking rows of the
+            # features is picking frames of the sampled clip.
+            sampled = features[np.searchsorted(unique, frames_of[0](info.frame_count))]
+            for length in lengths:
+                sequence[:length] += sampled[rescale_indices(num_frames, length)]
+        else:
+            for length, wanted in zip(lengths, frames_of):
+                sequence[:length] += features[np.searchsorted(unique, wanted(info.frame_count))]
+        sequence /= len(lengths)
         return sequence, info
 
 
@@ -197,18 +271,22 @@ class FeatureWriter:
     Args:
         out: the final .h5 path.
         settings: dict of what the rows depend on (backbone, weights,
-            frames, size, multi_scale); compared with an existing file's.
+            frames, size, multi_scale, scale_source (default
+            `DEFAULT_SCALE_SOURCE`), steps); compared with an existing
+            file's.
         class_names: class name per id.
         feature_dim: D.
         log: function taking one line of text (progress notes, warnings).
     """
 
-    _SETTING_ATTRS = ("backbone", "weights", "frames", "size", "multi_scale", "feature_dim")
+    _SETTING_ATTRS = (
+        "backbone", "weights", "frames", "size", "multi_scale", "scale_source", "feature_dim",
+    )
 
     def __init__(self, out, settings, class_names, feature_dim, log=None):
         self.out = os.path.abspath(os.fspath(out))
         self.partial = partial_path(self.out)
-        self.settings = dict(settings)
+        self.settings = {"scale_source": DEFAULT_SCALE_SOURCE, **settings}
         self.class_names = tuple(class_names)
         self.feature_dim = int(feature_dim)
         self.log = log or (lambda line: print(line, file=sys.stderr))
@@ -346,6 +424,7 @@ class FeatureWriter:
         attrs["frames"] = int(self.settings["frames"])
         attrs["size"] = np.asarray(self.settings["size"], np.int32)
         attrs["scales"] = json.dumps(list(SCALES) if self.settings["multi_scale"] else [1.0])
+        attrs["scale_source"] = self.settings["scale_source"]
         attrs["complete"] = False
         attrs["skipped"] = "[]"
         attrs["num_skipped"] = 0
@@ -494,8 +573,9 @@ class ExtractionSummary:
 
 
 def extract_features(dataset, out, backbone=DEFAULT_BACKBONE, weights="imagenet", num_frames=64,
-                     size=DEFAULT_EXTRACT_SIZE, batch_size=32, multi_scale=True, on_error="skip",
-                     retry_skipped=False, seed=0, progress=True, log=None, extractor=None):
+                     size=DEFAULT_EXTRACT_SIZE, batch_size=32, multi_scale=True,
+                     scale_source=DEFAULT_SCALE_SOURCE, on_error="skip", retry_skipped=False,
+                     seed=0, progress=True, log=None, extractor=None):
     """Extracts one feature row per video of `dataset` into the HDF5 `out`.
 
     Args:
@@ -509,6 +589,9 @@ def extract_features(dataset, out, backbone=DEFAULT_BACKBONE, weights="imagenet"
         size: (height, width) frames are resized to before the backbone.
         batch_size: frames per backbone call.
         multi_scale: average the three temporal scales (`SCALES`).
+        scale_source: where the 0.85x / 1.15x frames come from: `"sampled"`
+            (the notes': resampled from the `num_frames` sampled frames) or
+            `"video"` (sampled over the whole video).
         on_error: "skip" (default) records an unreadable video in the file's
             `skipped` attribute and in the log and goes on; "fail" stops
             with that error, leaving a resumable `.partial` file.
@@ -538,6 +621,7 @@ def extract_features(dataset, out, backbone=DEFAULT_BACKBONE, weights="imagenet"
     size = normalize_size(size)
     if int(num_frames) < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames!r}")
+    check_scale_source(scale_source)
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
     if len(dataset.paths) == 0:
@@ -552,7 +636,8 @@ def extract_features(dataset, out, backbone=DEFAULT_BACKBONE, weights="imagenet"
         "frames": int(num_frames),
         "size": list(size),
         "multi_scale": bool(multi_scale),
-        "steps": max(scale_frame_counts(num_frames, multi_scale)),
+        "scale_source": scale_source,
+        "steps": max(scale_lengths(num_frames, multi_scale)),
     }
     writer = FeatureWriter(out, settings, dataset.class_names, BACKBONES[backbone], log=log)
     done, skipped_before = writer.open()
@@ -594,7 +679,9 @@ def extract_features(dataset, out, backbone=DEFAULT_BACKBONE, weights="imagenet"
         for step, index in enumerate(todo, start=1):
             source = sources[index]
             try:
-                features, _ = extractor.video_features(source, num_frames, multi_scale)
+                features, _ = extractor.video_features(
+                    source, num_frames, multi_scale, scale_source
+                )
             except VideoError as error:
                 if on_error == "fail":
                     raise
@@ -822,10 +909,13 @@ __all__ = [
     "FeatureFile",
     "FeatureWriter",
     "FrameFeatureExtractor",
+    "DEFAULT_SCALE_SOURCE",
     "MIN_SCALE_FRAMES",
     "SCALES",
+    "SCALE_SOURCES",
     "extract_features",
     "partial_path",
     "read_feature_file",
-    "scale_frame_counts",
+    "rescale_indices",
+    "scale_lengths",
 ]

@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from data.features import FeatureWriter, FrameFeatureExtractor, scale_frame_counts
+from data.features import FeatureWriter, FrameFeatureExtractor, scale_lengths
 from data.video import normalize_size, write_video
 
 # The embedded videos: the synthetic clip size, RGB, written as MPEG-4.
@@ -106,6 +106,7 @@ def synthetic_settings(count, task, num_classes, data_seed):
         "size": list(SYNTHETIC_SIZE),
         "grid": list(SYNTHETIC_GRID),
         "multi_scale": True,
+        "scale_source": "sampled",
         "codec": SYNTHETIC_CODEC[0],
     }
 
@@ -185,7 +186,8 @@ def extract_synthetic_features(videos, out, settings):
         "frames": settings["frames"],
         "size": list(settings["size"]),
         "multi_scale": settings["multi_scale"],
-        "steps": max(scale_frame_counts(settings["frames"], settings["multi_scale"])),
+        "scale_source": settings["scale_source"],
+        "steps": max(scale_lengths(settings["frames"], settings["multi_scale"])),
     }
     writer = FeatureWriter(
         out, writer_settings, videos.class_names, extractor.feature_dim,
@@ -197,7 +199,7 @@ def extract_synthetic_features(videos, out, settings):
             if path in done:
                 continue
             sequence, _ = extractor.video_features(
-                path, settings["frames"], settings["multi_scale"]
+                path, settings["frames"], settings["multi_scale"], settings["scale_source"]
             )
             writer.append(sequence, label, path, split)
         writer.finish()

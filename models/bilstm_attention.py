@@ -6,7 +6,8 @@ backbone (D = 1280 for EfficientNetV2-S):
     features [B, T, D] --Dense(768)--LayerNorm--GELU--Dropout(0.2)-->
     4 x Bidirectional LSTM(768 per direction), Dropout(0.4) between -->
     MultiHeadAttention(12 heads x 128) + residual --LayerNorm-->
-    attention pooling (Dense 768 tanh -> Dense 1 -> softmax over real frames)
+    attention pooling (Dense 768 tanh -> Dropout(0.2) -> Dense 1 -> softmax
+    over real frames)
     --> Dense 768 -> 384 -> 192 (LayerNorm, activation, Dropout 0.4 each)
     --> Dense(num_classes) logits.
 
@@ -23,6 +24,12 @@ A row with no real frame (bad input, refused by `data/sequences.py`) must
 not produce NaN: the LSTMs see its first step as real (cuDNN rejects fully
 masked rows), and pooling returns a zero vector for it instead of dividing
 by zero, so its logits are the classifier's response to zeros.
+
+The notes' table gives dropout "0.2 (input projection, pooling)": the
+pooling's 0.2 sits inside its scoring network, between the tanh layer and
+the score, so it perturbs which frames are weighted (not the pooled
+features themselves). The notes' model is PyTorch: every LayerNorm uses
+PyTorch's epsilon 1e-5 (Keras' default is 1e-3).
 
 Choices where the notes are silent: the classifier's activation is GELU,
 like the projection's (`classifier_activation`); there is no dropout inside
@@ -64,6 +71,10 @@ class BiLSTMAttentionConfig(ModelConfig):
         attention_key_dim: size of each head, 128.
         attention_dropout: dropout on the attention weights, 0.
         pooling_dim: hidden width of the attention-pooling scorer, 768.
+        pooling_dropout: dropout inside the attention-pooling scorer,
+            after its tanh layer, 0.2.
+        layer_norm_epsilon: epsilon of every LayerNormalization, 1e-5
+            (PyTorch's default, which the notes' model used).
         classifier_units: hidden widths of the classifier, (768, 384, 192).
         classifier_activation: activation between classifier layers, GELU.
         classifier_dropout: dropout between classifier layers, 0.4.
@@ -96,6 +107,8 @@ class BiLSTMAttentionConfig(ModelConfig):
     attention_key_dim: int = 128
     attention_dropout: float = 0.0
     pooling_dim: int = 768
+    pooling_dropout: float = 0.2
+    layer_norm_epsilon: float = 1e-5
     classifier_units: tuple = (768, 384, 192)
     classifier_activation: str = "gelu"
     classifier_dropout: float = 0.4
@@ -138,6 +151,7 @@ class BiLSTMAttentionConfig(ModelConfig):
             "restart_t_mul",
             "clipnorm",
             "min_learning_rate",
+            "layer_norm_epsilon",
         )
         for name in ("projection_dim", "lstm_layers", "lstm_units", "attention_heads",
                      "attention_key_dim", "pooling_dim", "restart_epochs"):
@@ -152,6 +166,7 @@ class BiLSTMAttentionConfig(ModelConfig):
             "projection_dropout",
             "lstm_dropout",
             "attention_dropout",
+            "pooling_dropout",
             "classifier_dropout",
             "label_smoothing",
         )
@@ -230,13 +245,14 @@ class KeyPaddingMask(keras.layers.Layer):
 class AttentionPooling(keras.layers.Layer):
     """Weighted sum over time with learned, masked softmax weights.
 
-    Each frame gets a score `w2 . tanh(W1 x_t + b1) + b2`; the softmax runs
-    over the real frames only and the output is `sum_t a_t x_t`. A row
-    with no real frame gets all-zero weights and a zero output instead of
-    NaN.
+    Each frame gets a score `w2 . dropout(tanh(W1 x_t + b1)) + b2`; the
+    softmax runs over the real frames only and the output is
+    `sum_t a_t x_t`. A row with no real frame gets all-zero weights and a
+    zero output instead of NaN. The dropout acts in training only.
 
     Args:
         hidden_dim: width of the tanh scoring layer.
+        dropout: dropout rate between the tanh layer and the score.
         kernel_initializer: initializer of both scoring kernels.
 
     Example:
@@ -247,9 +263,10 @@ class AttentionPooling(keras.layers.Layer):
     TensorShape([2, 6])
     """
 
-    def __init__(self, hidden_dim=768, kernel_initializer=KERNEL_INIT, **kwargs):
+    def __init__(self, hidden_dim=768, dropout=0.0, kernel_initializer=KERNEL_INIT, **kwargs):
         super().__init__(**kwargs)
         self.hidden_dim = hidden_dim
+        self.dropout = float(dropout)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.hidden = keras.layers.Dense(
             hidden_dim,
@@ -257,6 +274,9 @@ class AttentionPooling(keras.layers.Layer):
             kernel_initializer=self.kernel_initializer,
             dtype=self.dtype_policy,
             name="score_hidden",
+        )
+        self.hidden_dropout = keras.layers.Dropout(
+            self.dropout, dtype=self.dtype_policy, name="score_dropout"
         )
         self.score = keras.layers.Dense(
             1, kernel_initializer=self.kernel_initializer, dtype=self.dtype_policy, name="score"
@@ -267,8 +287,9 @@ class AttentionPooling(keras.layers.Layer):
         self.score.build((*input_shape[:-1], self.hidden_dim))
         self.built = True
 
-    def call(self, inputs, mask=None):
-        scores = ops.squeeze(self.score(self.hidden(inputs)), axis=-1)
+    def call(self, inputs, mask=None, training=None):
+        hidden = self.hidden_dropout(self.hidden(inputs), training=training)
+        scores = ops.squeeze(self.score(hidden), axis=-1)
         if mask is None:
             mask = ops.ones_like(scores, dtype="bool")
         mask = ops.cast(mask, "bool")
@@ -294,6 +315,7 @@ class AttentionPooling(keras.layers.Layer):
         config = super().get_config()
         config.update(
             hidden_dim=self.hidden_dim,
+            dropout=self.dropout,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
         )
         return config
@@ -318,7 +340,9 @@ def build_bilstm_attention(config: BiLSTMAttentionConfig) -> keras.Model:
     x = keras.layers.Dense(
         config.projection_dim, kernel_initializer=KERNEL_INIT, name="projection"
     )(features)
-    x = keras.layers.LayerNormalization(name="projection_norm")(x)
+    x = keras.layers.LayerNormalization(
+        epsilon=config.layer_norm_epsilon, name="projection_norm"
+    )(x)
     x = keras.layers.Activation("gelu", name="projection_gelu")(x)
     x = keras.layers.Dropout(config.projection_dropout, name="projection_dropout")(x)
 
@@ -343,15 +367,21 @@ def build_bilstm_attention(config: BiLSTMAttentionConfig) -> keras.Model:
         name="self_attention",
     )(x, x, attention_mask=KeyPaddingMask(name="key_padding_mask")(mask))
     x = keras.layers.Add(name="attention_residual")([x, attention])
-    x = keras.layers.LayerNormalization(name="attention_norm")(x)
+    x = keras.layers.LayerNormalization(
+        epsilon=config.layer_norm_epsilon, name="attention_norm"
+    )(x)
 
-    x = AttentionPooling(config.pooling_dim, name="attention_pooling")(x, mask=mask)
+    x = AttentionPooling(
+        config.pooling_dim, dropout=config.pooling_dropout, name="attention_pooling"
+    )(x, mask=mask)
 
     for index, units in enumerate(config.classifier_units):
         x = keras.layers.Dense(
             units, kernel_initializer=KERNEL_INIT, name=f"classifier_dense_{index + 1}"
         )(x)
-        x = keras.layers.LayerNormalization(name=f"classifier_norm_{index + 1}")(x)
+        x = keras.layers.LayerNormalization(
+            epsilon=config.layer_norm_epsilon, name=f"classifier_norm_{index + 1}"
+        )(x)
         x = keras.layers.Activation(
             config.classifier_activation, name=f"classifier_activation_{index + 1}"
         )(x)

@@ -10,15 +10,62 @@ which the notes were written for, reshaped to (B*T, ...) instead). The same
 math is written here directly on the 5-D tensor: `MaxPool3D((1, 2, 2))` pools
 each frame on its own, and `BatchNormalization(axis=-1)` normalises over
 batch, time and space together, exactly what the reshaped version computes.
+
+The notes' `recurrent_activation='hard_sigmoid'` was tf.keras 2's hard
+sigmoid, clip(0.2 x + 0.5, 0, 1). Keras 3 kept the name for
+clip(x / 6 + 0.5, 0, 1) (0.667 instead of 0.7 at x = 1, saturating at
++-3 instead of +-2.5), so the notes' function is defined here as
+`tf2_hard_sigmoid` and is the default; `recurrent_activation="hard_sigmoid"`
+selects Keras 3's.
+
+Training follows the notes' compile: Adam, binary cross-entropy, metrics
+binary cross-entropy and AUC (plus accuracy), and the best model is the one
+with the lowest validation loss.
 """
 
 import dataclasses
 
 import keras
 import numpy as np
+from keras import ops
 
 from models.config import ModelConfig, check_input_rank, check_positive, check_rate
 from models.registry import Family, TrainingSpec, register
+
+
+@keras.saving.register_keras_serializable(package="video_suite", name="tf2_hard_sigmoid")
+def tf2_hard_sigmoid(x):
+    """tf.keras 2's hard sigmoid: `clip(0.2 * x + 0.5, 0, 1)`.
+
+    The design notes' ConvLSTM gates use `recurrent_activation=
+    'hard_sigmoid'` in tf.keras 2, where it meant this piecewise-linear
+    function. Keras 3's `"hard_sigmoid"` is `clip(x / 6 + 0.5, 0, 1)`, a
+    different slope. Registered, so a `.keras` file that uses it reloads
+    without `custom_objects`.
+
+    Args:
+        x: a tensor.
+
+    Returns:
+        A tensor of the same shape and dtype, in [0, 1].
+
+    Example:
+
+    >>> np.asarray(tf2_hard_sigmoid(np.array([-3.0, -1.0, 0.0, 1.0, 3.0], "float32")))
+    array([0. , 0.3, 0.5, 0.7, 1. ], dtype=float32)
+    """
+    x = ops.convert_to_tensor(x)
+    return ops.clip(x * 0.2 + 0.5, 0.0, 1.0)
+
+
+# Activations this module defines, by the name a config gives them; every
+# other name goes to Keras as it is.
+RECURRENT_ACTIVATIONS = {"tf2_hard_sigmoid": tf2_hard_sigmoid}
+
+
+def recurrent_activation_of(name):
+    """The activation function a config's `recurrent_activation` names."""
+    return RECURRENT_ACTIVATIONS.get(name, name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,8 +82,12 @@ class ConvLSTMConfig(ModelConfig):
         kernel_size: square kernel of every ConvLSTM2D layer.
         dropout: input dropout of every ConvLSTM2D layer. The notes give no
             value; 0.2 is our choice.
-        l1, l2: the L1L2 kernel regularizer. The notes give no values;
-            1e-5 / 1e-4 are our choice.
+        recurrent_activation: the gates' activation. `"tf2_hard_sigmoid"`
+            (default) is the notes' tf.keras 2 `hard_sigmoid`, clip(0.2 x +
+            0.5, 0, 1); `"hard_sigmoid"` is Keras 3's clip(x / 6 + 0.5, 0,
+            1); any other Keras activation name works too.
+        l1, l2: the L1L2 kernel regularizer, 0 / 0: the notes' code has
+            `L1L2(l1=0, l2=0)` and their table says "regularizers: None".
         learning_rate, beta_1, beta_2: Adam's learning rate and betas,
             8e-5 / 0.9 / 0.999 in the notes.
         batch_size: training batch size, 4 in the notes.
@@ -49,8 +100,9 @@ class ConvLSTMConfig(ModelConfig):
     filters: tuple = (16, 32)
     kernel_size: int = 3
     dropout: float = 0.2
-    l1: float = 1e-5
-    l2: float = 1e-4
+    recurrent_activation: str = "tf2_hard_sigmoid"
+    l1: float = 0.0
+    l2: float = 0.0
     learning_rate: float = 8e-5
     beta_1: float = 0.9
     beta_2: float = 0.999
@@ -68,6 +120,14 @@ class ConvLSTMConfig(ModelConfig):
             )
         check_positive(self, "filters", "kernel_size")
         check_rate(self, "dropout")
+        if self.recurrent_activation not in RECURRENT_ACTIVATIONS:
+            try:
+                keras.activations.get(self.recurrent_activation)
+            except ValueError:
+                raise ValueError(
+                    f"recurrent_activation must be {', '.join(RECURRENT_ACTIVATIONS)} or a "
+                    f"Keras activation name, got {self.recurrent_activation!r}"
+                ) from None
         if self.l1 < 0 or self.l2 < 0:
             raise ValueError(f"l1 and l2 must be >= 0, got {self.l1!r}, {self.l2!r}")
         if self.class_weight not in ("balanced", "none"):
@@ -104,7 +164,7 @@ def build_convlstm(config: ConvLSTMConfig) -> keras.Model:
             config.kernel_size,
             padding="valid",
             activation="tanh",
-            recurrent_activation="hard_sigmoid",
+            recurrent_activation=recurrent_activation_of(config.recurrent_activation),
             use_bias=False,
             dropout=config.dropout,
             kernel_regularizer=keras.regularizers.L1L2(l1=config.l1, l2=config.l2),
@@ -131,27 +191,44 @@ def build_convlstm(config: ConvLSTMConfig) -> keras.Model:
 
 
 def convlstm_training(config: ConvLSTMConfig, steps_per_epoch: int) -> TrainingSpec:
+    """Adam; the best model has the lowest validation loss, as in the notes."""
     optimizer = keras.optimizers.Adam(
         learning_rate=config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2
     )
-    return classifier_training_spec(optimizer, config.num_classes, binary_monitor="val_auc")
+    return classifier_training_spec(
+        optimizer, config.num_classes, monitor="val_loss", binary_cross_entropy_metric=True
+    )
 
 
-def classifier_training_spec(optimizer, num_classes, binary_monitor):
+def classifier_training_spec(optimizer, num_classes, monitor="val_accuracy",
+                             binary_cross_entropy_metric=False):
     """Loss, metrics and monitor of a clip classifier.
 
     One sigmoid output (`num_classes == 1`): binary cross-entropy with AUC
-    and accuracy, monitored on `binary_monitor`. Softmax: sparse
-    categorical cross-entropy with accuracy and top-5 accuracy (top-k with
-    k = min(5, classes)), monitored on validation accuracy.
+    and accuracy, plus a `BinaryCrossentropy` metric when
+    `binary_cross_entropy_metric` (the metric is unweighted, while the
+    training loss carries the class weights). Softmax: sparse categorical
+    cross-entropy with accuracy and top-5 accuracy (top-k with k = min(5,
+    classes)).
+
+    Args:
+        optimizer: a Keras optimizer.
+        num_classes: 1 for one sigmoid output, else the softmax width.
+        monitor: the history key that picks the best checkpoint and drives
+            early stopping; minimised when it names a loss, else maximised.
+        binary_cross_entropy_metric: add the binary cross-entropy metric.
     """
+    mode = "min" if monitor.endswith("loss") else "max"
     if num_classes == 1:
+        metrics = [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")]
+        if binary_cross_entropy_metric:
+            metrics.insert(0, keras.metrics.BinaryCrossentropy(name="binary_crossentropy"))
         return TrainingSpec(
             optimizer=optimizer,
             loss=keras.losses.BinaryCrossentropy(),
-            metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
-            monitor=binary_monitor,
-            monitor_mode="max",
+            metrics=metrics,
+            monitor=monitor,
+            monitor_mode=mode,
         )
     return TrainingSpec(
         optimizer=optimizer,
@@ -162,8 +239,8 @@ def classifier_training_spec(optimizer, num_classes, binary_monitor):
                 k=min(5, num_classes), name="top5_accuracy"
             ),
         ],
-        monitor="val_accuracy",
-        monitor_mode="max",
+        monitor=monitor,
+        monitor_mode=mode,
     )
 
 

@@ -7,8 +7,11 @@ The design notes' "Model 2":
     -> Dense(512) -> + sinusoidal positions
     -> 3 x Transformer encoder (8 heads, feed-forward 2048, dropout 0.1)
     -> dual temporal attention: local (+-5 frames) | global, concatenated,
-       Dense back to 512
+       Dense back to 512 (nothing after it: no dropout, residual or norm)
     -> scorer MLP (256, ReLU) -> Dense(1) -> sigmoid -> scores [B, T]
+
+The notes' model is PyTorch, so every LayerNormalization uses PyTorch's
+epsilon 1e-5 (`layer_norm_epsilon`; Keras' default is 1e-3).
 
 Padding. Both input modes take a bool `mask` [B, T] (True = real frame,
 padding at the end), so videos of different lengths share a batch. Padded
@@ -26,13 +29,15 @@ backbone's BatchNorm layers always run in inference mode (frozen in stage
 1, kept frozen by `unfreeze_last_blocks` in stage 2), so frames never
 influence each other inside it.
 
-Training. `SpearmanRankingLoss` (1 - soft-rank Spearman correlation, plus
-`mse_weight` x MSE) on targets padded with -1. Features mode trains in one
-stage: AdamW, lr 1e-4, weight decay 0.01. Frames mode adds a second stage
-that unfreezes the backbone's last `unfreeze_blocks` (2) blocks with lr
-1e-5 and clipnorm 1.0, BatchNorm kept in inference mode; `stage1_epochs`
-(default: `epochs`) is the first stage's length and `stage2_epochs` the
-second's.
+Training (the notes' recipe). `SpearmanRankingLoss` (1 - soft-rank
+Spearman correlation; `mse_weight` x MSE can be added, 0 by default) on
+targets padded with -1. Stage 1: backbone frozen, AdamW lr 1e-4, weight
+decay 0.01, 10 epochs (`epochs`, or `stage1_epochs` when set). Stage 2,
+frames mode only: the backbone's last `unfreeze_blocks` (2) blocks
+unfrozen, BatchNorm kept in inference mode, AdamW lr 1e-5 with the
+gradients clipped to a global norm of 1.0, 20 epochs (`stage2_epochs`).
+Features mode has no backbone to fine-tune (it was frozen when the
+features were extracted), so it trains stage 1 only.
 """
 
 import dataclasses
@@ -47,6 +52,10 @@ from models.losses import PADDED_TARGET, SpearmanRankingLoss, masked_mean_square
 from models.registry import Family, Stage, TrainingSpec, register
 
 INPUT_MODES = ("features", "frames")
+# "concat": the notes' fusion, [local | global] -> Dense(model_dim).
+# "concat_residual": the same, then dropout, a residual add of the encoder
+# output and a LayerNorm (this suite's earlier form, kept for comparison).
+FUSIONS = ("concat", "concat_residual")
 FRAME_BACKBONES = ("efficientnet_b0", "resnet50")
 DEFAULT_INPUT_SHAPES = {"features": (None, 1024), "frames": (None, 224, 224, 3)}
 
@@ -76,23 +85,40 @@ class KeyframeTransformerConfig(ModelConfig):
         num_heads: attention heads of every attention layer, 8.
         ff_dim: feed-forward width of the encoder layers, 2048.
         dropout: dropout of the encoder, attention and scorer, 0.1.
+        layer_norm_epsilon: epsilon of every LayerNormalization, 1e-5
+            (PyTorch's default, which the notes' model used; Keras' is 1e-3).
         local_window: frames the local attention sees on each side, 5
             (MultiHeadAttention `sliding_window=local_window + 1`).
+        fusion: how the local and global attention outputs are combined.
+            `"concat"` (the notes'): concatenate both, Dense back to
+            `model_dim`, straight into the scorer. `"concat_residual"`:
+            the same, then dropout, a residual add of the encoder output
+            and a LayerNorm.
         scorer_units: hidden width of the 2-layer scorer MLP. The notes give
             no value; 256 is our choice.
         rank_temperature: softness of the soft ranks in the ranking loss.
-        mse_weight: weight of the MSE term added to the ranking loss. The
-            notes give no value; 0.5 is our choice (the rank term alone
-            leaves the scale of the scores free).
+        mse_weight: weight of an MSE term added to the ranking loss. The
+            notes' loss is the ranking loss alone: 0. Measured on the
+            embedded set (`python -m train.run --model keyframe_transformer`,
+            seed 0, 12 test videos, every other default as here): with 0,
+            F-score 67.95%, tau / rho against the annotators 0.261 / 0.316,
+            against `gtscore` 0.668 / 0.813; with 0.5, F-score 67.95%,
+            0.256 / 0.310, 0.664 / 0.806. The MSE term does not help, so
+            the notes' 0 stays.
         learning_rate: AdamW learning rate of stage 1, 1e-4.
         weight_decay: AdamW weight decay of both stages, 0.01.
-        epochs: maximum training epochs. Stage 1's length unless
-            `stage1_epochs` is set.
+        epochs: stage 1 epochs, 10 in the notes, unless `stage1_epochs`
+            is set (so `--epochs N` keeps setting the first stage).
         stage1_epochs: stage 1 epochs, 0 meaning `epochs` (stage 1 is the
             only stage in features mode).
-        stage2_epochs: frames-mode fine-tuning epochs, 5.
+        stage2_epochs: frames-mode fine-tuning epochs, 20 in the notes.
+        patience: early stopping on the validation loss within a stage, 10
+            (the notes train fixed lengths; with 10 it can only cut the
+            20-epoch stage 2 short, restoring its best epoch).
         stage2_learning_rate: AdamW learning rate of the fine-tuning, 1e-5.
-        stage2_clipnorm: gradient-norm clipping of the fine-tuning, 1.0.
+        stage2_clipnorm: clipping of the fine-tuning's gradients to a
+            global norm (all gradients together, Keras' `global_clipnorm`,
+            PyTorch's `clip_grad_norm_`), 1.0.
         unfreeze_blocks: backbone blocks unfrozen for the fine-tuning, 2
             (BatchNorm stays in inference mode).
         batch_size: videos per batch.
@@ -110,17 +136,19 @@ class KeyframeTransformerConfig(ModelConfig):
     num_heads: int = 8
     ff_dim: int = 2048
     dropout: float = 0.1
+    layer_norm_epsilon: float = 1e-5
     local_window: int = 5
+    fusion: str = "concat"
     scorer_units: int = 256
     rank_temperature: float = 0.1
-    mse_weight: float = 0.5
+    mse_weight: float = 0.0
     learning_rate: float = 1e-4
     weight_decay: float = 0.01
     batch_size: int = 4
-    epochs: int = 50
+    epochs: int = 10
     patience: int = 10
     stage1_epochs: int = 0
-    stage2_epochs: int = 5
+    stage2_epochs: int = 20
     stage2_learning_rate: float = 1e-5
     stage2_clipnorm: float = 1.0
     unfreeze_blocks: int = 2
@@ -161,7 +189,12 @@ class KeyframeTransformerConfig(ModelConfig):
         check_positive(
             self, "model_dim", "num_layers", "num_heads", "ff_dim", "local_window",
             "scorer_units", "rank_temperature", "stage2_learning_rate", "stage2_clipnorm",
+            "layer_norm_epsilon",
         )
+        if self.fusion not in FUSIONS:
+            raise ValueError(
+                f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}"
+            )
         if self.model_dim % self.num_heads or self.model_dim % 2:
             raise ValueError(
                 f"model_dim must be even and divisible by num_heads, got model_dim "
@@ -457,9 +490,13 @@ def build_keyframe_transformer(config: KeyframeTransformerConfig) -> keras.Model
     )(x, padding_mask=mask)
     fused = keras.layers.Concatenate(name="dual_attention_concat")([local, global_])
     fused = keras.layers.Dense(config.model_dim, name="dual_attention_fusion")(fused)
-    fused = keras.layers.Dropout(config.dropout, name="dual_attention_dropout")(fused)
-    x = keras.layers.Add(name="dual_attention_residual")([x, fused])
-    x = keras.layers.LayerNormalization(name="dual_attention_norm")(x)
+    if config.fusion == "concat_residual":
+        fused = keras.layers.Dropout(config.dropout, name="dual_attention_dropout")(fused)
+        fused = keras.layers.Add(name="dual_attention_residual")([x, fused])
+        fused = keras.layers.LayerNormalization(
+            epsilon=config.layer_norm_epsilon, name="dual_attention_norm"
+        )(fused)
+    x = fused
 
     hidden = keras.layers.Dense(config.scorer_units, activation="relu", name="scorer_hidden")(x)
     hidden = keras.layers.Dropout(config.dropout, name="scorer_dropout")(hidden)
@@ -478,13 +515,17 @@ def _encoder_block(x, mask, config, key_dim, name):
     )(x, padding_mask=mask)
     attended = keras.layers.Dropout(config.dropout, name=f"{name}_attention_dropout")(attended)
     x = keras.layers.Add(name=f"{name}_attention_residual")([x, attended])
-    x = keras.layers.LayerNormalization(name=f"{name}_attention_norm")(x)
+    x = keras.layers.LayerNormalization(
+        epsilon=config.layer_norm_epsilon, name=f"{name}_attention_norm"
+    )(x)
     forward = keras.layers.Dense(config.ff_dim, activation="relu", name=f"{name}_ff_1")(x)
     forward = keras.layers.Dropout(config.dropout, name=f"{name}_ff_dropout")(forward)
     forward = keras.layers.Dense(config.model_dim, name=f"{name}_ff_2")(forward)
     forward = keras.layers.Dropout(config.dropout, name=f"{name}_output_dropout")(forward)
     x = keras.layers.Add(name=f"{name}_ff_residual")([x, forward])
-    return keras.layers.LayerNormalization(name=f"{name}_ff_norm")(x)
+    return keras.layers.LayerNormalization(
+        epsilon=config.layer_norm_epsilon, name=f"{name}_ff_norm"
+    )(x)
 
 
 def backbone_of(model):
@@ -499,11 +540,11 @@ def backbone_of(model):
 # Training defaults.
 
 
-def keyframe_optimizer(config, learning_rate=None, clipnorm=None):
+def keyframe_optimizer(config, learning_rate=None, global_clipnorm=None):
     return keras.optimizers.AdamW(
         learning_rate=config.learning_rate if learning_rate is None else learning_rate,
         weight_decay=config.weight_decay,
-        clipnorm=clipnorm,
+        global_clipnorm=global_clipnorm,
     )
 
 
@@ -511,9 +552,10 @@ def keyframe_training(config: KeyframeTransformerConfig, steps_per_epoch: int) -
     """The notes' training: ranking loss, AdamW; two stages for frames.
 
     Stage 1 trains with the backbone frozen (AdamW lr 1e-4, weight decay
-    0.01). In frames mode, stage 2 unfreezes the backbone's last
-    `unfreeze_blocks` blocks with BatchNorm kept in inference mode and
-    trains everything with AdamW lr 1e-5 and clipnorm 1.0.
+    0.01) for 10 epochs. In frames mode, stage 2 unfreezes the backbone's
+    last `unfreeze_blocks` blocks with BatchNorm kept in inference mode and
+    trains everything for 20 epochs with AdamW lr 1e-5, the gradients
+    clipped to a global norm of 1.0.
     """
     loss = SpearmanRankingLoss(
         temperature=config.rank_temperature, mse_weight=config.mse_weight

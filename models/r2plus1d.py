@@ -185,16 +185,18 @@ class R2Plus1DPerceiverConfig(R2Plus1DConfig):
         position_encoding: add the fixed sinusoidal (t, h, w) encoding to
             the tokens.
 
-    The default architecture is the notes' strongest ablation row, 8
-    blocks + 1 cross + 6 self. The notes give no optimizer: AdamW (lr 3e-4,
-    weight decay 0.05, linear warm-up, cosine decay) is the usual choice for
-    attention models and is ours.
+    The default architecture is the notes' proposed model: all 8 blocks +
+    1 cross-attention + 1 self-attention block (0.703 in their table).
+    Their ablation rows stay one override away (`--self-blocks 6` gives
+    8+1+6; `tuning.search --grid seed-ablation` runs all ten). The notes
+    give no optimizer: AdamW (lr 3e-4, weight decay 0.05, linear warm-up,
+    cosine decay) is the usual choice for attention models and is ours.
     """
 
     num_latents: int = 256
     latent_dim: int = 512
     cross_blocks: int = 1
-    self_blocks: int = 6
+    self_blocks: int = 1
     cross_heads: int = 1
     cross_head_dim: int = 64
     self_heads: int = 8
@@ -701,7 +703,7 @@ def r2plus1d_training(config: R2Plus1DConfig, steps_per_epoch: int) -> TrainingS
         optimizer.exclude_from_weight_decay(
             var_names=["gamma", "beta", "bias", "latents"]
         )
-    return classifier_training_spec(optimizer, config.num_classes, binary_monitor="val_accuracy")
+    return classifier_training_spec(optimizer, config.num_classes, monitor="val_accuracy")
 
 
 # --------------------------------------------------------------------------

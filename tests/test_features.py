@@ -21,7 +21,8 @@ from data.features import (
     extract_features,
     partial_path,
     read_feature_file,
-    scale_frame_counts,
+    rescale_indices,
+    scale_lengths,
 )
 from data.video import VideoError, read_clip
 from tests.video_files import write_text_file, write_truncated_video, write_video
@@ -55,28 +56,55 @@ def extract(dataset, out, extractor, **overrides):
     return extract_features(dataset, out, **arguments), lines
 
 
-def test_scale_frame_counts():
-    assert scale_frame_counts(64) == [64, 54, 74]
-    assert scale_frame_counts(8) == [8, 7, 9]
-    assert scale_frame_counts(4) == [5, 5, 5]  # at least 5 frames per scale
-    assert scale_frame_counts(64, multi_scale=False) == [64]
+def test_scale_lengths_truncate_as_the_notes_do():
+    assert scale_lengths(64) == [64, 54, 73]  # 54.4 and 73.6, truncated
+    assert scale_lengths(8) == [8, 6, 9]
+    # int() of the floating-point product: 100 * 1.15 is 114.99999999999999.
+    assert scale_lengths(100) == [100, 85, 114]
+    # Scale 1.0 is the sampled video as it is; the others take at least 5.
+    assert scale_lengths(4) == [4, 5, 5]
+    assert scale_lengths(64, multi_scale=False) == [64]
+    with pytest.raises(ValueError, match="num_frames must be >= 1"):
+        scale_lengths(0)
 
 
-def test_multi_scale_is_the_mean_of_zero_padded_scales(tmp_path, extractor):
+def test_rescaled_scales_skip_or_repeat_sampled_frames():
+    np.testing.assert_array_equal(rescale_indices(8, 6), [0, 1, 2, 4, 5, 7])
+    # 1.15x of 8 frames: 9 rows, frame 0 twice.
+    np.testing.assert_array_equal(rescale_indices(8, 9), [0, 0, 1, 2, 3, 4, 5, 6, 7])
+    np.testing.assert_array_equal(rescale_indices(8, 8), np.arange(8))
+
+
+def test_multi_scale_resamples_the_sampled_frames_by_default(tmp_path, extractor):
     path = write_video(tmp_path / "v.mp4", num_frames=12)
     sequence, info = extractor.video_features(path, FRAMES, multi_scale=True)
     assert info.frame_count == 12 and sequence.shape == (9, DIM)
+    sampled = extractor.frame_features(read_clip(path, FRAMES, SIZE))
     expected = np.zeros((9, DIM), np.float32)
-    for count in (8, 7, 9):
-        expected[:count] += extractor.frame_features(read_clip(path, count, SIZE))
+    expected[:8] += sampled  # scale 1.0: the sampled frames as they are
+    expected[:6] += sampled[[0, 1, 2, 4, 5, 7]]  # 0.85x
+    expected[:9] += sampled[[0, 0, 1, 2, 3, 4, 5, 6, 7]]  # 1.15x
     # The backbone sees other batches here than in video_features, and its
     # float32 convolutions round differently by batch (a few 1e-6).
     np.testing.assert_allclose(sequence, expected / 3, rtol=1e-4, atol=1e-5)
-    # the last two steps average fewer real frames than the first seven
+    # the last steps average fewer real frames than the first six
     assert not np.allclose(sequence[8], sequence[7])
     single, _ = extractor.video_features(path, FRAMES, multi_scale=False)
-    np.testing.assert_allclose(
-        single, extractor.frame_features(read_clip(path, FRAMES, SIZE)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(single, sampled, rtol=1e-5, atol=1e-6)
+
+
+def test_multi_scale_from_the_whole_video_is_an_option(tmp_path, extractor):
+    path = write_video(tmp_path / "v.mp4", num_frames=40)
+    sequence, _ = extractor.video_features(path, FRAMES, multi_scale=True, scale_source="video")
+    expected = np.zeros((9, DIM), np.float32)
+    for count in (8, 6, 9):
+        expected[:count] += extractor.frame_features(read_clip(path, count, SIZE))
+    np.testing.assert_allclose(sequence, expected / 3, rtol=1e-4, atol=1e-5)
+    # 9 frames over 40 are not 9 picks among the 8 sampled ones.
+    sampled, _ = extractor.video_features(path, FRAMES, multi_scale=True)
+    assert not np.allclose(sequence, sampled)
+    with pytest.raises(ValueError, match="scale_source must be one of sampled, video"):
+        extractor.video_features(path, FRAMES, scale_source="source")
 
 
 def test_extraction_schema_round_trip_and_skipped_files(tree, extractor):
@@ -98,6 +126,7 @@ def test_extraction_schema_round_trip_and_skipped_files(tree, extractor):
         assert attrs["num_videos"] == 4 and attrs["max_frames"] == 9 and attrs["feature_dim"] == DIM
         assert json.loads(attrs["category_mapping"]) == {"run": 0, "walk": 1}
         assert bool(attrs["multi_scale"]) and attrs["backbone"] == BACKBONE
+        assert attrs["scale_source"] == "sampled"
         assert bool(attrs["complete"])
         skipped = json.loads(attrs["skipped"])
         assert [entry["path"] for entry in skipped] == sorted(summary.skipped)
@@ -151,6 +180,10 @@ def test_rerun_with_other_settings_is_refused(tree, extractor):
     extract(dataset, out, extractor)
     with pytest.raises(ValueError, match=r"frames=8 but this run asks for frames=6"):
         extract(dataset, out, extractor, num_frames=6)
+    with pytest.raises(
+        ValueError, match=r"scale_source='sampled' but this run asks for scale_source='video'"
+    ):
+        extract(dataset, out, extractor, scale_source="video")
     with pytest.raises(ValueError, match=r"backbone='resnet50' but this run asks for backbone='efficientnet_b0'"):
         extract(dataset, out, None, backbone="efficientnet_b0")
     os.makedirs(tree / "jump")
@@ -282,7 +315,8 @@ def test_cli_help_and_user_errors(tmp_path, capsys):
     assert exit_info.value.code == 0
     help_text = " ".join(capsys.readouterr().out.split())
     for expected in ("--no-multi-scale", "--on-error", "default: efficientnet_v2_s",
-                     "default: imagenet", "default: 64", "default: [224, 224]", "default: skip"):
+                     "default: imagenet", "default: 64", "default: [256, 256]", "default: skip",
+                     "--scale-source {sampled,video}", "default: sampled"):
         assert expected in help_text
     assert "(default: True)" not in help_text
 

@@ -134,6 +134,45 @@ def test_default_model_has_the_notes_sizes():
     assert model.output_names == ["scores"]
 
 
+def test_default_fusion_is_concatenate_and_project_only():
+    model = models.build("keyframe_transformer", **TINY)
+    names = {layer.name for layer in model.layers}
+    assert not names & {"dual_attention_dropout", "dual_attention_residual", "dual_attention_norm"}
+    # The scorer reads the fusion Dense directly.
+    assert model.get_layer("scorer_hidden").input is model.get_layer("dual_attention_fusion").output
+    older = models.build("keyframe_transformer", **TINY, fusion="concat_residual")
+    assert older.get_layer("scorer_hidden").input is older.get_layer("dual_attention_norm").output
+    assert older.count_params() - model.count_params() == 2 * 16  # the LayerNorm
+    with pytest.raises(ValueError, match="fusion must be one of concat, concat_residual"):
+        models.get_config("keyframe_transformer", fusion="sum")
+
+
+def test_default_parameter_count_by_hand():
+    # Features mode, D = 1024, d = 512, 3 encoder layers, FFN 2048, 8 heads.
+    d, ff = 512, 2048
+    attention = 4 * (d * d + d)  # query, key, value, output projections
+    encoder = attention + (d * ff + ff) + (ff * d + d) + 2 * (2 * d)
+    expected = (
+        (1024 * d + d)  # projection
+        + 3 * encoder
+        + 2 * attention  # local and global branches
+        + (2 * d * d + d)  # fusion Dense
+        + (d * 256 + 256) + (256 + 1)  # scorer
+    )
+    assert expected == 12_739_585
+    model = models.build("keyframe_transformer")
+    assert model.count_params() == expected
+
+
+def test_layer_norms_use_pytorch_epsilon():
+    model = models.build("keyframe_transformer", **TINY, fusion="concat_residual")
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.LayerNormalization)]
+    assert len(norms) == 2 * TINY["num_layers"] + 1
+    assert all(layer.epsilon == 1e-5 for layer in norms)
+    custom = models.build("keyframe_transformer", **TINY, layer_norm_epsilon=1e-3)
+    assert custom.get_layer("encoder_1_ff_norm").epsilon == 1e-3
+
+
 def test_scores_any_length_in_zero_one_with_padding_at_zero():
     model = models.build("keyframe_transformer", **TINY)
     for steps in (5, 13):
@@ -173,13 +212,40 @@ def test_features_mode_trains_in_one_adamw_stage():
     assert isinstance(spec.optimizer, keras.optimizers.AdamW)
     assert float(spec.optimizer.learning_rate) == pytest.approx(1e-4)
     assert spec.optimizer.weight_decay == pytest.approx(0.01)
-    assert isinstance(spec.loss, SpearmanRankingLoss) and spec.loss.mse_weight == 0.5
     (stage,) = spec.stages
-    assert (stage.name, stage.epochs, stage.prepare) == ("train", config.epochs, None)
+    assert (stage.name, stage.epochs, stage.prepare) == ("train", 10, None)
     assert float(stage.optimizer.learning_rate) == pytest.approx(1e-4)
+    assert stage.optimizer.global_clipnorm is None and stage.optimizer.clipnorm is None
     assert (spec.monitor, spec.monitor_mode) == ("val_loss", "min")
     short = config.with_overrides(stage1_epochs=3)
     assert models.get_family("keyframe_transformer").training(short, 1).stages[0].epochs == 3
+
+
+def test_loss_is_the_ranking_loss_alone_by_default():
+    config = models.get_config("keyframe_transformer")
+    spec = models.get_family("keyframe_transformer").training(config, steps_per_epoch=1)
+    assert isinstance(spec.loss, SpearmanRankingLoss) and spec.loss.mse_weight == 0.0
+    # Hard ranks of TARGETS / PREDICTIONS give rho 0.8: the loss is 0.2
+    # with no MSE term added.
+    strict = SpearmanRankingLoss(temperature=1e-3, mse_weight=config.mse_weight)
+    assert float(strict([TARGETS], [PREDICTIONS])) == pytest.approx(0.2, abs=1e-5)
+    with_mse = config.with_overrides(mse_weight="0.5")
+    assert models.get_family("keyframe_transformer").training(with_mse, 1).loss.mse_weight == 0.5
+
+
+def test_stage_lengths_are_the_notes_and_old_flags_still_work():
+    frames = dict(input_mode="frames", input_shape=(None, 32, 32, 3), backbone_weights=None)
+    config = models.get_config("keyframe_transformer", **frames)
+    training = models.get_family("keyframe_transformer").training
+    first, second = training(config, 1).stages
+    assert (first.epochs, second.epochs) == (10, 20)
+    # `--epochs N` sets stage 1 and `--stage1-epochs` wins over it, as before.
+    first, second = training(config.with_overrides(epochs="5"), 1).stages
+    assert (first.epochs, second.epochs) == (5, 20)
+    first, second = training(
+        config.with_overrides(epochs="5", stage1_epochs="3", stage2_epochs="2"), 1
+    ).stages
+    assert (first.epochs, second.epochs) == (3, 2)
 
 
 def test_frames_mode_fine_tunes_the_last_two_blocks_in_a_second_stage():
@@ -199,7 +265,9 @@ def test_frames_mode_fine_tunes_the_last_two_blocks_in_a_second_stage():
     assert first.optimizer.weight_decay == pytest.approx(0.01)
     assert (second.name, second.epochs) == ("fine_tune", 2)
     assert float(second.optimizer.learning_rate) == pytest.approx(1e-5)
-    assert second.optimizer.clipnorm == 1.0
+    # One global norm over all gradients (the notes' clip_grad_norm_), not
+    # a separate norm per variable.
+    assert second.optimizer.global_clipnorm == 1.0 and second.optimizer.clipnorm is None
     second.prepare(model)
     application = backbone.get_layer("efficientnetb0")
     unfrozen = {

@@ -339,6 +339,16 @@ def test_defaults_are_the_design_values():
     assert perceiver.ff_multiplier == 4
 
 
+def test_default_perceiver_is_the_notes_proposed_8_1_1():
+    config = models.get_config("r2plus1d_perceiver", input_shape=(8, 32, 32, 3), num_classes=3,
+                               widths=(8, 16, 24, 32), num_latents=4, latent_dim=16)
+    assert (config.cnn_blocks, config.cross_blocks, config.self_blocks) == (8, 1, 1)
+    model = models.build_from_config("r2plus1d_perceiver", config)
+    perceiver = model.get_layer("perceiver")
+    assert (perceiver.cross_blocks, perceiver.self_blocks) == (1, 1)
+    assert len(perceiver.self_layers) == 1 and len(perceiver.cross_layers) == 1
+
+
 @pytest.mark.parametrize("name, optimizer", [("r2plus1d", "SGD"), ("r2plus1d_perceiver", "AdamW")])
 def test_training_spec_warms_up_then_decays(name, optimizer):
     config = models.get_config(name, epochs=10, warmup_epochs=2)

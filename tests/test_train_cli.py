@@ -41,7 +41,9 @@ def test_run_writes_the_run_folder(finished_run):
     assert record["config"]["filters"] == [2, 3]
     rows = list(csv.DictReader(open(os.path.join(finished_run, "history.csv"))))
     assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert {"val_loss", "val_binary_crossentropy", "val_auc"} <= set(rows[0])
     metrics = json.load(open(os.path.join(finished_run, "metrics.json")))
+    assert metrics["monitor"] == "val_loss"  # the notes keep the lowest validation loss
     assert 0.0 <= metrics["test_auc"] <= 1.0
     assert metrics["test_examples"] == 2
     assert json.load(open(os.path.join(finished_run, "class_names.json"))) == ["horizontal", "vertical"]

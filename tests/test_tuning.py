@@ -77,7 +77,8 @@ def test_grid_file_lists_and_architectures(tmp_path):
     assert architectures == [(4, 0, 0), (4, 0, 3), (4, 2, 0), (8, 0, 0), (8, 0, 3), (8, 2, 0)]
     assert skipped == ["4+2+3", "8+2+3"]
     defaults = write_yaml(tmp_path / "defaults.yaml", {"cnn_blocks": [4, 6]})
-    assert space_lib.grid_architectures(defaults) == ([(4, 1, 6), (6, 1, 6)], [])
+    # Missing lists take the r2plus1d_perceiver defaults, 1 cross and 1 self.
+    assert space_lib.grid_architectures(defaults) == ([(4, 1, 1), (6, 1, 1)], [])
     explicit = write_yaml(tmp_path / "explicit.yaml", {"architectures": ["8+1+6", [4, 0, 0], "8+1+6"]})
     assert space_lib.grid_architectures(explicit) == ([(8, 1, 6), (4, 0, 0)], [])
 
@@ -143,6 +144,40 @@ def test_every_trial_is_validated_before_training(tmp_path):
 # ---------------------------------------------------------------------------
 # The command line
 # ---------------------------------------------------------------------------
+
+
+def test_grid_trials_start_from_a_torchvision_state_dict_npz(tmp_path):
+    """`--set backbone_weights=FILE.npz` reaches every trial's backbone."""
+    import numpy as np
+
+    from models import r2plus1d
+    from tuning.hypermodel import SuiteHyperModel
+
+    backbone = r2plus1d.build_r2plus1d_backbone(
+        tuple(TINY_FIELDS["input_shape"]), 8, tuple(TINY_FIELDS["widths"])
+    )
+    rng = np.random.default_rng(0)
+    for weight in backbone.weights:
+        weight.assign(rng.uniform(0.5, 1.5, size=weight.shape).astype("float32"))
+    weights = tmp_path / "r2plus1d_18_kinetics400.npz"
+    np.savez(weights, **r2plus1d.torchvision_state_dict(backbone))
+    grid = write_yaml(tmp_path / "grid.yaml", {"architectures": ["8+0+0", "8+1+1"]})
+    base = write_yaml(tmp_path / "tiny.yaml", TINY_FIELDS)
+    args = search.parse_args(
+        ["--grid", grid, "--config", base, "--set", f"backbone_weights={weights}"]
+    )
+    task = search.searched_task(args.model, args.grid)
+    options = task.Options()
+    space, _ = search.make_space(args, search.base_overrides(args), task, options)
+    hypermodel = SuiteHyperModel(space, None, {}, steps_per_epoch=1, data_batch_size=4)
+    for label in ("8+0+0", "8+1+1"):
+        hp = kt.HyperParameters()
+        space.declare(hp)
+        hp.values[space.hp_name] = label
+        loaded = hypermodel.build(hp).get_layer("r2plus1d_backbone")
+        assert len(loaded.weights) == len(backbone.weights)
+        for expected, actual in zip(backbone.weights, loaded.weights):
+            np.testing.assert_array_equal(np.asarray(actual), np.asarray(expected))
 
 
 def test_cli_user_errors_end_in_one_line(tmp_path, capsys):
@@ -212,7 +247,9 @@ def test_model_search_over_a_space_file(tmp_path, capsys):
     with open(os.path.join(out, "results.csv")) as file:
         rows = list(csv.DictReader(file))
     assert len(rows) == 2
-    assert set(rows[0]) >= {"settings", "learning_rate", "val acc", "val_auc", "train loss"}
+    # convlstm's objective is the validation loss, a column of every table.
+    assert set(rows[0]) >= {"settings", "learning_rate", "val acc", "val loss", "train loss"}
+    assert "val_auc" not in rows[0]
     assert all(r["settings"] in ("filters=2,3", "filters=3,4") for r in rows)
     assert all(1e-4 <= float(r["learning_rate"]) <= 1e-2 for r in rows)
 

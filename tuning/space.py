@@ -32,8 +32,9 @@ FULL_GRID = {
 
 GRID_LIST_KEYS = ("cnn_blocks", "cross_blocks", "self_blocks")
 GRID_FILE_KEYS = ("architectures",) + GRID_LIST_KEYS
-# Missing lists in a grid file take the `r2plus1d_perceiver` defaults.
-GRID_LIST_DEFAULTS = {"cnn_blocks": [8], "cross_blocks": [1], "self_blocks": [6]}
+# Missing lists in a grid file take the `r2plus1d_perceiver` defaults
+# (the notes' proposed 8+1+1).
+GRID_LIST_DEFAULTS = {"cnn_blocks": [8], "cross_blocks": [1], "self_blocks": [1]}
 RANGE_KEYS = ("min", "max", "step", "sampling")
 
 
