@@ -45,11 +45,15 @@ Example:
 
 import csv
 import dataclasses
+import errno
 import glob
+import logging
 import os
 import re
 
 from data.video import VIDEO_EXTENSIONS, is_video_file
+
+logger = logging.getLogger(__name__)
 
 SPLIT_NAMES = ("train", "val", "test", "unused")
 _HMDB_CODES = {"0": "unused", "1": "train", "2": "test"}
@@ -133,7 +137,9 @@ def scan_video_folder(root, split_dir=None, split=1):
     Args:
         root: the folder of class folders. Hidden entries are ignored, as
             are files that are not videos (by extension, `VIDEO_EXTENSIONS`)
-            and files directly in `root`.
+            and files directly in `root`. A symbolic link that leads nowhere
+            (broken, or a loop, including a class folder that leads back to
+            `root` or above it) is skipped with a logged warning naming it.
         split_dir: folder holding the split lists; None for no splits.
             Which data set's lists they are is told by their names.
         split: 1, 2 or 3.
@@ -152,7 +158,7 @@ def scan_video_folder(root, split_dir=None, split=1):
         raise ValueError(f"{root}: not a folder of class folders")
     classes = sorted(
         entry for entry in os.listdir(root)
-        if not entry.startswith(".") and os.path.isdir(os.path.join(root, entry))
+        if not entry.startswith(".") and _is_class_folder(root, os.path.join(root, entry))
     )
     if not classes:
         raise ValueError(f"{root}: no class folders found (expected root/<class>/<video>)")
@@ -163,7 +169,7 @@ def scan_video_folder(root, split_dir=None, split=1):
         videos = sorted(
             name for name in os.listdir(folder)
             if not name.startswith(".") and is_video_file(name)
-            and os.path.isfile(os.path.join(folder, name))
+            and _is_reachable_file(os.path.join(folder, name))
         )
         if not videos:
             raise ValueError(
@@ -177,6 +183,43 @@ def scan_video_folder(root, split_dir=None, split=1):
     if split_dir is not None:
         splits = _read_split_lists(os.fspath(split_dir), split, root, classes, paths)
     return VideoDataset(tuple(paths), tuple(labels), tuple(classes), splits)
+
+
+def _is_class_folder(root, path):
+    """Whether `path` is a class folder; warns about links that lead nowhere."""
+    if not os.path.isdir(path):
+        _warn_if_dead_link(path)
+        return False
+    if os.path.islink(path):
+        # A class folder that leads back to root (or above it) would make
+        # root's own entries a class; a walk that descended would not end.
+        target = os.path.realpath(path)
+        if os.path.realpath(root) == target or os.path.realpath(root).startswith(
+            target.rstrip(os.sep) + os.sep
+        ):
+            logger.warning("skipping %s: a symbolic link loop (it leads back to %s)", path, target)
+            return False
+    return True
+
+
+def _is_reachable_file(path):
+    """Whether `path` is a file; warns about links that lead nowhere."""
+    if os.path.isfile(path):
+        return True
+    _warn_if_dead_link(path)
+    return False
+
+
+def _warn_if_dead_link(path):
+    if not os.path.islink(path):
+        return
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            logger.warning("skipping %s: a symbolic link loop", path)
+        else:
+            logger.warning("skipping %s: a broken symbolic link (to %s)", path, os.readlink(path))
 
 
 def _read_split_lists(split_dir, split, root, classes, paths):

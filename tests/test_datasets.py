@@ -1,5 +1,6 @@
 """Scanning class-per-folder trees, official split lists and manifests."""
 
+import logging
 import os
 
 import pytest
@@ -235,3 +236,24 @@ def test_manifest_short_row_under_a_reordered_header_is_named(tmp_path):
     manifest.write_text("split,category,path\ntrain,walk\n")
     with pytest.raises(ValueError, match=r"m.csv, line 2: expected 'split,label,path', got 'train,walk'"):
         read_manifest(manifest)
+
+
+def test_symbolic_link_loops_are_skipped_with_a_warning_naming_them(tree, caplog):
+    os.symlink("self.mp4", tree / "walk" / "self.mp4")  # points at itself
+    os.symlink("pong.avi", tree / "run" / "ping.avi")  # two links in a circle
+    os.symlink("ping.avi", tree / "run" / "pong.avi")
+    os.symlink("gone.mp4", tree / "run" / "dangling.mp4")
+    os.symlink("circle", tree / "circle")  # a class folder that is a loop
+    os.symlink(".", tree / "again")  # a class folder that is the tree itself
+    with caplog.at_level(logging.WARNING, logger="data.datasets"):
+        dataset = scan_video_folder(tree)
+    assert dataset.class_names == ("Jump", "run", "walk") and len(dataset) == 6
+    warned = sorted(record.getMessage() for record in caplog.records)
+    assert warned == sorted([
+        f"skipping {tree / 'again'}: a symbolic link loop (it leads back to {tree})",
+        f"skipping {tree / 'circle'}: a symbolic link loop",
+        f"skipping {tree / 'run' / 'dangling.mp4'}: a broken symbolic link (to gone.mp4)",
+        f"skipping {tree / 'run' / 'ping.avi'}: a symbolic link loop",
+        f"skipping {tree / 'run' / 'pong.avi'}: a symbolic link loop",
+        f"skipping {tree / 'walk' / 'self.mp4'}: a symbolic link loop",
+    ])
