@@ -133,6 +133,17 @@ def test_generated_splits_are_saved(tmp_path):
     assert len(splits) == 5 and all(len(s["test_keys"]) == 1 for s in splits)
 
 
+def test_write_splits_never_replaces_another_file(tmp_path, capsys):
+    dataset = public_file(tmp_path)
+    other = tmp_path / "mine.json"
+    other.write_text('[{"train_keys": ["video_1"], "test_keys": ["video_2"]}]')
+    message = user_error(run.main, [*TINY_FLAGS, "--epochs", "1", "--dataset", str(dataset),
+                                    "--write-splits", str(other), "--out", str(tmp_path / "r")],
+                         capsys)
+    assert "--write-splits" in message and "already exists and holds other splits" in message
+    assert other.read_text() == '[{"train_keys": ["video_1"], "test_keys": ["video_2"]}]'
+
+
 def test_bad_data_flags_end_in_one_line(tmp_path, capsys):
     dataset = public_file(tmp_path)
     base = [*TINY_FLAGS, "--epochs", "1"]

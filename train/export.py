@@ -86,12 +86,11 @@ def export_run(run, version=None, out_root=SAVED_MODELS_DIR, checkpoint="best.ke
     Raises:
         FileExistsError: that version already exists (nothing is touched).
     """
-    from train.evaluate import load_record
+    from train.evaluate import load_record, load_run
 
     record = load_record(run)
     model_name = record["model"]
-    model_path = os.path.join(run, checkpoint)
-    if not os.path.exists(model_path):
+    if not os.path.exists(os.path.join(run, checkpoint)):
         raise FileNotFoundError(f"--run {run}: no {checkpoint}")
     model_dir = os.path.join(out_root, model_name)
     version = next_version(model_dir) if version is None else version
@@ -103,7 +102,7 @@ def export_run(run, version=None, out_root=SAVED_MODELS_DIR, checkpoint="best.ke
             f"{target} already exists; TF Serving versions are immutable, "
             f"choose another --version (next free: {next_version(model_dir)})"
         )
-    model = keras.saving.load_model(model_path)
+    _, model = load_run(run, checkpoint)
     config = models.get_family(model_name).config.with_overrides(**record["config"])
     os.makedirs(model_dir, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir)

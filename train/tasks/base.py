@@ -45,6 +45,13 @@ class DataBundle:
         adapted_fields: updated fields the data adapts whatever the user
             set (e.g. the channels of RGB videos).
         source: what the data is, for messages (e.g. "--features f.h5").
+        train_epochs: `first_epoch -> dataset`, the training batches of
+            every epoch from `first_epoch` on in one stream, each epoch's
+            order and augmentation fixed by the seed and its number (see
+            `data.pipeline.epoch_stream`); None when an epoch's length is
+            not known in advance (then `train` is used and a resumed run
+            draws new orders).
+        steps_per_epoch: batches in one epoch of `train_epochs`.
     """
 
     train: object
@@ -56,6 +63,8 @@ class DataBundle:
     info: dict = dataclasses.field(default_factory=dict)
     adapted_fields: frozenset = frozenset()
     source: str = "the data"
+    train_epochs: object = None
+    steps_per_epoch: int | None = None
 
     def split(self, name):
         """The dataset of split `name` ("train", "val" or "test"), or None."""

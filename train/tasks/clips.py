@@ -99,16 +99,21 @@ def load_synthetic_clips(options, config, seed):
     )
     binary = config.num_classes == 1
 
-    def batches(split, training):
+    def batches(split, training, epoch=None):
         clips, labels = splits[split]
+        order = None if epoch is None else pipeline.epoch_order(len(labels), seed, epoch)
         return pipeline.clip_batches(
-            pipeline.from_arrays(clips, labels),
+            pipeline.from_arrays(clips, labels, order),
             config.batch_size,
             num_frames=frames,
             training=training,
             seed=seed,
             binary=binary,
+            epoch=epoch,
         )
+
+    def train_epochs(first_epoch):
+        return pipeline.epoch_stream(lambda epoch: batches("train", True, epoch), first_epoch)
 
     return DataBundle(
         train=batches("train", True),
@@ -119,6 +124,8 @@ def load_synthetic_clips(options, config, seed):
         train_labels=splits["train"][1],
         info={"data": "synthetic", "synthetic_task": options.synthetic_task, "split_sizes": sizes},
         source="the embedded synthetic clips",
+        train_epochs=train_epochs,
+        steps_per_epoch=-(-count // config.batch_size),
     )
 
 
@@ -136,6 +143,13 @@ def load_video_clips(options, config, seed, split_seed):
     from data import datasets, video
 
     check_fraction(options.val_fraction, "--val-fraction")
+    if options.cache not in (None, "memory"):
+        folder = os.path.dirname(os.path.abspath(options.cache))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(
+                f"--cache {options.cache}: the folder {folder} does not exist; create it or "
+                "use --cache memory"
+            )
     found = datasets.scan_dataset(options.data, split_dir=options.split_dir, split=options.split)
     subsets = split_videos(found, options.val_fraction, split_seed)
     class_names = list(found.class_names)
@@ -143,19 +157,33 @@ def load_video_clips(options, config, seed, split_seed):
     num_classes = 1 if binary else len(class_names)
     frames, height, width = config.input_shape[:3]
 
-    def batches(split, training):
+    def decoded(split, training, order=None):
         paths, labels = subsets[split]
-        if not paths:
-            return None
         clips = video.video_clip_dataset(
             paths, labels, num_frames=frames + (JITTER_FRAMES if training else 0),
-            size=(height, width), on_error=options.on_error,
+            size=(height, width), on_error=options.on_error, order=order,
         )
         if options.cache:
             clips = clips.cache("" if options.cache == "memory" else f"{options.cache}-{split}")
+        return clips
+
+    def batches(split, training):
+        if not subsets[split][0]:
+            return None
         return pipeline.clip_batches(
-            clips, config.batch_size, num_frames=frames, training=training,
+            decoded(split, training), config.batch_size, num_frames=frames, training=training,
             seed=seed, binary=binary,
+        )
+
+    def train_epochs(first_epoch):
+        count = len(subsets["train"][0])
+        return pipeline.epoch_stream(
+            lambda epoch: pipeline.clip_batches(
+                decoded("train", True, pipeline.epoch_order(count, seed, epoch)),
+                config.batch_size, num_frames=frames, training=True, seed=seed,
+                binary=binary, epoch=epoch,
+            ),
+            first_epoch,
         )
 
     if not subsets["train"][0]:
@@ -170,6 +198,11 @@ def load_video_clips(options, config, seed, split_seed):
         # give the channels.
         adapted_fields=frozenset({"input_shape"}),
         source=f"--data {options.data}",
+        # Epochs are drawn in any order and of known length only when every
+        # video decodes (a skipped one shortens the epoch) and is decoded
+        # each epoch (a cache keeps the first epoch's order).
+        train_epochs=train_epochs if options.on_error == "fail" and not options.cache else None,
+        steps_per_epoch=-(-len(subsets["train"][0]) // config.batch_size),
         train_labels=np.asarray(subsets["train"][1]),
         info={
             "data": os.path.abspath(options.data),

@@ -46,6 +46,7 @@ import os
 import numpy as np
 
 from data import synthetic_features
+from data.pipeline import epoch_stream
 from data.features import read_feature_file
 from data.sequences import SequenceAugmentation, sequence_dataset, validate_sequences
 from train.tasks.base import (
@@ -220,15 +221,18 @@ def load_for_training(options, config, seed, data_seed):
         else:
             subsets[split] = None
 
-    def batches(subset, training):
+    def batches(subset, training, epoch=None):
         if subset is None:
             return None
         return sequence_dataset(
             subset.features, subset.num_frames, subset.labels, config.batch_size,
             num_classes=num_classes, shuffle=training, seed=seed,
             augmentation=augmentation if training else None, pad_to=steps,
-            feature_dim=dim, max_frames=max_frames, source=subset.path,
+            feature_dim=dim, max_frames=max_frames, source=subset.path, epoch=epoch,
         )
+
+    def train_epochs(first_epoch):
+        return epoch_stream(lambda epoch: batches(subsets["train"], True, epoch), first_epoch)
 
     info = {
         "data": "synthetic features" if synthetic_info else "features",
@@ -255,6 +259,8 @@ def load_for_training(options, config, seed, data_seed):
         train_labels=subsets["train"].labels,
         info=info,
         source=f"--features {train_path}" if options.features else "the embedded synthetic features",
+        train_epochs=train_epochs,
+        steps_per_epoch=-(-len(subsets["train"]) // config.batch_size),
     )
 
 
