@@ -6,17 +6,18 @@ chromium, chromedriver or selenium it is skipped, saying which is missing.
 `VIDEO_SUITE_SCREENSHOT=path.png` keeps a screenshot of the page.
 """
 
+import http.client
 import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 import time
-import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 
-import cv2
 import pytest
 
 from common.cli import run_main
@@ -25,23 +26,34 @@ from tests.prediction_fixtures import keyframe_run, make_run, write_scene_video
 from train import app as app_lib
 
 
-def post(url, body, content_type, headers=None):
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": content_type, **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+def post(url, body, content_type, chunked=False):
+    """(status, JSON) of a POST. Sent over a plain socket: a server may answer
+    (413) before it has read the whole body and close, which urllib reports
+    as a broken pipe instead of the answer. `chunked` sends the body without
+    a Content-Length."""
+    parts = urllib.parse.urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=120) as sock:
+        length = ("Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(body)}")
+        head = (f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                f"Content-Type: {content_type}\r\n{length}\r\nConnection: close\r\n\r\n")
+        if chunked:
+            body = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+        try:
+            sock.sendall(head.encode() + body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, json.loads(response.read())
 
 
-def upload(url, name, data, field="video"):
+def upload(url, name, data, field="video", chunked=False):
     boundary = uuid.uuid4().hex
     body = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
         f"Content-Type: application/octet-stream\r\n\r\n"
     ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    return post(url + "/api/predict", body, f"multipart/form-data; boundary={boundary}")
+    return post(url + "/api/predict", body, f"multipart/form-data; boundary={boundary}", chunked)
 
 
 def get(url, headers=None):
@@ -102,6 +114,9 @@ def test_uploads_are_predicted_and_refused_with_a_message(summary_server, clip, 
     assert status == 415 and body["error"].startswith("fake.mp4: cannot be opened as a video")
     status, body = upload(url, "big.mp4", os.urandom(3 * 2**20))
     assert status == 413 and "the limit is 2 MB" in body["error"]
+    status, body = upload(url, "big.mp4", os.urandom(3 * 2**20), chunked=True)  # bytes counted
+    assert status == 413 and "over the limit of 2 MB" in body["error"]
+    assert os.listdir(os.path.join(app.state.root, "uploads")) == []
     status, body = post(url + "/api/predict", b"{}", "application/json")
     assert status == 400 and "multipart/form-data" in body["error"]
 

@@ -241,7 +241,7 @@ def test_bad_input_ends_in_one_line(summary_run, scene_video, tmp_path, capsys):
     broken = video_files.write_corrupt_video(tmp_path / "cut.mp4")
     message = user_error(predict.main, ["--run", summary_run, "--video", broken,
                                         "--out", str(tmp_path / "out")], capsys)
-    assert "cut.mp4" in message and not os.listdir(tmp_path / "out")
+    assert "cut.mp4" in message and not (tmp_path / "out").exists()
     text = video_files.write_text_file(tmp_path / "text.mp4")
     message = user_error(predict.main, ["--run", summary_run, "--video", text], capsys)
     assert "text.mp4: cannot be opened as a video" in message
