@@ -28,7 +28,7 @@ Example:
 
 import dataclasses
 
-import numpy as np
+import numpy as np  # noqa: F401  (the examples use it)
 
 from data import video
 
