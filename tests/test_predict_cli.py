@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+import models
 from common.cli import run_main
 from data import video as video_lib
 from tests import video_files
@@ -298,3 +299,26 @@ def test_a_run_on_a_feature_file_reads_its_extraction_settings(tmp_path, capsys)
     os.remove(features)
     message = user_error(predict.main, ["--run", run, "--video", paths[1]], capsys)
     assert "features.h5, which is gone" in message
+
+
+def test_long_videos_are_scored_in_half_overlapping_windows():
+    model = models.build("keyframe_transformer", preset="tiny")
+    values = np.random.default_rng(0).normal(size=(20, 12)).astype("float32")
+
+    def scores(part):
+        inputs = {"features": part[None], "mask": np.ones((1, len(part)), bool)}
+        return np.asarray(model.predict_on_batch(inputs))[0]
+
+    whole = keyframes.score_in_windows(model, values, "features", max_steps=20)
+    np.testing.assert_allclose(whole, scores(values), rtol=1e-6)
+    # Windows of 8 every 4 steps: 0-7, 4-11, 8-15, 12-19.
+    windowed = keyframes.score_in_windows(model, values, "features", max_steps=8)
+    parts = {start: scores(values[start:start + 8]) for start in (0, 4, 8, 12)}
+    expected = np.concatenate([
+        parts[0][:4],
+        (parts[0][4:] + parts[4][:4]) / 2,
+        (parts[4][4:] + parts[8][:4]) / 2,
+        (parts[8][4:] + parts[12][:4]) / 2,
+        parts[12][4:],
+    ])
+    np.testing.assert_allclose(windowed, expected, rtol=1e-5)
