@@ -158,9 +158,29 @@ class Task:
 
     # -- one video in, a result out ------------------------------------------
 
-    def predict(self, model, record, video, options, out):
-        """Runs a trained model on one video and writes its result."""
+    def predictor(self, model, record, options):
+        """A callable `(video, out) -> result` that runs a trained model on
+        one video and writes its files into the folder `out`.
+
+        Everything that does not depend on the video (encoders, backbones)
+        is prepared here, once for every video of a batch or an app.
+
+        Args:
+            model: the run's Keras model.
+            record: the run's `config.json` (with `class_names`).
+            options: `train.tasks.prediction.PredictOptions`.
+        """
         raise ValueError(f"{self.kind} runs have no video prediction")
+
+    def predict(self, model, record, video, options, out):
+        """Runs a trained model on one video, writes its files into `out`
+        and returns the JSON-able result (see `predictor`). `options` may
+        also be a dict of `PredictOptions` fields."""
+        from train.tasks.prediction import PredictOptions
+
+        if not isinstance(options, PredictOptions):
+            options = PredictOptions.from_dict(dict(options))
+        return self.predictor(model, record, options)(video, out)
 
 
 def check_class_names(class_names, record, where):

@@ -155,3 +155,13 @@ class ClassifierTask(Task):
     def write_report(self, report, out, prefix):
         write_json(os.path.join(out, f"{prefix}_report.json"), report)
         plot_confusion_matrix(report, os.path.join(out, f"{prefix}_confusion_matrix.png"))
+
+    def window_encoder(self, model, record, options):
+        """The task's `train.tasks.timeline.WindowEncoder`: how the frames
+        of one window become one model input."""
+        raise NotImplementedError
+
+    def predictor(self, model, record, options):
+        from train.tasks.timeline import ClassifierPredictor
+
+        return ClassifierPredictor(model, record, options, self.window_encoder(model, record, options))

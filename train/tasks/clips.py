@@ -81,6 +81,9 @@ class ClipTask(ClassifierTask):
             return load_video_clips(options, config, seed, seed if split_seed is None else split_seed)
         return load_synthetic_clips(options, config, seed)
 
+    def window_encoder(self, model, record, options):
+        return clip_window_encoder(record)
+
 
 def load_synthetic_clips(options, config, seed):
     """The embedded synthetic clips at the config's clip shape."""
@@ -220,3 +223,47 @@ def split_videos(found, val_fraction, seed):
         split: ([found.paths[i] for i in indices], [found.labels[i] for i in indices])
         for split, indices in rows.items()
     }
+
+
+# -- prediction --------------------------------------------------------------
+
+
+def clip_window_encoder(record):
+    """A window's frames as the model's clip: its frame count sampled
+    uniformly over the window (`sample_frame_indices`, as `read_clip` samples
+    a training video), float32 in [0, 1] as `pipeline.clip_batches` gives.
+
+    Videos are RGB. A model of other channels (the embedded clips have the
+    notes' 4, each channel drawn independently) gets RGB followed by the
+    luminance for the extra channels, or the luminance alone for fewer.
+    """
+    import models
+    from data.video import sample_frame_indices
+    from train.tasks.timeline import WindowEncoder
+
+    config = models.get_family(record["model"]).config.with_overrides(**record["config"])
+    frames, height, width, channels = config.input_shape
+
+    def encode(window, indices):
+        clip = window[sample_frame_indices(len(window), frames)]
+        return {"frames": to_channels(clip, channels).astype(np.float32) / 255.0}
+
+    return WindowEncoder((height, width), encode)
+
+
+def to_channels(frames, channels):
+    """RGB frames [..., 3] with `channels` channels (see `clip_window_encoder`).
+
+    Example:
+
+    >>> frames = np.array([[[[255, 0, 0]]]], np.uint8)
+    >>> to_channels(frames, 4)[..., 3].tolist(), to_channels(frames, 1)[..., 0].tolist()
+    ([[[76]]], [[[76]]])
+    """
+    if channels == 3:
+        return frames
+    luminance = np.round(frames.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
+    luminance = luminance.astype(np.uint8)[..., None]
+    if channels < 3:
+        return np.repeat(luminance, channels, axis=-1)
+    return np.concatenate([frames, np.repeat(luminance, channels - 3, axis=-1)], axis=-1)

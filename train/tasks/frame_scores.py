@@ -130,14 +130,10 @@ class FrameScoreTask(Task):
     def describe(self, report):
         return comparison_table(report)
 
-    def predict(self, model, record, video, options, out):
-        from train.tasks import keyframes
+    def predictor(self, model, record, options):
+        from train.tasks.keyframes import KeyframePredictor
 
-        return keyframes.predict_keyframes(
-            model, record, video, out, ratio=options["ratio"], num_frames=options["frames"],
-            backbone=options.get("backbone"), backbone_weights=options.get("backbone_weights"),
-            run=options.get("run", ""),
-        )
+        return KeyframePredictor(model, record, options)
 
 
 def load_frame_scores(options, config, seed, split_seed):
