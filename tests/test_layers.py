@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import models  # noqa: F401  (registers every custom object)
-from models import backbones, bilstm_attention, keyframe_transformer, losses, perceiver
+from models import backbones, bilstm_attention, keyframe_transformer, losses, perceiver, recurrent
 from tests.layer_test import run_layer_test
 
 RNG = np.random.default_rng(0)
@@ -33,6 +33,8 @@ CASES = [
     (bilstm_attention.KeyPaddingMask, {}, MASK, (2, 1, 4), {}, False),
     (bilstm_attention.AttentionPooling, dict(hidden_dim=4, dropout=0.2), floats(2, 4, 6), (2, 6),
      {"mask": MASK}, False),
+    (recurrent.FusedLSTM, dict(units=3, return_sequences=True, fused=True), floats(2, 4, 5),
+     (2, 4, 3), {"mask": MASK}, False),
     (backbones.ResNetPreprocessing, {}, floats(2, 8, 8, 3), (2, 8, 8, 3), {}, False),
     (perceiver.GEGLUFeedForward, dict(multiplier=2), floats(2, 5, 8), (2, 5, 8), {}, False),
     (perceiver.CrossAttentionBlock, dict(num_heads=1, head_dim=8),
