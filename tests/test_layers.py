@@ -28,6 +28,7 @@ CASES = [
     (keyframe_transformer.SinusoidalPositionEncoding, {}, floats(2, 4, 6), (2, 4, 6), {}, False),
     (keyframe_transformer.TemporalSelfAttention, dict(num_heads=2, key_dim=4, window=1),
      floats(2, 4, 8), (2, 4, 8), {"padding_mask": MASK}, False),
+    (keyframe_transformer.TemporalAttentionMask, dict(window=1), MASK, (2, 1, 4, 4), {}, False),
     (keyframe_transformer.MaskedFrameScores, {}, [floats(2, 4, 1), MASK], (2, 4), {}, False),
     (bilstm_attention.NonEmptyMask, {}, MASK, (2, 4), {}, False),
     (bilstm_attention.KeyPaddingMask, {}, MASK, (2, 1, 4), {}, False),
