@@ -29,6 +29,7 @@ the only one that implements them.
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 FUSED_CHOICES = ("auto", True, False)
@@ -200,15 +201,25 @@ def lstm_recurrence(
 
     def step(carry, inputs_t):
         h_prev, c_prev = carry
-        projected_t, real_t = inputs_t
+        projected_t, real_t = _unpack(inputs_t)
         z = projected_t + ops.matmul(h_prev, recurrent_kernel)
         h, c = _lstm_cell(z, c_prev, activation, recurrent_activation)
         h = ops.where(real_t, h, h_prev)
         c = ops.where(real_t, c, c_prev)
         return (h, c), (h, c)
 
-    _, (states_h, states_c) = ops.scan(step, (h0, c0), (projected, real))
+    _, (states_h, states_c) = ops.scan(step, (h0, c0), _pack(projected, real))
     return states_h, states_c
+
+
+def _pack(projected, real):
+    """One [T, B, 4U + 1] tensor: Keras' TensorFlow `scan` over several
+    sequences fails when T is unknown (as in an exported signature)."""
+    return ops.concatenate([projected, ops.cast(real, projected.dtype)], axis=-1)
+
+
+def _unpack(packed_t):
+    return packed_t[..., :-1], packed_t[..., -1:] > 0.5
 
 
 def _lstm_cell(z, c_prev, activation, recurrent_activation):
@@ -239,7 +250,7 @@ def _tanh_sigmoid_recurrence(projected, recurrent_kernel, h0, c0, real):
     def recurrence(projected, recurrent_kernel, h0, c0, real):
         def step(carry, inputs_t):
             h_prev, c_prev, _ = carry
-            projected_t, real_t = inputs_t
+            projected_t, real_t = _unpack(inputs_t)
             z = projected_t + ops.matmul(h_prev, recurrent_kernel)
             h, c = _lstm_cell(z, c_prev, ops.tanh, ops.sigmoid)
             h = ops.where(real_t, h, h_prev)
@@ -247,7 +258,7 @@ def _tanh_sigmoid_recurrence(projected, recurrent_kernel, h0, c0, real):
             return (h, c, z), (h, c, z)
 
         _, (states_h, states_c, pre_activations) = ops.scan(
-            step, (h0, c0, ops.zeros_like(projected[0])), (projected, real)
+            step, (h0, c0, ops.zeros_like(projected[0])), _pack(projected, real)
         )
 
         def grad(*upstream, **unused):
@@ -277,9 +288,15 @@ def _tanh_sigmoid_recurrence(projected, recurrent_kernel, h0, c0, real):
             passed = 1.0 - ops.cast(real, d_states_h.dtype)
             kernel_t = ops.transpose(recurrent_kernel)
 
+            units = recurrent_kernel.shape[0]
+            # One sequence to scan over, as in the forward loop.
+            sizes = [units, units, units, 4 * units, units, 1]
+
             def back_step(carry, inputs_t):
                 dh_next, dc_next, _ = carry
-                dh_out, dc_out, h_to_c_t, derivatives_t, forget_t, passed_t = inputs_t
+                dh_out, dc_out, h_to_c_t, derivatives_t, forget_t, passed_t = ops.split(
+                    inputs_t, [int(i) for i in np.cumsum(sizes[:-1])], axis=-1
+                )
                 dh = dh_out + dh_next
                 dc = dc_out + dc_next + dh * h_to_c_t
                 dz = ops.concatenate([dc, dc, dc, dh], axis=-1) * derivatives_t
@@ -289,11 +306,12 @@ def _tanh_sigmoid_recurrence(projected, recurrent_kernel, h0, c0, real):
             (dh0, dc0, _), (_, _, dz) = ops.scan(
                 back_step,
                 (ops.zeros_like(h0), ops.zeros_like(c0), ops.zeros_like(pre_activations[0])),
-                (d_states_h, d_states_c, h_to_c, gate_derivatives, forget, passed),
+                ops.concatenate(
+                    [d_states_h, d_states_c, h_to_c, gate_derivatives, forget, passed], axis=-1
+                ),
                 reverse=True,
             )
             h_before = _shift_in(h0, states_h)
-            units = recurrent_kernel.shape[0]
             d_kernel = ops.matmul(
                 ops.transpose(ops.reshape(h_before, (-1, units))),
                 ops.reshape(dz, (-1, 4 * units)),
