@@ -185,3 +185,92 @@ def test_the_synthetic_task_is_learned(tmp_path):
         metrics = json.load(file)
     assert metrics["test_gt_kendall_tau"] > 0.2
     assert metrics["test_kendall_tau"] > 0.05
+
+
+def real_format_fixture(tmp_path):
+    """A few real videos (each frame's red channel codes its index, see
+    tests/video_files) and a summarization file in the public layout whose
+    picks are every 4th frame; video_3 is found by its video_name, and
+    video_4's file holds half the frames the annotations were made on."""
+    from tests.video_files import write_video
+
+    folder = tmp_path / "videos"
+    rng = np.random.default_rng(0)
+    records = {}
+    for index, (file_name, frames) in enumerate(
+            [("video_1", 40), ("video_2", 40), ("clip_c", 40), ("video_4", 20)], start=1):
+        write_video(folder / f"{file_name}.mp4", num_frames=frames, size=(36, 48), fps=10.0)
+        records[f"video_{index}"] = {
+            "features": rng.normal(size=(10, 16)).astype("float32"),
+            "gtscore": rng.uniform(size=10).astype("float32"),
+            "user_summary": (rng.uniform(size=(3, 40)) > 0.7).astype("float32"),
+            "change_points": np.array([[0, 9], [10, 19], [20, 29], [30, 39]]),
+            "n_frame_per_seg": np.array([10, 10, 10, 10]),
+            "n_frames": 40,
+            "picks": np.arange(0, 40, 4),
+            "video_name": file_name,
+        }
+    records["video_1"]["video_name"] = None
+    path = sm.write_summary_file(records, tmp_path / "eccv16_dataset_tvsum_google_pool5.h5")
+    return path, folder
+
+
+def test_frames_are_read_at_the_files_picks(tmp_path):
+    from tests.video_files import decoded_index
+    from train.tasks.frame_scores import frames_at_picks
+
+    path, folder = real_format_fixture(tmp_path)
+    videos = sm.read_summary_file(path)
+    assert videos["video_3"].video_name == "clip_c" and videos["video_1"].video_name is None
+    frames = frames_at_picks(videos, str(folder), (32, 32), str(tmp_path / "cache"))
+    for key in ("video_1", "video_2", "video_3"):
+        assert frames[key].shape == (10, 32, 32, 3) and frames[key].dtype == np.uint8
+        assert [decoded_index(f) for f in frames[key]] == [p % 23 for p in range(0, 40, 4)]
+    # 20 frames for 40 annotated ones: pick p is frame round(p * 19 / 39).
+    expected = [round(p * 19 / 39) % 23 for p in range(0, 40, 4)]
+    assert [decoded_index(f) for f in frames["video_4"]] == expected
+    # Read once: a second call maps the cached arrays.
+    cached = sorted(os.listdir(tmp_path / "cache"))
+    again = frames_at_picks(videos, str(folder), (32, 32), str(tmp_path / "cache"))
+    assert sorted(os.listdir(tmp_path / "cache")) == cached and len(cached) == 4
+    np.testing.assert_array_equal(again["video_2"], frames["video_2"])
+
+    os.remove(folder / "clip_c.mp4")
+    with pytest.raises(ValueError, match="no video file named 'video_3' or 'clip_c'"):
+        frames_at_picks(videos, str(folder), (32, 32), str(tmp_path / "cache"))
+
+
+def test_frames_mode_loads_a_real_format_data_set_from_its_videos(tmp_path, capsys):
+    import models
+    from train import tasks
+    from train.tasks.frame_scores import FrameScoreOptions
+    from tests.video_files import decoded_index
+
+    path, folder = real_format_fixture(tmp_path)
+    config = models.get_config("keyframe_transformer", preset="tiny", input_mode="frames",
+                               input_shape=(None, 32, 32, 3), batch_size=2)
+    options = FrameScoreOptions(dataset=str(path), videos=str(folder),
+                                frame_cache=str(tmp_path / "cache"))
+    bundle = tasks.get_task("frame_scores").load(options, config, seed=0, split_seed=1)
+    assert bundle.info["features"] == "frames" and bundle.info["frame_size"] == [32, 32]
+    assert sorted(k for keys in bundle.keys.values() for k in keys) == [
+        f"video_{i}" for i in range(1, 5)]
+    inputs, targets = next(iter(bundle.train))
+    assert inputs["frames"].shape[1:] == (10, 32, 32, 3) and targets.shape[1] == 10
+    # Each training video is read at the file's picks (video_4's file is
+    # half as long: pick p is its frame round(p * 19 / 39)).
+    full = [p % 23 for p in range(0, 40, 4)]
+    half = [round(p * 19 / 39) % 23 for p in range(0, 40, 4)]
+    seen = [[decoded_index(f) for f in video.astype(np.uint8)]
+            for batch, _ in bundle.train for video in batch["frames"].numpy()]
+    assert len(seen) == len(bundle.keys["train"])
+    assert sorted(seen) == sorted(half if k == "video_4" else full for k in bundle.keys["train"])
+
+    # Frames mode with a data set needs the videos; features mode refuses them.
+    message = user_error(run.main, [*TINY_FLAGS, "--input-mode", "frames", "--input-shape",
+                                    "none,32,32,3", "--dataset", str(path), "--out",
+                                    str(tmp_path / "novideos")], capsys)
+    assert "needs the data set's videos (--videos FOLDER)" in message
+    message = user_error(run.main, [*TINY_FLAGS, "--dataset", str(path), "--videos",
+                                    str(folder), "--out", str(tmp_path / "features")], capsys)
+    assert "--videos is for frames mode" in message

@@ -28,11 +28,12 @@ published anchors beside ours.
 """
 
 import dataclasses
+import json
 import os
 
 import numpy as np
 
-from common.files import read_json, write_json
+from common.files import atomic_path, read_json, write_json
 from data.pipeline import epoch_stream
 from data.sequences import sequence_dataset
 from train import summary_eval
@@ -90,6 +91,15 @@ class FrameScoreOptions:
         choices=("auto", "avg", "max"),
     )
     synthetic_videos: int = option(60, "videos in the embedded synthetic set")
+    videos: str | None = option(
+        None,
+        "with --dataset in frames mode: the data set's video folder; each video of the "
+        "file is found by its key or its video_name and read at the file's picks",
+    )
+    frame_cache: str = option(
+        os.path.join("runs", ".cache"),
+        "folder of the frames read from --videos (one uint8 array per video, read once)",
+    )
 
 
 class FrameScoreTask(Task):
@@ -143,17 +153,28 @@ def load_frame_scores(options, config, seed, split_seed):
     mode = config.input_mode
     if options.dataset is not None:
         check_path(options.dataset, "--dataset")
-        if mode != "features":
+        if mode == "frames" and options.videos is None:
             raise ValueError(
-                f"--dataset {options.dataset} holds pre-extracted features, but input_mode "
-                f"is {mode!r}; use --input-mode features (frames mode trains on the "
-                "embedded synthetic videos)"
+                f"--dataset {options.dataset} holds pre-extracted features; frames mode "
+                "also needs the data set's videos (--videos FOLDER), or use --input-mode "
+                "features"
             )
+        if mode == "features" and options.videos is not None:
+            raise ValueError("--videos is for frames mode (--input-mode frames)")
         videos = summarization.read_summary_file(options.dataset)
-        inputs = {key: video.features for key, video in videos.items()}
         reduction = summarization.default_reduction(options.dataset)
-        info = {"data": os.path.abspath(options.dataset), "features": "file"}
         source = f"--dataset {options.dataset}"
+        if mode == "frames":
+            check_path(options.videos, "--videos")
+            inputs = frames_at_picks(
+                videos, options.videos, tuple(config.input_shape[1:3]), options.frame_cache
+            )
+            info = {"data": os.path.abspath(options.dataset), "features": "frames",
+                    "videos": os.path.abspath(options.videos),
+                    "frame_size": list(config.input_shape[1:3])}
+        else:
+            inputs = {key: video.features for key, video in videos.items()}
+            info = {"data": os.path.abspath(options.dataset), "features": "file"}
     else:
         if options.synthetic_videos < 5:
             raise ValueError(f"--synthetic-videos must be >= 5, got {options.synthetic_videos}")
@@ -223,6 +244,56 @@ def load_frame_scores(options, config, seed, split_seed):
     )
 
 
+def frames_at_picks(videos, folder, size, cache):
+    """key -> uint8 frames [n_picks, H, W, 3] of each video of a
+    summarization file, read from its video file at the file's picks.
+
+    The video file is the one in `folder` (searched recursively) whose name
+    without extension is the video's key or its `video_name`. The picks
+    index the frames the file's annotations were made on; a video file that
+    decodes to another frame count (another encoding of the same video) is
+    read at the picks scaled to its length. Each video's frames are read
+    once into `cache` (a `.npy` per video, named by the video file, its
+    size and date, the picks and the frame size) and memory-mapped after,
+    so the frames of a whole data set need not fit in memory.
+    """
+    import hashlib
+
+    from data.video import VIDEO_EXTENSIONS, probe_video, read_frames
+
+    files = {}
+    for directory, _, names in sorted(os.walk(folder)):
+        for name in sorted(names):
+            stem, extension = os.path.splitext(name)
+            if extension.lower() in VIDEO_EXTENSIONS:
+                files.setdefault(stem, os.path.join(directory, name))
+    os.makedirs(cache, exist_ok=True)
+    frames = {}
+    for key, video in videos.items():
+        path = files.get(key) or files.get(video.video_name or "")
+        if path is None:
+            names = " or ".join(repr(n) for n in (key, video.video_name) if n)
+            raise ValueError(
+                f"--videos {folder}: no video file named {names} for video {key!r} of the file"
+            )
+        stat = os.stat(path)
+        identity = json.dumps([os.path.abspath(path), stat.st_size, stat.st_mtime_ns,
+                               video.picks.tolist(), video.n_frames, list(size)])
+        cached = os.path.join(cache, f"frames-{hashlib.sha256(identity.encode()).hexdigest()[:16]}.npy")
+        if not os.path.exists(cached):
+            count = probe_video(path, count_frames=True).frame_count
+            picks = np.asarray(video.picks, np.int64)
+            if count != video.n_frames:
+                picks = np.round(picks * (count - 1) / max(video.n_frames - 1, 1)).astype(np.int64)
+            picks = np.clip(picks, 0, count - 1)
+            unique, where = np.unique(picks, return_inverse=True)
+            read, _, _ = read_frames(path, unique, size)
+            with atomic_path(cached) as temporary:
+                np.save(temporary, read[where])
+        frames[key] = np.load(cached, mmap_mode="r")
+    return frames
+
+
 def write_splits(splits, path):
     """Saves the generated splits, never over a file that holds others (a
     resumed run finds its own splits there and leaves them)."""
@@ -281,17 +352,20 @@ def hold_out(keys, fraction, seed):
 # Scoring and the report.
 
 
-def score_videos(model, bundle, keys, batch_size=8):
+def score_videos(model, bundle, keys, batch_size=None):
     """key -> predicted scores [n_picks].
 
     The videos are right-padded to the longest one of `keys` and scored in
     batches, so the model sees one input shape (a new shape per video would
     retrace the graph, which costs seconds with a frame backbone); padded
-    steps do not change a real frame's score.
+    steps do not change a real frame's score. Frames go one video at a time
+    (a batch of whole videos of frames would not fit in memory), features
+    eight at a time.
     """
     keys = list(keys)
     if not keys:
         return {}
+    batch_size = batch_size or (1 if bundle.input_name == "frames" else 8)
     longest = max(len(bundle.inputs[key]) for key in keys)
     predictions = {}
     for start in range(0, len(keys), batch_size):
