@@ -154,9 +154,10 @@ def roc_auc(scores, labels):
     return float((greater + 0.5 * ties) / (len(positives) * len(negatives)))
 
 
-def published_comparison(summary, benchmark):
+def published_comparison(summary, benchmark, ours=None):
     """Markdown rows: our top-1 accuracy beside the published numbers of
-    `benchmark`; "" when there are none for it (other data).
+    `benchmark`; "" when there are none for it (other data). `ours` names
+    our row (default: "ours (<examples> videos)").
 
     Example:
 
@@ -172,10 +173,11 @@ def published_comparison(summary, benchmark):
     published = PUBLISHED_TOP1.get(benchmark)
     if not published:
         return ""
+    ours = ours or f"ours ({summary['examples']} videos)"
     rows = [
         "| model | top-1 |",
         "|---|---:|",
-        f"| ours ({summary['examples']} videos) | {summary['accuracy']:.3f} |",
+        f"| {ours} | {summary['accuracy']:.3f} |",
     ]
     rows += [f"| {name} (design notes, {benchmark}) | {value:.3f} |" for name, value in published.items()]
     return "\n".join(rows)
