@@ -59,9 +59,10 @@ def test_evaluate_reproduces_the_runs_test_metrics(finished_run, capsys):
     assert os.path.exists(os.path.join(finished_run, "evaluate_test_confusion_matrix.png"))
 
 
-def test_evaluate_with_views(finished_run, capsys):
+def test_evaluate_with_views(finished_run, tmp_path, capsys):
     def report_of(views):
-        code, out, _ = call(evaluate.main, ["--runs", finished_run, "--views", views], capsys)
+        argv = ["--runs", finished_run, "--views", views, "--out", str(tmp_path)]
+        code, out, _ = call(evaluate.main, argv, capsys)
         assert code == 0, out
         return out.rsplit("report: ", 1)[1].strip()
 
