@@ -60,6 +60,7 @@ def test_read_views_reads_the_clips_and_three_crops(tmp_path):
     assert means[2] - means[0] == pytest.approx(255 * 5 / 20, abs=6)
 
 
+@pytest.mark.slow
 def test_views_average_the_probabilities_of_each_view(tiny_model):
     config, model = tiny_model
     options = ClipOptions(synthetic_clips=6)
@@ -93,6 +94,7 @@ def test_views_average_the_probabilities_of_each_view(tiny_model):
     assert report["summary"]["accuracy"] == np.mean((positive > 0.5) == labels)
 
 
+@pytest.mark.slow
 def test_one_view_equals_single_view_testing(tiny_model, tmp_path):
     config, model = tiny_model
     task = ClipTask()
