@@ -120,4 +120,7 @@ def test_data_without_split_lists_is_refused(tmp_path, capsys):
         code, _, err = call(protocol.main, argv + ["--out", str(tmp_path / "p")], capsys)
         assert code == 2 and err.count("\n") == 1, err
         assert "the protocol needs videos with official split lists" in err
+    missing = ["--model", "convlstm", "--data", str(tmp_path / "none"), "--split-dir", str(tmp_path)]
+    code, _, err = call(protocol.main, missing + ["--out", str(tmp_path / "p")], capsys)
+    assert code == 2 and "--data" in err and "no such file or directory" in err
     assert not os.path.exists(tmp_path / "p")

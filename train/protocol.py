@@ -30,6 +30,7 @@ import numpy as np
 
 from common.cli import run_main
 from common.files import read_json, write_json
+from train.tasks.base import check_path
 
 SPLITS = (1, 2, 3)
 METRICS = (
@@ -65,6 +66,9 @@ def parse_args(argv):
             f"--model {args.model}: the protocol needs videos with official split lists "
             "(--data FOLDER --split-dir FOLDER of HMDB51 or UCF101 lists)"
         )
+    # Before anything is written into the protocol folder.
+    check_path(args.data, "--data")
+    check_path(args.split_dir, "--split-dir")
     return args
 
 
