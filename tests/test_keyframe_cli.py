@@ -61,7 +61,9 @@ def test_evaluate_cli_rescores_a_run(synthetic_run, tmp_path, capsys):
     out = str(tmp_path / "report")
     assert evaluate.main(["--runs", synthetic_run, "--out", out]) == 0
     printed = capsys.readouterr().out
-    assert "F-score (%)" in printed and "PGL-SUM" in printed
+    # The embedded videos are not TVSum: no published anchors beside ours.
+    assert "F-score (%)" in printed and "No published anchors" in printed
+    assert "PGL-SUM" not in printed and "DSNet" not in printed
     with open(os.path.join(out, "evaluate_test_report.json")) as file:
         report = json.load(file)
     with open(os.path.join(synthetic_run, "test_report.json")) as file:

@@ -59,6 +59,29 @@ def test_evaluate_reproduces_the_runs_test_metrics(finished_run, capsys):
     assert os.path.exists(os.path.join(finished_run, "evaluate_test_confusion_matrix.png"))
 
 
+def test_evaluate_with_views(finished_run, tmp_path, capsys):
+    def report_of(views):
+        argv = ["--runs", finished_run, "--views", views, "--out", str(tmp_path)]
+        code, out, _ = call(evaluate.main, argv, capsys)
+        assert code == 0, out
+        return out.rsplit("report: ", 1)[1].strip()
+
+    path = report_of("2x3")
+    assert os.path.basename(path) == "evaluate_test_views2x3_report.json"
+    report = json.load(open(path))
+    assert report["views"]["setting"] == "2x3" and report["summary"]["examples"] == 2
+    assert os.path.basename(report_of("2x3")) == "evaluate_test_views2x3-2_report.json"
+
+    # 1x1 is single-view testing: the run's own test numbers.
+    one = json.load(open(report_of("1x1")))
+    metrics = json.load(open(os.path.join(finished_run, "metrics.json")))
+    assert one["views"]["setting"] == "1x1"
+    assert one["summary"]["auc"] == pytest.approx(metrics["test_auc"])
+
+    err = one_line_error(evaluate.main, ["--runs", finished_run, "--views", "2x2"], capsys)
+    assert "--views 2x2: expected CLIPSxCROPS" in err
+
+
 def test_export_writes_a_versioned_saved_model_and_refuses_to_overwrite(finished_run, tmp_path, capsys):
     base = str(tmp_path / "saved_models")
     code, out, _ = call(export.main, ["--run", finished_run, "--out", base], capsys)

@@ -23,8 +23,10 @@ gets the rendered frames at the config's frame size (the family's
 The report (`summary_report`) follows the field's protocol
 (`train.summary_eval`): keyshot F-score, averaged over user summaries for
 TVSum and maximum for SumMe, Kendall's tau and Spearman's rho against each
-annotator (Otani et al.), plus the design notes' metrics, and prints the
-published anchors beside ours.
+annotator (Otani et al.), plus the design notes' metrics. The published
+anchors (DSNet, VASNet, PGL-SUM, human agreement) are printed beside ours
+only when the data is the set they were measured on (`recognise_benchmark`):
+numbers on the embedded synthetic videos are not comparable with them.
 """
 
 import dataclasses
@@ -41,6 +43,11 @@ from train.tasks.base import DataBundle, Task, check_fraction, check_path, optio
 
 SYNTHETIC_FEATURE_FRAME_SIZE = (32, 32)
 
+# The public benchmark files, told apart by their structure: TVSum has 50
+# videos, each summarised by 20 users (Song et al., CVPR 2015); SumMe has
+# 25 videos, each by 15 to 18 users (Gygli et al., ECCV 2014).
+SUMMARY_BENCHMARKS = {"tvsum": (50, 20, 20), "summe": (25, 15, 18)}
+
 
 @dataclasses.dataclass
 class SummaryBundle(DataBundle):
@@ -53,6 +60,8 @@ class SummaryBundle(DataBundle):
         input_name: `"features"` or `"frames"`.
         keys: `{"train": [...], "val": [...], "test": [...]}`.
         reduction: `"avg"` (TVSum) or `"max"` (SumMe).
+        benchmark: `"tvsum"` or `"summe"` when the data is that public
+            set (`recognise_benchmark`), else None.
     """
 
     videos: dict = dataclasses.field(default_factory=dict)
@@ -60,6 +69,7 @@ class SummaryBundle(DataBundle):
     input_name: str = "features"
     keys: dict = dataclasses.field(default_factory=dict)
     reduction: str = "avg"
+    benchmark: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,6 +191,7 @@ def load_frame_scores(options, config, seed, split_seed):
         videos, inputs, info = synthetic_set(config, options.synthetic_videos, seed)
         reduction = "avg"
         source = "the synthetic set"
+    benchmark = recognise_benchmark(videos) if options.dataset is not None else None
     if options.reduction != "auto":
         reduction = options.reduction
 
@@ -224,6 +235,7 @@ def load_frame_scores(options, config, seed, split_seed):
         split=options.split,
         split_source=split_source,
         reduction=reduction,
+        benchmark=benchmark,
         keys={"train": train_keys, "val": val_keys, "test": test_keys},
     )
     return SummaryBundle(
@@ -238,6 +250,7 @@ def load_frame_scores(options, config, seed, split_seed):
         input_name=input_name,
         keys={"train": train_keys, "val": val_keys, "test": test_keys},
         reduction=reduction,
+        benchmark=benchmark,
         source=source,
         train_epochs=train_epochs if train_keys else None,
         steps_per_epoch=-(-len(train_keys) // config.batch_size),
@@ -292,6 +305,34 @@ def frames_at_picks(videos, folder, size, cache):
                 np.save(temporary, read[where])
         frames[key] = np.load(cached, mmap_mode="r")
     return frames
+
+
+def recognise_benchmark(videos):
+    """`"tvsum"` or `"summe"` when `videos` are that public set, else None.
+
+    The structure decides, not the file name: the set's number of videos
+    and every video's number of user summaries (`SUMMARY_BENCHMARKS`). A
+    renamed copy of the public file is still recognised; a file of other
+    videos named `tvsum.h5`, or a subset of the public videos, is not, since
+    the published numbers were measured on all of them.
+
+    Args:
+        videos: key -> `data.summarization.SummaryVideo`.
+
+    Example:
+
+    >>> from types import SimpleNamespace
+    >>> video = SimpleNamespace(user_summary=np.zeros((20, 100)))
+    >>> recognise_benchmark({f"video_{i}": video for i in range(50)})
+    'tvsum'
+    >>> recognise_benchmark({f"video_{i}": video for i in range(49)}) is None
+    True
+    """
+    users = [int(np.shape(video.user_summary)[0]) for video in videos.values()]
+    for name, (count, fewest, most) in SUMMARY_BENCHMARKS.items():
+        if len(users) == count and all(fewest <= n <= most for n in users):
+            return name
+    return None
 
 
 def write_splits(splits, path):
@@ -395,30 +436,54 @@ def summary_report(predictions, bundle, split="test"):
         "split": split,
         "summary": summary,
         "per_video": per_video,
-        "anchors": {
-            "human_agreement_tvsum": summary_eval.HUMAN_AGREEMENT_TVSUM,
-            "published_fscores_percent": summary_eval.PUBLISHED_FSCORES,
-            "published_correlations": summary_eval.PUBLISHED_CORRELATIONS,
-        },
+        "benchmark": bundle.benchmark,
+        "anchors": published_anchors(bundle.benchmark),
     }
 
 
+def published_anchors(benchmark):
+    """The published numbers measured on `benchmark` ({} for None)."""
+    if benchmark is None:
+        return {}
+    anchors = {
+        "published_fscores_percent": {
+            name: scores[benchmark] for name, scores in summary_eval.PUBLISHED_FSCORES.items()
+        },
+        "published_correlations": {
+            name: scores[benchmark]
+            for name, scores in summary_eval.PUBLISHED_CORRELATIONS.items()
+            if benchmark in scores
+        },
+    }
+    if benchmark == "tvsum":
+        anchors["human_agreement"] = summary_eval.HUMAN_AGREEMENT_TVSUM
+    return anchors
+
+
 def comparison_table(report):
-    """Markdown rows: our numbers beside the field's published anchors."""
+    """Markdown rows: our numbers, beside the published anchors when the
+    data is the set they were measured on (`recognise_benchmark`)."""
     s = report["summary"]
-    column = "summe" if s["reduction"] == "max" else "tvsum"
+    column = report.get("benchmark")
     rows = [
         "| method | F-score (%) | Kendall tau | Spearman rho |",
         "|---|---:|---:|---:|",
         f"| ours ({s['videos']} videos, {s['reduction']}) | {100 * s['fscore']:.2f} "
         f"| {s['kendall_tau']:.3f} | {s['spearman_rho']:.3f} |",
     ]
-    if column == "tvsum":
-        human = summary_eval.HUMAN_AGREEMENT_TVSUM
-        rows.append(f"| human annotators (TVSum) | | {human['kendall_tau']:.3f} | {human['spearman_rho']:.3f} |")
-    for name, scores in summary_eval.PUBLISHED_FSCORES.items():
-        corr = summary_eval.PUBLISHED_CORRELATIONS.get(name, {}).get(column, {})
+    if column is None:
+        rows.append(
+            "\nNo published anchors: they were measured on TVSum and SumMe, and this "
+            "data is neither (see `recognise_benchmark`)."
+        )
+        return "\n".join(rows)
+    anchors = published_anchors(column)
+    human = anchors.get("human_agreement")
+    if human:
+        rows.append(f"| human annotators ({column}) | | {human['kendall_tau']:.3f} | {human['spearman_rho']:.3f} |")
+    for name, fscore in anchors["published_fscores_percent"].items():
+        corr = anchors["published_correlations"].get(name, {})
         tau = f"{corr['kendall_tau']:.3f}" if corr else ""
         rho = f"{corr['spearman_rho']:.3f}" if corr else ""
-        rows.append(f"| {name} (published, {column}) | {scores[column]:.2f} | {tau} | {rho} |")
+        rows.append(f"| {name} (published, {column}) | {fscore:.2f} | {tau} | {rho} |")
     return "\n".join(rows)
