@@ -127,13 +127,28 @@ def test_missing_empty_directory_and_unreadable_paths(tmp_path):
         read_clip(tmp_path / "zero.mp4")
     with pytest.raises(VideoError, match="directory"):
         read_clip(tmp_path)
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    # Refused from its metadata: opening a FIFO with no writer would block.
+    with pytest.raises(VideoError, match="0 bytes"):
+        read_clip(fifo)
+
+
+def test_unreadable_file_is_refused_naming_the_path(tmp_path, monkeypatch):
     locked = write_video(tmp_path / "locked.mp4", num_frames=3)
     os.chmod(locked, 0)
+    # root reads a mode-000 file anyway: the permission check is what an
+    # ordinary user meets, so it is asked as that user would be answered.
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access",
+        lambda path, mode, **kwargs: False if os.fspath(path) == os.fspath(locked)
+        else real_access(path, mode, **kwargs),
+    )
     try:
-        if os.access(locked, os.R_OK):
-            pytest.skip("running as a user who can read anything")
-        with pytest.raises(VideoError, match="permission"):
+        with pytest.raises(VideoError, match="not readable \\(permission denied\\)") as error:
             read_clip(locked)
+        assert str(error.value).startswith(os.fspath(locked))
     finally:
         os.chmod(locked, 0o644)
 
