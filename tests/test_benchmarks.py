@@ -120,6 +120,8 @@ def test_pipeline_check_and_derived_columns():
 
 def test_jit_choice_needs_a_clear_margin():
     assert report.choose_jit(1.0, 0.5) == "on"
+    assert report.choose_jit(2.0, 1.8) == "on"  # exactly 0.9x
+    assert report.choose_jit(2.0, 1.82) == "off"  # 0.91x
     assert report.choose_jit(1.0, 0.95) == "off"  # within noise: stay with the default
     assert report.choose_jit(1.0, 20.0) == "off"
     assert report.choose_jit(1.0, None) == "off"

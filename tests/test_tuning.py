@@ -3,8 +3,6 @@
 import csv
 import json
 import os
-import socket
-import subprocess
 import sys
 
 import keras_tuner as kt
@@ -13,6 +11,7 @@ import yaml
 
 from common.cli import run_main
 from models import r2plus1d
+from tests.cluster_processes import run_together
 from tuning import search
 from tuning import space as space_lib
 
@@ -312,36 +311,28 @@ def test_a_convlstm_trial_trains_with_its_class_weights(tmp_path, capsys, record
 # ---------------------------------------------------------------------------
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_chief_and_two_workers_run_every_trial_once(tmp_path):
     grid = write_yaml(tmp_path / "grid.yaml", {"architectures": ["2+0+0", "2+1+0", "2+0+1", "2+1+1"]})
     base = write_yaml(tmp_path / "tiny.yaml", dict(TINY_FIELDS, input_shape=[4, 8, 8, 3]))
     out = str(tmp_path / "shared")
-    port = str(free_port())
     argv = [sys.executable, "-m", "tuning.search", "--grid", grid, "--config", base,
             "--synthetic-clips", "4", "--run-eagerly", "--verbose", "0", "--out", out]
-    processes = {}
-    for tuner_id in ("chief", "tuner0", "tuner1"):
-        env = dict(os.environ, KERASTUNER_TUNER_ID=tuner_id, KERASTUNER_ORACLE_IP="127.0.0.1",
-                   KERASTUNER_ORACLE_PORT=port, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
-        processes[tuner_id] = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    outputs = {}
-    try:
-        for tuner_id, process in processes.items():
-            outputs[tuner_id], _ = process.communicate(timeout=540)
-    finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.kill()
-    for tuner_id, process in processes.items():
-        assert process.returncode == 0, outputs[tuner_id][-3000:]
+
+    def start(ports):
+        # Keras Tuner's chief takes its port from the environment only, so
+        # a port taken before the chief binds it fails the start: retried.
+        commands = {}
+        for tuner_id in ("chief", "tuner0", "tuner1"):
+            env = dict(os.environ, KERASTUNER_TUNER_ID=tuner_id, KERASTUNER_ORACLE_IP="127.0.0.1",
+                       KERASTUNER_ORACLE_PORT=str(ports[0]), PYTHONPATH=ROOT,
+                       TF_CPP_MIN_LOG_LEVEL="3")
+            commands[tuner_id] = (argv, {"cwd": ROOT, "env": env})
+        return commands
+
+    codes, outputs = run_together(start, port_count=1, timeout=900)
+    for tuner_id, code in codes.items():
+        assert code == 0, outputs[tuner_id][-3000:]
     assert "worker tuner0 done" in outputs["tuner0"]
     assert "worker tuner1 done" in outputs["tuner1"]
 
