@@ -1,6 +1,7 @@
 """Reading real videos written with cv2.VideoWriter."""
 
 import dataclasses
+import logging
 import os
 
 import numpy as np
@@ -153,7 +154,7 @@ def test_unreadable_file_is_refused_naming_the_path(tmp_path, monkeypatch):
         os.chmod(locked, 0o644)
 
 
-def test_video_clip_dataset_decodes_in_parallel_and_skips_bad_files(tmp_path):
+def test_video_clip_dataset_decodes_in_parallel_and_skips_bad_files(tmp_path, caplog):
     paths = [
         write_video(tmp_path / "a.mp4", num_frames=9),
         write_text_file(tmp_path / "bad.mp4"),
@@ -163,8 +164,13 @@ def test_video_clip_dataset_decodes_in_parallel_and_skips_bad_files(tmp_path):
     dataset = video_clip_dataset(paths, [0, 1, 1, 2], num_frames=4, size=(10, 14),
                                  num_parallel_calls=2)
     assert dataset.element_spec[0].shape == (4, 10, 14, 3)
-    elements = [(clip.numpy(), int(label)) for clip, label in dataset]
+    with caplog.at_level(logging.WARNING, logger="data.video"):
+        elements = [(clip.numpy(), int(label)) for clip, label in dataset]
     assert [label for _, label in elements] == [0, 1, 2]
+    # The skipped video is named, once, with what is wrong with it.
+    warned = [record.getMessage() for record in caplog.records if record.name == "data.video"]
+    assert warned == [f"skipping {paths[1]}: cannot be opened as a video (not a video, an "
+                      "unsupported codec, or a corrupt file)"]
     assert all(clip.dtype == np.uint8 and clip.shape == (4, 10, 14, 3) for clip, _ in elements)
     assert [decoded_index(frame) for frame in elements[1][0]] == [0, 0, 1, 2]
     assert [decoded_index(frame) for frame in elements[2][0]] == [0, 3, 7, 11]
