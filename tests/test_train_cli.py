@@ -22,11 +22,33 @@ TINY_FLAGS = [
 ]
 
 
+# What `Model.fit` was given while the module's run trained.
+FIT_CLASS_WEIGHTS = []
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
+    import keras
+
     out = str(tmp_path_factory.mktemp("runs") / "convlstm-tiny")
-    assert run.main(TINY_FLAGS + ["--epochs", "2", "--out", out]) == 0
+    original = keras.Model.fit
+
+    def fit(self, *args, **kwargs):
+        FIT_CLASS_WEIGHTS.append(kwargs.get("class_weight"))
+        return original(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(keras.Model, "fit", fit)
+        # 7 clips: 4 of class 0 and 3 of class 1 train.
+        assert run.main(TINY_FLAGS + ["--synthetic-clips", "7", "--epochs", "2", "--out", out]) == 0
     return out
+
+
+def test_convlstm_trains_with_balanced_class_weights(finished_run):
+    # "balanced" is convlstm's default: n / (classes * count) = 7 / 8 and 7 / 6.
+    record = json.load(open(os.path.join(finished_run, "config.json")))
+    assert record["config"]["class_weight"] == "balanced"
+    assert FIT_CLASS_WEIGHTS == [pytest.approx({0: 7 / 8, 1: 7 / 6})]
 
 
 def test_run_writes_the_run_folder(finished_run):
@@ -60,7 +82,7 @@ def hand_test_metrics(finished_run):
     record = json.load(open(os.path.join(finished_run, "config.json")))
     config = models.get_config("convlstm", **record["config"])
     bundle = tasks.get_task("clips").load(
-        ClipOptions(synthetic_clips=8), config, record["seed"], split_seed=record["seed"])
+        ClipOptions(synthetic_clips=7), config, record["seed"], split_seed=record["seed"])
     model = keras.saving.load_model(os.path.join(finished_run, "best.keras"))
     scores, labels = [], []
     for inputs, targets in bundle.test:
