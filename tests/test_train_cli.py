@@ -3,10 +3,6 @@
 import csv
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -15,7 +11,6 @@ import tensorflow as tf
 from tests.cli_calls import call
 from train import evaluate, export, run
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_FLAGS = [
     "--model", "convlstm", "--synthetic-clips", "8", "--input-shape", "4,16,16,1",
     "--filters", "2,3", "--batch-size", "4", "--verbose", "0",
