@@ -270,6 +270,8 @@ def _open(path):
         raise VideoError(path, "no such file")
     if os.path.isdir(path):
         raise VideoError(path, "is a directory, not a video file")
+    if not os.path.isfile(path):
+        raise VideoError(path, "not a regular file (a pipe, socket or device), not a video file")
     if not os.access(path, os.R_OK):
         raise VideoError(path, "not readable (permission denied)")
     if os.path.getsize(path) == 0:

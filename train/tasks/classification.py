@@ -96,7 +96,14 @@ def two_columns(probabilities):
 
 
 def classification_report(probabilities, labels, class_names):
-    """The report of one set of predictions, as plain JSON-able data."""
+    """The report of one set of predictions, as plain JSON-able data.
+
+    Mean class accuracy and macro-F1 average over the classes that have
+    examples in `labels` (as MMAction2's `mean_class_accuracy` does): a
+    class absent from a test split would otherwise count as 0 and lower
+    both for something the model never saw. Per-class rows list every
+    class, absent ones with zeros.
+    """
     num_classes = probabilities.shape[-1]
     predicted = probabilities.argmax(-1)
     confusion = np.zeros((num_classes, num_classes), dtype=int)
