@@ -67,6 +67,12 @@ def build_parser():
         "--stride", type=float, default=defaults.stride, help="seconds between window starts",
     )
     classifier.add_argument("--top-k", type=int, default=defaults.top_k, help="labels reported")
+    parser.add_argument(
+        "--explain", action="store_true",
+        help="also write what the model looked at: attention over frames (bilstm_attention, "
+        "keyframe_transformer), cross-attention heat maps (r2plus1d_perceiver) or Grad-CAM "
+        "(convlstm, r2plus1d), as explanation.mp4, explanation.png and explanation.json",
+    )
     features = parser.add_argument_group("runs trained on feature files")
     features.add_argument(
         "--backbone", default=None,
