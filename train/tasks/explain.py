@@ -374,9 +374,11 @@ def read_frames(video, indices, short_side=DISPLAY_SHORT_SIDE):
 def window_positions(record):
     """`frames in a window -> the window's frame index of every model step`,
     the way the run's window encoder samples: a clips run samples its frame
-    count uniformly over the window; a features run's step s is frame s of
-    its longest temporal scale (the shorter scales averaged into the first
-    steps come from frames of the same window).
+    count uniformly over the window; a features run's step s is the frame of
+    step s of its longest temporal scale (the shorter scales averaged into
+    the first steps come from frames of the same window). With features
+    rescaled from the sampled frames (`scale_source` "sampled"), that is
+    sampled frame `rescale_indices(frames, longest)[s]`.
 
     Example:
 
@@ -388,14 +390,18 @@ def window_positions(record):
 
     family = models.get_family(record["model"])
     if type(family.config).input_kind == "features":
-        from data.features import scale_lengths
+        from data.features import rescale_indices, scale_lengths
         from train.tasks.features import extraction_settings
 
         settings = extraction_settings(record)
-        count = max(scale_lengths(settings["frames"], settings["multi_scale"]))
-    else:
-        config = family.config.with_overrides(**record["config"])
-        count = config.input_shape[0]
+        sampled = settings["frames"]
+        longest = max(scale_lengths(sampled, settings["multi_scale"]))
+        if settings["scale_source"] == "sampled":
+            steps = rescale_indices(sampled, longest)
+            return lambda frames: sample_frame_indices(frames, sampled)[steps]
+        return lambda frames: sample_frame_indices(frames, longest)
+    config = family.config.with_overrides(**record["config"])
+    count = config.input_shape[0]
     return lambda frames: sample_frame_indices(frames, count)
 
 
