@@ -13,6 +13,11 @@ The run's task makes the result (`Task.predictor`), the same one
   `keyshots.json`, `scores.png`, `keyframes/` and `contact_sheet.png`
   (`train.tasks.keyframes`).
 
+With `--explain`, every result also gets what the model looked at
+(`train.tasks.explain`): `explanation.mp4`, `explanation.png` and
+`explanation.json`; a run whose model has no explanation is refused before
+any result folder is made.
+
 Every video gets its own new folder, `<out>/<video name>` (default `out`:
 RUN/predictions), or `<video name>-2`, `-3`, ... when that exists, so no
 earlier result is ever replaced. A single video prints its result as JSON;

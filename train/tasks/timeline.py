@@ -27,6 +27,11 @@ The answer for the video averages the windows' class probabilities; its
 `timeline.json` (every window: start and end in seconds, its label and the
 probability of every class) and `timeline.png` (the probability of the
 video's top classes over time). `result.json` holds the printed result.
+
+With `options.explain`, the run's `train.tasks.explain` explainer runs on
+the same batches, and once the video is predicted its explanation is
+written for every window: the video is decoded a second time for the
+frames the model read, at a size people can see.
 """
 
 import collections
