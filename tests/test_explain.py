@@ -97,6 +97,10 @@ def test_a_model_without_an_explanation_is_refused(tmp_path, capsys):
     model, _ = tiny_model("r2plus1d_perceiver", "tiny_tokens")
     with pytest.raises(ValueError, match="has no cross-attention"):
         explain.explainer_for(model, {"model": "r2plus1d_perceiver"})
+    one_layer = models.get_family("convlstm").build(
+        models.get_config("convlstm", "tiny", filters=(3,)))
+    with pytest.raises(ValueError, match="one-layer convlstm has no feature map over time"):
+        explain.explainer_for(one_layer, {"model": "convlstm"})
     run = make_run(str(tmp_path / "run"), "r2plus1d_perceiver", {"data": "synthetic"},
                    ["a", "b", "c"], preset="tiny_tokens")
     video = str(tmp_path / "clip.mp4")

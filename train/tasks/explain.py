@@ -17,8 +17,8 @@ batch of model inputs to one explanation per example:
   uses the backbone's output [T', H', W', C] (the average pool's input);
   convlstm the input of its last ConvLSTM2D layer, the latest map that
   still has a time axis (the last layer returns only its final state). A
-  one-layer ConvLSTM has no such map but its input frames; its Grad-CAM is
-  then gradient times input.
+  one-layer ConvLSTM has no such map (only its input frames), so it has no
+  explanation.
 
 Heat maps are [T', H', W'] at the feature map's resolution, scaled so the
 largest value of the clip is 1 (0 everywhere when the class has no positive
@@ -258,6 +258,11 @@ def explainer_for(model, record):
                        "the backbone's last feature map")
     if name == "convlstm":
         stack = [layer for layer in model.layers if layer.name.startswith("conv_lstm_")]
+        if len(stack) < 2:
+            raise ValueError(
+                "--explain: a one-layer convlstm has no feature map over time before its last "
+                "state, so it has no explanation"
+            )
         last = stack[-1]
         return GradCam(model, _first_input(last), f"the input of {last.name}")
     raise ValueError(f"--explain: model {name!r} has no explanation")
