@@ -13,6 +13,11 @@ The run's task makes the result (`Task.predictor`), the same one
   `keyshots.json`, `scores.png`, `keyframes/` and `contact_sheet.png`
   (`train.tasks.keyframes`).
 
+With `--explain`, every result also gets what the model looked at
+(`train.tasks.explain`): `explanation.mp4`, `explanation.png` and
+`explanation.json`; a run whose model has no explanation is refused before
+any result folder is made.
+
 Every video gets its own new folder, `<out>/<video name>` (default `out`:
 RUN/predictions), or `<video name>-2`, `-3`, ... when that exists, so no
 earlier result is ever replaced. A single video prints its result as JSON;
@@ -67,6 +72,12 @@ def build_parser():
         "--stride", type=float, default=defaults.stride, help="seconds between window starts",
     )
     classifier.add_argument("--top-k", type=int, default=defaults.top_k, help="labels reported")
+    parser.add_argument(
+        "--explain", action="store_true",
+        help="also write what the model looked at: attention over frames (bilstm_attention, "
+        "keyframe_transformer), cross-attention heat maps (r2plus1d_perceiver) or Grad-CAM "
+        "(convlstm, r2plus1d), as explanation.mp4, explanation.png and explanation.json",
+    )
     features = parser.add_argument_group("runs trained on feature files")
     features.add_argument(
         "--backbone", default=None,
