@@ -109,12 +109,48 @@ def format_row(row):
     return row
 
 
+def read_results(path):
+    """The rows saved in a results file, {model: row}; {} when it is absent.
+
+    Checked before anything is measured, so a bad file costs no measurement.
+
+    Raises:
+        ValueError: the file is not JSON, not `{"rows": {model: row}}`, or
+            lies in a folder that does not exist (it could not be written).
+    """
+    if not path:
+        return {}
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"{path}: folder {folder} does not exist")
+    if not os.path.exists(path):
+        return {}
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: is a folder; --results takes a JSON file")
+    try:
+        with open(path, encoding="utf-8") as file:
+            saved = json.load(file)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error}); expected a results file") from None
+    expected = 'expected a JSON object {"rows": {model: row}}'
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path}: {expected}, got a {_json_type(saved)}")
+    rows = saved.get("rows", {})
+    if not isinstance(rows, dict):
+        raise ValueError(f"{path}: 'rows' must map model names to rows, got a {_json_type(rows)}")
+    for model, row in rows.items():
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}: row {model!r} must be an object, got {_json_type(row)}")
+    return rows
+
+
+def _json_type(value):
+    return {list: "list", dict: "object", str: "string"}.get(type(value), type(value).__name__)
+
+
 def merge_results(path, rows, machine, peak):
     """Merges `rows` into the results file at `path`; returns every row."""
-    saved = {}
-    if path and os.path.exists(path):
-        with open(path) as file:
-            saved = json.load(file).get("rows", {})
+    saved = read_results(path)
     for row in rows:
         saved[row["model"]] = dict(row, machine=machine, peak_gflops=peak)
     if path:
@@ -190,7 +226,8 @@ def main(argv=None):
     )
     parser.add_argument(
         "--results", default=None,
-        help="JSON file the rows are merged into; the table then shows every model in it",
+        help="JSON file the rows are merged into (checked before anything is measured); "
+             "the table then shows every model in it",
     )
     parser.add_argument("--no-pipeline", action="store_true", help="skip the input-pipeline columns")
     args = parser.parse_args(argv)
@@ -198,6 +235,7 @@ def main(argv=None):
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
     if args.measure_jit:
         check_jit_backend()
+    read_results(args.results)
 
     machine = machine_description()
     peak = matmul_peak_gflops()

@@ -18,8 +18,11 @@ Two layouts are understood:
     set would change every number reported on it).
 
 (b) A CSV manifest, one video per row: `path,label[,split]`. A header row
-    (`path,label[,split]`) is optional; relative paths are relative to the
-    manifest's folder; `split` is one of train, val, test, unused.
+    is optional (`path,label[,split]`, or common spellings such as
+    `video,class`; see `read_manifest`); relative paths are relative to the
+    manifest's folder; `split` is one of train, val, test, unused. Each
+    video is listed once: a repeated row, or the same video in two splits
+    or under two labels, is refused with both lines named.
 
 Class ids. Class names are sorted and numbered from 0, so the mapping is
 the same on every machine and every run. In a manifest whose labels are all
@@ -42,11 +45,15 @@ Example:
 
 import csv
 import dataclasses
+import errno
 import glob
+import logging
 import os
 import re
 
 from data.video import VIDEO_EXTENSIONS, is_video_file
+
+logger = logging.getLogger(__name__)
 
 SPLIT_NAMES = ("train", "val", "test", "unused")
 _HMDB_CODES = {"0": "unused", "1": "train", "2": "test"}
@@ -130,7 +137,9 @@ def scan_video_folder(root, split_dir=None, split=1):
     Args:
         root: the folder of class folders. Hidden entries are ignored, as
             are files that are not videos (by extension, `VIDEO_EXTENSIONS`)
-            and files directly in `root`.
+            and files directly in `root`. A symbolic link that leads nowhere
+            (broken, or a loop, including a class folder that leads back to
+            `root` or above it) is skipped with a logged warning naming it.
         split_dir: folder holding the split lists; None for no splits.
             Which data set's lists they are is told by their names.
         split: 1, 2 or 3.
@@ -149,7 +158,7 @@ def scan_video_folder(root, split_dir=None, split=1):
         raise ValueError(f"{root}: not a folder of class folders")
     classes = sorted(
         entry for entry in os.listdir(root)
-        if not entry.startswith(".") and os.path.isdir(os.path.join(root, entry))
+        if not entry.startswith(".") and _is_class_folder(root, os.path.join(root, entry))
     )
     if not classes:
         raise ValueError(f"{root}: no class folders found (expected root/<class>/<video>)")
@@ -160,7 +169,7 @@ def scan_video_folder(root, split_dir=None, split=1):
         videos = sorted(
             name for name in os.listdir(folder)
             if not name.startswith(".") and is_video_file(name)
-            and os.path.isfile(os.path.join(folder, name))
+            and _is_reachable_file(os.path.join(folder, name))
         )
         if not videos:
             raise ValueError(
@@ -174,6 +183,43 @@ def scan_video_folder(root, split_dir=None, split=1):
     if split_dir is not None:
         splits = _read_split_lists(os.fspath(split_dir), split, root, classes, paths)
     return VideoDataset(tuple(paths), tuple(labels), tuple(classes), splits)
+
+
+def _is_class_folder(root, path):
+    """Whether `path` is a class folder; warns about links that lead nowhere."""
+    if not os.path.isdir(path):
+        _warn_if_dead_link(path)
+        return False
+    if os.path.islink(path):
+        # A class folder that leads back to root (or above it) would make
+        # root's own entries a class; a walk that descended would not end.
+        target = os.path.realpath(path)
+        if os.path.realpath(root) == target or os.path.realpath(root).startswith(
+            target.rstrip(os.sep) + os.sep
+        ):
+            logger.warning("skipping %s: a symbolic link loop (it leads back to %s)", path, target)
+            return False
+    return True
+
+
+def _is_reachable_file(path):
+    """Whether `path` is a file; warns about links that lead nowhere."""
+    if os.path.isfile(path):
+        return True
+    _warn_if_dead_link(path)
+    return False
+
+
+def _warn_if_dead_link(path):
+    if not os.path.islink(path):
+        return
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            logger.warning("skipping %s: a symbolic link loop", path)
+        else:
+            logger.warning("skipping %s: a broken symbolic link (to %s)", path, os.readlink(path))
 
 
 def _read_split_lists(split_dir, split, root, classes, paths):
@@ -261,43 +307,65 @@ def read_manifest(path):
     """Reads a CSV manifest `path,label[,split]`.
 
     Args:
-        path: the CSV file. An optional header row names the columns
-            `path,label[,split]`; relative video paths are relative to the
-            manifest's folder.
+        path: the CSV file, UTF-8 with or without a byte order mark (as
+            spreadsheet programs save "CSV UTF-8"). An optional header row
+            names the columns: the video as `path`, `video`, `file`,
+            `filename` or `filepath`, its class as `label`, `class` or
+            `category`, and optionally `split` (any case, any order).
+            Without a header the columns are `path,label[,split]`. Relative
+            video paths are relative to the manifest's folder.
 
     Returns:
         A `VideoDataset` in file order; `splits` is None when no row has a
         split column.
 
     Raises:
-        ValueError: an empty manifest, a row with missing fields, a video
-            path that does not exist, a split other than train, val, test or
-            unused (each names the manifest, the line and the value).
+        ValueError: an empty manifest, a row with missing fields, a header
+            with a column of another name, a video path that does not
+            exist, a split other than train, val, test or unused (each names
+            the manifest, the line and the value); a video listed twice
+            (both lines named): as a duplicate row, in two splits (a leak
+            between them) or under two labels. Two paths are the same video
+            when they resolve to the same file (symbolic links followed).
     """
     path = os.path.abspath(os.fspath(path))
     base = os.path.dirname(path)
     rows = []
-    with open(path, newline="", encoding="utf-8") as file:
+    columns = _DEFAULT_COLUMNS
+    first_line = {}  # the resolved video -> (line number, label, split) of its first row
+    # "utf-8-sig" drops a byte order mark; without one it reads plain UTF-8.
+    with open(path, newline="", encoding="utf-8-sig") as file:
         for number, row in enumerate(csv.reader(file), start=1):
             row = [field.strip() for field in row]
             if not any(row) or row[0].startswith("#"):
                 continue
-            if not rows and [field.lower() for field in row[:2]] == ["path", "label"]:
-                continue
-            if len(row) < 2 or not row[0] or not row[1] or len(row) > 3:
+            if not rows and columns is _DEFAULT_COLUMNS:
+                header = _header_columns(path, number, row)
+                if header is not None:
+                    columns = header
+                    continue
+            fields = row + [""] * (len(columns) - len(row))
+            if len(row) > len(columns) or not fields[columns[0]] or not fields[columns[1]]:
                 raise ValueError(
-                    f"{path}, line {number}: expected 'path,label[,split]', got {','.join(row)!r}"
+                    f"{path}, line {number}: expected '{_columns_text(columns)}', "
+                    f"got {','.join(row)!r}"
                 )
-            video = row[0] if os.path.isabs(row[0]) else os.path.join(base, row[0])
+            video_field, label = fields[columns[0]], fields[columns[1]]
+            split_field = fields[columns[2]] if len(columns) == 3 else ""
+            video = video_field if os.path.isabs(video_field) else os.path.join(base, video_field)
             video = os.path.normpath(video)
             if not os.path.isfile(video):
-                raise ValueError(f"{path}, line {number}: video {row[0]!r} does not exist ({video})")
-            split = row[2].lower() if len(row) == 3 and row[2] else None
+                raise ValueError(
+                    f"{path}, line {number}: video {video_field!r} does not exist ({video})"
+                )
+            split = split_field.lower() or None
             if split is not None and split not in SPLIT_NAMES:
                 raise ValueError(
-                    f"{path}, line {number}: split must be one of {list(SPLIT_NAMES)}, got {row[2]!r}"
+                    f"{path}, line {number}: split must be one of {list(SPLIT_NAMES)}, "
+                    f"got {split_field!r}"
                 )
-            rows.append((video, row[1], split))
+            _check_listed_once(path, number, video, label, split, first_line)
+            rows.append((video, label, split))
     if not rows:
         raise ValueError(f"{path}: the manifest lists no videos (expected rows 'path,label[,split]')")
 
@@ -315,6 +383,76 @@ def read_manifest(path):
         tuple(names),
         tuple(split for _, _, split in rows) if has_splits else None,
     )
+
+
+# Header spellings of the manifest's columns, and the column positions of a
+# manifest without a header: (video, label, split).
+_HEADER_NAMES = {
+    "video": ("path", "video", "file", "filename", "filepath"),
+    "label": ("label", "class", "category"),
+    "split": ("split",),
+}
+_DEFAULT_COLUMNS = (0, 1, 2)
+
+
+def _header_columns(path, number, row):
+    """(video, label[, split]) column positions if `row` is a header, else None.
+
+    A row is a header when it names a video column and a label column;
+    then every column must have a known name.
+    """
+    kinds = {}
+    for kind, spellings in _HEADER_NAMES.items():
+        for position, field in enumerate(row):
+            if field.lower() in spellings:
+                kinds.setdefault(kind, position)
+    if "video" not in kinds or "label" not in kinds:
+        return None
+    known = set(kinds.values())
+    for position, field in enumerate(row):
+        if position not in known:
+            expected = ", ".join(name for names in _HEADER_NAMES.values() for name in names)
+            raise ValueError(
+                f"{path}, line {number}: header column {field!r} is not one of {expected} "
+                "(a header names the video, its label and optionally its split)"
+            )
+    if "split" in kinds:
+        return kinds["video"], kinds["label"], kinds["split"]
+    return kinds["video"], kinds["label"]
+
+
+def _columns_text(columns):
+    if columns is _DEFAULT_COLUMNS:
+        return "path,label[,split]"
+    names = {columns[0]: "path", columns[1]: "label"}
+    if len(columns) == 3:
+        names[columns[2]] = "split"
+    return ",".join(names[position] for position in sorted(names))
+
+
+def _check_listed_once(path, number, video, label, split, first_line):
+    """Refuses a video a manifest lists twice, naming both lines.
+
+    The same video in two splits would be trained on and tested on; under
+    two labels it teaches both; listed twice it weighs double.
+    """
+    key = os.path.realpath(video)
+    if key not in first_line:
+        first_line[key] = (number, label, split)
+        return
+    first, first_label, first_split = first_line[key]
+    lines = f"{path}: lines {first} and {number}"
+    if first_label != label:
+        raise ValueError(
+            f"{lines} give {video} the labels {first_label!r} and {label!r}; "
+            "a video has one label"
+        )
+    if first_split != split:
+        raise ValueError(
+            f"{lines} put {video} in splits {first_split!r} and {split!r} (a leak between "
+            "splits); a video belongs to one split"
+        )
+    raise ValueError(f"{lines} both list {video} (duplicate rows); list each video once")
 
 
 def _class_sort_key(labels):

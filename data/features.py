@@ -44,12 +44,21 @@ rows that count. Only when every video is done is the file marked
 `complete` and renamed onto `<out>` (an atomic rename). A run killed at any
 moment therefore leaves either the previous complete `<out>` untouched or a
 `.partial` file marked incomplete: the reader refuses it, and the next run
-resumes from it (rows past `num_videos` are dropped; a partial file that
-HDF5 cannot open any more is discarded with a warning and started again).
-Re-running on a complete file skips the videos it already holds; new ones
-are appended to a copy that replaces it when done. The run's settings
-(backbone, weights, frames, size, multi-scale, scale source, classes) must match the
-file's, or the run stops with the differing field named.
+resumes from it (rows past `num_videos` are dropped). A partial file that
+HDF5 cannot read any more is named as damaged and kept; the run stops and
+asks for it to be deleted. Re-running on a complete file skips the videos
+it already holds; new ones are appended to a copy that replaces it when
+done. The run's settings (backbone, weights, frames, size, multi-scale,
+scale source, classes) must match the file's, or the run stops with the
+differing field named; only a partial file that holds no row yet (its
+first attempt failed before the first video, e.g. on a bad weights file)
+is started again with the new settings, with a log line saying so.
+
+One extraction at a time writes to `<out>`: a run holds an exclusive lock
+(`flock`) on `<out>.lock` from opening to closing and removes the lock file
+when it is done. A second run finds the lock taken and stops; a partial
+file that another program holds open (HDF5's own file lock) is named as
+such, not as damaged.
 
 T_max. All rows of one run have the same length, but the writer does not
 rely on it: a longer row widens `features` along its (resizable) time axis,
@@ -74,6 +83,7 @@ Example:
 """
 
 import dataclasses
+import errno
 import json
 import os
 import shutil
@@ -82,6 +92,11 @@ import time
 
 import h5py
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 from common.files import fsync_directory
 from data.video import VideoError, normalize_size, read_frames, sample_frame_indices
@@ -95,6 +110,7 @@ DEFAULT_SCALE_SOURCE = "sampled"
 FORMAT = "video_suite.features"
 FORMAT_VERSION = 1
 PARTIAL_SUFFIX = ".partial"
+LOCK_SUFFIX = ".lock"
 DEFAULT_BACKBONE = "efficientnet_v2_s"
 # The notes preprocess frames at 256 x 256.
 DEFAULT_EXTRACT_SIZE = (256, 256)
@@ -277,6 +293,10 @@ class FeatureWriter:
         class_names: class name per id.
         feature_dim: D.
         log: function taking one line of text (progress notes, warnings).
+
+    From `open` until `finish` or `close` the writer holds the exclusive lock
+    `<out>.lock` (see the module docstring); a second writer to the same
+    `out` is refused with a `ValueError`.
     """
 
     _SETTING_ATTRS = (
@@ -294,20 +314,35 @@ class FeatureWriter:
         self.done = set()
         self.skipped = {}
         self.source_state = None  # "new", "partial" or "complete"
+        self._lock = None
 
     # -- opening ----------------------------------------------------------
 
     def open(self):
-        """Finds where to continue; returns (sources done, {path: error} skipped)."""
+        """Finds where to continue; returns (sources done, {path: error} skipped).
+
+        Takes the output's lock first; on any error the lock is let go.
+        """
         directory = os.path.dirname(self.out)
         if not os.path.isdir(directory):
             raise ValueError(f"{self.out}: output folder {directory} does not exist")
+        self._lock = _OutputLock(self.out)
+        try:
+            return self._open_locked()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_locked(self):
         if os.path.exists(self.partial):
             try:
                 self._open_partial()
                 return self.done, self.skipped
-            except _UnreadablePartial as error:
-                self.log(f"warning: {self.partial} cannot be resumed ({error}); starting it again")
+            except _EmptyPartialOfOtherSettings as difference:
+                self.log(
+                    f"{self.partial} holds no videos yet and was begun with {difference}; "
+                    "starting it again with this run's settings"
+                )
                 os.remove(self.partial)
         if os.path.exists(self.out):
             with _open_h5(self.out, "r") as file:
@@ -325,18 +360,18 @@ class FeatureWriter:
         try:
             file = h5py.File(self.partial, "r+")
         except OSError as error:
-            if "lock" in str(error).lower():
-                raise ValueError(
-                    f"{self.partial}: in use by another extraction (the HDF5 file is locked)"
-                ) from None
-            raise _UnreadablePartial(str(error).splitlines()[0]) from None
+            raise self._partial_open_error(error) from None
         try:
             self._check_ours(file, self.partial)
-            self._check_settings(file, self.partial)
             rows = int(file.attrs["num_videos"])
+            difference = self._settings_difference(file)
+            if difference is not None:
+                if rows == 0:
+                    raise _EmptyPartialOfOtherSettings(difference)
+                self._check_settings(file, self.partial)
             names = ["features", "labels", "num_frames", "sources", "splits"]
             if any(file[name].shape[0] < rows for name in names):
-                raise _UnreadablePartial("fewer rows than num_videos")
+                raise _DamagedPartial("fewer rows than num_videos")
             for name in names:
                 if file[name].shape[0] > rows:  # a row begun but never committed
                     file[name].resize(rows, axis=0)
@@ -347,15 +382,40 @@ class FeatureWriter:
             file.flush()
         except json.JSONDecodeError as error:
             file.close()
-            raise _UnreadablePartial(f"bad JSON attribute: {error}") from None
-        except ValueError:
+            raise self._damaged(f"bad JSON attribute: {error}") from None
+        except _DamagedPartial as error:
+            file.close()
+            raise self._damaged(str(error)) from None
+        except (ValueError, _EmptyPartialOfOtherSettings):
             file.close()
             raise
         except (OSError, KeyError, TypeError, RuntimeError) as error:
             file.close()
-            raise _UnreadablePartial(str(error).splitlines()[0] if str(error) else type(error).__name__) from None
+            raise self._damaged(_first_line(error)) from None
         self.file = file
         self.source_state = "partial"
+
+    def _partial_open_error(self, error):
+        """Why HDF5 would not open the partial file: a lock, or damage.
+
+        Told apart by trying, not by HDF5's wording (whose "sblock" for a
+        truncated file contains "lock"): a file that opens without HDF5's
+        file locking was only locked by another program.
+        """
+        try:
+            h5py.File(self.partial, "r", locking=False).close()
+        except OSError:
+            return self._damaged(_first_line(error))
+        return ValueError(
+            f"{self.partial}: open in another program (HDF5 holds a lock on it); close that "
+            "program and run again"
+        )
+
+    def _damaged(self, reason):
+        return ValueError(
+            f"{self.partial}: damaged, cannot be resumed ({reason}); delete it to start the "
+            "extraction again"
+        )
 
     def _check_ours(self, file, path):
         if _attr(file, "format") != FORMAT:
@@ -364,8 +424,10 @@ class FeatureWriter:
                 "attribute); choose another --out"
             )
 
-    def _check_settings(self, file, path):
+    def _settings_differences(self, file):
+        """[(name, stored, wanted), ...] of the settings `file` differs in."""
         expected = dict(self.settings, feature_dim=self.feature_dim)
+        differences = []
         for name in self._SETTING_ATTRS:
             stored = _attr(file, name)
             stored = stored.tolist() if isinstance(stored, np.ndarray) else stored
@@ -374,16 +436,34 @@ class FeatureWriter:
             if isinstance(stored, (np.bool_, np.integer)):
                 stored = stored.item()
             if stored != wanted:
-                raise ValueError(
-                    f"{path}: was written with {name}={stored!r} but this run asks for "
-                    f"{name}={wanted!r}; use the same settings to resume, or another --out"
-                )
+                differences.append((name, stored, wanted))
         stored_mapping = json.loads(_attr(file, "category_mapping"))
         mapping = {name: index for index, name in enumerate(self.class_names)}
         if stored_mapping != mapping:
+            differences.append((
+                "classes", sorted(stored_mapping, key=stored_mapping.get), list(self.class_names)
+            ))
+        return differences
+
+    def _settings_difference(self, file):
+        """The settings `file` differs in, as text, or None."""
+        differences = self._settings_differences(file)
+        if not differences:
+            return None
+        return ", ".join(
+            f"{name}={stored!r} (this run: {wanted!r})" for name, stored, wanted in differences
+        )
+
+    def _check_settings(self, file, path):
+        for name, stored, wanted in self._settings_differences(file):
+            if name == "classes":
+                raise ValueError(
+                    f"{path}: holds classes {stored} but the videos have classes {wanted}; "
+                    "use another --out"
+                )
             raise ValueError(
-                f"{path}: holds classes {sorted(stored_mapping, key=stored_mapping.get)} but "
-                f"the videos have classes {list(self.class_names)}; use another --out"
+                f"{path}: was written with {name}={stored!r} but this run asks for "
+                f"{name}={wanted!r}; use the same settings to resume, or another --out"
             )
 
     def _load_progress(self, file, rows):
@@ -489,8 +569,12 @@ class FeatureWriter:
         self.file.attrs["num_skipped"] = len(entries)
 
     def finish(self):
-        """Marks the file complete and renames it onto `out` (atomically)."""
+        """Marks the file complete and renames it onto `out` (atomically).
+
+        Lets go of the output's lock once `out` is in place.
+        """
         if self.file is None and self.source_state == "complete":
+            self.close()
             return self.out
         file = self.file
         rows = int(file.attrs["num_videos"])
@@ -516,17 +600,83 @@ class FeatureWriter:
             os.fsync(handle.fileno())
         os.replace(self.partial, self.out)
         fsync_directory(os.path.dirname(self.out))
+        self.close()
         return self.out
 
     def close(self):
-        """Closes without finishing: the .partial file stays, resumable."""
+        """Closes without finishing: the .partial file stays, resumable.
+
+        Lets go of the output's lock too.
+        """
         if self.file is not None:
             self.file.close()
             self.file = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
 
-class _UnreadablePartial(Exception):
+class _DamagedPartial(Exception):
     pass
+
+
+class _EmptyPartialOfOtherSettings(Exception):
+    """A partial file without rows, begun with other settings (the text)."""
+
+
+def _first_line(error):
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+class _OutputLock:
+    """An exclusive `flock` on `<out>.lock`, taken at once or refused.
+
+    The lock file is removed on release. A run that opened the file just
+    before another removed it holds a lock on a file no longer there, so
+    after locking the path is checked to still be the locked file, and
+    taken again otherwise.
+
+    Raises:
+        ValueError: another process (or another writer in this one) holds
+            the lock.
+    """
+
+    def __init__(self, out):
+        self.out = out
+        self.path = out + LOCK_SUFFIX
+        self.descriptor = None
+        if fcntl is None:  # no flock on this platform: no lock
+            return
+        while True:
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as error:
+                os.close(descriptor)
+                if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise
+                raise ValueError(
+                    f"{out}: in use by another extraction (it holds the lock {self.path}); "
+                    "wait for it to finish, or choose another --out"
+                ) from None
+            try:
+                same = os.path.samestat(os.fstat(descriptor), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                self.descriptor = descriptor
+                return
+            os.close(descriptor)
+
+    def release(self):
+        if self.descriptor is None:
+            return
+        try:
+            os.remove(self.path)
+        except FileNotFoundError:
+            pass
+        os.close(self.descriptor)
+        self.descriptor = None
 
 
 def _open_h5(path, mode):

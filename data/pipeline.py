@@ -7,8 +7,11 @@ generator or the video reader, and leave as batches of
 Augmentation draws one set of random numbers per clip and applies it to
 every frame (the same crop box, the same flip, the same brightness and
 contrast), so the frames of a clip stay aligned. All randomness comes from
-stateless ops seeded by a `tf.data.Dataset.random` stream, so the same seed
-gives the same batches even with parallel map.
+stateless ops, so the same seed gives the same batches even with parallel
+map. Given an `epoch`, a training pipeline's order and augmentation depend
+on the seed and the epoch number only (`epoch_seed`), and `epoch_stream`
+chains the epochs from any first one: a run resumed at epoch k sees exactly
+the batches an uninterrupted run saw there.
 
 Example:
 
@@ -56,8 +59,9 @@ NO_AUGMENTATION = Augmentation(
 )
 
 
-def from_arrays(clips, labels):
-    """An unbatched dataset of `(uint8 clip, int64 label)` from arrays."""
+def from_arrays(clips, labels, order=None):
+    """An unbatched dataset of `(uint8 clip, int64 label)` from arrays, in
+    the given `order` (e.g. `epoch_order`) or as they are."""
     clips = np.asarray(clips)
     labels = np.asarray(labels, dtype=np.int64)
     if clips.ndim != 5 or clips.dtype != np.uint8:
@@ -66,7 +70,12 @@ def from_arrays(clips, labels):
         )
     if len(clips) != len(labels):
         raise ValueError(f"{len(clips)} clips but {len(labels)} labels")
-    return tf.data.Dataset.from_tensor_slices((clips, labels))
+    if order is None:
+        return tf.data.Dataset.from_tensor_slices((clips, labels))
+    clips, labels = tf.constant(clips), tf.constant(labels)
+    return tf.data.Dataset.from_tensor_slices(order).map(
+        lambda index: (tf.gather(clips, index), tf.gather(labels, index))
+    )
 
 
 def from_generator(generator, clip_shape):
@@ -80,6 +89,69 @@ def from_generator(generator, clip_shape):
     )
 
 
+def epoch_seed(seed, epoch):
+    """The stateless seed [2] of one epoch's randomness.
+
+    Example:
+
+    >>> epoch_seed(0, 3).numpy().tolist() == epoch_seed(0, 3).numpy().tolist()
+    True
+    """
+    return tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
+
+
+def element_seed(seed, epoch, position):
+    """The stateless seed [2] of one element of one epoch."""
+    return tf.random.experimental.stateless_fold_in(
+        epoch_seed(seed, epoch), tf.cast(position, tf.int64)
+    )
+
+
+def epoch_order(count, seed, epoch):
+    """The order of `count` examples in one epoch: a permutation that
+    depends on the seed and the epoch only.
+
+    (`Dataset.shuffle` cannot do this: with a tensor seed it fails under a
+    global seed of 0, and with a Python seed it reshuffles by how many
+    times the dataset was iterated, which a resumed run does not repeat.)
+
+    Example:
+
+    >>> sorted(epoch_order(5, seed=0, epoch=2).numpy().tolist())
+    [0, 1, 2, 3, 4]
+    """
+    keys = tf.random.stateless_uniform([count], epoch_seed(seed, epoch))
+    return tf.cast(tf.argsort(keys), tf.int64)
+
+
+# More epochs than any run trains: `epoch_stream` ends there.
+MAX_EPOCHS = 1 << 30
+
+
+def epoch_stream(make_epoch, first_epoch=0, to_device=True):
+    """Batches of epochs `first_epoch`, `first_epoch + 1`, ... in one stream.
+
+    Args:
+        make_epoch: `epoch (int64 scalar tensor) -> dataset` of one epoch's
+            batches.
+        first_epoch: where the stream starts (a resumed run's epoch).
+        to_device: as in `clip_batches`.
+
+    Train on it with `steps_per_epoch` set to one epoch's batches.
+
+    Example:
+
+    >>> stream = epoch_stream(lambda epoch: tf.data.Dataset.from_tensors(epoch), 5)
+    >>> [int(x) for x in stream.take(3)]
+    [5, 6, 7]
+    """
+    epochs = tf.data.Dataset.range(first_epoch, MAX_EPOCHS)
+    # The epoch builders branch on Python values only; AutoGraph would turn
+    # their `is not None` tests on the epoch tensor into graph conditions.
+    make_epoch = tf.autograph.experimental.do_not_convert(make_epoch)
+    return place(epochs.flat_map(make_epoch).prefetch(AUTOTUNE), to_device)
+
+
 def clip_batches(
     clips,
     batch_size,
@@ -91,6 +163,7 @@ def clip_batches(
     shuffle_buffer=256,
     cache=False,
     to_device=True,
+    epoch=None,
 ):
     """Turns an unbatched `(uint8 clip, label)` dataset into model batches.
 
@@ -111,18 +184,33 @@ def clip_batches(
             splits each batch across its replicas and prefetches the parts
             onto their devices itself, which a dataset already pinned to
             one GPU would prevent.
+        epoch: with `training`, the epoch (an int or a scalar tensor, e.g.
+            inside `epoch_stream`) whose augmentation to draw; `clips` are
+            then taken in the order given (put them in the epoch's order,
+            see `epoch_order`). None shuffles `clips` in a buffer, in a new
+            order every time the dataset is iterated.
 
     Returns:
         A dataset of `({"frames": float32 [B, T', H, W, C]}, labels)`.
     """
     if cache:
         clips = clips.cache()
-    if training:
+    if training and epoch is not None:
+        clips = clips.enumerate().map(
+            lambda position, example: _prepare(
+                example, element_seed(seed, epoch, position), num_frames, augmentation, binary
+            ),
+            num_parallel_calls=AUTOTUNE,
+        )
+    elif training:
         clips = clips.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         clips = tf.data.Dataset.zip((clips, randoms))
         clips = clips.map(
-            lambda example, key: _prepare(example, key, num_frames, augmentation, binary),
+            lambda example, key: _prepare(
+                example, tf.stack([key, tf.constant(0, tf.int64)]), num_frames, augmentation,
+                binary,
+            ),
             num_parallel_calls=AUTOTUNE,
         )
     else:
@@ -130,15 +218,22 @@ def clip_batches(
             lambda clip, label: _prepare((clip, label), None, num_frames, NO_AUGMENTATION, binary),
             num_parallel_calls=AUTOTUNE,
         )
-    batches = clips.batch(batch_size).prefetch(AUTOTUNE)
+    batches = clips.batch(batch_size)
+    if epoch is not None:
+        return batches  # one epoch of `epoch_stream`, which prefetches the stream
+    return place(batches.prefetch(AUTOTUNE), to_device)
+
+
+def place(batches, to_device=True):
+    """Prefetches batches onto the first GPU when there is one and no
+    `tf.distribute` strategy places them itself (see `clip_batches`)."""
     if to_device and not tf.distribute.has_strategy() and tf.config.list_physical_devices("GPU"):
         batches = batches.apply(tf.data.experimental.prefetch_to_device("/gpu:0"))
     return batches
 
 
-def _prepare(example, key, num_frames, augmentation, binary):
+def _prepare(example, seed, num_frames, augmentation, binary):
     clip, label = example
-    seed = None if key is None else tf.stack([key, tf.constant(0, tf.int64)])
     frames = augment_clip(clip, seed, num_frames, augmentation)
     if binary:
         label = tf.cast(tf.reshape(label, [1]), tf.float32)

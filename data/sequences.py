@@ -33,6 +33,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from data import pipeline
 from models.losses import PADDED_TARGET
 
 # Rows checked at once for NaN/Inf, so the check's memory stays bounded.
@@ -235,6 +236,7 @@ def sequence_dataset(
     feature_dim=None,
     max_frames=None,
     source: str = "features",
+    epoch=None,
 ):
     """Builds the batched, masked dataset of variable-length sequences.
 
@@ -269,9 +271,13 @@ def sequence_dataset(
         drop_remainder: drop a last, smaller batch.
         feature_dim, max_frames: checked as in `validate_sequences`.
         source: the file name used in error messages.
+        epoch: the epoch (an int or a scalar tensor, e.g. inside
+            `data.pipeline.epoch_stream`) whose order and augmentation to
+            draw; None draws new ones every time the dataset is iterated.
 
     Returns:
-        A `tf.data.Dataset` of `({input_name, "mask"}, targets)`, prefetched.
+        A `tf.data.Dataset` of `({input_name, "mask"}, targets)`; prefetched
+        unless `epoch` is given (the stream of epochs prefetches).
 
     Raises:
         ValueError: bad arrays (see `validate_sequences`) or bad arguments.
@@ -318,7 +324,7 @@ def sequence_dataset(
         frames = tf.numpy_function(real_steps, [index], tf.float32, stateful=False)
         frames = tf.ensure_shape(frames, [None, *step_shape])
         if augmentation is not None:
-            frames = augment_sequence(frames, tf.stack([draw, index]), augmentation)
+            frames = augment_sequence(frames, draw, augmentation)
         if per_step:
             target = tf.numpy_function(step_targets_of, [index], tf.float32, stateful=False)
             target = tf.ensure_shape(target, [None])
@@ -326,15 +332,32 @@ def sequence_dataset(
             target = label
         return frames, tf.shape(frames)[0], target
 
-    rows = tf.data.Dataset.from_tensor_slices(
-        (np.arange(count, dtype=np.int64), labels.astype(np.int32))
-    )
-    if shuffle:
-        rows = rows.shuffle(count, seed=seed, reshuffle_each_iteration=True)
-    # One random draw per element seeds its augmentation; a new epoch gets
-    # new draws.
-    draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    dataset = tf.data.Dataset.zip(rows, draws).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    if epoch is not None:
+        order = pipeline.epoch_order(count, seed, epoch) if shuffle else tf.range(count, dtype=tf.int64)
+        all_labels = tf.constant(labels.astype(np.int32))
+        rows = tf.data.Dataset.from_tensor_slices(order).map(
+            lambda index: (index, tf.gather(all_labels, index))
+        )
+        # Each row's augmentation is seeded by the seed, the epoch and the row.
+        dataset = rows.map(
+            lambda index, label: prepare(
+                (index, label), pipeline.element_seed(seed, epoch, index)
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    else:
+        rows = tf.data.Dataset.from_tensor_slices(
+            (np.arange(count, dtype=np.int64), labels.astype(np.int32))
+        )
+        if shuffle:
+            rows = rows.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+        # One random draw per element seeds its augmentation; a new iteration
+        # gets new draws.
+        draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        dataset = tf.data.Dataset.zip(rows, draws).map(
+            lambda row, draw: prepare(row, tf.stack([draw, row[0]])),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
     dataset = dataset.padded_batch(
         batch_size,
         padded_shapes=([pad_to, *step_shape], [], [pad_to] if per_step else []),
@@ -349,7 +372,7 @@ def sequence_dataset(
     dataset = dataset.map(to_inputs, num_parallel_calls=tf.data.AUTOTUNE)
     batches = count // batch_size if drop_remainder else -(-count // batch_size)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return dataset if epoch is not None else dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def _scored_sequences(sequences, targets, source):

@@ -96,8 +96,11 @@ def read_summary_file(path, expected_dim=None):
 
     Raises:
         ValueError: a missing or unreadable file, a file that is not HDF5,
-            or a video whose fields do not follow the schema; the message
-            names the file, the video and the field.
+            a video whose fields do not follow the schema (wrong shapes,
+            NaN or Inf in `features`, `gtscore`, `user_summary` or
+            `user_scores`, `n_frame_per_seg` other than the frames of each
+            `change_points` segment), or videos whose features differ in
+            width; the message names the file, the video and the field.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -119,6 +122,14 @@ def read_summary_file(path, expected_dim=None):
                     f"with fields {', '.join(REQUIRED_FIELDS)}"
                 )
             videos[key] = _read_video(path, key, group)
+    first_key = keys[0]
+    width = videos[first_key].features.shape[1]
+    for key, video in videos.items():
+        if video.features.shape[1] != width:
+            raise ValueError(
+                f"{path}: video {key!r} has {video.features.shape[1]}-d features but video "
+                f"{first_key!r} has {width}-d; every video of a file needs features of one width"
+            )
     if expected_dim is not None:
         for key, video in videos.items():
             if video.features.shape[1] != int(expected_dim):
@@ -190,6 +201,7 @@ def _read_video(path, key, group):
             f"{where}: field 'user_summary' must be [n_users, n_frames={n_frames}], "
             f"got shape {user_summary.shape}"
         )
+    _check_finite(where, "user_summary", user_summary, "user")
 
     change_points = _integers(where, "change_points", read("change_points"))
     if change_points.ndim != 2 or change_points.shape[1] != 2 or change_points.shape[0] < 1:
@@ -208,6 +220,19 @@ def _read_video(path, key, group):
             f"{where}: field 'n_frame_per_seg' must have one entry per change point "
             f"({change_points.shape[0]}), got {n_frame_per_seg.size}"
         )
+    # The evaluation spreads shot scores with change_points and sizes the
+    # knapsack with n_frame_per_seg, so the two must describe the same shots.
+    segment_frames = change_points[:, 1] - change_points[:, 0] + 1
+    differ = np.flatnonzero(segment_frames != n_frame_per_seg)
+    if differ.size:
+        segment = int(differ[0])
+        first, last = change_points[segment].tolist()
+        raise ValueError(
+            f"{where}: field 'n_frame_per_seg' disagrees with 'change_points': segment "
+            f"{segment} [{first}, {last}] holds {int(segment_frames[segment])} frames "
+            f"(last - first + 1) but n_frame_per_seg says {int(n_frame_per_seg[segment])}"
+            + (f" ({differ.size} segments differ)" if differ.size > 1 else "")
+        )
 
     user_scores = None
     if "user_scores" in group:
@@ -217,6 +242,7 @@ def _read_video(path, key, group):
                 f"{where}: field 'user_scores' must be [n_annotators, n_frames={n_frames}], "
                 f"got shape {user_scores.shape}"
             )
+        _check_finite(where, "user_scores", user_scores, "annotator")
 
     return SummaryVideo(
         key=key,
@@ -229,6 +255,17 @@ def _read_video(path, key, group):
         picks=picks,
         user_scores=user_scores,
     )
+
+
+def _check_finite(where, name, value, row_name):
+    """Refuses NaN or Inf in a [rows, n_frames] field, naming the first."""
+    bad = np.argwhere(~np.isfinite(value))
+    if bad.size:
+        row, frame = bad[0].tolist()
+        raise ValueError(
+            f"{where}: field {name!r} holds NaN or Inf ({row_name} {row}, frame {frame}); "
+            "expected finite numbers"
+        )
 
 
 def _integers(where, name, value):

@@ -372,6 +372,7 @@ def video_clip_dataset(
     num_parallel_calls=None,
     on_error="skip",
     deterministic=None,
+    order=None,
 ):
     """A tf.data pipeline of decoded clips: files in, (clip, label) out.
 
@@ -390,10 +391,12 @@ def video_clip_dataset(
             `tf.data.AUTOTUNE`.
         on_error: what a file that cannot be decoded does to the stream:
             "skip" (default) leaves it out and logs a warning naming the
-            file and the problem; "fail" stops iteration with an error whose
-            message holds the file's path and the problem.
+            file and the problem; "fail" ends the stream there, and
+            `check_decoding()` then raises the file's `VideoError`.
         deterministic: passed to `Dataset.map`; `None` follows the
             dataset options (deterministic by default).
+        order: optional int64 tensor, the order in which to read the files
+            (e.g. `data.pipeline.epoch_order`); default as given.
 
     Returns:
         A `tf.data.Dataset` of (uint8 [T, H, W, 3], int64 scalar).
@@ -431,8 +434,9 @@ def video_clip_dataset(
             return read_clip(path, num_frames, (height, width)), np.bool_(True)
         except VideoError as error:
             if on_error == "fail":
-                raise
-            logger.warning("skipping %s", error)
+                _failed_decodes.append(error)
+            else:
+                logger.warning("skipping %s", error)
             return empty, np.bool_(False)
 
     def load(path, label):
@@ -441,13 +445,46 @@ def video_clip_dataset(
         ok.set_shape(())
         return clip, label, ok
 
-    dataset = tf.data.Dataset.from_tensor_slices(
-        (tf.constant(paths, tf.string), tf.constant(labels, tf.int64))
-    )
+    all_paths, all_labels = tf.constant(paths, tf.string), tf.constant(labels, tf.int64)
+    if order is None:
+        dataset = tf.data.Dataset.from_tensor_slices((all_paths, all_labels))
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices(order).map(
+            lambda index: (tf.gather(all_paths, index), tf.gather(all_labels, index))
+        )
     dataset = dataset.map(load, num_parallel_calls=num_parallel_calls, deterministic=deterministic)
     if on_error == "skip":
         dataset = dataset.filter(lambda clip, label, ok: ok)
+    else:
+        dataset = dataset.take_while(lambda clip, label, ok: ok)
     return dataset.map(lambda clip, label, ok: (clip, label))
+
+
+# VideoErrors of `on_error="fail"` streams, raised by `check_decoding`.
+_failed_decodes = []
+
+
+def check_decoding():
+    """Raises the first `VideoError` of a `video_clip_dataset(on_error="fail")`
+    stream since the last call.
+
+    An error raised inside a tf.data function reaches the caller wrapped in
+    a TensorFlow error, after TensorFlow has logged its whole traceback; so
+    a failing video instead ends the stream where it stands, and whoever
+    consumes the stream (the training engine after every batch, evaluation
+    after its loop) calls this to raise the video's own one-line error.
+    """
+    if _failed_decodes:
+        error = _failed_decodes[0]
+        _failed_decodes.clear()
+        raise error
+
+
+def forget_decoding_errors():
+    """Drops errors recorded by streams no longer read (a stream decodes
+    ahead in parallel, so a failed file may be recorded again after its
+    error was raised); consumers call this before reading a new stream."""
+    _failed_decodes.clear()
 
 
 __all__ = [
@@ -456,6 +493,8 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "VideoError",
     "VideoInfo",
+    "check_decoding",
+    "forget_decoding_errors",
     "is_video_file",
     "normalize_size",
     "probe_video",
@@ -463,4 +502,5 @@ __all__ = [
     "read_frames",
     "sample_frame_indices",
     "video_clip_dataset",
+    "write_video",
 ]

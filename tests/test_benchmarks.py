@@ -1,11 +1,15 @@
 """The benchmark report's arithmetic: FLOP counts against hand-computed
 values, and the table's derived columns. No timings are asserted."""
 
+import json
+import re
+
 import keras
 import numpy as np
 import pytest
 
 from benchmarks import flops, report
+from common.cli import run_main
 
 
 def model_of(layer, shape):
@@ -119,3 +123,57 @@ def test_jit_choice_needs_a_clear_margin():
     assert report.choose_jit(1.0, 0.95) == "off"  # within noise: stay with the default
     assert report.choose_jit(1.0, 20.0) == "off"
     assert report.choose_jit(1.0, None) == "off"
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("{oops", "not valid JSON"),
+    ("[1, 2]", r"expected a JSON object \{\"rows\": \{model: row\}\}, got a list"),
+    ('{"rows": [1, 2]}', r"'rows' must map model names to rows, got a list"),
+    ('{"rows": {"convlstm": 3}}', r"row 'convlstm' must be an object, got int"),
+    (b"\xff\xfe\x00garbage", "not valid JSON"),
+])
+def test_bad_results_file_is_refused_before_measuring(tmp_path, monkeypatch, capsys, content,
+                                                       expected):
+    def measured(*args, **kwargs):
+        raise AssertionError("measured before the results file was checked")
+
+    monkeypatch.setattr(report, "matmul_peak_gflops", measured)
+    monkeypatch.setattr(report.train_step, "measure", measured)
+    path = tmp_path / "results.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    before = path.read_bytes()
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(report.main, ["--models", "convlstm", "--results", str(path)])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith(f"error: {path}: ")
+    assert re.search(expected, error[0]), error[0]
+    assert path.read_bytes() == before  # left as it was
+
+
+def test_results_file_in_a_missing_folder_is_refused_before_measuring(tmp_path, monkeypatch,
+                                                                      capsys):
+    def measured(*args, **kwargs):
+        raise AssertionError("measured before the results file was checked")
+
+    monkeypatch.setattr(report, "matmul_peak_gflops", measured)
+    monkeypatch.setattr(report.train_step, "measure", measured)
+    path = tmp_path / "absent" / "results.json"
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(report.main, ["--models", "convlstm", "--results", str(path)])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == [f"error: {path}: folder {tmp_path / 'absent'} does not exist"]
+
+
+def test_results_file_rows_are_merged_by_model(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"rows": {"convlstm": {"model": "convlstm", "batch": 2}}}))
+    shown = report.merge_results(str(path), [{"model": "r2plus1d", "batch": 4}], "cpu", 10.0)
+    assert [row["model"] for row in shown] == ["convlstm", "r2plus1d"]
+    saved = json.loads(path.read_text())["rows"]
+    assert saved["r2plus1d"] == {"model": "r2plus1d", "batch": 4, "machine": "cpu", "peak_gflops": 10.0}
+    assert saved["convlstm"] == {"model": "convlstm", "batch": 2}

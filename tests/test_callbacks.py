@@ -55,15 +55,17 @@ def test_a_truncated_newer_file_does_not_stop_the_resume(tmp_path):
         model.fit(*DATA, epochs=5, verbose=0, callbacks=[backup, CrashAfter(2)])
     saved = [w.copy() for w in model.get_weights()]
     assert json.load(open(os.path.join(directory, "state.json"))) == {
-        "epoch": 2, "weights": "epoch-0002.weights.h5"}
-    assert sorted(os.listdir(directory)) == ["epoch-0002.weights.h5", "state.json"]
+        "epoch": 2, "weights": "epoch-0002.weights.h5", "arrays": "epoch-0002.npz",
+        "train_seconds": None}
+    assert sorted(os.listdir(directory)) == [
+        "epoch-0002.npz", "epoch-0002.weights.h5", "state.json"]
     # What a kill while writing the next epoch leaves behind.
     with open(os.path.join(directory, "epoch-0003.weights.h5"), "wb") as file:
         file.write(b"\x89HDF\r\n\x1a\n" + bytes(88))
 
     resumed = tiny_model(1)
     backup = callbacks_lib.BackupAndRestore(directory)
-    start = backup.restore(resumed)
+    start = backup.restore(resumed)["epoch"]
     assert start == 2
     for before, after in zip(saved, resumed.get_weights()):
         np.testing.assert_array_equal(before, after)
@@ -112,3 +114,45 @@ def test_weights_and_figures_land_complete_under_their_names(tmp_path):
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not plt.fignum_exists(figure.number)
     assert sorted(os.listdir(tmp_path)) == ["done.weights.h5", "plot.png"]
+
+
+def test_the_backup_keeps_dropout_seeds_and_early_stopping_progress(tmp_path):
+    directory = str(tmp_path / "backup")
+
+    def dropout_model(seed):
+        keras.utils.set_random_seed(seed)
+        inputs = keras.Input((3,))
+        model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Dropout(0.5)(inputs)))
+        model.compile(optimizer=keras.optimizers.Adam(0.1), loss="mse")
+        return model
+
+    model = dropout_model(0)
+    early = callbacks_lib.ResumableEarlyStopping(monitor="loss", patience=5,
+                                                 restore_best_weights=True)
+    backup = callbacks_lib.BackupAndRestore(directory, early_stopping=early, clock=lambda: 12.5)
+    model.fit(*DATA, epochs=3, verbose=0, callbacks=[early, backup])
+    (generator,) = callbacks_lib.seed_generators(model).values()
+    counter = np.asarray(generator.state.value).copy()
+    assert counter[1] > 0  # dropout drew masks
+
+    resumed = dropout_model(0)
+    restored_early = callbacks_lib.ResumableEarlyStopping(monitor="loss", patience=5,
+                                                          restore_best_weights=True)
+    state = callbacks_lib.BackupAndRestore(directory, early_stopping=restored_early).restore(resumed)
+    assert state["epoch"] == 3 and state["train_seconds"] == 12.5
+    (restored,) = callbacks_lib.seed_generators(resumed).values()
+    np.testing.assert_array_equal(np.asarray(restored.state.value), counter)
+    restored_early.set_model(resumed)
+    restored_early.on_train_begin()
+    assert restored_early.best == early.best and restored_early.wait == early.wait
+    for mine, theirs in zip(restored_early.best_weights, early.best_weights):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_history_rows_from_the_resumed_epoch_on_are_dropped(tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_bytes(b"epoch,loss\r\n0,1.0\r\n1,0.5\r\n2,0.4\r\n")
+    callbacks_lib.truncate_history(str(path), 2)
+    assert path.read_bytes() == b"epoch,loss\r\n0,1.0\r\n1,0.5\r\n"
+    callbacks_lib.truncate_history(str(path), 5)
+    assert path.read_bytes() == b"epoch,loss\r\n0,1.0\r\n1,0.5\r\n"

@@ -1,5 +1,6 @@
 """Scanning class-per-folder trees, official split lists and manifests."""
 
+import logging
 import os
 
 import pytest
@@ -142,6 +143,117 @@ def test_manifest_errors_name_file_and_line(tmp_path):
     manifest.write_text("path,label\n")
     with pytest.raises(ValueError, match="lists no videos"):
         read_manifest(manifest)
-    manifest.write_text(f"{video},a,train\n{video},b\n")
+    other = write_video(tmp_path / "w.mp4", num_frames=2)
+    manifest.write_text(f"{video},a,train\n{other},b\n")
     with pytest.raises(ValueError, match="some rows give a split"):
         read_manifest(manifest)
+
+
+def test_manifest_duplicate_rows_are_refused_naming_both_lines(tmp_path):
+    a = write_video(tmp_path / "clips" / "a.mp4", num_frames=2)
+    b = write_video(tmp_path / "clips" / "b.mp4", num_frames=2)
+    manifest = tmp_path / "m.csv"
+    # The same file twice, once through a relative path with "./".
+    manifest.write_text(f"path,label\n{a},walk\n{b},run\n./clips/a.mp4,walk\n")
+    with pytest.raises(ValueError, match=r"m.csv: lines 2 and 4 both list .*a.mp4 \(duplicate rows"):
+        read_manifest(manifest)
+
+
+def test_manifest_video_in_two_splits_or_under_two_labels_is_a_leak(tmp_path):
+    a = write_video(tmp_path / "a.mp4", num_frames=2)
+    b = write_video(tmp_path / "b.mp4", num_frames=2)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"{a},walk,train\n{b},run,train\n\n{a},walk,test\n")
+    with pytest.raises(
+        ValueError, match=r"m.csv: lines 1 and 4 put .*a.mp4 in splits 'train' and 'test'"
+    ):
+        read_manifest(manifest)
+    manifest.write_text(f"{a},walk\n{b},run\n{a},run\n")
+    with pytest.raises(
+        ValueError, match=r"m.csv: lines 1 and 3 give .*a.mp4 the labels 'walk' and 'run'"
+    ):
+        read_manifest(manifest)
+    # A symbolic link to a listed video is the same video.
+    os.symlink(a, tmp_path / "alias.mp4")
+    manifest.write_text(f"{a},walk,train\n{b},run,train\nalias.mp4,walk,val\n")
+    with pytest.raises(ValueError, match=r"lines 1 and 3 put .* in splits 'train' and 'val'"):
+        read_manifest(manifest)
+
+
+def test_manifest_with_utf8_bom_is_read(tmp_path):
+    write_video(tmp_path / "a.mp4", num_frames=2)
+    write_video(tmp_path / "b.mp4", num_frames=2)
+    manifest = tmp_path / "m.csv"
+    # Spreadsheet programs save "CSV UTF-8" with a byte order mark.
+    manifest.write_bytes("path,label\r\na.mp4,walk\r\nb.mp4,run\r\n".encode("utf-8-sig"))
+    dataset = read_manifest(manifest)
+    assert [os.path.basename(path) for path in dataset.paths] == ["a.mp4", "b.mp4"]
+    assert dataset.class_names == ("run", "walk") and dataset.labels == (1, 0)
+    assert scan_dataset(manifest) == dataset  # what train.run and data.extract call
+    # without a header, the BOM sits before the first video's name
+    manifest.write_bytes("a.mp4,walk\nb.mp4,run\n".encode("utf-8-sig"))
+    assert read_manifest(manifest) == dataset
+
+
+@pytest.mark.parametrize("header, order", [
+    ("video,class", (0, 1)),
+    ("Filename,Category,Split", (0, 1, 2)),
+    ("file,label", (0, 1)),
+    ("class,video,split", (1, 0, 2)),
+    ("split,category,path", (2, 1, 0)),
+])
+def test_manifest_header_spellings_are_read_as_headers(tmp_path, header, order):
+    write_video(tmp_path / "a.mp4", num_frames=2)
+    write_video(tmp_path / "b.mp4", num_frames=2)
+    rows = [("a.mp4", "walk", "train"), ("b.mp4", "run", "test")]
+    width = len(order)
+
+    def line(fields):
+        placed = [None] * width
+        for column, field in zip(order, fields[:width]):
+            placed[column] = field
+        return ",".join(placed)
+
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("\n".join([header] + [line(row) for row in rows]) + "\n")
+    dataset = read_manifest(manifest)
+    assert [os.path.basename(path) for path in dataset.paths] == ["a.mp4", "b.mp4"]
+    assert dataset.class_names == ("run", "walk") and dataset.labels == (1, 0)
+    assert dataset.splits == (("train", "test") if width == 3 else None)
+
+
+def test_manifest_header_with_an_unknown_column_is_named(tmp_path):
+    write_video(tmp_path / "a.mp4", num_frames=2)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("video,class,fold\na.mp4,walk,1\n")
+    with pytest.raises(ValueError, match=r"m.csv, line 1: header column 'fold' is not one of"):
+        read_manifest(manifest)
+
+
+def test_manifest_short_row_under_a_reordered_header_is_named(tmp_path):
+    write_video(tmp_path / "a.mp4", num_frames=2)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("split,category,path\ntrain,walk\n")
+    with pytest.raises(ValueError, match=r"m.csv, line 2: expected 'split,label,path', got 'train,walk'"):
+        read_manifest(manifest)
+
+
+def test_symbolic_link_loops_are_skipped_with_a_warning_naming_them(tree, caplog):
+    os.symlink("self.mp4", tree / "walk" / "self.mp4")  # points at itself
+    os.symlink("pong.avi", tree / "run" / "ping.avi")  # two links in a circle
+    os.symlink("ping.avi", tree / "run" / "pong.avi")
+    os.symlink("gone.mp4", tree / "run" / "dangling.mp4")
+    os.symlink("circle", tree / "circle")  # a class folder that is a loop
+    os.symlink(".", tree / "again")  # a class folder that is the tree itself
+    with caplog.at_level(logging.WARNING, logger="data.datasets"):
+        dataset = scan_video_folder(tree)
+    assert dataset.class_names == ("Jump", "run", "walk") and len(dataset) == 6
+    warned = sorted(record.getMessage() for record in caplog.records)
+    assert warned == sorted([
+        f"skipping {tree / 'again'}: a symbolic link loop (it leads back to {tree})",
+        f"skipping {tree / 'circle'}: a symbolic link loop",
+        f"skipping {tree / 'run' / 'dangling.mp4'}: a broken symbolic link (to gone.mp4)",
+        f"skipping {tree / 'run' / 'ping.avi'}: a symbolic link loop",
+        f"skipping {tree / 'run' / 'pong.avi'}: a symbolic link loop",
+        f"skipping {tree / 'walk' / 'self.mp4'}: a symbolic link loop",
+    ])

@@ -127,8 +127,15 @@ def test_evaluate_averages_the_members_on_another_test_file(ensemble, files, tmp
         evaluate.main, ["--runs", *members, "--test-features", files["test2"], "--out", out], capsys
     )
     assert code == 0, err
-    report = json.load(open(os.path.join(out, "evaluate_test_report.json")))
-    assert os.path.exists(os.path.join(out, "evaluate_test_confusion_matrix.png"))
+    # Named by the evaluated file; a second evaluation gets its own report.
+    report = json.load(open(os.path.join(out, "evaluate_test_test2_report.json")))
+    assert os.path.exists(os.path.join(out, "evaluate_test_test2_confusion_matrix.png"))
+    code, _, err = call(
+        evaluate.main, ["--runs", *members, "--test-features", files["test2"], "--out", out], capsys
+    )
+    assert code == 0, err
+    assert json.load(open(os.path.join(out, "evaluate_test_test2-2_report.json"))) == report
+    assert json.load(open(os.path.join(out, "evaluate_test_test2_report.json"))) == report
 
     first, labels = probabilities_by_hand(members[0], files["test2"])
     second, _ = probabilities_by_hand(members[1], files["test2"])

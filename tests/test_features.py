@@ -25,7 +25,7 @@ from data.features import (
     scale_lengths,
 )
 from data.video import VideoError, read_clip
-from tests.video_files import write_text_file, write_truncated_video, write_video
+from tests.video_files import cut_file, write_text_file, write_truncated_video, write_video
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BACKBONE, SIZE, FRAMES, DIM = "resnet50", (32, 32), 8, 2048
@@ -206,14 +206,99 @@ def test_on_error_fail_leaves_a_resumable_partial_file(tree, extractor):
     assert read_feature_file(out).num_videos == 4
 
 
-def test_unopenable_partial_file_is_started_again(tree, extractor):
+def test_damaged_partial_file_is_named_and_kept(tree, extractor, capsys):
     dataset = scan_dataset(tree)
     out = tree.parent / "features.h5"
-    with open(partial_path(out), "wb") as file:
+    with pytest.raises(VideoError):
+        extract(dataset, out, extractor, on_error="fail")  # leaves 2 rows in .partial
+    partial = partial_path(out)
+    cut_file(partial, 0.5)  # a disk that filled up, a copy cut short
+    damaged = open(partial, "rb").read()
+    # HDF5 says "truncated file: ... sblock->base_addr ...": not a lock.
+    with pytest.raises(ValueError, match=r"features.h5.partial: damaged, cannot be resumed "
+                                         r"\(.*truncated file.*\); delete it") as error:
+        extract(dataset, out, extractor)
+    assert "another extraction" not in str(error.value)
+    assert open(partial, "rb").read() == damaged and not os.path.exists(out)
+
+    # from the command line: one line, exit 2
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(extract_main, [str(tree), "--out", str(out), "--backbone", BACKBONE,
+                                "--weights", "none", "--frames", str(FRAMES), "--size", "32", "32"])
+    assert exit_info.value.code == 2
+    error_lines = capsys.readouterr().err.strip().splitlines()
+    assert error_lines[-1].startswith(f"error: {partial}: damaged") and "Traceback" not in "".join(error_lines)
+
+    with open(partial, "wb") as file:  # an HDF5 signature and nothing else
         file.write(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
-    summary, lines = extract(dataset, out, extractor)
-    assert any("cannot be resumed" in line for line in lines)
+    with pytest.raises(ValueError, match="partial: damaged, cannot be resumed.*delete it"):
+        extract(dataset, out, extractor)
+    os.remove(partial)
+    summary, _ = extract(dataset, out, extractor)
     assert summary.written == 4 and read_feature_file(out).num_videos == 4
+
+
+def test_partial_file_in_use_by_another_extraction_is_refused(tree, extractor):
+    dataset = scan_dataset(tree)
+    out = tree.parent / "features.h5"
+    settings = dict(backbone=BACKBONE, weights="none", frames=FRAMES, size=list(SIZE),
+                    multi_scale=True, steps=9)
+    running = FeatureWriter(out, settings, dataset.class_names, DIM, log=lambda line: None)
+    running.open()
+    try:
+        with pytest.raises(ValueError, match=r"features.h5: in use by another extraction"):
+            extract(dataset, out, extractor)
+    finally:
+        running.close()
+    summary, _ = extract(dataset, out, extractor)  # the lock went with the first writer
+    assert summary.written == 4
+    assert sorted(os.listdir(tree.parent)) == ["features.h5", "videos"]
+
+
+def test_partial_file_open_in_another_program_is_named(tree, extractor):
+    dataset = scan_dataset(tree)
+    out = tree.parent / "features.h5"
+    with pytest.raises(VideoError):
+        extract(dataset, out, extractor, on_error="fail")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time, h5py; f = h5py.File(sys.argv[1], 'r+'); "
+         "print('open', flush=True); time.sleep(60)", partial_path(out)],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout.readline().strip() == b"open"
+        with pytest.raises(ValueError, match=r"features.h5.partial: open in another program "
+                                             r"\(HDF5 holds a lock on it\)"):
+            extract(dataset, out, extractor)
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    summary, _ = extract(dataset, out, extractor)
+    assert summary.already_done == 2 and summary.written == 2
+
+
+def test_empty_partial_of_a_failed_first_attempt_restarts_with_new_settings(tree, extractor):
+    dataset = scan_dataset(tree)
+    out = tree.parent / "features.h5"
+    bad_weights = write_text_file(tree.parent / "bad.weights.h5")
+    with pytest.raises(ValueError, match="does not fit backbone"):
+        extract(dataset, out, None, weights=bad_weights)
+    with h5py.File(partial_path(out), "r") as file:
+        assert file.attrs["num_videos"] == 0 and file.attrs["weights"] == bad_weights
+
+    summary, lines = extract(dataset, out, extractor)  # weights corrected
+    restarted = [line for line in lines if "holds no videos yet" in line]
+    assert len(restarted) == 1 and "weights=" in restarted[0] and "starting it again" in restarted[0]
+    assert summary.written == 4 and summary.already_done == 0
+    with h5py.File(out, "r") as file:
+        assert file.attrs["weights"] == "none" and file.attrs["num_videos"] == 4
+
+    # A partial that holds rows still refuses other settings.
+    with pytest.raises(VideoError):
+        extract(dataset, tree.parent / "more.h5", extractor, on_error="fail")
+    with pytest.raises(ValueError, match="frames=8 but this run asks for frames=6"):
+        extract(dataset, tree.parent / "more.h5", extractor, num_frames=6)
 
 
 def test_writer_widens_the_time_axis_with_zero_padding(tmp_path):
@@ -233,6 +318,7 @@ def test_writer_widens_the_time_axis_with_zero_padding(tmp_path):
     np.testing.assert_array_equal(data.features[2, 2:], 0.0)
     assert data.mask.sum(axis=1).tolist() == [3, 5, 2]
     assert data.splits == ("", "test", "train")
+    assert os.listdir(tmp_path) == ["f.h5"]  # finish let go of the lock and removed its file
 
 
 def write_notes_file(path, features, labels, num_frames, mapping, **attrs):

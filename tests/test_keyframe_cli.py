@@ -80,25 +80,29 @@ def write_event_video(path, fps=12.0):
     return video
 
 
-def test_predict_writes_keyframes_contact_sheet_and_plot(synthetic_run, tmp_path, capsys):
+def test_predict_summarizes_a_video_with_a_trained_run(synthetic_run, tmp_path, capsys):
     path = tmp_path / "event.avi"
     write_event_video(path)
     out = tmp_path / "prediction"
-    argv = ["--run", synthetic_run, "--video", str(path), "--frames", "40",
-            "--ratio", "0.1", "--out", str(out)]
+    argv = ["--run", synthetic_run, "--video", str(path), "--sample-rate", "6",
+            "--ratio", "0.25", "--out", str(out)]
     assert predict.main(argv) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["frame_count"] == 48 and result["frames_scored"] == 40
+    # 6 samples per second of a 4-second, 12 fps video: every other frame.
+    assert result["frame_count"] == 48 and result["frames_scored"] == 24
+    shots = result["shots"]
+    lengths = [shot["frames"][1] - shot["frames"][0] + 1 for shot in shots]
+    assert 0 < sum(lengths) <= 12  # floor(0.25 * 48)
     keyframes = result["keyframes"]
-    assert len(keyframes) == 4  # floor(0.1 * 40)
     frames = [k["frame"] for k in keyframes]
-    assert frames == sorted(frames) and all(0 <= f < 48 for f in frames)
+    assert len(keyframes) == len(shots) and frames == sorted(frames)
     assert keyframes[0]["time"] == pytest.approx(frames[0] / 12.0, abs=1e-3)
-    for name in ("keyframes.json", "contact_sheet.png", "scores.png"):
-        assert (out / name).stat().st_size > 0
-    assert cv2.imread(str(out / "contact_sheet.png")) is not None
+    folder = out / "event"
+    for name in ("keyshots.json", "contact_sheet.png", "scores.png", "summary.mp4"):
+        assert (folder / name).stat().st_size > 0
+    assert cv2.imread(str(folder / "contact_sheet.png")) is not None
     message = user_error(predict.main, [*argv[:4], "--ratio", "1.5"], capsys)
-    assert "--ratio must be in (0, 1]" in message
+    assert "--ratio must be in (0, 1)" in message
     message = user_error(predict.main, ["--run", synthetic_run, "--video", str(tmp_path / "no.mp4")], capsys)
     assert "no.mp4" in message
 
@@ -131,6 +135,17 @@ def test_generated_splits_are_saved(tmp_path):
           "--write-splits", str(written), "--split", "4")
     splits = sm.load_splits(written)
     assert len(splits) == 5 and all(len(s["test_keys"]) == 1 for s in splits)
+
+
+def test_write_splits_never_replaces_another_file(tmp_path, capsys):
+    dataset = public_file(tmp_path)
+    other = tmp_path / "mine.json"
+    other.write_text('[{"train_keys": ["video_1"], "test_keys": ["video_2"]}]')
+    message = user_error(run.main, [*TINY_FLAGS, "--epochs", "1", "--dataset", str(dataset),
+                                    "--write-splits", str(other), "--out", str(tmp_path / "r")],
+                         capsys)
+    assert "--write-splits" in message and "already exists and holds other splits" in message
+    assert other.read_text() == '[{"train_keys": ["video_1"], "test_keys": ["video_2"]}]'
 
 
 def test_bad_data_flags_end_in_one_line(tmp_path, capsys):

@@ -90,6 +90,15 @@ def test_writer_round_trips_through_the_reader(tmp_path):
         (lambda v: v["features"].__setitem__((0, 0), np.nan), "field 'features' holds NaN"),
         (lambda v: v.update(features=np.zeros(8, np.float32)), r"must be \[n_picks, D\]"),
         (lambda v: v.update(n_frames=np.int32(0)), "'n_frames' must be one positive integer"),
+        (lambda v: v["user_summary"].__setitem__((1, 7), np.nan),
+         r"field 'user_summary' holds NaN or Inf \(user 1, frame 7\)"),
+        (lambda v: v["gtscore"].__setitem__(3, np.inf), "field 'gtscore' holds NaN or Inf"),
+        (lambda v: v.update(user_scores=np.where(np.arange(40) == 5, np.inf, 1.0)[None].repeat(2, 0)),
+         r"field 'user_scores' holds NaN or Inf \(annotator 0, frame 5\)"),
+        # change_points [[0, 9], [10, 24], [25, 39]] hold 10, 15 and 15 frames
+        (lambda v: v.update(n_frame_per_seg=np.array([10, 15, 14], np.int32)),
+         r"field 'n_frame_per_seg' disagrees with 'change_points': segment 2 \[25, 39\] "
+         r"holds 15 frames \(last - first \+ 1\) but n_frame_per_seg says 14"),
     ],
 )
 def test_wrong_schema_names_file_video_and_field(tmp_path, change, message):
@@ -114,6 +123,17 @@ def test_other_bad_files(tmp_path, public_file):
         sm.read_summary_file(tmp_path / "flat.h5")
     with pytest.raises(ValueError, match="features are 6-d but the model expects 1024-d"):
         sm.read_summary_file(public_file[0], expected_dim=1024)
+
+
+def test_mixed_feature_widths_name_the_file_both_videos_and_both_widths(tmp_path):
+    videos = {"video_1": public_video(dim=6), "video_2": public_video(dim=6, seed=1),
+              "video_10": public_video(dim=8, seed=2)}
+    path = write_public_file(tmp_path / "mixed.h5", videos)
+    with pytest.raises(
+        ValueError,
+        match=r"mixed.h5: video 'video_10' has 8-d features but video 'video_1' has 6-d",
+    ):
+        sm.read_summary_file(path)
 
 
 # -- splits -----------------------------------------------------------------

@@ -55,6 +55,7 @@ def test_evaluate_reproduces_the_runs_test_metrics(finished_run, capsys):
     metrics = json.load(open(os.path.join(finished_run, "metrics.json")))
     report = json.load(open(os.path.join(finished_run, "evaluate_test_report.json")))
     assert report["summary"]["accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert report["summary"]["auc"] == pytest.approx(metrics["test_auc"])
     assert os.path.exists(os.path.join(finished_run, "evaluate_test_confusion_matrix.png"))
 
 
@@ -149,35 +150,6 @@ def test_out_holding_another_models_run_is_refused(tmp_path, capsys):
     assert json.load(open(out / "config.json")) == {"model": "bilstm_attention"}
 
 
-@pytest.mark.slow
-def test_a_killed_run_resumes_from_its_backup(tmp_path):
-    out = str(tmp_path / "killed")
-    flags = TINY_FLAGS + ["--epochs", "40", "--patience", "40", "--out", out, "--verbose", "2"]
-    command = [sys.executable, "-m", "train.run"] + flags
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    history = os.path.join(out, "history.csv")
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        if os.path.exists(history) and len(open(history).read().splitlines()) >= 4:
-            break
-        if process.poll() is not None:
-            pytest.fail("training ended before it could be killed:\n" + process.stdout.read().decode())
-        time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    done = len(open(history).read().splitlines()) - 1
-    assert not os.path.exists(os.path.join(out, "metrics.json"))
-
-    resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
-    assert "(resuming)" in resumed.stdout
-    epochs = [int(row["epoch"]) for row in csv.DictReader(open(history))]
-    # The second process started at the epoch after the last backup, not at 0.
-    assert epochs[:done] == list(range(done))
-    assert epochs[-1] == 39 and 0 not in epochs[done:]
-    assert os.path.exists(os.path.join(out, "metrics.json"))
-
-
 def test_run_trains_from_a_video_folder(tmp_path):
     from tests.video_files import write_class_tree
 
@@ -207,3 +179,98 @@ def test_run_trains_from_a_video_folder(tmp_path):
     assert report["summary"]["examples"] == 3 and report["split"] == "val"
     metrics = json.load(open(os.path.join(out, "metrics.json")))
     assert metrics["val_examples"] == 3 and not any(k.startswith("test_") for k in metrics)
+
+
+def broken_copy(finished_run, folder, config=None, best=None):
+    """A copy of the run with config.json and/or best.keras replaced."""
+    import shutil
+
+    shutil.copytree(finished_run, folder)
+    if config is not None:
+        (folder / "config.json").write_text(config)
+    if best is not None:
+        (folder / "best.keras").write_bytes(best)
+    return str(folder)
+
+
+def one_line_error(main, argv, capsys):
+    code, _, err = call(main, argv, capsys)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: "), err
+    return err
+
+
+def test_a_broken_run_folder_is_named_in_one_line(finished_run, tmp_path, capsys):
+    from tests.video_files import write_video
+    from train import predict
+
+    video = write_video(tmp_path / "v.mp4", num_frames=8)
+    cases = [
+        ("[1, 2]", "config.json: expected a JSON mapping with a 'model' name"),
+        ('{"seed": 0}', "config.json: expected a JSON mapping with a 'model' name"),
+        ('{"model": ', "config.json: not a valid JSON run config"),
+    ]
+    for index, (config, expected) in enumerate(cases):
+        folder = broken_copy(finished_run, tmp_path / f"config{index}", config=config)
+        for main, argv in (
+            (evaluate.main, ["--runs", folder]),
+            (export.main, ["--run", folder, "--out", str(tmp_path / "exports")]),
+            (predict.main, ["--run", folder, "--video", video]),
+        ):
+            err = one_line_error(main, argv, capsys)
+            assert os.path.join(folder, expected) in err, (main.__module__, err)
+
+    data = open(os.path.join(finished_run, "best.keras"), "rb").read()
+    folder = broken_copy(finished_run, tmp_path / "truncated", best=data[: len(data) // 2])
+    err = one_line_error(evaluate.main, ["--runs", folder], capsys)
+    assert os.path.join(folder, "best.keras") + ": cannot be loaded as a Keras model" in err
+
+
+def test_a_lambda_layer_checkpoint_is_refused_naming_the_file(finished_run, tmp_path, capsys):
+    import keras
+
+    inputs = keras.Input((4, 16, 16, 1), name="frames")
+    model = keras.Model({"frames": inputs}, keras.layers.Lambda(lambda x: x[:, 0, 0, 0])(inputs))
+    folder = broken_copy(finished_run, tmp_path / "lambda")
+    model.save(os.path.join(folder, "best.keras"))
+    err = one_line_error(evaluate.main, ["--runs", folder], capsys)
+    assert os.path.join(folder, "best.keras") + ": cannot be loaded" in err
+    assert "Lambda" in err
+
+
+def test_out_that_is_a_file_and_a_cache_in_a_missing_folder(tmp_path, capsys):
+    from tests.video_files import write_class_tree
+
+    out = tmp_path / "taken"
+    out.write_text("not a folder")
+    err = one_line_error(run.main, TINY_FLAGS + ["--epochs", "1", "--out", str(out)], capsys)
+    assert f"--out {out} is a file; expected a run folder" in err
+
+    root = tmp_path / "videos"
+    write_class_tree(str(root), {"a": ["1.mp4", "2.mp4"], "b": ["3.mp4", "4.mp4"]}, num_frames=6)
+    run_dir = tmp_path / "cached"
+    err = one_line_error(run.main, TINY_FLAGS + [
+        "--data", str(root), "--cache", str(tmp_path / "nowhere" / "clips"), "--epochs", "1",
+        "--out", str(run_dir)], capsys)
+    assert "--cache" in err and "nowhere" in err and "does not exist" in err
+    assert not run_dir.exists()
+
+
+def test_on_error_fail_names_the_undecodable_video_in_one_line(tmp_path, capsys):
+    from tests.video_files import write_class_tree, write_text_file
+
+    root = tmp_path / "videos"
+    write_class_tree(str(root), {"a": ["1.mp4", "2.mp4", "3.mp4"], "b": ["4.mp4", "5.mp4"]},
+                     num_frames=6)
+    bad = write_text_file(root / "b" / "6.mp4")
+    err = one_line_error(run.main, TINY_FLAGS + [
+        "--data", str(root), "--on-error", "fail", "--epochs", "1", "--val-fraction", "0.3",
+        "--out", str(tmp_path / "run")], capsys)
+    assert f"{bad}: cannot be opened as a video" in err
+
+
+def test_an_ensemble_of_runs_with_other_classes_is_refused(finished_run, tmp_path, capsys):
+    other = broken_copy(finished_run, tmp_path / "other")
+    (tmp_path / "other" / "class_names.json").write_text(json.dumps(["0", "1"]))
+    err = one_line_error(evaluate.main, ["--runs", finished_run, other], capsys)
+    assert "classes ['0', '1']" in err and "['horizontal', 'vertical']" in err
+    assert not os.path.exists(os.path.join(finished_run, "evaluate_test-2_report.json"))

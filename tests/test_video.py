@@ -156,13 +156,18 @@ def test_video_clip_dataset_decodes_in_parallel_and_skips_bad_files(tmp_path):
 
 
 def test_video_clip_dataset_fail_names_the_file(tmp_path):
-    import tensorflow as tf
+    from data.video import check_decoding, forget_decoding_errors
 
-    paths = [write_video(tmp_path / "a.mp4", num_frames=4), write_text_file(tmp_path / "bad.mp4")]
-    dataset = video_clip_dataset(paths, [0, 1], num_frames=2, size=8, on_error="fail")
-    with pytest.raises(tf.errors.OpError, match="bad.mp4"):
-        list(dataset)
+    forget_decoding_errors()
+    paths = [write_video(tmp_path / "a.mp4", num_frames=4), write_text_file(tmp_path / "bad.mp4"),
+             write_video(tmp_path / "c.mp4", num_frames=4)]
+    dataset = video_clip_dataset(paths, [0, 1, 2], num_frames=2, size=8, on_error="fail",
+                                 num_parallel_calls=1)
+    assert [int(label) for _, label in dataset] == [0]  # the stream ends at the bad file
+    with pytest.raises(VideoError, match="bad.mp4: cannot be opened as a video"):
+        check_decoding()
+    check_decoding()  # raised once
     with pytest.raises(ValueError, match="on_error"):
         video_clip_dataset(paths, [0, 1], on_error="ignore")
-    with pytest.raises(ValueError, match="2 paths but 1 labels"):
+    with pytest.raises(ValueError, match="3 paths but 1 labels"):
         video_clip_dataset(paths, [0])

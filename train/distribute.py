@@ -253,14 +253,15 @@ def distribute_options(bundle, strategy):
 
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataclasses.replace(
-        bundle,
-        **{
-            split: getattr(bundle, split).with_options(options)
-            for split in ("train", "val", "test")
-            if getattr(bundle, split) is not None
-        },
-    )
+    changes = {
+        split: getattr(bundle, split).with_options(options)
+        for split in ("train", "val", "test")
+        if getattr(bundle, split) is not None
+    }
+    if bundle.train_epochs is not None:
+        train_epochs = bundle.train_epochs
+        changes["train_epochs"] = lambda first_epoch: train_epochs(first_epoch).with_options(options)
+    return dataclasses.replace(bundle, **changes)
 
 
 def _patch_keras_for_distribution():

@@ -14,7 +14,11 @@ promises: `last.keras` and `best.keras` (best on the recipe's monitor),
 `history.csv`, TensorBoard logs, and a crash-safe backup from which a
 re-run of the same command resumes at the next epoch (see
 `train.callbacks.BackupAndRestore`); a stage that finished leaves
-`stage_<name>.weights.h5` and is not trained again. Without a run folder
+`stage_<name>.weights.h5` and is not trained again. A resumed run is the run
+it would have been: the backup holds the optimizer, the dropout seed
+generators and early stopping's progress, and when the data can give any
+epoch's batches (`DataBundle.train_epochs`), each epoch's order and
+augmentation depend on the seed and the epoch number only. Without a run folder
 (a tuner trial) it adds early stopping to the caller's callbacks and writes
 nothing.
 
@@ -27,11 +31,13 @@ import contextlib
 import dataclasses
 import os
 import shutil
+import time
 import warnings
 
 import keras
 import numpy as np
 
+from common.files import read_json, write_json
 from train import callbacks as callbacks_lib
 from train import distribute
 
@@ -83,13 +89,14 @@ def stages_of(spec, config):
 
 
 def fit(model, spec, data, config, *, out=None, setup_=None, jit_compile=False,
-        run_eagerly=False, verbose=1, callbacks=(), class_weight="config", initial_epoch=0, epochs=None):
+        run_eagerly=False, verbose=1, callbacks=(), class_weight="config", initial_epoch=0,
+        epochs=None):
     """Trains `model` through every stage of `spec`.
 
     Args:
         model: the built model.
         spec: its `models.TrainingSpec`.
-        data: a `DataBundle` (train and val are used).
+        data: a `DataBundle` (train or train_epochs, and val, are used).
         config: the model's config (epochs, patience, class_weight).
         out: the run folder, or None to write nothing.
         setup_: the `Setup` (default: TensorFlow's default placement).
@@ -103,7 +110,13 @@ def fit(model, spec, data, config, *, out=None, setup_=None, jit_compile=False,
             Keras Tuner's Hyperband asks of a trial; default: all of them.
 
     Returns:
-        A `keras.callbacks.History` of every epoch this call trained.
+        A `keras.callbacks.History` of every epoch this call trained, with
+        `train_seconds`: the seconds trained in the whole run, resumed
+        sessions included (epochs that a kill cut short are not counted).
+
+    Raises:
+        ValueError: the loss became NaN or infinite (the message names the
+            epoch); no checkpoint or backup holds that epoch.
     """
     setup_ = setup_ or default_setup()
     if class_weight == "config":
@@ -111,6 +124,7 @@ def fit(model, spec, data, config, *, out=None, setup_=None, jit_compile=False,
     history = keras.callbacks.History()
     history.set_model(model)
     history.on_train_begin()
+    clock = RunClock(out)
     first_epoch = 0
     for stage in stages_of(spec, config):
         if stage.prepare is not None:
@@ -130,54 +144,117 @@ def fit(model, spec, data, config, *, out=None, setup_=None, jit_compile=False,
                 optimizer=stage.optimizer, loss=spec.loss, metrics=list(spec.metrics),
                 jit_compile=jit_compile, run_eagerly=run_eagerly,
             )
-        stage_callbacks = [
-            keras.callbacks.EarlyStopping(
-                monitor=spec.monitor, mode=spec.monitor_mode, patience=config.patience,
-                restore_best_weights=True,
-            ),
-            *callbacks,
-        ]
+        guard = callbacks_lib.StopOnNonFiniteLoss()
+        early = callbacks_lib.ResumableEarlyStopping(
+            monitor=spec.monitor, mode=spec.monitor_mode, patience=config.patience,
+            restore_best_weights=True,
+        )
+        stage_callbacks = [callbacks_lib.RaiseDataErrors(), guard, early, *callbacks]
         start = max(first_epoch, initial_epoch)
         if out is not None:
-            backup = callbacks_lib.BackupAndRestore(os.path.join(out, "backup", stage.name))
-            start = backup.restore(model) or start
+            backup = callbacks_lib.BackupAndRestore(
+                os.path.join(out, "backup", stage.name), early_stopping=early, clock=clock.seconds
+            )
+            state = backup.restore(model)
+            if state is not None:
+                start = state["epoch"]
+                clock.resume(state.get("train_seconds"))
+            history_path = os.path.join(out, "history.csv")
+            callbacks_lib.truncate_history(history_path, start)
             stage_callbacks = [
+                callbacks_lib.RaiseDataErrors(),
+                guard,
                 distribute.SyncMovingStatistics(setup_.strategy),
                 callbacks_lib.RunCheckpoint(out, spec.monitor, spec.monitor_mode),
-                *stage_callbacks,
-                keras.callbacks.CSVLogger(os.path.join(out, "history.csv"), append=True),
+                early,
+                *callbacks,
+                keras.callbacks.CSVLogger(history_path, append=True),
                 keras.callbacks.TensorBoard(os.path.join(out, "logs")),
                 backup,  # last: it names an epoch only once everything above has it
             ]
+        if data.train_epochs is not None:
+            train, steps = data.train_epochs(start), data.steps_per_epoch
+        else:
+            train, steps = data.train, None
         with warnings.catch_warnings():
             # A stream of video files skips unreadable ones, so its length is
             # unknown until the first epoch has run out of data; Keras then
             # warns that training was interrupted. It was not: no
             # steps_per_epoch is asked for, every epoch is one pass.
             warnings.filterwarnings("ignore", message="Your input ran out of data")
-            stage_history = model.fit(
-                data.train,
-                validation_data=data.val,
-                initial_epoch=start,
-                epochs=end,
-                callbacks=stage_callbacks,
-                class_weight=class_weight,
-                shuffle=False,  # the pipeline shuffles
-                verbose=verbose,
-            )
+            with clock.running():
+                stage_history = model.fit(
+                    train,
+                    validation_data=data.val,
+                    initial_epoch=start,
+                    epochs=end,
+                    steps_per_epoch=steps,
+                    callbacks=stage_callbacks,
+                    class_weight=class_weight,
+                    shuffle=False,  # the pipeline shuffles
+                    verbose=verbose,
+                )
         for epoch, _ in enumerate(stage_history.epoch):
             history.on_epoch_end(
                 stage_history.epoch[epoch],
                 {key: values[epoch] for key, values in stage_history.history.items()},
             )
+        if guard.stopped_at is not None:
+            epoch, loss = guard.stopped_at
+            saved = f"; {out}/best.keras holds the best earlier epoch" if out and os.path.exists(
+                os.path.join(out, "best.keras")) else ""
+            raise ValueError(
+                f"training stopped in epoch {epoch + 1}: the loss became {loss} (a learning "
+                f"rate of {config.learning_rate} may be too high for this model and data){saved}"
+            )
         if out is not None:
             callbacks_lib.save_model_atomic(model, done_marker)
+            clock.save()
             # Only now: a kill before the marker exists resumes from the backup.
             shutil.rmtree(os.path.join(out, "backup", stage.name), ignore_errors=True)
             with contextlib.suppress(OSError):  # other stages may still have theirs
                 os.rmdir(os.path.join(out, "backup"))
         first_epoch += stage.epochs
+    history.train_seconds = clock.seconds()
     return history
+
+
+class RunClock:
+    """Seconds spent training in a run, across the sessions of a resumed run.
+
+    The count of earlier sessions comes from the backup of the epoch a run
+    resumes at, or from `progress.json` in the run folder once a stage has
+    finished, so time spent on epochs that a kill cut short is not counted.
+    """
+
+    def __init__(self, out):
+        self.path = os.path.join(out, "progress.json") if out else None
+        self.before = 0.0
+        if self.path and os.path.exists(self.path):
+            self.before = float(read_json(self.path, "run progress").get("train_seconds", 0.0))
+        self.started = None
+        self.session = 0.0
+
+    def resume(self, seconds):
+        if seconds is not None:
+            self.before, self.session = float(seconds), 0.0
+
+    @contextlib.contextmanager
+    def running(self):
+        self.started = time.time()
+        try:
+            yield
+        finally:
+            self.session += time.time() - self.started
+            self.started = None
+
+    def seconds(self):
+        running = time.time() - self.started if self.started is not None else 0.0
+        return round(self.before + self.session + running, 1)
+
+    def save(self):
+        if self.path:
+            write_json(self.path, {"train_seconds": self.seconds()})
 
 
 def class_weights(config, labels):
@@ -204,6 +281,8 @@ def class_weights(config, labels):
 def steps_per_epoch(data, config):
     """Batches per epoch, for schedules counted in epochs. A pipeline that
     may skip unreadable files has no known length: count the labels."""
+    if data.steps_per_epoch:
+        return data.steps_per_epoch
     steps = int(data.train.cardinality())
     if steps < 0 and data.train_labels is not None:
         steps = -(-len(data.train_labels) // config.batch_size)

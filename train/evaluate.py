@@ -132,6 +132,23 @@ def prefixed(summary, split):
     return {f"{split}_{key}": value for key, value in summary.items()}
 
 
+def report_prefix(out, split, updates):
+    """`evaluate_<split>[_<data>]`, named by the data files given on the
+    command line, and numbered (`-2`, `-3`, ...) past any report already in
+    `out`: an evaluation never replaces an earlier one."""
+    names = [
+        os.path.splitext(os.path.basename(os.path.normpath(value)))[0]
+        for _, value in sorted(updates.items())
+        if isinstance(value, str) and os.path.exists(value)
+    ]
+    stem = "_".join([f"evaluate_{split}", *names])
+    prefix, number = stem, 1
+    while os.path.exists(os.path.join(out, f"{prefix}_report.json")):
+        number += 1
+        prefix = f"{stem}-{number}"
+    return prefix
+
+
 def build_parser(model_name=None):
     from train import tasks
     from train.tasks.base import add_option_arguments
@@ -169,7 +186,7 @@ def main(argv=None):
     report = evaluate_runs(args.runs, args.subset, out=None, option_updates=updates)
     os.makedirs(out, exist_ok=True)
     task = tasks.task_for(model_name)
-    prefix = f"evaluate_{report['split']}"
+    prefix = report_prefix(out, report["split"], updates)
     task.write_report(report, out, prefix=prefix)
     print(json.dumps(report["summary"], indent=2))
     description = task.describe(report)

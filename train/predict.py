@@ -1,58 +1,181 @@
-"""One video in, a result out: `python -m train.predict --run DIR --video FILE`.
+"""Videos in, results out: `python -m train.predict --run DIR --video PATH|FOLDER`.
 
-The run's task makes the result. For a frame-scoring run
-(keyframe_transformer) it is the video's keyframes, printed as JSON (frame
-index, timestamp, score) and written with a contact sheet and a score plot.
+The run's task makes the result (`Task.predictor`), the same one
+`train.app` serves:
+
+- a classifier run (convlstm, r2plus1d, r2plus1d_perceiver,
+  bilstm_attention) gives the video's top-k labels with probabilities;
+  a video longer than `--window` seconds is covered by sliding windows and
+  also gets `timeline.json` and `timeline.png` (`train.tasks.timeline`);
+- a keyframe run (keyframe_transformer) scores frames at `--sample-rate`
+  per second, cuts shots with KTS, chooses shots with the protocol's
+  knapsack at `--ratio` of the duration and writes `summary.mp4`,
+  `keyshots.json`, `scores.png`, `keyframes/` and `contact_sheet.png`
+  (`train.tasks.keyframes`).
+
+Every video gets its own new folder, `<out>/<video name>` (default `out`:
+RUN/predictions), or `<video name>-2`, `-3`, ... when that exists, so no
+earlier result is ever replaced. A single video prints its result as JSON;
+a folder is a batch: every video file in it (and its subfolders, in sorted
+order) is predicted and printed as one JSON line, with progress on stderr,
+and a file that does not decode is reported (on stderr and as a JSON line
+with an "error") and skipped.
 """
 
 import json
 import os
+import shutil
 import sys
+import time
 
 from common.cli import ArgumentParser, run_main
 
 
 def build_parser():
+    from train.tasks.prediction import PredictOptions
+
+    defaults = PredictOptions()
     parser = ArgumentParser(
         prog="python -m train.predict",
-        description="Run a trained model on one video and print its result as JSON.",
+        description="Run a trained model on a video, or on every video of a folder, and "
+        "print the result as JSON.",
     )
     parser.add_argument("--run", required=True, help="run folder (holds best.keras and config.json)")
-    parser.add_argument("--video", required=True, help="video file (.mp4, .avi, .mov, .mkv, .webm)")
     parser.add_argument(
-        "--ratio", type=float, default=0.15,
-        help="share of the scored frames kept as keyframes (at least one)",
-    )
-    parser.add_argument(
-        "--frames", type=int, default=60,
-        help="frames sampled uniformly over the video and scored",
+        "--video", required=True,
+        help="a video file (.mp4, .avi, .mov, .mkv, .webm), or a folder of them",
     )
     parser.add_argument(
         "--out", default=None,
-        help="folder for the result files (default: RUN/predictions/<video name>)",
+        help="folder under which every video gets a new result folder (default: RUN/predictions)",
     )
-    parser.add_argument(
+    keyframe = parser.add_argument_group("keyframe runs")
+    keyframe.add_argument(
+        "--ratio", type=float, default=defaults.ratio,
+        help="the summary's share of the video's duration, in (0, 1)",
+    )
+    keyframe.add_argument(
+        "--sample-rate", type=float, default=defaults.sample_rate,
+        help="frames scored per second of video",
+    )
+    classifier = parser.add_argument_group("classifier runs")
+    classifier.add_argument(
+        "--window", type=float, default=defaults.window,
+        help="seconds of video per prediction; longer videos get sliding windows",
+    )
+    classifier.add_argument(
+        "--stride", type=float, default=defaults.stride, help="seconds between window starts",
+    )
+    classifier.add_argument("--top-k", type=int, default=defaults.top_k, help="labels reported")
+    features = parser.add_argument_group("runs trained on feature files")
+    features.add_argument(
         "--backbone", default=None,
-        help="for runs trained on a feature file: the backbone that made its features",
+        help="the backbone that made the run's features (default: the one the run recorded)",
     )
-    parser.add_argument(
-        "--backbone-weights", default="imagenet",
-        help="weights of --backbone: imagenet, a local file, or none",
+    features.add_argument(
+        "--backbone-weights", default=None,
+        help="weights of the backbone: imagenet, a local file, or none (default: those the "
+        "features were extracted with)",
     )
     return parser
 
 
+def list_videos(folder):
+    """The video files under `folder`, sorted; hidden files left out."""
+    from data.video import is_video_file
+
+    found = []
+    for directory, subfolders, names in os.walk(folder):
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        found.extend(
+            os.path.join(directory, name) for name in sorted(names)
+            if is_video_file(name) and not name.startswith(".")
+        )
+    return found
+
+
+def predict_one(predictor, video, root):
+    """Runs `predictor` on one video in a new result folder under `root`;
+    the folder is removed again when the prediction fails."""
+    from train.tasks.prediction import result_folder
+
+    out = result_folder(root, video)
+    try:
+        return predictor(video, out)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+class Progress:
+    """A one-line progress bar on stderr (a line per step when not a terminal)."""
+
+    def __init__(self, total, stream=None):
+        self.total, self.done = total, 0
+        self.stream = stream or sys.stderr
+        self.started = time.time()
+        self.tty = self.stream.isatty()
+
+    def step(self, name, status):
+        self.done += 1
+        width = 24
+        filled = int(width * self.done / max(self.total, 1))
+        line = (f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+                f"{time.time() - self.started:.0f}s {status} {name}")
+        if self.tty:
+            self.stream.write("\r" + line[:160].ljust(160))
+            if self.done == self.total:
+                self.stream.write("\n")
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
 def main(argv=None):
     from train import evaluate, tasks
+    from train.tasks.prediction import PredictOptions
 
     args = build_parser().parse_args(argv)
+    options = PredictOptions.from_dict(vars(args))
+    if not os.path.exists(args.video):
+        raise FileNotFoundError(f"--video {args.video}: no such file or folder")
+    batch = os.path.isdir(args.video)
+    if batch:
+        videos = list_videos(args.video)
+        if not videos:
+            raise ValueError(
+                f"--video {args.video}: a folder with no video files (.mp4, .avi, .mov, .mkv, .webm)"
+            )
+    else:
+        # A file that is not a video is refused before the model loads.
+        from data.stream import FrameStream
+
+        FrameStream(args.video).close()
     record, model = evaluate.load_run(args.run)
-    task = tasks.task_for(record["model"])
-    out = args.out or os.path.join(
-        args.run, "predictions", os.path.splitext(os.path.basename(args.video))[0]
-    )
-    result = task.predict(model, record, args.video, vars(args), out)
-    print(json.dumps(result, indent=2))
+    predictor = tasks.task_for(record["model"]).predictor(model, record, options)
+    root = args.out or os.path.join(args.run, "predictions")
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise NotADirectoryError(f"--out {root}: a file, but a folder is expected")
+    if not batch:
+        print(json.dumps(predict_one(predictor, args.video, root), indent=2))
+        return 0
+
+    progress = Progress(len(videos))
+    failed = 0
+    for video in videos:
+        try:
+            result = predict_one(predictor, video, root)
+        except ValueError as error:  # a video that does not decode, or too short
+            failed += 1
+            print(json.dumps({"video": os.path.abspath(video), "error": str(error)}), flush=True)
+            print(f"skipped {error}", file=sys.stderr)
+            progress.step(os.path.basename(video), "skipped")
+            continue
+        print(json.dumps(result), flush=True)
+        progress.step(os.path.basename(video), "done")
+    print(f"{len(videos) - failed} of {len(videos)} videos predicted into {root}", file=sys.stderr)
+    if failed == len(videos):
+        raise ValueError(f"--video {args.video}: none of its {len(videos)} videos could be predicted")
     return 0
 
 

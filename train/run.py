@@ -17,7 +17,6 @@ import datetime
 import json
 import os
 import sys
-import time
 
 from common.cli import ArgumentParser, run_main
 from common.files import read_json, write_json
@@ -197,33 +196,53 @@ def train_one(args, out, seed):
         },
     }
     if resuming:
-        recorded = read_json(os.path.join(out, "config.json"), "run config")
-        for key in ("config", "data_options", "seed"):
-            now = json.loads(json.dumps(resolved[key]))
-            if recorded.get(key) != now:
-                raise ValueError(
-                    f"--out {out} holds a run with a different {key}"
-                    f"{differences(recorded.get(key), now)}; "
-                    "resume it with the same flags or choose another --out"
-                )
+        check_resumable(out, resolved, data.class_names)
     write_json(os.path.join(out, "config.json"), resolved)
     write_json(os.path.join(out, "class_names.json"), data.class_names)
 
     print(f"run folder: {out}" + (" (resuming)" if resuming else ""))
-    started = time.time()
-    engine.fit(
+    history = engine.fit(
         model, spec, data, config, out=out, setup_=setup, jit_compile=jit_compile,
         verbose=args.verbose,
     )
+    # The report is of the checkpoint the run keeps (best on its monitor),
+    # the model train.evaluate and train.export read too; without validation
+    # data there is none, and the trained model is reported.
+    if os.path.exists(os.path.join(out, "best.keras")):
+        _, model = evaluate.load_run(out)
     report = evaluate.evaluate_model(model, args.model, data, out)
     metrics = {
-        "train_seconds": round(time.time() - started, 1),
+        "train_seconds": history.train_seconds,
         "monitor": spec.monitor,
         **report,
     }
     write_json(os.path.join(out, "metrics.json"), metrics)
     print(json.dumps(metrics, indent=2))
     return 0
+
+
+def check_resumable(out, resolved, class_names):
+    """Refuses to resume a run whose config, data options, seed or classes
+    differ from what it recorded: its weights would continue on other data
+    (or with label ids that mean other classes)."""
+    recorded = read_json(os.path.join(out, "config.json"), "run config")
+    for key in ("config", "data_options", "seed"):
+        now = json.loads(json.dumps(resolved[key]))
+        if recorded.get(key) != now:
+            raise ValueError(
+                f"--out {out} holds a run with a different {key}"
+                f"{differences(recorded.get(key), now)}; "
+                "resume it with the same flags or choose another --out"
+            )
+    names_path = os.path.join(out, "class_names.json")
+    if os.path.exists(names_path):
+        trained = read_json(names_path, "class name list")
+        if list(trained) != list(class_names):
+            raise ValueError(
+                f"--out {out} was trained on classes {trained} but the data now has "
+                f"{list(class_names)}; label ids would change under the trained weights. "
+                "Restore the data or choose another --out"
+            )
 
 
 def differences(recorded, now):

@@ -45,6 +45,13 @@ class DataBundle:
         adapted_fields: updated fields the data adapts whatever the user
             set (e.g. the channels of RGB videos).
         source: what the data is, for messages (e.g. "--features f.h5").
+        train_epochs: `first_epoch -> dataset`, the training batches of
+            every epoch from `first_epoch` on in one stream, each epoch's
+            order and augmentation fixed by the seed and its number (see
+            `data.pipeline.epoch_stream`); None when an epoch's length is
+            not known in advance (then `train` is used and a resumed run
+            draws new orders).
+        steps_per_epoch: batches in one epoch of `train_epochs`.
     """
 
     train: object
@@ -56,6 +63,8 @@ class DataBundle:
     info: dict = dataclasses.field(default_factory=dict)
     adapted_fields: frozenset = frozenset()
     source: str = "the data"
+    train_epochs: object = None
+    steps_per_epoch: int | None = None
 
     def split(self, name):
         """The dataset of split `name` ("train", "val" or "test"), or None."""
@@ -149,9 +158,29 @@ class Task:
 
     # -- one video in, a result out ------------------------------------------
 
-    def predict(self, model, record, video, options, out):
-        """Runs a trained model on one video and writes its result."""
+    def predictor(self, model, record, options):
+        """A callable `(video, out) -> result` that runs a trained model on
+        one video and writes its files into the folder `out`.
+
+        Everything that does not depend on the video (encoders, backbones)
+        is prepared here, once for every video of a batch or an app.
+
+        Args:
+            model: the run's Keras model.
+            record: the run's `config.json` (with `class_names`).
+            options: `train.tasks.prediction.PredictOptions`.
+        """
         raise ValueError(f"{self.kind} runs have no video prediction")
+
+    def predict(self, model, record, video, options, out):
+        """Runs a trained model on one video, writes its files into `out`
+        and returns the JSON-able result (see `predictor`). `options` may
+        also be a dict of `PredictOptions` fields."""
+        from train.tasks.prediction import PredictOptions
+
+        if not isinstance(options, PredictOptions):
+            options = PredictOptions.from_dict(dict(options))
+        return self.predictor(model, record, options)(video, out)
 
 
 def check_class_names(class_names, record, where):

@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 from common.files import pyplot, save_figure, write_json
+from data.video import check_decoding, forget_decoding_errors
 from train.tasks.base import Task
 
 
@@ -30,10 +31,14 @@ def predict_probabilities(model, model_name, dataset):
 
     family = models.get_family(model_name)
     probabilities, labels = [], []
+    forget_decoding_errors()
     for inputs, targets in dataset:
         outputs = family.name_outputs(model, model(inputs, training=False))
         probabilities.append(np.asarray(outputs["probabilities"]))
         labels.append(np.asarray(targets))
+    check_decoding()  # a video the stream could not decode ends it early
+    if not probabilities:
+        raise ValueError("the evaluated data has no examples")
     probabilities = np.concatenate(probabilities)
     labels = np.concatenate(labels).reshape(len(probabilities), -1)[:, 0]
     return two_columns(probabilities), labels.astype(int)
@@ -150,3 +155,13 @@ class ClassifierTask(Task):
     def write_report(self, report, out, prefix):
         write_json(os.path.join(out, f"{prefix}_report.json"), report)
         plot_confusion_matrix(report, os.path.join(out, f"{prefix}_confusion_matrix.png"))
+
+    def window_encoder(self, model, record, options):
+        """The task's `train.tasks.timeline.WindowEncoder`: how the frames
+        of one window become one model input."""
+        raise NotImplementedError
+
+    def predictor(self, model, record, options):
+        from train.tasks.timeline import ClassifierPredictor
+
+        return ClassifierPredictor(model, record, options, self.window_encoder(model, record, options))

@@ -81,6 +81,9 @@ class ClipTask(ClassifierTask):
             return load_video_clips(options, config, seed, seed if split_seed is None else split_seed)
         return load_synthetic_clips(options, config, seed)
 
+    def window_encoder(self, model, record, options):
+        return clip_window_encoder(record)
+
 
 def load_synthetic_clips(options, config, seed):
     """The embedded synthetic clips at the config's clip shape."""
@@ -99,16 +102,21 @@ def load_synthetic_clips(options, config, seed):
     )
     binary = config.num_classes == 1
 
-    def batches(split, training):
+    def batches(split, training, epoch=None):
         clips, labels = splits[split]
+        order = None if epoch is None else pipeline.epoch_order(len(labels), seed, epoch)
         return pipeline.clip_batches(
-            pipeline.from_arrays(clips, labels),
+            pipeline.from_arrays(clips, labels, order),
             config.batch_size,
             num_frames=frames,
             training=training,
             seed=seed,
             binary=binary,
+            epoch=epoch,
         )
+
+    def train_epochs(first_epoch):
+        return pipeline.epoch_stream(lambda epoch: batches("train", True, epoch), first_epoch)
 
     return DataBundle(
         train=batches("train", True),
@@ -119,6 +127,8 @@ def load_synthetic_clips(options, config, seed):
         train_labels=splits["train"][1],
         info={"data": "synthetic", "synthetic_task": options.synthetic_task, "split_sizes": sizes},
         source="the embedded synthetic clips",
+        train_epochs=train_epochs,
+        steps_per_epoch=-(-count // config.batch_size),
     )
 
 
@@ -136,6 +146,13 @@ def load_video_clips(options, config, seed, split_seed):
     from data import datasets, video
 
     check_fraction(options.val_fraction, "--val-fraction")
+    if options.cache not in (None, "memory"):
+        folder = os.path.dirname(os.path.abspath(options.cache))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(
+                f"--cache {options.cache}: the folder {folder} does not exist; create it or "
+                "use --cache memory"
+            )
     found = datasets.scan_dataset(options.data, split_dir=options.split_dir, split=options.split)
     subsets = split_videos(found, options.val_fraction, split_seed)
     class_names = list(found.class_names)
@@ -143,19 +160,33 @@ def load_video_clips(options, config, seed, split_seed):
     num_classes = 1 if binary else len(class_names)
     frames, height, width = config.input_shape[:3]
 
-    def batches(split, training):
+    def decoded(split, training, order=None):
         paths, labels = subsets[split]
-        if not paths:
-            return None
         clips = video.video_clip_dataset(
             paths, labels, num_frames=frames + (JITTER_FRAMES if training else 0),
-            size=(height, width), on_error=options.on_error,
+            size=(height, width), on_error=options.on_error, order=order,
         )
         if options.cache:
             clips = clips.cache("" if options.cache == "memory" else f"{options.cache}-{split}")
+        return clips
+
+    def batches(split, training):
+        if not subsets[split][0]:
+            return None
         return pipeline.clip_batches(
-            clips, config.batch_size, num_frames=frames, training=training,
+            decoded(split, training), config.batch_size, num_frames=frames, training=training,
             seed=seed, binary=binary,
+        )
+
+    def train_epochs(first_epoch):
+        count = len(subsets["train"][0])
+        return pipeline.epoch_stream(
+            lambda epoch: pipeline.clip_batches(
+                decoded("train", True, pipeline.epoch_order(count, seed, epoch)),
+                config.batch_size, num_frames=frames, training=True, seed=seed,
+                binary=binary, epoch=epoch,
+            ),
+            first_epoch,
         )
 
     if not subsets["train"][0]:
@@ -170,6 +201,11 @@ def load_video_clips(options, config, seed, split_seed):
         # give the channels.
         adapted_fields=frozenset({"input_shape"}),
         source=f"--data {options.data}",
+        # Epochs are drawn in any order and of known length only when every
+        # video decodes (a skipped one shortens the epoch) and is decoded
+        # each epoch (a cache keeps the first epoch's order).
+        train_epochs=train_epochs if options.on_error == "fail" and not options.cache else None,
+        steps_per_epoch=-(-len(subsets["train"][0]) // config.batch_size),
         train_labels=np.asarray(subsets["train"][1]),
         info={
             "data": os.path.abspath(options.data),
@@ -187,3 +223,47 @@ def split_videos(found, val_fraction, seed):
         split: ([found.paths[i] for i in indices], [found.labels[i] for i in indices])
         for split, indices in rows.items()
     }
+
+
+# -- prediction --------------------------------------------------------------
+
+
+def clip_window_encoder(record):
+    """A window's frames as the model's clip: its frame count sampled
+    uniformly over the window (`sample_frame_indices`, as `read_clip` samples
+    a training video), float32 in [0, 1] as `pipeline.clip_batches` gives.
+
+    Videos are RGB. A model of other channels (the embedded clips have the
+    notes' 4, each channel drawn independently) gets RGB followed by the
+    luminance for the extra channels, or the luminance alone for fewer.
+    """
+    import models
+    from data.video import sample_frame_indices
+    from train.tasks.timeline import WindowEncoder
+
+    config = models.get_family(record["model"]).config.with_overrides(**record["config"])
+    frames, height, width, channels = config.input_shape
+
+    def encode(window, indices):
+        clip = window[sample_frame_indices(len(window), frames)]
+        return {"frames": to_channels(clip, channels).astype(np.float32) / 255.0}
+
+    return WindowEncoder((height, width), encode)
+
+
+def to_channels(frames, channels):
+    """RGB frames [..., 3] with `channels` channels (see `clip_window_encoder`).
+
+    Example:
+
+    >>> frames = np.array([[[[255, 0, 0]]]], np.uint8)
+    >>> to_channels(frames, 4)[..., 3].tolist(), to_channels(frames, 1)[..., 0].tolist()
+    ([[[76]]], [[[76]]])
+    """
+    if channels == 3:
+        return frames
+    luminance = np.round(frames.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
+    luminance = luminance.astype(np.uint8)[..., None]
+    if channels < 3:
+        return np.repeat(luminance, channels, axis=-1)
+    return np.concatenate([frames, np.repeat(luminance, channels - 3, axis=-1)], axis=-1)

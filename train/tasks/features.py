@@ -46,6 +46,7 @@ import os
 import numpy as np
 
 from data import synthetic_features
+from data.pipeline import epoch_stream
 from data.features import read_feature_file
 from data.sequences import SequenceAugmentation, sequence_dataset, validate_sequences
 from train.tasks.base import (
@@ -139,6 +140,9 @@ class FeatureTask(ClassifierTask):
         check_class_names(bundle.class_names, record, "the evaluated data")
         return bundle
 
+    def window_encoder(self, model, record, options):
+        return feature_window_encoder(record, options)
+
 
 def synthetic_file(options, num_classes, data_seed):
     """(path, settings) of the cached features of the embedded videos."""
@@ -220,15 +224,18 @@ def load_for_training(options, config, seed, data_seed):
         else:
             subsets[split] = None
 
-    def batches(subset, training):
+    def batches(subset, training, epoch=None):
         if subset is None:
             return None
         return sequence_dataset(
             subset.features, subset.num_frames, subset.labels, config.batch_size,
             num_classes=num_classes, shuffle=training, seed=seed,
             augmentation=augmentation if training else None, pad_to=steps,
-            feature_dim=dim, max_frames=max_frames, source=subset.path,
+            feature_dim=dim, max_frames=max_frames, source=subset.path, epoch=epoch,
         )
+
+    def train_epochs(first_epoch):
+        return epoch_stream(lambda epoch: batches(subsets["train"], True, epoch), first_epoch)
 
     info = {
         "data": "synthetic features" if synthetic_info else "features",
@@ -255,6 +262,8 @@ def load_for_training(options, config, seed, data_seed):
         train_labels=subsets["train"].labels,
         info=info,
         source=f"--features {train_path}" if options.features else "the embedded synthetic features",
+        train_epochs=train_epochs,
+        steps_per_epoch=-(-len(subsets["train"]) // config.batch_size),
     )
 
 
@@ -357,3 +366,108 @@ def load_for_evaluation(options, config, record, split, given):
         config_updates={},
         info={"split": split, "features": os.path.abspath(rows.path), "rows": len(rows)},
     )
+
+
+# -- prediction --------------------------------------------------------------
+
+
+def extraction_settings(record):
+    """How the run's training features were extracted: frame encoder,
+    weights, frames, size, scales. Read from the embedded set's settings, or
+    from the attributes of the run's feature file."""
+    data = record.get("data", {})
+    synthetic = data.get("synthetic")
+    if synthetic:
+        return {
+            "backbone": data.get("backbone"), "weights": "none", "frames": synthetic["frames"],
+            "size": synthetic["size"], "grid": synthetic["grid"],
+            "multi_scale": synthetic["multi_scale"], "scale_source": synthetic["scale_source"],
+        }
+    import h5py
+
+    path = data.get("features")
+    if not path or not os.path.isfile(path):
+        raise ValueError(
+            f"the run was trained on features from {path}, which is gone; prediction reads "
+            "how they were extracted (backbone, frames, size, scales) from that file"
+        )
+    with h5py.File(path, "r") as file:
+        attrs = {key: file.attrs[key] for key in file.attrs}
+
+    def text(value):
+        return value.decode() if isinstance(value, bytes) else (None if value is None else str(value))
+
+    return {
+        "backbone": text(attrs.get("backbone", data.get("backbone"))),
+        "weights": text(attrs.get("weights", "imagenet")),
+        "frames": int(attrs.get("frames", 64)),
+        "size": [int(v) for v in attrs.get("size", (256, 256))],
+        "multi_scale": bool(attrs.get("multi_scale", True)),
+        "scale_source": text(attrs.get("scale_source", "sampled")),
+    }
+
+
+def feature_window_encoder(record, options):
+    """A window's frames as the run's feature sequence: the recorded frame
+    encoder (or `--backbone`, `--backbone-weights`) on the window's frames,
+    sampled and averaged over the temporal scales exactly as
+    `FrameFeatureExtractor.video_features` does for a whole video. Frames
+    shared by overlapping windows are encoded once."""
+    import models
+    from data.features import FrameFeatureExtractor, rescale_indices, scale_lengths
+    from data.video import sample_frame_indices
+    from train.tasks.timeline import WindowEncoder
+
+    config = models.get_family(record["model"]).config.with_overrides(**record["config"])
+    settings = extraction_settings(record)
+    backbone = options.backbone or settings["backbone"]
+    weights = options.backbone_weights or settings["weights"]
+    if "grid" in settings and options.backbone is None:
+        extractor = synthetic_features.BlockMeanExtractor(settings["size"], settings["grid"])
+    else:
+        if backbone is None:
+            raise ValueError(
+                f"--run {options.run}: the run does not record its backbone; give --backbone"
+            )
+        extractor = FrameFeatureExtractor(
+            backbone, weights=None if weights == "none" else weights, size=settings["size"]
+        )
+    dim = config.input_shape[-1]
+    if extractor.feature_dim != dim:
+        raise ValueError(
+            f"--backbone {backbone} gives {extractor.feature_dim}-d features but the model "
+            f"expects {dim}-d features"
+        )
+    num_frames = settings["frames"]
+    lengths = scale_lengths(num_frames, settings["multi_scale"])
+    steps = config.input_shape[0] or max(lengths)
+    if max(lengths) > steps:
+        raise ValueError(f"the run's model takes {steps} steps, fewer than its {max(lengths)}-step features")
+    cache = {}
+
+    def encode(window, indices):
+        n = len(window)
+        if settings["scale_source"] == "sampled":
+            wanted = [sample_frame_indices(n, num_frames)]
+        else:
+            wanted = [sample_frame_indices(n, length) for length in lengths]
+        unique = np.unique(np.concatenate(wanted))
+        for stale in [key for key in cache if key < indices[0]]:
+            del cache[stale]
+        missing = [i for i in unique if int(indices[i]) not in cache]
+        if missing:
+            for i, feature in zip(missing, extractor.frame_features(window[missing])):
+                cache[int(indices[i])] = feature
+        features = np.stack([cache[int(indices[i])] for i in unique])
+        sequence = np.zeros((steps, dim), np.float32)
+        if settings["scale_source"] == "sampled":
+            sampled = features[np.searchsorted(unique, wanted[0])]
+            for length in lengths:
+                sequence[:length] += sampled[rescale_indices(num_frames, length)]
+        else:
+            for length, frames in zip(lengths, wanted):
+                sequence[:length] += features[np.searchsorted(unique, frames)]
+        sequence /= len(lengths)
+        return {"features": sequence, "mask": np.arange(steps) < max(lengths)}
+
+    return WindowEncoder(extractor.size, encode)

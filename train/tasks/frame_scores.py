@@ -32,7 +32,8 @@ import os
 
 import numpy as np
 
-from common.files import write_json
+from common.files import read_json, write_json
+from data.pipeline import epoch_stream
 from data.sequences import sequence_dataset
 from train import summary_eval
 from train.tasks.base import DataBundle, Task, check_fraction, check_path, option
@@ -129,14 +130,10 @@ class FrameScoreTask(Task):
     def describe(self, report):
         return comparison_table(report)
 
-    def predict(self, model, record, video, options, out):
-        from train.tasks import keyframes
+    def predictor(self, model, record, options):
+        from train.tasks.keyframes import KeyframePredictor
 
-        return keyframes.predict_keyframes(
-            model, record, video, out, ratio=options["ratio"], num_frames=options["frames"],
-            backbone=options.get("backbone"), backbone_weights=options.get("backbone_weights"),
-            run=options.get("run", ""),
-        )
+        return KeyframePredictor(model, record, options)
 
 
 def load_frame_scores(options, config, seed, split_seed):
@@ -175,7 +172,7 @@ def load_frame_scores(options, config, seed, split_seed):
         splits = summarization.make_splits(keys, seed=options.split_seed)
         split_source = f"the random splits of {source}"
         if options.write_splits:
-            summarization.save_splits(splits, options.write_splits)
+            write_splits(splits, options.write_splits)
     split = summarization.select_split(splits, options.split, split_source)
     train_keys, val_keys = hold_out(split["train_keys"], options.val_fraction, split_seed)
     test_keys = list(split["test_keys"])
@@ -184,7 +181,7 @@ def load_frame_scores(options, config, seed, split_seed):
     sample = next(iter(inputs.values()))
     input_shape = (None, *sample.shape[1:])
 
-    def batches(split_keys, training):
+    def batches(split_keys, training, epoch=None):
         if not split_keys:
             return None
         return sequence_dataset(
@@ -196,7 +193,11 @@ def load_frame_scores(options, config, seed, split_seed):
             shuffle=training,
             seed=seed,
             source=source,
+            epoch=epoch,
         )
+
+    def train_epochs(first_epoch):
+        return epoch_stream(lambda epoch: batches(train_keys, True, epoch), first_epoch)
 
     info.update(
         split=options.split,
@@ -217,7 +218,24 @@ def load_frame_scores(options, config, seed, split_seed):
         keys={"train": train_keys, "val": val_keys, "test": test_keys},
         reduction=reduction,
         source=source,
+        train_epochs=train_epochs if train_keys else None,
+        steps_per_epoch=-(-len(train_keys) // config.batch_size),
     )
+
+
+def write_splits(splits, path):
+    """Saves the generated splits, never over a file that holds others (a
+    resumed run finds its own splits there and leaves them)."""
+    from data import summarization
+
+    if os.path.exists(path):
+        if os.path.isdir(path) or read_json(path, "split file") != splits:
+            raise FileExistsError(
+                f"--write-splits {path} already exists and holds other splits; "
+                "choose another file"
+            )
+        return
+    summarization.save_splits(splits, path)
 
 
 def synthetic_set(config, count, seed):

@@ -1,22 +1,50 @@
-"""Keyframes of one video from a trained frame-scoring run.
+"""A video summary from a trained frame-scoring run (keyframe_transformer).
 
-`predict_keyframes(run, video)` samples frames uniformly over the video,
-turns them into the model's input the way the run's training data was made,
-scores every sampled frame, and keeps the best-scored `ratio` of them as
-keyframes (at least one), listed in time order with frame index, timestamp
-and score. It writes `keyframes.json`, a contact sheet of the keyframes and
-a plot of the score over time with the keyframes marked.
+`KeyframePredictor(model, record, options)(video, out)` does, in order:
 
-How frames become model input:
+1. Decodes the video once (`data.stream.FrameStream`). Every frame is kept,
+   at most 360 pixels on its short side, as JPEG in a temporary spool (for
+   the summary video, rendered once the shots are chosen); the frames at
+   `sample_rate` per second (the design notes' 2 fps: frame
+   round(k * fps / 2) for k = 0, 1, ...) become the model's input and an
+   HSV histogram each.
+2. Scores the sampled frames. The model takes any length (a padding mask,
+   sinusoidal positions); a video of more than `MAX_STEPS` samples (1024
+   features, 8.5 minutes at 2 fps; 128 frames in frames mode, where every
+   frame goes through the backbone in one batch) is scored in windows of
+   that length, overlapping by half, the scores of overlapping windows
+   averaged.
+3. Cuts shots with KTS (`data.shots`: change points of the histograms).
+4. Chooses shots as the evaluation protocol does (`train.summary_eval`):
+   the sample scores spread over the frames (`upsample_to_frames`), each
+   shot's score the mean of its frames (`shot_scores`), and the 0/1
+   `knapsack` with a budget of floor(ratio * frames) frames. One choice of
+   ours: a shot longer than a third of the budget offers the knapsack its
+   best-scored part of that length (the window with the highest mean frame
+   score) instead of the whole shot, so a summary holds at least three
+   shots from different parts of the video whenever the video has three
+   shots. (With the protocol's 15% of a 10-second, five-scene video, the
+   budget is 37 frames and every 2-second scene is 50: untrimmed, no shot
+   would fit and the summary would be empty.)
+5. Writes, into `out`: `summary.mp4` (the chosen shots at the source frame
+   rate, VP9 in MP4, which browsers play; OpenCV's FFmpeg here has no H.264
+   encoder, and VP9 encodes slowly, hence the 360-pixel short side),
+   `keyshots.json` (`shots`: start and end in seconds and score of every
+   chosen shot; `segments`: every KTS shot), `scores.png` (importance over
+   time, shot boundaries drawn and chosen shots shaded), `keyframes/` (the
+   best-scored frame of every chosen shot) and `contact_sheet.png` (those
+   keyframes, captioned).
 
-- frames-mode runs take the frames resized to the model's frame size;
+How frames become the model's input, as the run's training data was made:
+
+- frames-mode runs take the sampled frames resized to the model's size;
 - features-mode runs trained on the embedded synthetic set use the same
   projection features (`data.summarization.frame_features`) at the frame
   size recorded in the run;
 - features-mode runs trained on a feature file need the backbone that made
-  those features (`backbone=`); its feature size must match the model's.
-  The public TVSum/SumMe files hold GoogLeNet features, which no
-  keras.applications backbone reproduces.
+  those features (`--backbone`, `--backbone-weights`); its feature size must
+  match the model's. The public TVSum/SumMe files hold GoogLeNet features,
+  which no keras.applications backbone reproduces.
 """
 
 import math
@@ -25,149 +53,352 @@ import os
 import numpy as np
 
 from common.files import pyplot, save_figure, write_json
+from train import summary_eval
+from train.tasks.prediction import FrameSpool, seconds, video_fps, write_image
 
-DISPLAY_WIDTH = 240
+SUMMARY_SHORT_SIDE = 360
+SUMMARY_FOURCC = "vp09"
+# The fallback when this OpenCV build has no VP9 encoder: plays in
+# desktop players, not in browsers.
+FALLBACK_FOURCC = "mp4v"
+THUMBNAIL_WIDTH = 240
+MAX_STEPS = {"features": 1024, "frames": 128}
+# Shots shorter than a third of the budget go to the knapsack whole.
+SHOTS_PER_BUDGET = 3
 
 
-def model_inputs(record, config, video, num_frames, backbone=None, backbone_weights=None, run=""):
-    """Samples the video and builds the model's inputs.
+class FrameEncoder:
+    """Sampled RGB frames -> the model's per-step input.
 
-    Returns:
-        (inputs dict with a batch of one, frame indices [T], VideoInfo).
+    Attributes:
+        name: the model input it fills, "features" or "frames".
+        size: (height, width) the frames are read at.
     """
-    from data import summarization
-    from data.video import read_frames, sample_frame_indices
 
-    if num_frames < 1:
-        raise ValueError(f"--frames must be >= 1, got {num_frames}")
+    def __init__(self, name, size, encode):
+        self.name = name
+        self.size = tuple(int(s) for s in size)
+        self._encode = encode
 
-    def sampler(count):
-        return np.unique(sample_frame_indices(count, min(num_frames, count)))
+    def __call__(self, frames):
+        return self._encode(np.asarray(frames))
 
+
+def frame_encoder(record, config, options):
+    """The `FrameEncoder` that makes the run's training input from frames."""
     data = record.get("data", {})
     if config.input_mode == "frames":
-        frames, indices, info = read_frames(video, sampler, tuple(config.input_shape[1:3]))
-        values, name = frames.astype(np.float32), "frames"
-    elif data.get("features") == "synthetic_projection":
-        frames, indices, info = read_frames(video, sampler, tuple(data["frame_size"]))
-        values = summarization.frame_features(frames, feature_dim=config.input_shape[-1])
-        name = "features"
-    else:
-        if backbone is None:
-            raise ValueError(
-                f"--run {run} was trained on features from {data.get('data', 'a file')}; "
-                "give --backbone (and --backbone-weights) of the extractor that made them"
-            )
-        from data.features import FrameFeatureExtractor
+        return FrameEncoder("frames", config.input_shape[1:3], lambda f: f.astype(np.float32))
+    if data.get("features") == "synthetic_projection":
+        from data import summarization
 
-        extractor = FrameFeatureExtractor(backbone, weights=backbone_weights, size=(224, 224))
-        if extractor.feature_dim != config.input_shape[-1]:
-            raise ValueError(
-                f"--backbone {backbone} gives {extractor.feature_dim}-d features but the "
-                f"model expects {config.input_shape[-1]}-d features"
-            )
-        frames, indices, info = read_frames(video, sampler, extractor.size)
-        values, name = extractor.frame_features(frames), "features"
-    inputs = {name: values[None], "mask": np.ones((1, len(indices)), dtype=bool)}
-    return inputs, indices, info
+        dim = config.input_shape[-1]
+        return FrameEncoder(
+            "features", data["frame_size"],
+            lambda f: summarization.frame_features(f, feature_dim=dim),
+        )
+    if options.backbone is None:
+        raise ValueError(
+            f"--run {options.run} was trained on features from {data.get('data', 'a file')}; "
+            "give --backbone (and --backbone-weights) of the extractor that made them"
+        )
+    from data.features import FrameFeatureExtractor
 
-
-def select_keyframes(scores, ratio):
-    """Positions of the best `ratio` of the scores (at least one), in order."""
-    scores = np.asarray(scores, dtype=np.float64)
-    count = max(1, int(math.floor(ratio * scores.size)))
-    return np.sort(np.argsort(-scores, kind="stable")[:count])
+    weights = options.backbone_weights or "imagenet"
+    extractor = FrameFeatureExtractor(
+        options.backbone, weights=None if weights == "none" else weights, size=(224, 224)
+    )
+    if extractor.feature_dim != config.input_shape[-1]:
+        raise ValueError(
+            f"--backbone {options.backbone} gives {extractor.feature_dim}-d features but the "
+            f"model expects {config.input_shape[-1]}-d features"
+        )
+    return FrameEncoder("features", extractor.size, extractor.frame_features)
 
 
-def predict_keyframes(model, record, video, out, ratio=0.15, num_frames=60, backbone=None,
-                      backbone_weights=None, run=""):
-    """Scores one video and writes its keyframes, contact sheet and plot.
+def sample_positions(fps, sample_rate):
+    """Yields the frame indices sampled at `sample_rate` per second:
+    round(k * fps / sample_rate), each index once (every frame when the
+    video has fewer frames per second than `sample_rate`).
+
+    Example:
+
+    >>> positions = sample_positions(25.0, 2.0)
+    >>> [next(positions) for _ in range(5)]
+    [0, 12, 25, 38, 50]
+    """
+    step = fps / sample_rate
+    k, last = 0, -1
+    while True:
+        index = int(round(k * step))
+        k += 1
+        if index > last:
+            last = index
+            yield index
+
+
+def score_in_windows(model, values, name, max_steps):
+    """Scores [n] of one video's inputs [n, ...], in half-overlapping windows
+    of at most `max_steps` steps whose overlapping scores are averaged."""
+    n = len(values)
+
+    def score(part):
+        inputs = {name: part[None], "mask": np.ones((1, len(part)), dtype=bool)}
+        return np.asarray(model.predict_on_batch(inputs), dtype=np.float64)[0, :len(part)]
+
+    if n <= max_steps:
+        return score(values)
+    starts = list(range(0, n - max_steps + 1, max(1, max_steps // 2)))
+    if starts[-1] != n - max_steps:
+        starts.append(n - max_steps)
+    total, count = np.zeros(n), np.zeros(n)
+    for start in starts:
+        total[start:start + max_steps] += score(values[start:start + max_steps])
+        count[start:start + max_steps] += 1
+    return total / count
+
+
+def best_part(frame_scores, start, end, length):
+    """The `length`-frame window of frames [start, end] (inclusive) with the
+    highest mean score, earliest on ties, as (first, last) inclusive.
+
+    Example:
+
+    >>> best_part(np.array([0, 1, 5, 5, 1, 0, 9.0]), 0, 5, 2)
+    (2, 3)
+    """
+    if end - start + 1 <= length:
+        return start, end
+    values = np.asarray(frame_scores[start:end + 1], dtype=np.float64)
+    sums = np.convolve(values, np.ones(length), mode="valid")
+    first = start + int(np.argmax(sums))
+    return first, first + length - 1
+
+
+def select_keyshots(scores, picks, n_frames, change_points, ratio):
+    """Chooses the summary's shots with the protocol's functions.
+
+    Args:
+        scores: [n] scores of the sampled frames.
+        picks: [n] their frame indices.
+        n_frames: frames in the video.
+        change_points: [S, 2] KTS shots, first and last frame, inclusive.
+        ratio: the summary's share of the frames.
 
     Returns:
-        The JSON-able result: video, fps, frame count, the scored frames,
-        the keyframes (frame, time in seconds, score) and the written files.
+        (frame scores [n_frames], candidate shots [S, 2] (long shots cut to
+        their best part), their scores [S], sorted chosen candidate
+        indices, budget in frames).
+
+    Raises:
+        ValueError: the budget is less than one frame.
+
+    Example:
+
+    >>> scores = [0.9, 0.1, 0.5, 0.8]
+    >>> shots = np.array([[0, 9], [10, 19], [20, 29], [30, 39]])
+    >>> _, candidates, values, chosen, budget = select_keyshots(
+    ...     scores, [0, 10, 20, 30], 40, shots, 0.5)
+    >>> budget, chosen, candidates[chosen].tolist()
+    (20, [0, 2, 3], [[0, 5], [20, 25], [30, 35]])
     """
-    import models
-
-    if not 0.0 < ratio <= 1.0:
-        raise ValueError(f"--ratio must be in (0, 1], got {ratio}")
-    if not os.path.isfile(video):
-        raise FileNotFoundError(f"--video {video}: no such file")
-    config = models.get_family(record["model"]).config.with_overrides(**record["config"])
-    inputs, indices, info = model_inputs(
-        record, config, video, num_frames, backbone, backbone_weights, run
+    n_frames = int(n_frames)
+    budget = int(math.floor(ratio * n_frames))
+    if budget < 1:
+        raise ValueError(
+            f"--ratio {ratio} of a {n_frames}-frame video is less than one frame; "
+            "use a larger --ratio"
+        )
+    frame_scores = summary_eval.upsample_to_frames(scores, picks, n_frames)
+    longest = max(1, budget // SHOTS_PER_BUDGET)
+    candidates = np.asarray(
+        [best_part(frame_scores, int(start), int(end), longest) for start, end in change_points],
+        dtype=np.int64,
     )
-    scores = np.asarray(model.predict_on_batch(inputs))[0]
-    chosen = select_keyframes(scores, ratio)
-    fps = info.fps if info.fps > 0 else None
-
-    def seconds(frame):
-        return round(float(frame) / fps, 3) if fps else None
-
-    os.makedirs(out, exist_ok=True)
-    keyframes = [
-        {"frame": int(indices[i]), "time": seconds(indices[i]), "score": round(float(scores[i]), 4)}
-        for i in chosen
-    ]
-    files = {
-        "keyframes": os.path.join(out, "keyframes.json"),
-        "contact_sheet": os.path.join(out, "contact_sheet.png"),
-        "score_plot": os.path.join(out, "scores.png"),
-    }
-    write_contact_sheet(video, keyframes, info, files["contact_sheet"])
-    write_score_plot(indices, scores, chosen, fps, files["score_plot"])
-    result = {
-        "video": os.path.abspath(video),
-        "run": os.path.abspath(run) if run else None,
-        "fps": info.fps,
-        "frame_count": info.frame_count,
-        "frames_scored": int(len(indices)),
-        "ratio": ratio,
-        "keyframes": keyframes,
-        "files": files,
-    }
-    write_json(files["keyframes"], result)
-    return result
+    values = summary_eval.shot_scores(frame_scores, candidates)
+    lengths = candidates[:, 1] - candidates[:, 0] + 1
+    chosen = summary_eval.knapsack(values, lengths, budget)
+    return frame_scores, candidates, values, chosen, budget
 
 
-def write_contact_sheet(video, keyframes, info, path):
+class KeyframePredictor:
+    """Scores and summarizes videos with one frame-scoring run.
+
+    Args:
+        model: the run's Keras model.
+        record: the run's `config.json`.
+        options: `train.tasks.prediction.PredictOptions`.
+    """
+
+    def __init__(self, model, record, options):
+        import models
+
+        self.model = model
+        self.record = record
+        self.options = options
+        config = models.get_family(record["model"]).config.with_overrides(**record["config"])
+        self.encoder = frame_encoder(record, config, options)
+        self.max_steps = MAX_STEPS[self.encoder.name]
+
+    def __call__(self, video, out):
+        from data import shots as shot_lib
+        from data.stream import FrameStream, rgb, short_side_size
+
+        options = self.options
+        stream = FrameStream(video)
+        fps, fps_note = video_fps(stream)
+        summary_size = short_side_size(stream.info.height, stream.info.width, SUMMARY_SHORT_SIDE)
+        positions = sample_positions(fps, options.sample_rate)
+        next_pick = next(positions)
+        picks, model_frames, histograms = [], [], []
+        with FrameSpool() as spool:
+            for index, frame in stream:
+                small = rgb(frame, summary_size)
+                spool.append(np.ascontiguousarray(small[..., ::-1]))
+                if index == next_pick:
+                    picks.append(index)
+                    model_frames.append(rgb(frame, self.encoder.size))
+                    histograms.append(shot_lib.hsv_histogram(small))
+                    next_pick = next(positions)
+            n_frames = stream.info.frame_count
+            picks = np.asarray(picks, dtype=np.int64)
+            scores = score_in_windows(
+                self.model, self.encoder(np.stack(model_frames)), self.encoder.name, self.max_steps
+            )
+            change_points, _ = shot_lib.shots_from_change_points(
+                shot_lib.kts_change_points(np.stack(histograms)), picks, n_frames
+            )
+            frame_scores, candidates, values, chosen, budget = select_keyshots(
+                scores, picks, n_frames, change_points, options.ratio
+            )
+            return self._write(
+                video, out, spool, fps, fps_note, n_frames, picks, scores, frame_scores,
+                change_points, candidates, values, chosen, budget,
+            )
+
+    def _write(self, video, out, spool, fps, fps_note, n_frames, picks, scores, frame_scores,
+               change_points, candidates, values, chosen, budget):
+        from data.video import write_video
+
+        notes = [fps_note] if fps_note else []
+        files = {
+            "summary_video": os.path.join(out, "summary.mp4"),
+            "keyshots": os.path.join(out, "keyshots.json"),
+            "score_plot": os.path.join(out, "scores.png"),
+            "contact_sheet": os.path.join(out, "contact_sheet.png"),
+            "result": os.path.join(out, "result.json"),
+        }
+        chosen_shots = [(int(candidates[i, 0]), int(candidates[i, 1]), float(values[i])) for i in chosen]
+        summary_frames = [f for first, last, _ in chosen_shots for f in range(first, last + 1)]
+
+        def rgb_frames():
+            for frame in summary_frames:
+                yield spool[frame][..., ::-1]
+
+        try:
+            write_video(files["summary_video"], rgb_frames(), fps=fps, fourcc=SUMMARY_FOURCC)
+            codec = SUMMARY_FOURCC
+        except RuntimeError:
+            write_video(files["summary_video"], rgb_frames(), fps=fps, fourcc=FALLBACK_FOURCC)
+            codec = FALLBACK_FOURCC
+            notes.append("this OpenCV has no VP9 encoder; the summary is MPEG-4 Part 2, "
+                         "which browsers do not play")
+
+        os.makedirs(os.path.join(out, "keyframes"), exist_ok=True)
+        keyframes = []
+        for number, (first, last, _) in enumerate(chosen_shots, 1):
+            frame = first + int(np.argmax(frame_scores[first:last + 1]))
+            image = os.path.join(out, "keyframes", f"keyframe_{number:02d}.jpg")
+            write_image(image, spool[frame])
+            keyframes.append({
+                "frame": frame, "time": seconds(frame, fps),
+                "score": round(float(frame_scores[frame]), 4), "image": image,
+            })
+        write_contact_sheet(spool, keyframes, os.path.basename(video), files["contact_sheet"])
+        write_score_plot(picks, scores, fps, n_frames, change_points, candidates[chosen],
+                         files["score_plot"])
+
+        duration = n_frames / fps
+        keyshots = {
+            "video": os.path.abspath(video),
+            "fps": fps,
+            "frame_count": n_frames,
+            "duration": round(duration, 3),
+            "ratio": self.options.ratio,
+            "budget_frames": budget,
+            "shots": [
+                {"start": seconds(first, fps), "end": seconds(last + 1, fps),
+                 "score": round(score, 4), "frames": [first, last]}
+                for first, last, score in chosen_shots
+            ],
+            "segments": [
+                {"start": seconds(first, fps), "end": seconds(last + 1, fps),
+                 "frames": [int(first), int(last)]}
+                for first, last in change_points
+            ],
+            "samples": {"frames": picks.tolist(), "scores": np.round(scores, 4).tolist()},
+        }
+        write_json(files["keyshots"], keyshots)
+        result = {
+            "video": os.path.abspath(video),
+            "run": os.path.abspath(self.options.run) if self.options.run else None,
+            "model": self.record["model"],
+            "fps": fps,
+            "frame_count": n_frames,
+            "duration": round(duration, 3),
+            "sample_rate": self.options.sample_rate,
+            "frames_scored": int(len(picks)),
+            "ratio": self.options.ratio,
+            "shots_found": int(len(change_points)),
+            "summary_seconds": round(len(summary_frames) / fps, 3),
+            "summary_codec": codec,
+            "shots": keyshots["shots"],
+            "keyframes": keyframes,
+            "files": files,
+            "notes": notes,
+        }
+        write_json(files["result"], result)
+        return result
+
+
+def write_contact_sheet(spool, keyframes, title, path):
     """A grid of the keyframes at a readable size, captioned."""
-    from data.video import read_frames
-
-    width = DISPLAY_WIDTH
-    height = max(1, int(round(width * info.height / max(info.width, 1))))
-    frames, _, _ = read_frames(video, [k["frame"] for k in keyframes], (height, width))
-    columns = min(5, len(keyframes))
-    rows = math.ceil(len(keyframes) / columns)
     plt = pyplot()
+    images = [spool[k["frame"]][..., ::-1] for k in keyframes]
+    height, width = images[0].shape[:2] if images else (THUMBNAIL_WIDTH * 9 // 16, THUMBNAIL_WIDTH)
+    columns = max(1, min(5, len(images)))
+    rows = max(1, math.ceil(len(images) / columns))
     figure, axes = plt.subplots(
         rows, columns, figsize=(2.6 * columns, rows * (2.6 * height / width + 0.45) + 0.3),
         squeeze=False,
     )
     for axis in axes.ravel():
         axis.axis("off")
-    for axis, frame, keyframe in zip(axes.ravel(), frames, keyframes):
-        axis.imshow(frame)
-        when = f"{keyframe['time']:.2f}s" if keyframe["time"] is not None else "?"
-        axis.set_title(f"#{keyframe['frame']}  {when}  {keyframe['score']:.2f}", fontsize=8)
-    figure.suptitle(os.path.basename(video), fontsize=9)
+    for axis, image, keyframe in zip(axes.ravel(), images, keyframes):
+        axis.imshow(image)
+        axis.set_title(f"#{keyframe['frame']}  {keyframe['time']:.2f}s  {keyframe['score']:.2f}",
+                       fontsize=8)
+    figure.suptitle(title, fontsize=9)
     figure.tight_layout()
     save_figure(figure, path)
 
 
-def write_score_plot(indices, scores, chosen, fps, path):
-    """Importance over time, the keyframes marked."""
+def write_score_plot(picks, scores, fps, n_frames, change_points, chosen, path):
+    """Importance over time, shot boundaries drawn, chosen shots shaded."""
     plt = pyplot()
-    x = np.asarray(indices, dtype=np.float64) / fps if fps else np.asarray(indices)
     figure, axis = plt.subplots(figsize=(8, 3))
-    axis.plot(x, scores, color="tab:blue", linewidth=1.2, label="importance")
-    axis.scatter(x[chosen], np.asarray(scores)[chosen], color="tab:red", zorder=3, s=18,
-                 label="keyframes")
-    for position in x[chosen]:
-        axis.axvline(position, color="tab:red", alpha=0.15, linewidth=1)
-    axis.set_xlabel("time (s)" if fps else "frame")
-    axis.set_ylabel("score")
+    for number, (first, last) in enumerate(chosen):
+        axis.axvspan(first / fps, (last + 1) / fps, color="tab:orange", alpha=0.3, linewidth=0,
+                     label="chosen shots" if number == 0 else None)
+    for number, first in enumerate(change_points[1:, 0]):
+        axis.axvline(first / fps, color="gray", linestyle="--", linewidth=0.8,
+                     label="shot boundaries" if number == 0 else None)
+    axis.plot(np.asarray(picks) / fps, scores, color="tab:blue", linewidth=1.2,
+              marker="o", markersize=2.5, label="importance")
+    axis.set_xlim(0, n_frames / fps)
     axis.set_ylim(0, 1)
-    axis.legend(loc="upper right", fontsize=8)
+    axis.set_xlabel("time (s)")
+    axis.set_ylabel("score")
+    axis.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=5, fontsize=8, frameon=False)
     figure.tight_layout()
     save_figure(figure, path)

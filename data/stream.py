@@ -1,0 +1,110 @@
+"""Every frame of a video, decoded once, in order.
+
+Prediction needs several views of one video (the model's input, colour
+histograms for shots, the frames of a rendered summary); a `FrameStream`
+decodes the file once and hands every frame to whoever needs it, instead of
+each consumer opening the file again. Frames come out as OpenCV gives them
+(BGR, the file's size); `rgb(frame, size)` converts and resizes one the way
+`data.video.read_frames` does, so a model sees the same pixels as in
+training.
+
+Errors follow `data.video`: a file that is missing, not a video or has no
+decodable frame raises `VideoError` when the stream is made or iterated;
+a stream that ends more than `MAX_SHORTFALL_FRACTION` short of the frame
+count in its header is a truncated file and raises `VideoError` at its end.
+
+Example:
+
+>>> import os, tempfile
+>>> from data.video import write_video
+>>> path = write_video(os.path.join(tempfile.mkdtemp(), "clip.avi"),
+...                    np.zeros((12, 24, 32, 3), np.uint8), fps=6)
+>>> stream = FrameStream(path)
+>>> [index for index, frame in stream][-1], stream.info.frame_count, stream.info.duration
+(11, 12, 2.0)
+>>> rgb(np.zeros((24, 32, 3), np.uint8), (12, 16)).shape
+(12, 16, 3)
+"""
+
+import dataclasses
+
+import numpy as np  # noqa: F401  (the examples use it)
+
+from data import video
+
+
+class FrameStream:
+    """An iterator of `(frame index, BGR uint8 frame)` over one video file.
+
+    Args:
+        path: the video file.
+
+    Attributes:
+        info: the `VideoInfo` of the header; once iteration has ended, its
+            `frame_count` is the number of frames that decoded.
+
+    Raises:
+        VideoError: the file cannot be opened as a video (here), or decodes
+            no frame or is truncated (at the end of iteration).
+    """
+
+    def __init__(self, path):
+        self.path = str(path)
+        self._capture = video._open(self.path)
+        self.info = video._header(self._capture, self.path)
+        self._header_count = self.info.frame_count
+        self._started = False
+
+    @property
+    def fps(self):
+        """Frames per second from the header, 0.0 when the file gives none."""
+        return self.info.fps
+
+    def __iter__(self):
+        if self._started:
+            raise RuntimeError(f"{self.path}: a FrameStream can be iterated once")
+        self._started = True
+        read = 0
+        try:
+            while True:
+                ok, frame = self._capture.read()
+                if not ok or frame is None:
+                    break
+                yield read, frame
+                read += 1
+        finally:
+            self._capture.release()
+        if read == 0:
+            raise video.VideoError(self.path, "no frame could be decoded (corrupt or zero-frame video)")
+        reported = self._header_count
+        if reported and reported - read > max(1, int(video.MAX_SHORTFALL_FRACTION * reported)):
+            raise video.VideoError(
+                self.path,
+                f"truncated or corrupt: the header reports {reported} frames but decoding "
+                f"stops after {read}",
+            )
+        self.info = dataclasses.replace(self.info, frame_count=read)
+
+    def close(self):
+        self._capture.release()
+
+
+def rgb(frame, size):
+    """One decoded frame as RGB uint8 at `size` (height, width)."""
+    return video._convert(frame, video.normalize_size(size))
+
+
+def short_side_size(height, width, short_side):
+    """(height, width) scaled so the short side is at most `short_side`,
+    both even (what video encoders need), never upscaled.
+
+    Example:
+
+    >>> short_side_size(720, 1280, 360), short_side_size(101, 75, 360)
+    ((360, 640), (100, 74))
+    """
+    scale = min(1.0, short_side / max(1, min(height, width)))
+    return (max(2, int(round(height * scale)) // 2 * 2), max(2, int(round(width * scale)) // 2 * 2))
+
+
+__all__ = ["FrameStream", "rgb", "short_side_size"]

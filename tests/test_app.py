@@ -1,0 +1,254 @@
+"""train.app: the page, uploads and their refusals, and a real browser.
+
+The server runs in a thread of the test on 127.0.0.1 (a free port). The
+browser test drives Debian's headless Chromium through selenium; without
+chromium, chromedriver or selenium it is skipped, saying which is missing.
+`VIDEO_SUITE_SCREENSHOT=path.png` keeps a screenshot of the page.
+"""
+
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+import uuid
+
+import pytest
+
+from common.cli import run_main
+from tests import video_files
+from tests.prediction_fixtures import keyframe_run, make_run, write_scene_video
+from train import app as app_lib
+
+
+def post(url, body, content_type, chunked=False):
+    """(status, JSON) of a POST. Sent over a plain socket: a server may answer
+    (413) before it has read the whole body and close, which urllib reports
+    as a broken pipe instead of the answer. `chunked` sends the body without
+    a Content-Length."""
+    parts = urllib.parse.urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=120) as sock:
+        length = ("Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(body)}")
+        head = (f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                f"Content-Type: {content_type}\r\n{length}\r\nConnection: close\r\n\r\n")
+        if chunked:
+            body = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+        try:
+            sock.sendall(head.encode() + body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, json.loads(response.read())
+
+
+def upload(url, name, data, field="video", chunked=False):
+    boundary = uuid.uuid4().hex
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
+        f"Content-Type: application/octet-stream\r\n\r\n"
+    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return post(url + "/api/predict", body, f"multipart/form-data; boundary={boundary}", chunked)
+
+
+def get(url, headers=None):
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.status, response.headers, response.read()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("app")
+
+
+@pytest.fixture(scope="module")
+def clip(folder):
+    path = str(folder / "clip.mp4")
+    write_scene_video(path, seconds=6.0, fps=25.0, scenes=4, size=(144, 256))
+    return path
+
+
+@pytest.fixture(scope="module")
+def summary_server(folder):
+    app = app_lib.create_app(keyframe_run(str(folder / "keyframe_run")), out=str(folder / "out"),
+                             max_upload_bytes=2 * 2**20)
+    with app_lib.serve_in_thread(app) as url:
+        yield url, app
+
+
+@pytest.fixture(scope="module")
+def classifier_server(folder, clip):
+    run = make_run(str(folder / "convlstm_run"), "convlstm", {"data": "synthetic"},
+                   ["a", "b", "c", "d", "e", "f"], input_shape=(4, 12, 12, 3), num_classes=6)
+    videos = folder / "videos"
+    videos.mkdir()
+    shutil.copy(clip, videos / "clip.mp4")
+    app = app_lib.create_app(run, out=str(folder / "out_convlstm"), videos=str(videos),
+                             options={"window": 2.0, "stride": 1.0})
+    with app_lib.serve_in_thread(app) as url:
+        yield url, app
+
+
+def test_the_page_works_offline(summary_server):
+    url, _ = summary_server
+    status, headers, body = get(url + "/")
+    page = body.decode()
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    assert "keyframe_transformer" in page and 'type="file"' in page
+    # No asset from elsewhere: no external src/href, no stylesheet or script file.
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
+    assert "<link" not in page and "<script src" not in page
+
+
+def test_uploads_are_predicted_and_refused_with_a_message(summary_server, clip, tmp_path):
+    url, app = summary_server
+    status, body = upload(url, "notes.txt", b"hello")
+    assert status == 415 and body["error"].startswith("notes.txt: not a video file (expected .mp4")
+    status, body = upload(url, "fake.mp4", b"this is not a video\n" * 10)
+    assert status == 415 and body["error"].startswith("fake.mp4: cannot be opened as a video")
+    status, body = upload(url, "big.mp4", os.urandom(3 * 2**20))
+    assert status == 413 and "the limit is 2 MB" in body["error"]
+    status, body = upload(url, "big.mp4", os.urandom(3 * 2**20), chunked=True)  # bytes counted
+    assert status == 413 and "over the limit of 2 MB" in body["error"]
+    assert os.listdir(os.path.join(app.state.root, "uploads")) == []
+    status, body = post(url + "/api/predict", b"{}", "application/json")
+    assert status == 400 and "multipart/form-data" in body["error"]
+
+    with open(clip, "rb") as file:
+        status, result = upload(url, "my clip.mp4", file.read())
+    assert status == 200, result
+    assert result["frame_count"] == 150 and len(result["shots"]) >= 1
+    root = app.state.root
+    assert result["urls"]["summary_video"] == "/media/my_clip/summary.mp4"
+    assert os.path.dirname(result["files"]["summary_video"]) == os.path.join(root, "my_clip")
+    # Browsers fetch videos in ranges.
+    status, headers, part = get(url + result["urls"]["summary_video"], {"Range": "bytes=0-99"})
+    assert status == 206 and len(part) == 100
+    for keyframe in result["keyframes"]:
+        _, _, data = get(url + keyframe["url"])
+        assert data[:2] == b"\xff\xd8"  # JPEG
+    # The upload is kept beside the results, and a second one never replaces it.
+    with open(clip, "rb") as file:
+        status, again = upload(url, "my clip.mp4", file.read())
+    assert status == 200 and again["urls"]["summary_video"] == "/media/my_clip-2/summary.mp4"
+    assert sorted(os.listdir(os.path.join(root, "uploads"))) == ["my_clip-2.mp4", "my_clip.mp4"]
+
+
+def test_a_classifier_page_gives_labels_and_a_timeline(classifier_server):
+    url, _ = classifier_server
+    _, _, body = get(url + "/api/status")
+    assert json.loads(body)["videos"] == ["clip.mp4"]
+    status, result = post(url + "/api/pick", json.dumps({"name": "clip.mp4"}).encode(),
+                          "application/json")
+    assert status == 200, result
+    assert len(result["top"]) == 5 and result["windows"] == 5  # 2 s windows, 1 s apart, 6 s
+    assert result["urls"]["timeline_plot"].endswith("/timeline.png")
+    status, body = post(url + "/api/pick", json.dumps({"name": "../secret.mp4"}).encode(),
+                        "application/json")
+    assert status == 404 and "not one of the videos offered" in body["error"]
+
+
+def test_a_folder_that_is_not_a_run_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        run_main(app_lib.main, ["--run", str(tmp_path), "--port", "0"])
+    assert stop.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"error: --run {tmp_path}: no config.json; is it a run folder?"]
+
+
+# ---------------------------------------------------------------------------
+# A real browser.
+
+
+def browser_or_skip():
+    missing = [name for name in ("chromium", "chromedriver") if shutil.which(name) is None]
+    if missing:
+        pytest.skip(f"no {' or '.join(missing)} on PATH (Debian: apt-get install chromium "
+                    "chromium-driver)")
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        pytest.skip("selenium is not installed")
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--no-default-browser-check",
+                 "--window-size=1000,1250", "--autoplay-policy=no-user-gesture-required",
+                 f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    # An explicit driver: selenium would otherwise look one up on the network.
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver.set_script_timeout(30)
+    return driver, profile
+
+
+def wait_for(driver, condition, timeout=120):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(condition)
+
+
+@pytest.mark.slow
+def test_a_browser_uploads_a_video_and_plays_the_summary(summary_server, classifier_server, clip):
+    from selenium.webdriver.common.by import By
+
+    driver, profile = browser_or_skip()
+    try:
+        url, _ = summary_server
+        driver.get(url + "/")
+        wait_for(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+        driver.find_element(By.ID, "video").send_keys(clip)
+        driver.find_element(By.ID, "go").click()
+        wait_for(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-done")
+                 or d.find_element(By.ID, "error").text)
+        assert driver.find_element(By.ID, "error").text == ""
+        keyframes = driver.find_elements(By.CSS_SELECTOR, "img.keyframe")
+        assert keyframes
+        wait_for(driver, lambda d: d.execute_script(
+            "return [...document.querySelectorAll('img.keyframe, #score-plot')]"
+            ".every(i => i.complete && i.naturalWidth > 0)"), timeout=30)
+        state = driver.execute_async_script("""
+            const done = arguments[arguments.length - 1];
+            const video = document.getElementById('summary');
+            video.play().then(() => setTimeout(() => done({ready: video.readyState,
+                    time: video.currentTime, width: video.videoWidth, error: null}), 400))
+                .catch((e) => done({ready: video.readyState, error: String(e)}));""")
+        assert state["error"] is None and state["ready"] >= 2, state
+        assert state["width"] == 256 and state["time"] > 0
+        screenshot = os.environ.get("VIDEO_SUITE_SCREENSHOT")
+        if screenshot:
+            driver.execute_script("document.getElementById('summary').pause();"
+                                  "document.getElementById('summary').currentTime = 0.2;")
+            time.sleep(0.5)
+            driver.save_screenshot(screenshot)
+
+        # A file that is not a video: the page says so.
+        text = video_files.write_text_file(os.path.join(profile, "notes.txt"))
+        driver.find_element(By.ID, "video").send_keys(text)
+        driver.find_element(By.ID, "go").click()
+        wait_for(driver, lambda d: d.find_element(By.ID, "error").text)
+        assert "notes.txt: not a video file" in driver.find_element(By.ID, "error").text
+
+        # A classifier run: top-5 labels and the timeline.
+        url, _ = classifier_server
+        driver.get(url + "/")
+        wait_for(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+        driver.find_element(By.ID, "pick-go").click()
+        wait_for(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-done"))
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#top tr.label")) == 5
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#timeline tr")) == 5
+        wait_for(driver, lambda d: d.execute_script(
+            "const i = document.getElementById('timeline-plot'); return i.complete && i.naturalWidth > 0"),
+            timeout=30)
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)

@@ -1,0 +1,192 @@
+"""What every task's prediction shares: options, result folders, frame spools.
+
+A task's `predictor(model, record, options)` prepares everything that does
+not depend on the video once (encoders, backbones, traced functions) and
+returns a callable `(video, out) -> result`; `train.predict` calls it for
+every video of a folder and `train.app` for every upload, so both produce
+the same files and the same JSON.
+
+Result folders never replace earlier results: `result_folder(root, video)`
+claims `root/<video name>` with an atomic `mkdir`, or `<video name>-2`,
+`-3`, ... when that is taken (a second prediction of the same video, or two
+videos of the same name from different folders).
+
+Example:
+
+>>> import tempfile
+>>> root = tempfile.mkdtemp()
+>>> [os.path.basename(result_folder(root, f"/videos/{side}/clip.mp4")) for side in ("a", "b")]
+['clip', 'clip-2']
+"""
+
+import dataclasses
+import os
+import re
+import tempfile
+
+import cv2
+import numpy as np
+
+# When a file gives no frame rate, this one is assumed (and said so in the result).
+FALLBACK_FPS = 25.0
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictOptions:
+    """Options of one prediction; each task reads those it needs.
+
+    Args:
+        ratio: keyframe runs: the summary's share of the video's duration,
+            in (0, 1); the knapsack's budget is floor(ratio * frames).
+        sample_rate: keyframe runs: frames scored per second (the design
+            notes' 2).
+        window: classifier runs: seconds of video per prediction; a longer
+            video is covered by windows every `stride` seconds.
+        stride: classifier runs: seconds between the starts of windows.
+        top_k: classifier runs: labels reported per video.
+        backbone: runs on a feature file: the backbone that made the
+            features (default: the one the run recorded).
+        backbone_weights: weights of that backbone: "imagenet", a local
+            file or "none" (default: what the features were extracted with).
+        run: the run folder, for messages.
+    """
+
+    ratio: float = 0.15
+    sample_rate: float = 2.0
+    window: float = 5.0
+    stride: float = 2.5
+    top_k: int = 5
+    backbone: str | None = None
+    backbone_weights: str | None = None
+    run: str = ""
+
+    def __post_init__(self):
+        if not 0.0 < self.ratio < 1.0:
+            raise ValueError(f"--ratio must be in (0, 1), got {self.ratio}")
+        for name in ("sample_rate", "window", "stride"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+        if self.top_k < 1:
+            raise ValueError(f"--top-k must be >= 1, got {self.top_k}")
+
+    @classmethod
+    def from_dict(cls, values):
+        """The options from a dict (e.g. parsed flags); other keys are ignored."""
+        names = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in names and value is not None})
+
+
+def result_folder(root, video):
+    """Claims a new folder for the results of `video` under `root`.
+
+    `root/<name>` where name is the video's file name without extension,
+    else `<name>-2`, `<name>-3`, ...: an existing folder is never reused.
+    """
+    os.makedirs(root, exist_ok=True)
+    name = safe_name(os.path.splitext(os.path.basename(os.fspath(video)))[0]) or "video"
+    for number in range(1, 100_000):
+        path = os.path.join(root, name if number == 1 else f"{name}-{number}")
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{root}: no free result folder name for {name}")
+
+
+def safe_name(name):
+    """A file name without path separators or characters a URL must escape."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+
+
+def video_fps(stream):
+    """(fps, note): the header's rate, or `FALLBACK_FPS` with a note saying so."""
+    if stream.fps > 0:
+        return stream.fps, None
+    return FALLBACK_FPS, f"the file gives no frame rate; {FALLBACK_FPS:g} fps assumed"
+
+
+class FrameSpool:
+    """Frames kept as JPEG in a temporary file, for reading back by index.
+
+    A rendered summary needs frames chosen only after the whole video has
+    been scored; keeping them compressed on disk lets the video be decoded
+    once without holding every frame in memory (a 360p frame is about
+    20-40 KB as JPEG, 690 KB raw).
+
+    Args:
+        quality: JPEG quality, 0-100.
+
+    Example:
+
+    >>> spool = FrameSpool()
+    >>> spool.append(np.full((4, 6, 3), 200, np.uint8))
+    0
+    >>> spool[0].shape, len(spool)
+    ((4, 6, 3), 1)
+    """
+
+    def __init__(self, quality=90):
+        self._file = tempfile.TemporaryFile()
+        self._offsets = []
+        self._quality = int(quality)
+
+    def append(self, frame):
+        """Stores a BGR uint8 frame; returns its index."""
+        ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self._quality])
+        if not ok:
+            raise RuntimeError("cv2 cannot encode a frame as JPEG")
+        offset = self._file.seek(0, os.SEEK_END)
+        self._file.write(data.tobytes())
+        self._offsets.append((offset, len(data)))
+        return len(self._offsets) - 1
+
+    def __getitem__(self, index):
+        offset, size = self._offsets[index]
+        self._file.seek(offset)
+        data = np.frombuffer(self._file.read(size), np.uint8)
+        return cv2.imdecode(data, cv2.IMREAD_COLOR)
+
+    def __len__(self):
+        return len(self._offsets)
+
+    def close(self):
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def write_image(path, frame_bgr):
+    """Writes a BGR frame as JPEG or PNG (by extension), atomically."""
+    from common.files import atomic_path
+
+    with atomic_path(path) as temporary:
+        extension = os.path.splitext(path)[1]
+        ok, data = cv2.imencode(extension, frame_bgr)
+        if not ok:
+            raise RuntimeError(f"{path}: cv2 cannot encode the image")
+        with open(temporary, "wb") as file:
+            file.write(data.tobytes())
+    return path
+
+
+def seconds(frame, fps):
+    """A frame's start time in seconds, rounded to milliseconds."""
+    return round(float(frame) / fps, 3)
+
+
+__all__ = [
+    "FALLBACK_FPS",
+    "FrameSpool",
+    "PredictOptions",
+    "result_folder",
+    "safe_name",
+    "seconds",
+    "video_fps",
+    "write_image",
+]

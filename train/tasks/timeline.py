@@ -1,0 +1,216 @@
+"""Labels of a video from a trained classifier run, over time.
+
+`ClassifierPredictor(model, record, options, encoder)(video, out)` decodes
+the video once (`data.stream.FrameStream`) and cuts it into windows of
+`window` seconds starting every `stride` seconds; the task's `encoder`
+turns the frames of one window into one model input the way the run's
+training data was made (the clips task samples the model's frame count
+uniformly over the window; the features task runs the recorded frame
+encoder and builds the multi-scale sequence). So that the video is
+decoded once, only the frames of the windows still open are kept, at the
+encoder's frame size.
+
+Which windows:
+
+- a video no longer than one window is one window over the whole video:
+  frames sampled uniformly over it, exactly as a training video;
+- a longer one gets windows at 0, stride, 2 * stride, ... that end inside
+  the video, plus one window ending at the last frame when those leave a
+  tail uncovered.
+
+The default window, 5 s with a 2.5 s stride, is our choice: the classifiers
+train on whole videos sampled uniformly, and the videos of HMDB51 and
+UCF101 (the notes' data) last 3 to 7 seconds on average.
+
+The answer for the video averages the windows' class probabilities; its
+`top_k` labels are printed. A video of several windows also gets
+`timeline.json` (every window: start and end in seconds, its label and the
+probability of every class) and `timeline.png` (the probability of the
+video's top classes over time). `result.json` holds the printed result.
+"""
+
+import collections
+import os
+
+import numpy as np
+
+from common.files import pyplot, save_figure, write_json
+from train.tasks.prediction import seconds, video_fps
+
+BATCH_SIZE = 8
+PLOTTED_CLASSES = 5
+
+
+class WindowEncoder:
+    """The frames of one window -> one model input (no batch axis).
+
+    Args:
+        size: (height, width) frames are kept at while the video decodes.
+        encode: `(frames uint8 [n, H, W, 3], frame indices [n]) -> {input
+            name: array}`.
+    """
+
+    def __init__(self, size, encode):
+        self.size = tuple(int(s) for s in size)
+        self.encode = encode
+
+
+def window_bounds(window_frames, stride_frames):
+    """A function of the frame index that says which window ends there.
+
+    Exposed for tests; `ClassifierPredictor` follows the same rule.
+
+    Example:
+
+    >>> ends = window_bounds(4, 3)
+    >>> [ends(i) for i in range(10)]
+    [None, None, None, 0, None, None, 3, None, None, 6]
+    """
+    def started_window_ending_at(index):
+        start = index + 1 - window_frames
+        if start >= 0 and start % stride_frames == 0:
+            return start
+        return None
+
+    return started_window_ending_at
+
+
+class ClassifierPredictor:
+    """Labels videos with one classifier run.
+
+    Args:
+        model: the run's Keras model.
+        record: the run's `config.json` (with `class_names`).
+        options: `train.tasks.prediction.PredictOptions`.
+        encoder: the task's `WindowEncoder`.
+    """
+
+    def __init__(self, model, record, options, encoder):
+        import models
+
+        self.model = model
+        self.record = record
+        self.options = options
+        self.encoder = encoder
+        self.family = models.get_family(record["model"])
+
+    def _probabilities(self, batch):
+        from train.tasks.classification import two_columns
+
+        inputs = {name: np.stack([example[name] for example in batch]) for name in batch[0]}
+        outputs = self.family.name_outputs(self.model, self.model(inputs, training=False))
+        return two_columns(np.asarray(outputs["probabilities"], dtype=np.float64))
+
+    def __call__(self, video, out):
+        from data.stream import FrameStream, rgb
+
+        options = self.options
+        stream = FrameStream(video)
+        fps, fps_note = video_fps(stream)
+        window_frames = max(1, int(round(options.window * fps)))
+        stride_frames = max(1, int(round(options.stride * fps)))
+        ends_window = window_bounds(window_frames, stride_frames)
+        kept = collections.deque()
+        windows, pending, probabilities = [], [], []
+
+        def add_window(start, stop):
+            frames = [frame for index, frame in kept if start <= index < stop]
+            windows.append((start, stop))
+            pending.append(self.encoder.encode(np.stack(frames), np.arange(start, stop)))
+            if len(pending) == BATCH_SIZE:
+                probabilities.append(self._probabilities(pending))
+                pending.clear()
+
+        next_start = 0
+        for index, frame in stream:
+            kept.append((index, rgb(frame, self.encoder.size)))
+            start = ends_window(index)
+            if start is not None:
+                add_window(start, index + 1)
+                next_start = start + stride_frames
+            # Keep what the next window, or a last window ending at the
+            # video's end, may need.
+            keep_from = min(next_start, index + 1 - window_frames)
+            while kept and kept[0][0] < keep_from:
+                kept.popleft()
+        n_frames = stream.info.frame_count
+        if not windows:
+            add_window(0, n_frames)
+        elif windows[-1][1] < n_frames:
+            add_window(n_frames - window_frames, n_frames)
+        if pending:
+            probabilities.append(self._probabilities(pending))
+        probabilities = np.concatenate(probabilities)
+        return self._write(video, out, fps, fps_note, n_frames, windows, probabilities)
+
+    def _write(self, video, out, fps, fps_note, n_frames, windows, probabilities):
+        class_names = list(self.record.get("class_names") or [])
+        if len(class_names) != probabilities.shape[1]:
+            class_names = [str(i) for i in range(probabilities.shape[1])]
+        mean = probabilities.mean(axis=0)
+        order = np.argsort(-mean, kind="stable")
+        top = [
+            {"label": class_names[i], "probability": round(float(mean[i]), 4)}
+            for i in order[:self.options.top_k]
+        ]
+        files = {"result": os.path.join(out, "result.json")}
+        timeline = None
+        if len(windows) > 1:
+            files["timeline"] = os.path.join(out, "timeline.json")
+            files["timeline_plot"] = os.path.join(out, "timeline.png")
+            timeline = [
+                {
+                    "start": seconds(start, fps), "end": seconds(stop, fps),
+                    "frames": [int(start), int(stop - 1)],
+                    "label": class_names[int(np.argmax(p))],
+                    "probability": round(float(np.max(p)), 4),
+                }
+                for (start, stop), p in zip(windows, probabilities)
+            ]
+            write_json(files["timeline"], {
+                "video": os.path.abspath(video),
+                "class_names": class_names,
+                "window": self.options.window,
+                "stride": self.options.stride,
+                "windows": [
+                    {**entry, "probabilities": np.round(p, 4).tolist()}
+                    for entry, p in zip(timeline, probabilities)
+                ],
+            })
+            write_timeline_plot(windows, probabilities, class_names, order, fps, n_frames,
+                                files["timeline_plot"])
+        result = {
+            "video": os.path.abspath(video),
+            "run": os.path.abspath(self.options.run) if self.options.run else None,
+            "model": self.record["model"],
+            "fps": fps,
+            "frame_count": n_frames,
+            "duration": round(n_frames / fps, 3),
+            "window": self.options.window,
+            "stride": self.options.stride,
+            "windows": len(windows),
+            "label": top[0]["label"],
+            "top": top,
+            "timeline": timeline,
+            "files": files,
+            "notes": [fps_note] if fps_note else [],
+        }
+        write_json(files["result"], result)
+        return result
+
+
+def write_timeline_plot(windows, probabilities, class_names, order, fps, n_frames, path):
+    """The probability of the video's top classes at every window's middle."""
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(8, 3))
+    middles = np.asarray([(start + stop) / 2 for start, stop in windows]) / fps
+    for i in order[:PLOTTED_CLASSES]:
+        axis.plot(middles, probabilities[:, i], marker="o", markersize=3, linewidth=1.2,
+                  label=class_names[i])
+    axis.set_xlim(0, n_frames / fps)
+    axis.set_ylim(0, 1)
+    axis.set_xlabel("time (s), window middles")
+    axis.set_ylabel("probability")
+    axis.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=5, fontsize=8, frameon=False)
+    figure.tight_layout()
+    save_figure(figure, path)
