@@ -186,6 +186,7 @@ def export_run(run, version=None, out_root=SAVED_MODELS_DIR, checkpoint="best.ke
             support, or an int8 export of a run whose training data cannot
             be rebuilt.
     """
+    import models
     from train.evaluate import load_record, load_run
 
     export_formats.check_format(format_name)
