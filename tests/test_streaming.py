@@ -127,3 +127,42 @@ def test_stream_video_refuses_what_it_cannot_stream(tmp_path):
         streaming.stream_video(model, record, os.path.join(tmp_path, "missing.mp4"))
     with pytest.raises(ValueError, match="r2plus1d has no frame-by-frame form"):
         streaming.stream_video(model, {"model": "r2plus1d", "config": {}}, path)
+
+
+@pytest.mark.slow
+def test_predict_stream_writes_the_probability_after_every_frame(tmp_path, capsys):
+    import json
+
+    from common.cli import run_main
+    from tests.prediction_fixtures import make_run
+    from train import evaluate, predict
+
+    run = make_run(tmp_path / "run", "convlstm", {"data": "synthetic"}, ["a", "b", "c"],
+                   input_shape=(12, 16, 16, 3), num_classes=3)
+    path = write_moving_video(tmp_path / "clip.avi")
+    out = tmp_path / "out"
+    assert predict.main(["--run", run, "--video", path, "--stream", "--stream-fps", "5",
+                         "--out", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    with open(out / "clip" / "stream.json") as file:
+        written = json.load(file)
+    assert printed["folder"] == str(out / "clip")
+    assert [row["frame"] for row in written["frames"]] == [0, 2, 4, 6, 8, 10]
+    assert [row["time"] for row in written["frames"]][:2] == [0.0, 0.2]
+    record, model = evaluate.load_run(run)
+    direct = streaming.stream_video(model, record, path, fps=5)
+    np.testing.assert_allclose([row["probabilities"] for row in written["frames"]],
+                               direct.probabilities, atol=1e-6)
+
+    other = make_run(tmp_path / "other", "r2plus1d", {"data": "synthetic"})
+    for argv, message in [
+        (["--run", other, "--video", path, "--stream"], "a r2plus1d run has no frame-by-frame"),
+        (["--run", run, "--video", str(tmp_path), "--stream"], "is a folder; stream one video"),
+        (["--run", run, "--video", path, "--stream-fps", "5"], "--stream-fps is used only with"),
+    ]:
+        with pytest.raises(SystemExit) as stop:
+            run_main(predict.main, argv + ["--out", str(tmp_path / "refused")])
+        assert stop.value.code == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], lines
+    assert not os.path.exists(tmp_path / "refused" / "clip")
