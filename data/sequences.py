@@ -248,7 +248,9 @@ def sequence_dataset(
     - frame-scored videos: `features` a list of N arrays [T_i, ...]
       (features [T_i, D] or frames [T_i, H, W, 3]), `num_frames` None, and
       one target per step in `targets`, a list of [T_i] arrays, padded with
-      `PADDED_TARGET`.
+      `PADDED_TARGET`. The sequences may be any numeric arrays, memory-mapped
+      files included: each is read and made float32 when the pipeline
+      reaches it.
 
     Each row is cut to its real steps before it is padded again with
     zeros, so whatever a file stores in its padding never reaches the
@@ -289,7 +291,7 @@ def sequence_dataset(
         labels = np.zeros(len(sequences), np.int32)
 
         def real_steps(index):
-            return sequences[index]
+            return np.asarray(sequences[index], np.float32)
 
         def step_targets_of(index):
             return step_targets[index]
@@ -382,11 +384,13 @@ def _scored_sequences(sequences, targets, source):
             f"{source}: need one target sequence per sequence, got {len(sequences)} and "
             f"{len(targets)}"
         )
-    sequences = [np.asarray(sequence, dtype=np.float32) for sequence in sequences]
+    # Kept as given (uint8 frames, a memory-mapped file), made float32 one
+    # sequence at a time as the pipeline reads them.
+    sequences = [np.asarray(sequence) for sequence in sequences]
     targets = [np.asarray(target, dtype=np.float32).reshape(-1) for target in targets]
     for index, (sequence, target) in enumerate(zip(sequences, targets)):
         if (sequence.ndim < 2 or sequence.shape[0] != target.shape[0] or not len(target)
-                or sequence.shape[1:] != sequences[0].shape[1:]):
+                or sequence.shape[1:] != sequences[0].shape[1:] or sequence.dtype.kind not in "fiu"):
             raise ValueError(
                 f"{source}: sequence {index}: shape {sequence.shape} with {target.shape[0]} "
                 f"targets; expected [T, {', '.join(map(str, sequences[0].shape[1:]))}] with "

@@ -13,8 +13,9 @@ The public TVSum and SumMe files (`eccv16_dataset_tvsum_google_pool5.h5`,
 | `n_frames`        | scalar              | frames in the video                        |
 | `picks`           | [n_picks]           | frame index of each sub-sampled frame      |
 
-Other datasets in a group (`gtsummary`, `n_steps`, `video_name`) are
-ignored; an optional `user_scores` [n_annotators, n_frames] (e.g. TVSum's
+Other datasets in a group (`gtsummary`, `n_steps`) are ignored, and
+`video_name` (the source video's name, in the public TVSum/SumMe files) is
+kept to find the video file; an optional `user_scores` [n_annotators, n_frames] (e.g. TVSum's
 raw per-annotator scores) is read when present and then used for the rank
 correlations.
 
@@ -68,6 +69,7 @@ class SummaryVideo:
     n_frames: int
     picks: np.ndarray
     user_scores: np.ndarray | None = None
+    video_name: str | None = None
 
     @property
     def n_picks(self):
@@ -244,9 +246,15 @@ def _read_video(path, key, group):
             )
         _check_finite(where, "user_scores", user_scores, "annotator")
 
+    video_name = None
+    if "video_name" in group and isinstance(group["video_name"], h5py.Dataset):
+        value = group["video_name"][()]
+        value = value.item() if isinstance(value, np.ndarray) and value.size == 1 else value
+        video_name = value.decode("utf-8") if isinstance(value, bytes) else str(value)
     return SummaryVideo(
         key=key,
         features=features.astype(np.float32),
+        video_name=video_name,
         gtscore=gtscore,
         user_summary=user_summary,
         change_points=change_points,
@@ -309,6 +317,8 @@ def write_summary_file(records, path):
             group.create_dataset("picks", data=np.asarray(record["picks"], np.int32))
             if record.get("user_scores") is not None:
                 group.create_dataset("user_scores", data=np.asarray(record["user_scores"], np.float32))
+            if record.get("video_name") is not None:
+                group.create_dataset("video_name", data=str(record["video_name"]))
     return path
 
 

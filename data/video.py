@@ -119,6 +119,93 @@ def sample_frame_indices(frame_count, num_frames=DEFAULT_NUM_FRAMES):
     return np.linspace(0, frame_count - 1, num_frames).astype(np.int64)
 
 
+def sample_view_indices(frame_count, num_frames, num_clips):
+    """Frame indices of `num_clips` clips of `num_frames`, spread uniformly.
+
+    The `num_clips * num_frames` positions of
+    `np.linspace(0, frame_count - 1, num_clips * num_frames)` (rounded down)
+    are dealt out in turn: clip `k` takes positions `k, k + num_clips, ...`.
+    Every clip so spans the whole video at the frame spacing of
+    `sample_frame_indices` (how a clip is read for training and for
+    single-view testing), each shifted by a share of that spacing; one clip
+    is exactly `sample_frame_indices(frame_count, num_frames)`.
+
+    Returns:
+        int64 [num_clips, num_frames].
+
+    Example:
+
+    >>> sample_view_indices(16, 4, 2).tolist()
+    [[0, 4, 8, 12], [2, 6, 10, 15]]
+    >>> sample_view_indices(10, 4, 1)[0].tolist() == sample_frame_indices(10, 4).tolist()
+    True
+    """
+    num_clips = int(num_clips)
+    if num_clips < 1:
+        raise ValueError(f"num_clips must be >= 1, got {num_clips}")
+    positions = sample_frame_indices(frame_count, int(num_frames) * num_clips)
+    return positions.reshape(int(num_frames), num_clips).T.copy()
+
+
+def crop_corners(frame_size, crop_size, crops):
+    """(top, left) of `crops` crops of `crop_size` from frames of `frame_size`.
+
+    3 crops: the start, centre and end of the axis with room to spare (the
+    longer side, once a frame is scaled to cover the crop), centred on the
+    other axis, as MMAction2's `ThreeCrop`; 1 crop: the centre.
+
+    Example:
+
+    >>> crop_corners((112, 150), (112, 112), 3)
+    [(0, 0), (0, 19), (0, 38)]
+    >>> crop_corners((48, 64), (48, 64), 3)
+    [(0, 0), (0, 0), (0, 0)]
+    """
+    (height, width), (crop_height, crop_width) = frame_size, crop_size
+    spare_rows, spare_cols = height - crop_height, width - crop_width
+    if spare_rows < 0 or spare_cols < 0:
+        raise ValueError(f"a {crop_height}x{crop_width} crop does not fit a {height}x{width} frame")
+    if crops == 1:
+        return [(spare_rows // 2, spare_cols // 2)]
+    if crops != 3:
+        raise ValueError(f"crops must be 1 or 3, got {crops}")
+    if spare_rows > spare_cols:
+        return [(top, spare_cols // 2) for top in (0, spare_rows // 2, spare_rows)]
+    return [(spare_rows // 2, left) for left in (0, spare_cols // 2, spare_cols)]
+
+
+def read_views(path, num_frames, size, clips=1, crops=1):
+    """The test views of a video: `clips` clips x `crops` spatial crops.
+
+    Clips come from `sample_view_indices`. With one crop a frame is resized
+    to `size` whole, as `read_clip` reads it for training, so `read_views(path,
+    T, size)` is `read_clip(path, T, size)`; with three, the frame is scaled
+    (aspect kept) until it covers `size` (for a square `size`: its short
+    side matches) and three crops of `size` are cut (`crop_corners`).
+    All views come from one pass over the file.
+
+    Returns:
+        uint8 [clips * crops, num_frames, H, W, 3], clip-major (view
+        `k * crops + c` is clip k, crop c).
+    """
+    height, width = normalize_size(size)
+    read_size = (height, width)
+    if crops != 1:
+        info = probe_video(path)
+        scale = max(height / info.height, width / info.width)
+        read_size = (
+            max(height, int(round(info.height * scale))),
+            max(width, int(round(info.width * scale))),
+        )
+    corners = crop_corners(read_size, (height, width), crops)
+    frames, _, _ = read_frames(
+        path, lambda count: sample_view_indices(count, num_frames, clips).reshape(-1), read_size
+    )
+    frames = frames.reshape(clips, num_frames, *read_size, 3)
+    views = [frames[:, :, top:top + height, left:left + width] for top, left in corners]
+    return np.stack(views, axis=1).reshape(clips * crops, num_frames, height, width, 3)
+
+
 def normalize_size(size):
     """(height, width) from an int or a pair; both must be positive."""
     if isinstance(size, (int, np.integer)):
@@ -183,6 +270,8 @@ def _open(path):
         raise VideoError(path, "no such file")
     if os.path.isdir(path):
         raise VideoError(path, "is a directory, not a video file")
+    if not os.path.isfile(path):
+        raise VideoError(path, "not a regular file (a pipe, socket or device), not a video file")
     if not os.access(path, os.R_OK):
         raise VideoError(path, "not readable (permission denied)")
     if os.path.getsize(path) == 0:
@@ -460,6 +549,51 @@ def video_clip_dataset(
     return dataset.map(lambda clip, label, ok: (clip, label))
 
 
+def video_views_dataset(paths, labels, num_frames, size, clips=1, crops=1, on_error="skip"):
+    """A tf.data pipeline of test views: files in, (views, label) out.
+
+    Like `video_clip_dataset`, one element per video, decoded when the
+    pipeline reaches it, but each element holds the video's `read_views`:
+    uint8 [clips * crops, T, H, W, 3]. An undecodable file is skipped with
+    a warning, or with `on_error="fail"` ends the stream for
+    `check_decoding()` to raise.
+    """
+    import tensorflow as tf
+
+    if on_error not in ("skip", "fail"):
+        raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
+    height, width = normalize_size(size)
+    shape = (clips * crops, int(num_frames), height, width, 3)
+    empty = np.zeros(shape, np.uint8)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+
+    def decode(path):
+        path = path.decode("utf-8") if isinstance(path, bytes) else str(path)
+        try:
+            return read_views(path, num_frames, (height, width), clips, crops), np.bool_(True)
+        except VideoError as error:
+            if on_error == "fail":
+                _failed_decodes.append(error)
+            else:
+                logger.warning("skipping %s", error)
+            return empty, np.bool_(False)
+
+    def load(path, label):
+        views, ok = tf.numpy_function(decode, [path], [tf.uint8, tf.bool], stateful=False)
+        views.set_shape(shape)
+        ok.set_shape(())
+        return views, label, ok
+
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (tf.constant([os.fspath(path) for path in paths], tf.string), tf.constant(labels))
+    ).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    if on_error == "skip":
+        dataset = dataset.filter(lambda views, label, ok: ok)
+    else:
+        dataset = dataset.take_while(lambda views, label, ok: ok)
+    return dataset.map(lambda views, label, ok: (views, label))
+
+
 # VideoErrors of `on_error="fail"` streams, raised by `check_decoding`.
 _failed_decodes = []
 
@@ -494,13 +628,17 @@ __all__ = [
     "VideoError",
     "VideoInfo",
     "check_decoding",
+    "crop_corners",
     "forget_decoding_errors",
     "is_video_file",
     "normalize_size",
     "probe_video",
     "read_clip",
     "read_frames",
+    "read_views",
     "sample_frame_indices",
+    "sample_view_indices",
     "video_clip_dataset",
+    "video_views_dataset",
     "write_video",
 ]

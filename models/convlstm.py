@@ -190,6 +190,140 @@ def build_convlstm(config: ConvLSTMConfig) -> keras.Model:
     return keras.Model({"frames": frames}, outputs, name="convlstm")
 
 
+def convlstm_state_shapes(config: ConvLSTMConfig):
+    """`{name: (H, W, filters)}` of every recurrent state of the stack.
+
+    Layer `l` (from 1) has a hidden state `h_l` and a cell state `c_l` of
+    the size of its output map: a "valid" convolution leaves `size - k + 1`
+    pixels, and the per-frame max-pool after every layer but the last
+    halves that, rounding down (the arithmetic of `ConvLSTMConfig.validate`).
+
+    Example:
+
+    >>> convlstm_state_shapes(ConvLSTMConfig(input_shape=(4, 12, 12, 2), filters=(3, 4)))
+    {'h_1': (10, 10, 3), 'c_1': (10, 10, 3), 'h_2': (3, 3, 4), 'c_2': (3, 3, 4)}
+    """
+    height, width = config.input_shape[1:3]
+    if height is None or width is None:
+        raise ValueError(
+            f"input_shape {config.input_shape!r}: a streaming ConvLSTM needs a fixed "
+            "frame height and width"
+        )
+    shapes = {}
+    for index, filters in enumerate(config.filters):
+        height, width = height - config.kernel_size + 1, width - config.kernel_size + 1
+        shapes[f"h_{index + 1}"] = shapes[f"c_{index + 1}"] = (height, width, filters)
+        height, width = height // 2, width // 2
+    return shapes
+
+
+def build_convlstm_step(config: ConvLSTMConfig) -> keras.Model:
+    """The frame-by-frame form of `build_convlstm`, for streaming video.
+
+    One step takes a frame and the recurrent states of every ConvLSTM2D
+    layer and returns the probabilities after that frame and the new
+    states; running it over the frames of a clip from zero states ends
+    with exactly the clip model's output, and after frame `t` it gives the
+    clip model's output on the first `t` frames. Every operation between
+    two ConvLSTM2D layers of the clip model acts on each frame alone (a
+    max-pool of time size 1, batch norm in inference mode: a per-channel
+    affine map), so the step applies the same layers to the one frame:
+    `MaxPool3D((1, 2, 2))` becomes `MaxPool2D((2, 2))`, and each ConvLSTM2D
+    runs a sequence of one frame from the given states (`return_state`).
+
+    The layers carry the clip model's names, so `convlstm_step_from`
+    copies its weights by name. Dropout is left out: the step is for
+    inference.
+
+    Inputs: `frame` [B, H, W, C] and `h_1`, `c_1`, ..., `h_L`, `c_L` (see
+    `convlstm_state_shapes`). Outputs: `probabilities` and the new
+    `h_1`, `c_1`, ..., under the same names as the inputs, so a caller
+    feeds each step's states to the next.
+
+    Example:
+
+    >>> config = ConvLSTMConfig(input_shape=(4, 12, 12, 2), filters=(3, 4))
+    >>> step = build_convlstm_step(config)
+    >>> sorted(step.input), sorted(step.output)
+    (['c_1', 'c_2', 'frame', 'h_1', 'h_2'], ['c_1', 'c_2', 'h_1', 'h_2', 'probabilities'])
+    """
+    shapes = convlstm_state_shapes(config)
+    frame = keras.Input(shape=config.input_shape[1:], name="frame")
+    states = {name: keras.Input(shape=shape, name=name) for name, shape in shapes.items()}
+    new_states = {}
+    x = frame
+    for index, filters in enumerate(config.filters):
+        number = index + 1
+        last = index == len(config.filters) - 1
+        sequence = keras.layers.Reshape((1, *x.shape[1:]), name=f"frame_as_sequence_{number}")(x)
+        x, hidden, cell = keras.layers.ConvLSTM2D(
+            filters,
+            config.kernel_size,
+            padding="valid",
+            activation="tanh",
+            recurrent_activation=recurrent_activation_of(config.recurrent_activation),
+            use_bias=False,
+            return_state=True,
+            # One step: unrolled, so the exported graph has no while loop.
+            unroll=True,
+            name=f"conv_lstm_{number}",
+        )(sequence, initial_state=[states[f"h_{number}"], states[f"c_{number}"]])
+        new_states[f"h_{number}"], new_states[f"c_{number}"] = hidden, cell
+        if not last:
+            x = keras.layers.MaxPool2D((2, 2), name=f"frame_max_pool_{number}")(x)
+            x = keras.layers.BatchNormalization(
+                center=False, scale=False, name=f"frame_batch_norm_{number}"
+            )(x)
+    x = keras.layers.GlobalMaxPool2D(name="global_max_pool")(x)
+    activation = "sigmoid" if config.num_classes == 1 else "softmax"
+    probabilities = keras.layers.Dense(
+        config.num_classes, activation=activation, dtype="float32", name="probabilities"
+    )(x)
+    return keras.Model(
+        {"frame": frame, **states}, {"probabilities": probabilities, **new_states},
+        name="convlstm_step",
+    )
+
+
+def convlstm_step_from(model, config: ConvLSTMConfig) -> keras.Model:
+    """`build_convlstm_step(config)` holding the weights of the clip model
+    `model` (built by `build_convlstm` from the same config).
+
+    Raises:
+        ValueError: `model` lacks a layer of the step or its weights have
+            other shapes (it was not built from `config`).
+    """
+    step = build_convlstm_step(config)
+    for layer in step.layers:
+        if not layer.weights:
+            continue
+        try:
+            source = model.get_layer(layer.name)
+        except ValueError:
+            raise ValueError(
+                f"the clip model {model.name!r} has no layer {layer.name!r}; "
+                "is it a convlstm model of this config?"
+            ) from None
+        weights = source.get_weights()
+        expected = [tuple(w.shape) for w in layer.get_weights()]
+        if [tuple(w.shape) for w in weights] != expected:
+            raise ValueError(
+                f"layer {layer.name!r}: the clip model's weights have shapes "
+                f"{[tuple(w.shape) for w in weights]}, the step expects {expected}"
+            )
+        layer.set_weights(weights)
+    return step
+
+
+def zero_states(config: ConvLSTMConfig, batch_size: int):
+    """Zero recurrent states for `batch_size` streams: the state before the
+    first frame, as the clip model starts."""
+    return {
+        name: np.zeros((batch_size, *shape), "float32")
+        for name, shape in convlstm_state_shapes(config).items()
+    }
+
+
 def convlstm_training(config: ConvLSTMConfig, steps_per_epoch: int) -> TrainingSpec:
     """Adam; the best model has the lowest validation loss, as in the notes."""
     optimizer = keras.optimizers.Adam(

@@ -90,7 +90,7 @@ def classifier_server(folder, clip):
     videos.mkdir()
     shutil.copy(clip, videos / "clip.mp4")
     app = app_lib.create_app(run, out=str(folder / "out_convlstm"), videos=str(videos),
-                             options={"window": 2.0, "stride": 1.0})
+                             options={"window": 2.0, "stride": 1.0, "explain": True})
     with app_lib.serve_in_thread(app) as url:
         yield url, app
 
@@ -149,6 +149,12 @@ def test_a_classifier_page_gives_labels_and_a_timeline(classifier_server):
     assert status == 200, result
     assert len(result["top"]) == 5 and result["windows"] == 5  # 2 s windows, 1 s apart, 6 s
     assert result["urls"]["timeline_plot"].endswith("/timeline.png")
+    # Explained as train.predict --explain does, and served.
+    assert result["explanation"]["kind"] == "heatmap"
+    _, _, strip = get(url + result["urls"]["explanation_strip"])
+    assert strip[:8] == b"\x89PNG\r\n\x1a\n"
+    status, _, part = get(url + result["urls"]["explanation_video"], {"Range": "bytes=0-99"})
+    assert status == 206 and len(part) == 100
     status, body = post(url + "/api/pick", json.dumps({"name": "../secret.mp4"}).encode(),
                         "application/json")
     assert status == 404 and "not one of the videos offered" in body["error"]
@@ -249,6 +255,18 @@ def test_a_browser_uploads_a_video_and_plays_the_summary(summary_server, classif
         wait_for(driver, lambda d: d.execute_script(
             "const i = document.getElementById('timeline-plot'); return i.complete && i.naturalWidth > 0"),
             timeout=30)
+        # Its explanation: the strip shown and the overlay video playable.
+        assert driver.find_element(By.ID, "explanation-section").is_displayed()
+        wait_for(driver, lambda d: d.execute_script(
+            "const i = document.getElementById('explanation-strip'); return i.complete && i.naturalWidth > 0"),
+            timeout=30)
+        state = driver.execute_async_script("""
+            const done = arguments[arguments.length - 1];
+            const video = document.getElementById('explanation-video');
+            video.play().then(() => setTimeout(() => done({ready: video.readyState,
+                    width: video.videoWidth, error: null}), 400))
+                .catch((e) => done({ready: video.readyState, error: String(e)}));""")
+        assert state["error"] is None and state["ready"] >= 2 and state["width"] > 0, state
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)

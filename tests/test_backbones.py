@@ -41,15 +41,51 @@ def test_registry_dims():
 HEAVY = {"resnet101", "efficientnet_v2_s", "efficientnet_v2_m"}
 
 
+def preprocessed_by_hand(name, x):
+    """The image each backbone's first convolution sees, from the table of
+    models/backbones.py."""
+    if name.startswith("resnet"):  # caffe: RGB -> BGR, minus the ImageNet means
+        return x[..., ::-1] - np.array([103.939, 116.779, 123.68], "float32")
+    if name.startswith("efficientnet_v2"):
+        return x / 128.0 - 1.0
+    # EfficientNet-B0 without ImageNet weights: x / 255, then a Normalization
+    # that has not been adapted (mean 0, variance 1).
+    return x / 255.0
+
+
+def first_image_layer_input(model, x):
+    """What the application's first padding or convolution receives when
+    `model` runs on `x`: the frames after all preprocessing."""
+    application = model.layers[-1]
+    first = next(layer for layer in application.layers
+                 if isinstance(layer, (keras.layers.ZeroPadding2D, keras.layers.Conv2D)))
+    seen = []
+    call = first.call
+
+    def recorded(inputs, *args, **kwargs):
+        seen.append(np.asarray(inputs))
+        return call(inputs, *args, **kwargs)
+
+    first.call = recorded
+    try:
+        model(x, training=False)
+    finally:
+        del first.call
+    return seen[0]
+
+
 @pytest.mark.parametrize("name", [
     pytest.param(name, marks=pytest.mark.slow) if name in HEAVY else name for name in sorted(BACKBONES)
 ])
-def test_every_backbone_pools_to_its_feature_dim_and_is_frozen(name, built):
+def test_every_backbone_preprocesses_pools_to_its_feature_dim_and_is_frozen(name, built):
     model = built.get(name) or build_frame_backbone(name, input_shape=SHAPE)
     features = model(frames(), training=False)
     assert tuple(features.shape) == (2, BACKBONES[name])
     assert model.trainable_weights == []
     assert np.isfinite(np.asarray(features)).all()
+    x = frames()
+    np.testing.assert_allclose(first_image_layer_input(model, x), preprocessed_by_hand(name, x),
+                               rtol=1e-5, atol=1e-4)
 
 
 def test_resnet_preprocessing_and_local_weights_file(resnet_weights):
@@ -102,8 +138,18 @@ def trainable_layers(model):
     return [layer for layer in inner.layers if layer.trainable and layer.weights]
 
 
-def test_unfreeze_last_efficientnet_blocks_keeps_batch_norm_frozen(built):
+@pytest.fixture
+def unfrozen_b0(built):
+    """The shared EfficientNet-B0, frozen again whatever the test does, so
+    that the tests reading `built` see it frozen in any order."""
     model = built["efficientnet_b0"]
+    yield model
+    unfreeze_last_blocks(model, 0)
+    assert model.trainable_weights == []
+
+
+def test_unfreeze_last_efficientnet_blocks_keeps_batch_norm_frozen(unfrozen_b0):
+    model = unfrozen_b0
     assert block_names(model) == [f"block{i}" for i in range(1, 8)]
     assert unfreeze_last_blocks(model, 2) == ["block7", "block6"]
     names = [layer.name for layer in trainable_layers(model)]

@@ -120,6 +120,8 @@ def test_pipeline_check_and_derived_columns():
 
 def test_jit_choice_needs_a_clear_margin():
     assert report.choose_jit(1.0, 0.5) == "on"
+    assert report.choose_jit(2.0, 1.8) == "on"  # exactly 0.9x
+    assert report.choose_jit(2.0, 1.82) == "off"  # 0.91x
     assert report.choose_jit(1.0, 0.95) == "off"  # within noise: stay with the default
     assert report.choose_jit(1.0, 20.0) == "off"
     assert report.choose_jit(1.0, None) == "off"
@@ -177,3 +179,44 @@ def test_results_file_rows_are_merged_by_model(tmp_path):
     saved = json.loads(path.read_text())["rows"]
     assert saved["r2plus1d"] == {"model": "r2plus1d", "batch": 4, "machine": "cpu", "peak_gflops": 10.0}
     assert saved["convlstm"] == {"model": "convlstm", "batch": 2}
+
+
+def test_results_flag_merges_invocations_into_one_table(tmp_path, monkeypatch, capsys):
+    """Two invocations on two machines: the second re-measures one model
+    and the table shows both, each row with the machine that measured it."""
+    steps = {}
+
+    def measure(name, repeats, pipeline=True):
+        assert pipeline is False
+        return {"model": name, "train step (s)": steps[name], "model samples/s": 4 / steps[name],
+                "forward GFLOPs/sample": 2.0}
+
+    monkeypatch.setattr(report.train_step, "measure", measure)
+    path = tmp_path / "results.json"
+
+    def invoke(machine, peak, names):
+        monkeypatch.setattr(report, "machine_description", lambda: machine)
+        monkeypatch.setattr(report, "matmul_peak_gflops", lambda: peak)
+        code = run_main(report.main, ["--models", *names, "--results", str(path),
+                                      "--no-pipeline", "--repeats", "1"])
+        assert code == 0
+        return capsys.readouterr().out
+
+    steps.update(convlstm=2.0, r2plus1d=4.0)
+    invoke("machine A", 100.0, ["convlstm", "r2plus1d"])
+    steps.update(r2plus1d=0.5)
+    printed = invoke("machine B", 400.0, ["r2plus1d"])
+
+    rows = json.loads(path.read_text())["rows"]
+    assert sorted(rows) == ["convlstm", "r2plus1d"]
+    assert rows["convlstm"]["machine"] == "machine A" and rows["convlstm"]["peak_gflops"] == 100.0
+    assert rows["r2plus1d"]["machine"] == "machine B" and rows["r2plus1d"]["peak_gflops"] == 400.0
+    # Derived with each machine's own numbers: 2 samples/s x 3 x 2 GFLOPs
+    # = 12 GFLOP/s of 100; 8 samples/s x 3 x 2 = 48 GFLOP/s of 400.
+    assert rows["convlstm"]["train GFLOP/s"] == pytest.approx(12.0)
+    assert rows["convlstm"]["of peak"] == pytest.approx(0.12)
+    assert rows["r2plus1d"]["train step (s)"] == 0.5
+    assert rows["r2plus1d"]["of peak"] == pytest.approx(0.12)
+    table = [line for line in printed.splitlines() if line.startswith("| ")]
+    assert [line.split(" | ")[0] for line in table[1:]] == ["| convlstm", "| r2plus1d"]
+    assert "| 12.0% |" in table[1] and "| 0.5 |" in table[2]

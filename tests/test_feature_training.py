@@ -120,13 +120,29 @@ def test_ensemble_of_two_trains_records_its_data_and_reports(ensemble, files):
     assert metrics["test_accuracy"] == report["summary"]["accuracy"]
 
 
-def test_evaluate_averages_the_members_on_another_test_file(ensemble, files, tmp_path, capsys):
+def test_evaluate_averages_the_members_on_another_test_file(ensemble, files, tmp_path, capsys,
+                                                           monkeypatch):
+    from train.tasks import classification
+
+    reported = []
+    original = classification.classification_report
+
+    def classification_report(probabilities, *args, **kwargs):
+        reported.append(np.asarray(probabilities))
+        return original(probabilities, *args, **kwargs)
+
+    monkeypatch.setattr(classification, "classification_report", classification_report)
     members = [os.path.join(ensemble, f"member_{k}") for k in range(2)]
     out = str(tmp_path / "report")
     code, stdout, err = call(
         evaluate.main, ["--runs", *members, "--test-features", files["test2"], "--out", out], capsys
     )
     assert code == 0, err
+    # The report is made of the members' mean class probabilities.
+    first, labels = probabilities_by_hand(members[0], files["test2"])
+    second, _ = probabilities_by_hand(members[1], files["test2"])
+    np.testing.assert_allclose(reported[0], (first + second) / 2, atol=1e-5)
+    assert np.abs(first - second).max() > 1e-3  # one member alone would differ
     # Named by the evaluated file; a second evaluation gets its own report.
     report = json.load(open(os.path.join(out, "evaluate_test_test2_report.json")))
     assert os.path.exists(os.path.join(out, "evaluate_test_test2_confusion_matrix.png"))
@@ -137,8 +153,6 @@ def test_evaluate_averages_the_members_on_another_test_file(ensemble, files, tmp
     assert json.load(open(os.path.join(out, "evaluate_test_test2-2_report.json"))) == report
     assert json.load(open(os.path.join(out, "evaluate_test_test2_report.json"))) == report
 
-    first, labels = probabilities_by_hand(members[0], files["test2"])
-    second, _ = probabilities_by_hand(members[1], files["test2"])
     predicted = ((first + second) / 2).argmax(-1)
     confusion = np.zeros((3, 3), int)
     np.add.at(confusion, (labels, predicted), 1)

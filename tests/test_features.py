@@ -6,7 +6,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import h5py
 import numpy as np
@@ -426,6 +425,25 @@ def _rows_written(path):
         return 0
 
 
+KILLED_AT_FIFTH_ROW = """
+import os, runpy, signal, sys
+from data import features
+
+append = features.FeatureWriter.append
+rows = []
+
+def append_until_the_fifth(self, *args, **kwargs):
+    rows.append(None)
+    if len(rows) == 5:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return append(self, *args, **kwargs)
+
+features.FeatureWriter.append = append_until_the_fifth
+sys.argv[0] = "data.extract"
+runpy.run_module("data.extract", run_name="__main__")
+"""
+
+
 @pytest.mark.slow
 def test_killed_extraction_resumes_to_exactly_one_row_per_video(tmp_path, extractor):
     root = tmp_path / "videos"
@@ -438,20 +456,16 @@ def test_killed_extraction_resumes_to_exactly_one_row_per_video(tmp_path, extrac
                "--size", "32", "32", "--batch-size", "8", "--no-progress"]
     environment = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
 
-    process = subprocess.Popen(command, cwd=ROOT, env=environment,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while _rows_written(partial_path(out)) < 2 and process.poll() is None:
-        assert time.monotonic() < deadline, "extraction never got going"
-        time.sleep(0.02)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    stderr = process.stderr.read().decode()
-    process.stderr.close()
+    # The child kills itself as it starts the fifth row: a known point,
+    # whatever the machine's load.
+    process = subprocess.run([sys.executable, "-c", KILLED_AT_FIFTH_ROW, *command[3:]],
+                             cwd=ROOT, env=environment, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, timeout=600)
+    stderr = process.stderr.decode()
     assert process.returncode == -signal.SIGKILL, stderr
     assert not os.path.exists(out)
     killed_at = _rows_written(partial_path(out))
-    assert 2 <= killed_at < 16
+    assert killed_at == 4
     with pytest.raises(ValueError, match="incomplete"):
         read_feature_file(partial_path(out))
 

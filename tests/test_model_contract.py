@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 import models
+from train import export_check, export_formats
 from train.export import export_saved_model
 from tests.model_contract import assert_outputs_close, masked_garbage, tiny_cases
 
@@ -92,3 +93,98 @@ def real_steps(outputs, mask):
     if isinstance(outputs, dict):
         return {key: keep(value) for key, value in outputs.items()}
     return keep(outputs)
+
+
+# Every model through every format besides the SavedModel (checked above at
+# every tiny preset), at its "tiny" preset trained on a learnable task
+# (`train.export_check.trained_tiny`): the int8 gates compare decisions and
+# rankings, which an untrained model does not have.
+EXPORT_CASES = [
+    (name, format_name)
+    for name in models.NAMES for format_name in export_formats.FORMATS
+    if format_name != "saved_model"
+]
+
+
+@pytest.fixture(scope="module")
+def trained_exportable(tmp_path_factory):
+    """name -> (model, config, fit, sources): one trained tiny model per
+    name, and the SavedModels its formats convert from, by batch size."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            model, config, fit = export_check.trained_tiny(name)
+            cache[name] = (model, config, fit, {})
+        return cache[name]
+
+    get.folder = tmp_path_factory.mktemp("export_sources")
+    return get
+
+
+def source_for(trained, name, format_name):
+    model, _, _, sources = trained(name)
+    batch_size = export_formats.signature_batch_size(format_name, model)
+    if batch_size not in sources:
+        path = str(trained.folder / f"{name}-batch-{batch_size}")
+        sources[batch_size] = export_formats.write_source(model, name, path, batch_size)
+    return sources[batch_size]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, format_name", EXPORT_CASES, ids=[f"{n}-{f}" for n, f in EXPORT_CASES])
+def test_export_passes_its_gate(name, format_name, trained_exportable, tmp_path):
+    if (name, format_name) in export_formats.UNSUPPORTED:
+        with pytest.raises(ValueError, match=f"{name} does not export to {format_name}: "):
+            export_formats.check_format(format_name, name)
+        return
+    model, config, fit, _ = trained_exportable(name)
+    if format_name == "litert-int8":
+        # Agreement of decisions only means something if there are decisions.
+        assert fit["accuracy"] >= 0.9, fit
+    report = export_check.check(
+        model, name, config, format_name, str(tmp_path),
+        source=source_for(trained_exportable, name, format_name),
+    )
+    gate = report["gate"]
+    assert gate["passed"], report
+    if format_name == "litert-int8":
+        assert gate["threshold"] == (0.98 if "scores" in report["max_abs_diff"] else 0.99)
+    else:
+        assert gate["threshold"] == 1e-4 and gate["value"] <= 1e-4
+
+    # Reloaded here by the runtime's own API, not the suite's runner.
+    inputs = export_check.held_out_batches(name, config, seed=0)[0]
+    expected = models.get_family(name).name_outputs(model, model(inputs, training=False))
+    actual = run_in_own_runtime(format_name, str(tmp_path / export_formats.FILE_NAMES[format_name]),
+                                inputs)
+    tolerance = 1e-4 if format_name != "litert-int8" else 0.5
+    for key, value in expected.items():
+        value = np.asarray(value)
+        if "mask" in inputs and value.shape[:2] == inputs["mask"].shape:
+            value, got = value[inputs["mask"]], actual[key][inputs["mask"]]
+        else:
+            got = actual[key]
+        np.testing.assert_allclose(got, value, atol=tolerance, rtol=0)
+
+
+def run_in_own_runtime(format_name, path, inputs):
+    """Outputs of an exported file run one example at a time by
+    ai_edge_litert or onnxruntime directly."""
+    rows = len(next(iter(inputs.values())))
+    outputs = []
+    if format_name == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        for row in range(rows):
+            feed = {i.name: inputs[i.name][row:row + 1] for i in session.get_inputs()}
+            outputs.append(dict(zip(names, session.run(None, feed))))
+    else:
+        from ai_edge_litert.interpreter import Interpreter
+
+        runner = Interpreter(model_path=path).get_signature_runner("serving_default")
+        for row in range(rows):
+            outputs.append(runner(**{k: np.ascontiguousarray(v[row:row + 1]) for k, v in inputs.items()}))
+    return {key: np.concatenate([np.asarray(o[key]) for o in outputs]) for key in outputs[0]}

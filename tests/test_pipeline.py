@@ -29,7 +29,7 @@ def test_augmentation_is_the_same_on_every_frame():
         np.testing.assert_allclose(offsets, np.broadcast_to(expected, out.shape), atol=2e-3)
 
 
-def test_flip_and_crop_happen():
+def test_flip_happens():
     clip = ramp_clip(frames=2)
     outs = [
         pipeline.augment_clip(tf.constant(clip), tf.constant([key, 0], tf.int64)).numpy()
@@ -38,6 +38,38 @@ def test_flip_and_crop_happen():
     increasing = [o[0, 0, -1, 0] > o[0, 0, 0, 0] for o in outs]
     assert any(increasing) and not all(increasing), "flip never or always applied"
     assert all(o.shape == (2, 16, 20, 1) for o in outs)
+
+
+def ramp_spans(crop_scale, keys=16):
+    """(first, last) value of the top row of each cropped ramp, in the
+    ramp's 0..200 units; no flip, no colour change."""
+    augmentation = pipeline.Augmentation(crop_scale=crop_scale, flip=False, brightness=0.0,
+                                         contrast=0.0, temporal_jitter=False)
+    clip = ramp_clip(frames=2)
+    spans = []
+    for key in range(keys):
+        out = pipeline.augment_clip(
+            tf.constant(clip), tf.constant([key, 0], tf.int64), None, augmentation).numpy()
+        assert out.shape == (2, 16, 20, 1)
+        spans.append((out[0, 0, 0, 0] * 255, out[0, 0, -1, 0] * 255))
+    return np.array(spans)
+
+
+def test_crop_cuts_a_part_of_the_frame_and_resizes_it_back():
+    # The whole frame: the ramp from 0 to 200 (the uint8 ramp rounds down).
+    np.testing.assert_allclose(ramp_spans((1.0, 1.0), keys=2), [[0, 200], [0, 200]], atol=1.0)
+    # Half the width: 10 of 20 columns, 9 steps of 200 / 19, resized back to
+    # the full width; where the half lies changes from clip to clip.
+    half = ramp_spans((0.5, 0.5))
+    widths = half[:, 1] - half[:, 0]
+    assert np.all((widths > 80) & (widths < 100)), widths
+    assert np.all((half[:, 0] >= 0) & (half[:, 1] <= 201))
+    assert len(np.unique(np.round(half[:, 0]))) > 1, "the crop never moves"
+    # The default 0.8-1.0 of the side: spans of 0.8 * 200 to 200.
+    default = ramp_spans(pipeline.Augmentation.crop_scale)
+    widths = default[:, 1] - default[:, 0]
+    assert np.all(widths > 0.8 * 200 - 12) and np.all(widths < 201)
+    assert widths.min() < 195, "no clip was cropped"
 
 
 def test_temporal_jitter_cuts_a_window_of_consecutive_frames():

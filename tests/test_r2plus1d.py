@@ -66,13 +66,13 @@ ATTENTION_TABLE = [
 
 
 @pytest.mark.parametrize("blocks, expected", ATTENTION_TABLE, ids=lambda v: str(v))
-def test_perceiver_parameters_are_within_two_percent_of_the_tables(blocks, expected):
+def test_perceiver_parameters_are_within_the_readmes_0_6_percent_of_the_tables(blocks, expected):
     cross, self_ = blocks
     perceiver = Perceiver(cross_blocks=cross, self_blocks=self_)
     # The 8-block backbone at 16x112x112 gives 2x7x7 = 98 tokens of 512.
     perceiver.build((None, 98, 512))
     count = r2plus1d.count_params(perceiver)
-    assert abs(count - expected) / expected < 0.02, count
+    assert abs(count - expected) / expected <= 0.006, count
 
 
 def test_perceiver_count_by_hand():

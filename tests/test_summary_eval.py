@@ -192,52 +192,84 @@ def test_precision_at_fifteen_percent():
 # -- one video end to end ------------------------------------------------------
 
 
-def toy_video(rng, n_frames=120, step=4, n_users=4):
-    """A video whose user summaries are the protocol's own output on gtscore."""
-    picks = np.arange(0, n_frames, step)
-    bounds = np.r_[0, np.sort(rng.choice(np.arange(5, n_frames - 5), 9, replace=False)), n_frames]
-    change_points = np.stack([bounds[:-1], bounds[1:] - 1], axis=1)
-    lengths = np.diff(bounds)
-    gtscore = rng.uniform(size=picks.size)
-    summary = se.keyshot_summary(gtscore, picks, n_frames, change_points, lengths)
+def hand_video(users):
+    """40 frames, a pick every 4 frames, five shots of 4, 2, 14, 2 and 18
+    frames (budget floor(0.15 * 40) = 6 frames), and `users` summaries given
+    as lists of frame ranges."""
+    user_summary = np.zeros((len(users), 40))
+    for row, ranges in enumerate(users):
+        for first, last in ranges:
+            user_summary[row, first:last + 1] = 1
     return dict(
-        picks=picks, n_frames=n_frames, change_points=change_points,
-        n_frame_per_seg=lengths, gtscore=gtscore,
-        user_summary=np.repeat(summary[None, :n_frames], n_users, axis=0),
-        user_scores=np.repeat(se.upsample_to_frames(gtscore, picks, n_frames)[None], n_users, axis=0),
+        picks=np.arange(0, 40, 4), n_frames=40,
+        change_points=np.array([[0, 3], [4, 5], [6, 19], [20, 21], [22, 39]]),
+        n_frame_per_seg=np.array([4, 2, 14, 2, 18]),
+        gtscore=np.array([0.1, 0.9, 0.2, 0.2, 0.2, 0.8, 0.1, 0.1, 0.1, 0.1]),
+        user_summary=user_summary,
     )
 
 
-def test_ground_truth_against_itself_gives_the_upper_values():
-    rng = np.random.default_rng(3)
-    video = toy_video(rng)
-    metrics = se.evaluate_video(
-        video["gtscore"], reduction="avg", annotator_scores=video["user_scores"],
-        **{k: v for k, v in video.items() if k != "user_scores"},
-    )
-    assert metrics["fscore"] == pytest.approx(1.0)
-    assert metrics["f1"] == pytest.approx(1.0)
-    assert metrics["kendall_tau"] == pytest.approx(1.0)
-    assert metrics["spearman_rho"] == pytest.approx(1.0)
-    assert metrics["gt_kendall_tau"] == pytest.approx(1.0)
-    assert metrics["precision_at_15"] == pytest.approx(1.0)
-    assert metrics["mse"] == 0.0
+def test_one_video_end_to_end_hand_worked():
+    # Shot scores from the picks spread over 4 frames each: 0.1, 0.9,
+    # (2 x 0.9 + 12 x 0.2) / 14 = 0.3, 0.8, (2 x 0.8 + 16 x 0.1) / 18 = 0.178.
+    # Within 6 frames the best set is shots 1 and 3 (value 1.7, 4 frames):
+    # frames 4-5 and 20-21.
+    video = hand_video([[(4, 5), (20, 21)], [(0, 5)]])
+    machine = se.keyshot_summary(video["gtscore"], video["picks"], 40, video["change_points"],
+                                 video["n_frame_per_seg"])
+    assert np.flatnonzero(machine).tolist() == [4, 5, 20, 21]
+    # User 1 chose exactly those frames (F 1); user 2 chose frames 0-5:
+    # overlap 2, precision 2/4, recall 2/6, F = 2 * (1/2 * 1/3) / (5/6) = 0.4.
+    annotators = np.stack([np.repeat(video["gtscore"], 4), np.arange(40.0)])
+    metrics = se.evaluate_video(video["gtscore"], annotator_scores=annotators, **video)
+    assert metrics["fscore"] == pytest.approx((1.0 + 0.4) / 2)
+    assert metrics["precision"] == pytest.approx((1.0 + 0.5) / 2)
+    assert metrics["recall"] == pytest.approx((1.0 + 1 / 3) / 2)
+    best = se.evaluate_video(video["gtscore"], reduction="max", **video)
+    assert (best["fscore"], best["precision"], best["recall"]) == pytest.approx((1.0, 1.0, 1.0))
+    # Against its own spread-out scores the prediction ranks perfectly (1);
+    # against frame order, by brute force over the pairs.
+    upsampled = np.repeat(video["gtscore"], 4)
+    assert metrics["kendall_tau"] == pytest.approx(
+        (1.0 + brute_force_tau_b(upsampled, np.arange(40.0))) / 2)
+    assert metrics["gt_kendall_tau"] == pytest.approx(1.0) and metrics["mse"] == 0.0
+    # Top 15% of 10 picks is 1 pick: pick 1 for both.
+    assert metrics["precision_at_15"] == 1.0
+    assert metrics["f1"] == pytest.approx(1.0)  # the same keyshots as gtscore's
 
 
 def test_random_predictions_score_low_on_one_split():
+    """Users pick whole shots at random up to 15% of the frames; random
+    predictions then agree with them about as often as chance."""
     rng = np.random.default_rng(4)
-    videos = {f"video_{i}": toy_video(rng, n_frames=600, step=3) for i in range(4)}
+    videos = {}
+    for index in range(4):
+        n_frames, step = 600, 3
+        bounds = np.r_[0, np.sort(rng.choice(np.arange(5, n_frames - 5), 29, replace=False)), n_frames]
+        lengths = np.diff(bounds)
+        users = np.zeros((5, n_frames))
+        for row in users:
+            filled = 0
+            for shot in rng.permutation(len(lengths)):
+                if filled + lengths[shot] <= 0.15 * n_frames:
+                    row[bounds[shot]:bounds[shot + 1]] = 1
+                    filled += lengths[shot]
+        picks = np.arange(0, n_frames, step)
+        videos[f"video_{index}"] = dict(
+            picks=picks, n_frames=n_frames,
+            change_points=np.stack([bounds[:-1], bounds[1:] - 1], axis=1), n_frame_per_seg=lengths,
+            gtscore=rng.uniform(size=picks.size), user_summary=users,
+            user_scores=rng.uniform(size=(5, n_frames)),
+        )
     predictions = {key: rng.uniform(size=v["gtscore"].size) for key, v in videos.items()}
-    mean, per_video = se.evaluate_videos(predictions, videos, reduction="max")
+    mean, per_video = se.evaluate_videos(predictions, videos, reduction="avg")
     assert sorted(per_video) == sorted(videos)
     assert abs(mean["kendall_tau"]) < 0.1 and abs(mean["gt_kendall_tau"]) < 0.1
-    assert mean["fscore"] < 0.9
-    truth = {key: v["gtscore"] for key, v in videos.items()}
-    best, _ = se.evaluate_videos(truth, videos, reduction="max")
-    assert best["fscore"] == pytest.approx(1.0) and best["kendall_tau"] == pytest.approx(1.0)
+    # Two random 15% selections share about 15% of their frames.
+    assert mean["fscore"] < 0.35 and mean["recall"] < 0.35
 
 
 def test_prediction_length_must_match_picks():
-    video = toy_video(np.random.default_rng(5))
-    with pytest.raises(ValueError, match="3 predicted scores for a video with 30 picks"):
-        se.evaluate_video(np.zeros(3), **{k: v for k, v in video.items() if k != "user_scores"})
+    video = hand_video([[(4, 5)]])
+    with pytest.raises(ValueError, match="3 predicted scores for a video with 10 picks"):
+        se.evaluate_video(np.zeros(3), **video)

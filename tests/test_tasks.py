@@ -72,3 +72,39 @@ def test_options_round_trip_through_the_command_line():
         data="videos/", split=2, on_error="fail")
     with pytest.raises(SystemExit):
         parser.parse_args(["--split", "4"])
+
+
+class ScoreStub:
+    """A frame scorer whose score is one feature column."""
+
+    def __init__(self, column):
+        self.column = column
+
+    def predict_on_batch(self, inputs):
+        return np.where(inputs["mask"], inputs["features"][..., self.column], 0.0)
+
+
+def test_a_frame_score_ensemble_averages_its_members_scores():
+    from train import summary_eval
+
+    config = models.get_config("keyframe_transformer", preset="tiny")
+    task = tasks.get_task("frame_scores")
+    bundle = task.load(FrameScoreOptions(synthetic_videos=6), config, seed=0)
+    report = task.evaluate([("a", ScoreStub(0)), ("b", ScoreStub(1))], bundle, "test")
+    keys = bundle.keys["test"]
+    assert sorted(report["per_video"]) == sorted(keys)
+    for key in keys:
+        features = np.asarray(bundle.inputs[key], dtype=np.float64)
+        mean = (features[:, 0] + features[:, 1]) / 2
+        gtscore = np.asarray(bundle.videos[key].gtscore, dtype=np.float64)
+        assert report["per_video"][key]["mse"] == pytest.approx(np.mean((mean - gtscore) ** 2))
+        alone = np.mean((features[:, 0] - gtscore) ** 2)
+        assert report["per_video"][key]["mse"] != pytest.approx(alone)
+        expected = summary_eval.evaluate_video(
+            mean, picks=bundle.videos[key].picks, n_frames=bundle.videos[key].n_frames,
+            change_points=bundle.videos[key].change_points,
+            n_frame_per_seg=bundle.videos[key].n_frame_per_seg,
+            user_summary=bundle.videos[key].user_summary, gtscore=gtscore,
+            annotator_scores=bundle.videos[key].user_scores,
+        )
+        assert report["per_video"][key] == pytest.approx(expected)

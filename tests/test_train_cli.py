@@ -3,10 +3,6 @@
 import csv
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -15,18 +11,39 @@ import tensorflow as tf
 from tests.cli_calls import call
 from train import evaluate, export, run
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_FLAGS = [
     "--model", "convlstm", "--synthetic-clips", "8", "--input-shape", "4,16,16,1",
     "--filters", "2,3", "--batch-size", "4", "--verbose", "0",
 ]
 
 
+# What `Model.fit` was given while the module's run trained.
+FIT_CLASS_WEIGHTS = []
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
+    import keras
+
     out = str(tmp_path_factory.mktemp("runs") / "convlstm-tiny")
-    assert run.main(TINY_FLAGS + ["--epochs", "2", "--out", out]) == 0
+    original = keras.Model.fit
+
+    def fit(self, *args, **kwargs):
+        FIT_CLASS_WEIGHTS.append(kwargs.get("class_weight"))
+        return original(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(keras.Model, "fit", fit)
+        # 7 clips: 4 of class 0 and 3 of class 1 train.
+        assert run.main(TINY_FLAGS + ["--synthetic-clips", "7", "--epochs", "2", "--out", out]) == 0
     return out
+
+
+def test_convlstm_trains_with_balanced_class_weights(finished_run):
+    # "balanced" is convlstm's default: n / (classes * count) = 7 / 8 and 7 / 6.
+    record = json.load(open(os.path.join(finished_run, "config.json")))
+    assert record["config"]["class_weight"] == "balanced"
+    assert FIT_CLASS_WEIGHTS == [pytest.approx({0: 7 / 8, 1: 7 / 6})]
 
 
 def test_run_writes_the_run_folder(finished_run):
@@ -44,19 +61,85 @@ def test_run_writes_the_run_folder(finished_run):
     assert {"val_loss", "val_binary_crossentropy", "val_auc"} <= set(rows[0])
     metrics = json.load(open(os.path.join(finished_run, "metrics.json")))
     assert metrics["monitor"] == "val_loss"  # the notes keep the lowest validation loss
-    assert 0.0 <= metrics["test_auc"] <= 1.0
     assert metrics["test_examples"] == 2
     assert json.load(open(os.path.join(finished_run, "class_names.json"))) == ["horizontal", "vertical"]
+
+
+def hand_test_metrics(finished_run):
+    """Accuracy, AUC and confusion of best.keras on the run's test clips,
+    counted here from the model's outputs."""
+    import keras
+
+    import models
+    from train import tasks
+    from train.tasks.clips import ClipOptions
+
+    record = json.load(open(os.path.join(finished_run, "config.json")))
+    config = models.get_config("convlstm", **record["config"])
+    bundle = tasks.get_task("clips").load(
+        ClipOptions(synthetic_clips=7), config, record["seed"], split_seed=record["seed"])
+    model = keras.saving.load_model(os.path.join(finished_run, "best.keras"))
+    scores, labels = [], []
+    for inputs, targets in bundle.test:
+        scores.extend(np.asarray(model(inputs, training=False)).reshape(-1).tolist())
+        labels.extend(np.asarray(targets).reshape(-1).astype(int).tolist())
+    positives = [s for s, y in zip(scores, labels) if y == 1]
+    negatives = [s for s, y in zip(scores, labels) if y == 0]
+    pairs = [(p > n) + 0.5 * (p == n) for p in positives for n in negatives]
+    predicted = [int(s > 0.5) for s in scores]
+    confusion = [[sum(1 for y, q in zip(labels, predicted) if (y, q) == (t, c)) for c in (0, 1)]
+                 for t in (0, 1)]
+    return {
+        "accuracy": sum(q == y for q, y in zip(predicted, labels)) / len(labels),
+        "auc": sum(pairs) / len(pairs) if pairs else float("nan"),
+        "confusion": confusion,
+    }
+
+
+def assert_is_a_drawn_png(path):
+    import matplotlib.image
+
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and min(image.shape[:2]) > 100
+    assert len(np.unique(image.reshape(-1, image.shape[-1]), axis=0)) > 10  # not blank
 
 
 def test_evaluate_reproduces_the_runs_test_metrics(finished_run, capsys):
     code, out, _ = call(evaluate.main, ["--runs", finished_run], capsys)
     assert code == 0
+    expected = hand_test_metrics(finished_run)
     metrics = json.load(open(os.path.join(finished_run, "metrics.json")))
     report = json.load(open(os.path.join(finished_run, "evaluate_test_report.json")))
-    assert report["summary"]["accuracy"] == pytest.approx(metrics["test_accuracy"])
-    assert report["summary"]["auc"] == pytest.approx(metrics["test_auc"])
-    assert os.path.exists(os.path.join(finished_run, "evaluate_test_confusion_matrix.png"))
+    for summary in (report["summary"], {"accuracy": metrics["test_accuracy"],
+                                        "auc": metrics["test_auc"]}):
+        assert summary["accuracy"] == pytest.approx(expected["accuracy"])
+        assert summary["auc"] == pytest.approx(expected["auc"], nan_ok=True)
+    assert report["confusion_matrix"] == expected["confusion"]
+    assert_is_a_drawn_png(os.path.join(finished_run, "evaluate_test_confusion_matrix.png"))
+    assert_is_a_drawn_png(os.path.join(finished_run, "test_confusion_matrix.png"))
+
+
+def test_evaluate_with_views(finished_run, tmp_path, capsys):
+    def report_of(views):
+        argv = ["--runs", finished_run, "--views", views, "--out", str(tmp_path)]
+        code, out, _ = call(evaluate.main, argv, capsys)
+        assert code == 0, out
+        return out.rsplit("report: ", 1)[1].strip()
+
+    path = report_of("2x3")
+    assert os.path.basename(path) == "evaluate_test_views2x3_report.json"
+    report = json.load(open(path))
+    assert report["views"]["setting"] == "2x3" and report["summary"]["examples"] == 2
+    assert os.path.basename(report_of("2x3")) == "evaluate_test_views2x3-2_report.json"
+
+    # 1x1 is single-view testing: the run's own test numbers.
+    one = json.load(open(report_of("1x1")))
+    metrics = json.load(open(os.path.join(finished_run, "metrics.json")))
+    assert one["views"]["setting"] == "1x1"
+    assert one["summary"]["auc"] == pytest.approx(metrics["test_auc"])
+
+    err = one_line_error(evaluate.main, ["--runs", finished_run, "--views", "2x2"], capsys)
+    assert "--views 2x2: expected CLIPSxCROPS" in err
 
 
 def test_export_writes_a_versioned_saved_model_and_refuses_to_overwrite(finished_run, tmp_path, capsys):

@@ -1,6 +1,7 @@
 """Reading real videos written with cv2.VideoWriter."""
 
 import dataclasses
+import logging
 import os
 
 import numpy as np
@@ -127,18 +128,33 @@ def test_missing_empty_directory_and_unreadable_paths(tmp_path):
         read_clip(tmp_path / "zero.mp4")
     with pytest.raises(VideoError, match="directory"):
         read_clip(tmp_path)
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    # Refused from its metadata: opening a FIFO with no writer would block.
+    with pytest.raises(VideoError, match="not a regular file"):
+        read_clip(fifo)
+
+
+def test_unreadable_file_is_refused_naming_the_path(tmp_path, monkeypatch):
     locked = write_video(tmp_path / "locked.mp4", num_frames=3)
     os.chmod(locked, 0)
+    # root reads a mode-000 file anyway: the permission check is what an
+    # ordinary user meets, so it is asked as that user would be answered.
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access",
+        lambda path, mode, **kwargs: False if os.fspath(path) == os.fspath(locked)
+        else real_access(path, mode, **kwargs),
+    )
     try:
-        if os.access(locked, os.R_OK):
-            pytest.skip("running as a user who can read anything")
-        with pytest.raises(VideoError, match="permission"):
+        with pytest.raises(VideoError, match="not readable \\(permission denied\\)") as error:
             read_clip(locked)
+        assert str(error.value).startswith(os.fspath(locked))
     finally:
         os.chmod(locked, 0o644)
 
 
-def test_video_clip_dataset_decodes_in_parallel_and_skips_bad_files(tmp_path):
+def test_video_clip_dataset_decodes_in_parallel_and_skips_bad_files(tmp_path, caplog):
     paths = [
         write_video(tmp_path / "a.mp4", num_frames=9),
         write_text_file(tmp_path / "bad.mp4"),
@@ -148,8 +164,13 @@ def test_video_clip_dataset_decodes_in_parallel_and_skips_bad_files(tmp_path):
     dataset = video_clip_dataset(paths, [0, 1, 1, 2], num_frames=4, size=(10, 14),
                                  num_parallel_calls=2)
     assert dataset.element_spec[0].shape == (4, 10, 14, 3)
-    elements = [(clip.numpy(), int(label)) for clip, label in dataset]
+    with caplog.at_level(logging.WARNING, logger="data.video"):
+        elements = [(clip.numpy(), int(label)) for clip, label in dataset]
     assert [label for _, label in elements] == [0, 1, 2]
+    # The skipped video is named, once, with what is wrong with it.
+    warned = [record.getMessage() for record in caplog.records if record.name == "data.video"]
+    assert warned == [f"skipping {paths[1]}: cannot be opened as a video (not a video, an "
+                      "unsupported codec, or a corrupt file)"]
     assert all(clip.dtype == np.uint8 and clip.shape == (4, 10, 14, 3) for clip, _ in elements)
     assert [decoded_index(frame) for frame in elements[1][0]] == [0, 0, 1, 2]
     assert [decoded_index(frame) for frame in elements[2][0]] == [0, 3, 7, 11]

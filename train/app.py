@@ -7,7 +7,9 @@ the same `Task.predictor` as `python -m train.predict`, into a new result
 folder under `--out` (default RUN/predictions), and the page shows what the
 result holds: for a keyframe run the score curve, the keyframes and the
 summary video playing in the page; for a classifier the top-5 labels and
-the timeline.
+the timeline. With `--explain`, every prediction also gets its explanation
+(`train.tasks.explain`), and the page plays its overlay video and shows its
+PNG strip under the result.
 
 Starting. Importing TensorFlow and loading the model take seconds, so the
 page is served first and the model loads in a background thread; the page
@@ -357,6 +359,10 @@ pre { background: #f6f6f6; padding: .6em; overflow: auto; max-height: 20em; font
   <section id="top-section" hidden><h2>Top labels</h2><table id="top"></table></section>
   <section id="timeline-section" hidden><h2>Timeline</h2>
     <img class="plot" id="timeline-plot" alt="class probability over time"><table id="timeline"></table></section>
+  <section id="explanation-section" hidden><h2>What the model looked at</h2>
+    <p id="explanation-method"></p>
+    <video id="explanation-video" controls muted loop playsinline preload="auto"></video>
+    <img class="plot" id="explanation-strip" alt="explanation strip"></section>
   <details><summary>JSON</summary><pre id="json"></pre></details>
 </div>
 <script>
@@ -418,6 +424,12 @@ function render(data) {
   }
   show('timeline-section', !!urls.timeline_plot);
   if (urls.timeline_plot) $('timeline-plot').src = urls.timeline_plot;
+  show('explanation-section', !!urls.explanation_strip);
+  if (urls.explanation_strip) {
+    $('explanation-method').textContent = (data.explanation || {}).method || '';
+    $('explanation-strip').src = urls.explanation_strip;
+    const v = $('explanation-video'); v.src = urls.explanation_video; v.load();
+  }
   document.body.dataset.done = String(Number(document.body.dataset.done || 0) + 1);
 }
 async function run(request, what) {
@@ -466,6 +478,10 @@ def build_parser():
     parser.add_argument(
         "--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB, help="largest upload accepted",
     )
+    parser.add_argument(
+        "--explain", action="store_true",
+        help="explain every prediction as train.predict --explain does, and show it",
+    )
     return parser
 
 
@@ -481,7 +497,8 @@ def main(argv=None):
         raise FileNotFoundError(f"--videos {args.videos}: no such folder")
     if not 0 <= args.port < 65536:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")
-    app = create_app(args.run, args.out, args.videos, int(args.max_upload_mb * 2**20))
+    app = create_app(args.run, args.out, args.videos, int(args.max_upload_mb * 2**20),
+                     options={"explain": args.explain})
     # The socket is bound here so that a taken port is one line, and the
     # address is printed before the (slow) model has loaded.
     try:

@@ -5,7 +5,9 @@ report (top-1, top-5 and mean class accuracy, per-class precision/recall/F1,
 macro-F1, ROC AUC for binary models, the confusion matrix as JSON and PNG),
 frame scorers the summarization protocol. Several runs form an ensemble
 whose outputs are averaged. Data flags default to what the first run
-recorded; a flag given here replaces the recorded value.
+recorded; a flag given here replaces the recorded value. `--views
+CLIPSxCROPS` tests clip classifiers on several views of each video and
+averages their probabilities (see `train.tasks.clips`).
 """
 
 import argparse
@@ -55,7 +57,7 @@ def load_run(run, checkpoint="best.keras"):
     return record, model
 
 
-def run_data(record, option_updates=None, split=None):
+def run_data(record, option_updates=None, split=None, views=None):
     """Rebuilds one split of a run's data from what the run recorded.
 
     Args:
@@ -64,19 +66,37 @@ def run_data(record, option_updates=None, split=None):
             replace the recorded values.
         split: "test", "val", or None for the test data when the run has
             any, else the validation data.
+        views: `train.tasks.clips.Views` for multi-view testing, or None.
     """
     from train import tasks
     from train.tasks.base import options_from_record
 
     task = tasks.task_for(record["model"])
     options = options_from_record(task.Options, record.get("data_options"), option_updates)
-    return task.load_split(options, record, split, frozenset(option_updates or {}))
+    given = frozenset(option_updates or {})
+    if views is None:
+        return task.load_split(options, record, split, given)
+    check_views(record["model"], views)
+    return task.load_split(options, record, split, given, views=views)
 
 
-def evaluate_runs(runs, split="test", out=None, option_updates=None):
+def check_views(model_name, views):
+    """Refuses multi-view testing of a model whose task reads no clips."""
+    from train import tasks
+
+    task = tasks.task_for(model_name)
+    if not getattr(task, "takes_views", False):
+        raise ValueError(
+            f"--views {views}: {model_name} runs read {task.kind} data, not clips; "
+            "multi-view testing is for clip classifiers"
+        )
+
+
+def evaluate_runs(runs, split="test", out=None, option_updates=None, views=None):
     """Evaluates one run, or averages the outputs of several.
 
-    `split=None` takes the test data when there is any, else validation.
+    `split=None` takes the test data when there is any, else validation;
+    `views` (`train.tasks.clips.Views`) asks for multi-view testing.
     Writes `<split>_report.json` and `metrics.json` into `out` when given.
     """
     from train import tasks
@@ -95,7 +115,7 @@ def evaluate_runs(runs, split="test", out=None, option_updates=None):
                     f"--runs: {run} has {what} {mine} but {runs[0]} has {theirs}; "
                     "an ensemble needs members of one input and one set of classes"
                 )
-    data = run_data(first, option_updates, split=split)
+    data = run_data(first, option_updates, split=split, views=views)
     split = split or data.first_split()
     if split is None:
         raise ValueError("the data has no test or validation split")
@@ -132,15 +152,18 @@ def prefixed(summary, split):
     return {f"{split}_{key}": value for key, value in summary.items()}
 
 
-def report_prefix(out, split, updates):
-    """`evaluate_<split>[_<data>]`, named by the data files given on the
-    command line, and numbered (`-2`, `-3`, ...) past any report already in
-    `out`: an evaluation never replaces an earlier one."""
+def report_prefix(out, split, updates, views=None):
+    """`evaluate_<split>[_<data>][_views<C>x<K>]`, named by the data files
+    given on the command line and the views (when not one view), and
+    numbered (`-2`, `-3`, ...) past any report already in `out`: an
+    evaluation never replaces an earlier one."""
     names = [
         os.path.splitext(os.path.basename(os.path.normpath(value)))[0]
         for _, value in sorted(updates.items())
         if isinstance(value, str) and os.path.exists(value)
     ]
+    if views is not None and views.count > 1:
+        names.append(f"views{views}")
     stem = "_".join([f"evaluate_{split}", *names])
     prefix, number = stem, 1
     while os.path.exists(os.path.join(out, f"{prefix}_report.json")):
@@ -164,6 +187,11 @@ def build_parser(model_name=None):
         help="data to evaluate on; without it, the test data when there is any, else validation",
     )
     parser.add_argument("--out", default=None, help="folder for the report; without it, the first run")
+    parser.add_argument(
+        "--views", default=None, metavar="CLIPSxCROPS",
+        help="clip classifiers: test on CLIPS clips spread over each video x CROPS "
+        "spatial crops (1 or 3) and average the probabilities, e.g. 10x3; default 1x1",
+    )
     if model_name is not None:
         group = parser.add_argument_group("data (overrides what the run recorded)")
         add_option_arguments(group, tasks.task_for(model_name).Options, suppress_defaults=True)
@@ -180,13 +208,19 @@ def main(argv=None):
     if known.runs:
         model_name = load_record(known.runs[0])["model"]
     args = build_parser(model_name).parse_args(argv)
-    fixed = {"runs", "subset", "out"}
+    fixed = {"runs", "subset", "out", "views"}
     updates = {k: v for k, v in vars(args).items() if k not in fixed}
     out = args.out or args.runs[0]
-    report = evaluate_runs(args.runs, args.subset, out=None, option_updates=updates)
+    views = None
+    if args.views is not None:
+        from train.tasks.clips import parse_views
+
+        views = parse_views(args.views)
+        check_views(model_name, views)
+    report = evaluate_runs(args.runs, args.subset, out=None, option_updates=updates, views=views)
     os.makedirs(out, exist_ok=True)
     task = tasks.task_for(model_name)
-    prefix = report_prefix(out, report["split"], updates)
+    prefix = report_prefix(out, report["split"], updates, views)
     task.write_report(report, out, prefix=prefix)
     print(json.dumps(report["summary"], indent=2))
     description = task.describe(report)

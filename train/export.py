@@ -1,57 +1,69 @@
-"""Export a run as a SavedModel that TF Serving loads.
+"""Export a run for TF Serving and for devices, each export verified.
 
-`python -m train.export --run DIR [--version N]` writes
-`saved_models/<model>/<version>/` with a `serving_default` signature whose
-inputs and outputs carry the model's names (e.g. `frames` ->
-`probabilities`), reloads it and checks it against Keras, and refuses to
-overwrite a version that exists.
+    python -m train.export --run DIR [--format saved_model|litert|litert-int8|onnx]
+                           [--version N] [--out saved_models] [--streaming]
+
+Layout under `--out` (default `saved_models/`); versions are immutable:
+
+    <out>/<model>/<version>/                      SavedModel (TF Serving's base path <out>/<model>)
+    <out>/<model>/<format>/<version>/model.tflite litert, litert-int8
+    <out>/<model>/<format>/<version>/model.onnx   onnx
+    <out>/<model>_stream/<version>/               streaming SavedModel (init_state, step)
+    <out>/<model>_stream/litert/<version>/        streaming LiteRT
+
+TF Serving only loads numeric version folders, so the `litert/`, `onnx/`
+folders beside them are ignored by a server pointed at `<out>/<model>`.
+Every version folder holds `export_report.json`: the gate's numbers, what
+the export was checked on, and the versions of the tools.
+
+Each export is written into a hidden staging folder beside its version,
+reloaded in its own runtime (TensorFlow, the LiteRT interpreter,
+onnxruntime) and compared with the Keras model on held-out inputs (the
+run's test and validation data, rebuilt from its `config.json`) before it
+is renamed into place; a failed gate or check removes the staging folder
+and leaves nothing behind (`train.export_formats.verify` has the gates).
+int8 is calibrated on examples of the run's own training data. A float
+export of a run whose data cannot be rebuilt any more is checked on random
+inputs of the model's shapes, and the report says so; an int8 export needs
+the data and is refused without it.
 """
 
-import argparse
+import datetime
+import importlib.metadata
 import os
 import shutil
 import sys
 import tempfile
 
-import keras
 import numpy as np
-import tensorflow as tf
 
-import models
-from common.cli import ArgumentParser, run_main
-from train import distribute
+from common.cli import USER_ERRORS, ArgumentParser, run_main
+from common.files import write_json
+from train import export_formats
+from train.export_formats import FORMATS, export_saved_model, serving_signature  # noqa: F401
 
 SAVED_MODELS_DIR = "saved_models"
+REPORT_NAME = "export_report.json"
+DEFAULT_CALIBRATION_EXAMPLES = 100
+DEFAULT_VERIFY_EXAMPLES = 200
+RUNTIMES = {
+    "saved_model": "tensorflow",
+    "litert": "ai-edge-litert",
+    "litert-int8": "ai-edge-litert",
+    "onnx": "onnxruntime",
+}
 
 
-def serving_signature(model):
-    """One `tf.TensorSpec` per named model input, batch axis left open.
-
-    Every model in the suite takes a dict of named inputs, so the names are
-    the dict's keys.
-    """
-    return {
-        key: tf.TensorSpec((None, *tensor.shape[1:]), tensor.dtype, name=key)
-        for key, tensor in model.input.items()
-    }
+class ExportRefused(ValueError):
+    """An export that failed its gate; nothing was written."""
 
 
-def export_saved_model(model, model_name: str, path: str):
-    """Writes `model` to `path` with a `serving_default` signature.
-
-    The signature takes the model's named inputs and returns the family's
-    named outputs (for example `frames` -> `probabilities`).
-    """
-    family = models.get_family(model_name)
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-
-    @tf.function(input_signature=[serving_signature(model)], autograph=False)
-    def serve(inputs):
-        return family.name_outputs(model, model(inputs, training=False))
-
-    archive.add_endpoint("serve", serve)
-    archive.write_out(str(path), verbose=False)
+def base_folder(out_root, model_name, format_name="saved_model", streaming=False):
+    """The folder that holds the numbered versions of one model and format."""
+    name = f"{model_name}_stream" if streaming else model_name
+    if format_name == "saved_model":
+        return os.path.join(out_root, name)
+    return os.path.join(out_root, name, format_name)
 
 
 def next_version(model_dir):
@@ -63,12 +75,19 @@ def next_version(model_dir):
 
 
 def verify_export(model, model_name, config, path, atol=1e-5):
-    """Reloads the SavedModel and compares it with Keras on a random batch."""
+    """Reloads a SavedModel and compares it with Keras on a random batch;
+    returns the largest difference.
+
+    Raises:
+        AssertionError: the outputs differ by more than `atol`.
+    """
+    import models
+
     family = models.get_family(model_name)
     inputs, _ = family.example_batch(config, 2, seed=0)
+    runner = export_formats.SavedModelRunner(path)
+    served = runner(inputs)
     expected = family.name_outputs(model, model(inputs, training=False))
-    serve = tf.saved_model.load(path).signatures["serving_default"]
-    served = serve(**{key: tf.constant(value) for key, value in inputs.items()})
     if sorted(served) != sorted(expected):
         raise AssertionError(f"signature outputs {sorted(served)} != {sorted(expected)}")
     worst = max(
@@ -80,65 +99,301 @@ def verify_export(model, model_name, config, path, atol=1e-5):
     return worst
 
 
-def export_run(run, version=None, out_root=SAVED_MODELS_DIR, checkpoint="best.keras"):
-    """Exports a run's checkpoint to `<out_root>/<model>/<version>/`.
+# ---------------------------------------------------------------------------
+# The run's data: held-out inputs to check on, training inputs to calibrate.
+
+
+def rebuild_data(record):
+    """The run's data bundle, rebuilt through its task from `config.json`:
+    the recorded data options, config and seeds (the held-out rows are
+    those the run held out)."""
+    import models
+    from train import tasks
+    from train.tasks.base import options_from_record
+
+    task = tasks.task_for(record["model"])
+    options = options_from_record(task.Options, record.get("data_options"))
+    config = models.get_family(record["model"]).config.with_overrides(**record["config"])
+    seed = record.get("seed", 0)
+    split_seed = (record.get("data") or {}).get("data_seed", seed)
+    return task.load(options, config, seed, split_seed=split_seed)
+
+
+def held_out_batches(bundle, limit, seen):
+    """Input batches of the bundle's test, then validation data, at most
+    `limit` examples; `seen` (a dict) counts the examples of each split."""
+    count = 0
+    for split in ("test", "val"):
+        dataset = bundle.split(split)
+        if dataset is None:
+            continue
+        for inputs, _ in dataset:
+            inputs = {key: np.asarray(value) for key, value in inputs.items()}
+            take = min(len(next(iter(inputs.values()))), limit - count)
+            if take <= 0:
+                return
+            seen[split] = seen.get(split, 0) + take
+            count += take
+            yield {key: value[:take] for key, value in inputs.items()}
+
+
+def single_examples(dataset, limit, open_steps):
+    """Examples of a batched dataset one at a time (a batch of one), at
+    most `limit`; with `open_steps`, each cut to its real steps (`mask`)."""
+    count = 0
+    for inputs, _ in dataset:
+        inputs = {key: np.asarray(value) for key, value in inputs.items()}
+        for row in range(len(next(iter(inputs.values())))):
+            example = {key: value[row:row + 1] for key, value in inputs.items()}
+            if open_steps and "mask" in example:
+                length = int(example["mask"].sum())
+                if length == 0:
+                    continue
+                example = {key: value[:, :length] for key, value in example.items()}
+            yield example
+            count += 1
+            if count >= limit:
+                return
+
+
+def random_batches(model_name, config, count=8, batch_size=4):
+    """Random inputs of the model's shapes (`Family.example_batch`)."""
+    import models
+
+    family = models.get_family(model_name)
+    for seed in range(max(1, count // batch_size)):
+        inputs, _ = family.example_batch(config, batch_size, seed=100 + seed)
+        yield inputs
+
+
+# ---------------------------------------------------------------------------
+# One export.
+
+
+def export_run(run, version=None, out_root=SAVED_MODELS_DIR, checkpoint="best.keras",
+               format_name="saved_model", streaming=False,
+               calibration_examples=DEFAULT_CALIBRATION_EXAMPLES,
+               verify_examples=DEFAULT_VERIFY_EXAMPLES, threads=None):
+    """Exports a run's checkpoint in one format and verifies it.
+
+    Returns:
+        (the version folder, the report written into it as `export_report.json`).
 
     Raises:
         FileExistsError: that version already exists (nothing is touched).
+        ExportRefused: the export failed its gate (nothing is written).
+        ValueError: an unknown format, a combination the model does not
+            support, or an int8 export of a run whose training data cannot
+            be rebuilt.
     """
+    import models
     from train.evaluate import load_record, load_run
 
+    export_formats.check_format(format_name)
     record = load_record(run)
     model_name = record["model"]
+    export_formats.check_format(format_name, model_name)
+    if streaming:
+        from train import streaming as streaming_lib
+
+        streaming_lib.check_streaming(model_name, format_name)
     if not os.path.exists(os.path.join(run, checkpoint)):
         raise FileNotFoundError(f"--run {run}: no {checkpoint}")
-    model_dir = os.path.join(out_root, model_name)
+    model_dir = base_folder(out_root, model_name, format_name, streaming)
     version = next_version(model_dir) if version is None else version
     if version < 1:
         raise ValueError(f"--version must be a positive integer, got {version}")
     target = os.path.join(model_dir, str(version))
     if os.path.exists(target):
         raise FileExistsError(
-            f"{target} already exists; TF Serving versions are immutable, "
+            f"{target} already exists; exported versions are immutable, "
             f"choose another --version (next free: {next_version(model_dir)})"
         )
+
     _, model = load_run(run, checkpoint)
     config = models.get_family(model_name).config.with_overrides(**record["config"])
+    quantized = format_name == "litert-int8"
+    bundle, data_problem = None, None
+    try:
+        bundle = rebuild_data(record)
+    except USER_ERRORS as error:
+        data_problem = str(error) or type(error).__name__
+    if quantized:
+        if data_problem is not None:
+            raise ValueError(
+                f"--run {run}: its training data cannot be rebuilt for int8 calibration "
+                f"({data_problem})"
+            )
+        if bundle.train is None:
+            raise ValueError(f"--run {run}: the run's data has no training split to calibrate on")
+
+    seen = {}
+    if bundle is not None and bundle.first_split(("test", "val")) is not None:
+        batches = held_out_batches(bundle, verify_examples, seen)
+        source = "the run's held-out data"
+    elif quantized:
+        raise ValueError(f"--run {run}: the run's data has no test or validation split to check on")
+    else:
+        batches = random_batches(model_name, config)
+        seen["random"] = None
+        source = "random inputs of the model's shapes" + (
+            f" (the run's data cannot be rebuilt: {data_problem})" if data_problem else
+            " (the run's data has no test or validation split)"
+        )
+
+    calibration, calibrated = None, []
+    if quantized:
+        open_steps = any(tensor.shape[1] is None for tensor in model.inputs)
+
+        def calibration():
+            # The converter runs the generator once; count what it saw.
+            calibrated.clear()
+            for example in single_examples(bundle.train, calibration_examples, open_steps):
+                calibrated.append(1)
+                yield example
+
     os.makedirs(model_dir, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir)
     try:
-        export_saved_model(model, model_name, staging)
-        difference = verify_export(
-            model, model_name, config, staging, atol=distribute.export_tolerance(model)
+        if streaming:
+            written, runner, report = streaming_lib.export_and_verify(
+                format_name, model, config, staging, batches, threads
+            )
+        else:
+            written = export_formats.write(format_name, model, model_name, staging, calibration)
+            runner = export_formats.load_runner(format_name, staging, threads)
+            report = export_formats.verify(format_name, model, model_name, runner, batches,
+                                           float_tolerance=float_tolerance(model, format_name))
+        inputs, outputs = runner.signature()
+        report.update(
+            format=format_name,
+            model=model_name,
+            streaming=streaming,
+            run=os.path.abspath(run),
+            checkpoint=checkpoint,
+            version=version,
+            file=os.path.relpath(written.path, staging) if written.path != staging else ".",
+            bytes=_size(written.path),
+            runtime=RUNTIMES[format_name],
+            signature={"inputs": inputs, "outputs": outputs},
+            rewrites=written.rewrites,
+            signature_batch_size=written.batch_size,
+            checked_on={"source": source, **{k: v for k, v in seen.items() if v is not None}},
+            versions=tool_versions(format_name),
+            created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         )
+        if quantized:
+            report["calibration"] = {"source": "the run's training data", "examples": len(calibrated)}
+        gate = report["gate"]
+        if not gate["passed"]:
+            raise ExportRefused(
+                f"{format_name} export of {run} refused: {gate['metric']} {gate['value']:.4g} "
+                f"{'>' if 'diff' in gate['metric'] else '<'} {gate['threshold']} on "
+                f"{report['examples']} examples of {source}; nothing was written"
+            )
+        write_json(os.path.join(staging, REPORT_NAME), report)
         os.rename(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return target, difference
+    return target, report
+
+
+def float_tolerance(model, format_name):
+    """The float gate: 1e-4, or what a mixed-precision model's SavedModel
+    may drift (`train.distribute.export_tolerance`) when that is larger."""
+    from train import distribute
+
+    tolerance = export_formats.FLOAT_TOLERANCE
+    if format_name == "saved_model":
+        tolerance = max(tolerance, distribute.export_tolerance(model))
+    return tolerance
+
+
+def tool_versions(format_name):
+    packages = ["tensorflow", "keras"] + {
+        "saved_model": [],
+        "litert": ["ai-edge-litert"],
+        "litert-int8": ["ai-edge-litert"],
+        "onnx": ["tf2onnx", "onnx", "onnxruntime"],
+    }[format_name]
+    versions = {}
+    for package in packages:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def _size(path):
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(
+        os.path.getsize(os.path.join(folder, name))
+        for folder, _, names in os.walk(path) for name in names
+    )
+
+
+def describe(target, report):
+    """What the command prints about a finished export."""
+    gate = report["gate"]
+    checked = report["checked_on"]
+    counts = ", ".join(f"{k} {v}" for k, v in checked.items() if k != "source")
+    lines = [
+        f"exported {os.path.join(target, report['file']) if report['file'] != '.' else target}",
+        f"  inputs {report['signature']['inputs']} -> outputs {report['signature']['outputs']}",
+        f"  reloaded in {report['runtime']} and checked against Keras on {report['examples']} "
+        f"examples of {checked['source']}" + (f" ({counts})" if counts else ""),
+        f"  gate {gate['metric']} = {gate['value']:.3g} "
+        f"({'<=' if 'diff' in gate['metric'] else '>='} {gate['threshold']}): passed",
+        "  max |diff| " + ", ".join(f"{k} {v:.1e}" for k, v in report["max_abs_diff"].items()),
+        f"  report: {os.path.join(target, REPORT_NAME)}",
+    ]
+    return "\n".join(lines)
 
 
 def main(argv=None):
     parser = ArgumentParser(
         prog="python -m train.export",
         description="Export a run as a versioned SavedModel for TF Serving "
-        "(<out>/<model>/<version>/, signature serving_default).",
+        "(<out>/<model>/<version>/, signature serving_default) or as LiteRT / ONNX "
+        "(<out>/<model>/<format>/<version>/), reloaded in its own runtime and checked "
+        "against Keras on the run's held-out data before it is moved into place.",
     )
     parser.add_argument("--run", required=True, help="run folder written by train.run")
+    parser.add_argument("--format", default="saved_model", choices=FORMATS, dest="format_name",
+                        help="export format")
     parser.add_argument("--version", type=int, default=None, help="version number (default: next free)")
     parser.add_argument("--out", default=SAVED_MODELS_DIR, help="model base path of TF Serving")
     parser.add_argument(
         "--checkpoint", default="best.keras", choices=("best.keras", "last.keras"),
         help="which checkpoint of the run to export",
     )
+    parser.add_argument(
+        "--streaming", action="store_true",
+        help="export the frame-by-frame model (convlstm; saved_model with init_state and "
+        "step signatures, or litert) into <out>/<model>_stream/",
+    )
+    parser.add_argument(
+        "--calibration-examples", type=int, default=DEFAULT_CALIBRATION_EXAMPLES,
+        help="litert-int8: training examples the quantization ranges are calibrated on",
+    )
+    parser.add_argument(
+        "--verify-examples", type=int, default=DEFAULT_VERIFY_EXAMPLES,
+        help="held-out examples the export is checked on",
+    )
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads of the runtime that checks the export")
     args = parser.parse_args(argv)
-    target, difference = export_run(args.run, args.version, args.out, args.checkpoint)
-    serve = tf.saved_model.load(target).signatures["serving_default"]
-    inputs = {k: (v.shape.as_list(), v.dtype.name) for k, v in serve.structured_input_signature[1].items()}
-    outputs = {k: (v.shape.as_list(), v.dtype.name) for k, v in serve.structured_outputs.items()}
-    print(f"exported {target}")
-    print(f"  signature serving_default: inputs {inputs} -> outputs {outputs}")
-    print(f"  reloaded and checked against Keras: max difference {difference:.1e}")
+    for flag in ("calibration_examples", "verify_examples"):
+        if getattr(args, flag) < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    target, report = export_run(
+        args.run, args.version, args.out, args.checkpoint, args.format_name, args.streaming,
+        args.calibration_examples, args.verify_examples, args.threads,
+    )
+    print(describe(target, report))
     return 0
 
 

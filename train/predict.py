@@ -13,6 +13,11 @@ The run's task makes the result (`Task.predictor`), the same one
   `keyshots.json`, `scores.png`, `keyframes/` and `contact_sheet.png`
   (`train.tasks.keyframes`).
 
+With `--explain`, every result also gets what the model looked at
+(`train.tasks.explain`): `explanation.mp4`, `explanation.png` and
+`explanation.json`; a run whose model has no explanation is refused before
+any result folder is made.
+
 Every video gets its own new folder, `<out>/<video name>` (default `out`:
 RUN/predictions), or `<video name>-2`, `-3`, ... when that exists, so no
 earlier result is ever replaced. A single video prints its result as JSON;
@@ -20,6 +25,11 @@ a folder is a batch: every video file in it (and its subfolders, in sorted
 order) is predicted and printed as one JSON line, with progress on stderr,
 and a file that does not decode is reported (on stderr and as a JSON line
 with an "error") and skipped.
+
+`--stream` (convlstm runs) feeds the video to the model one frame at a
+time (`train.streaming.stream_video`) and writes `stream.json`: the
+probabilities after every frame (every frame, or `--stream-fps` frames per
+second of video), with the frame's index and time.
 """
 
 import json
@@ -67,6 +77,21 @@ def build_parser():
         "--stride", type=float, default=defaults.stride, help="seconds between window starts",
     )
     classifier.add_argument("--top-k", type=int, default=defaults.top_k, help="labels reported")
+    parser.add_argument(
+        "--explain", action="store_true",
+        help="also write what the model looked at: attention over frames (bilstm_attention, "
+        "keyframe_transformer), cross-attention heat maps (r2plus1d_perceiver) or Grad-CAM "
+        "(convlstm, r2plus1d), as explanation.mp4, explanation.png and explanation.json",
+    )
+    classifier.add_argument(
+        "--stream", action="store_true",
+        help="convlstm runs: feed the video frame by frame and write the probabilities after "
+        "every frame (stream.json)",
+    )
+    classifier.add_argument(
+        "--stream-fps", type=float, default=None,
+        help="with --stream: frames streamed per second of video (default: every frame)",
+    )
     features = parser.add_argument_group("runs trained on feature files")
     features.add_argument(
         "--backbone", default=None,
@@ -131,6 +156,30 @@ class Progress:
         self.stream.flush()
 
 
+def stream_one(model, record, args):
+    """`--stream`: the probabilities after every frame, printed and written
+    to `stream.json` in a new result folder."""
+    from common.files import write_json
+    from train import streaming
+    from train.tasks.prediction import result_folder
+
+    if record["model"] not in streaming.STREAMING_MODELS:
+        raise ValueError(
+            f"--stream: a {record['model']} run has no frame-by-frame form; streaming runs: "
+            f"{', '.join(streaming.STREAMING_MODELS)}"
+        )
+    result = streaming.stream_video(model, record, args.video, fps=args.stream_fps).to_json()
+    out = result_folder(args.out or os.path.join(args.run, "predictions"), args.video)
+    try:
+        write_json(os.path.join(out, "stream.json"), result)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    result["folder"] = os.path.abspath(out)
+    print(json.dumps(result))
+    return 0
+
+
 def main(argv=None):
     from train import evaluate, tasks
     from train.tasks.prediction import PredictOptions
@@ -140,6 +189,12 @@ def main(argv=None):
     if not os.path.exists(args.video):
         raise FileNotFoundError(f"--video {args.video}: no such file or folder")
     batch = os.path.isdir(args.video)
+    if args.stream_fps is not None and not args.stream:
+        raise ValueError("--stream-fps is used only with --stream")
+    if args.stream and args.explain:
+        raise ValueError("--explain explains whole windows; it does not go with --stream")
+    if args.stream and batch:
+        raise ValueError(f"--stream: --video {args.video} is a folder; stream one video file")
     if batch:
         videos = list_videos(args.video)
         if not videos:
@@ -152,6 +207,8 @@ def main(argv=None):
 
         FrameStream(args.video).close()
     record, model = evaluate.load_run(args.run)
+    if args.stream:
+        return stream_one(model, record, args)
     predictor = tasks.task_for(record["model"]).predictor(model, record, options)
     root = args.out or os.path.join(args.run, "predictions")
     if os.path.exists(root) and not os.path.isdir(root):

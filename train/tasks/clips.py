@@ -5,16 +5,35 @@ decoded with OpenCV inside tf.data, or without `--data` the embedded
 synthetic clips (`data/synthetic.py`), for which the family's `"demo"`
 preset gives the clip shape. Evaluation and reports are the
 action-recognition report of `train.tasks.classification`.
+
+Multi-view testing (`train.evaluate --views CLIPSxCROPS`, `Views`) averages
+the class probabilities of several views of each test video, as MMAction2
+(`average_clips="prob"`) and PyTorchVideo do:
+
+- videos: CLIPS clips of the model's T frames spread uniformly over the
+  video (`data.video.sample_view_indices`: each clip spans the video at the
+  frame spacing training reads, shifted by a share of it), and CROPS 1 (the
+  whole frame resized to the model's size, as training reads it) or 3
+  (left, centre and right along the longer side of a frame scaled to cover
+  the model's size, MMAction2's `ThreeCrop`);
+- the embedded synthetic clips, arrays of T + 4 frames: CLIPS runs of T
+  consecutive frames whose starts are spread over the 4 spare frames (the
+  starts training's temporal jitter draws from; more clips than the 5
+  starts repeat some), and, since the clips are drawn at the model's frame
+  size, 3 crops are the same frame three times (CLIPSx3 equals CLIPSx1).
+
+1x1 reads exactly what single-view testing reads.
 """
 
 import dataclasses
 import os
+import re
 
 import numpy as np
 
 from data import pipeline, synthetic
 from train.tasks.base import DataBundle, check_fraction, check_path, option, split_rows
-from train.tasks.classification import ClassifierTask
+from train.tasks.classification import HMDB51_CLASSES, ClassifierTask
 
 # Frames generated beyond the model's, so the start frame can be jittered.
 JITTER_FRAMES = 4
@@ -58,9 +77,46 @@ class ClipOptions:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Views:
+    """Test views of each video: `clips` temporal clips x `crops` crops."""
+
+    clips: int = 1
+    crops: int = 1
+
+    @property
+    def count(self):
+        return self.clips * self.crops
+
+    def __str__(self):
+        return f"{self.clips}x{self.crops}"
+
+    def to_dict(self):
+        return {"clips": self.clips, "crops": self.crops, "views": self.count, "setting": str(self)}
+
+
+def parse_views(text):
+    """`Views` from `CLIPSxCROPS` (e.g. "10x3"); ValueError otherwise.
+
+    Example:
+
+    >>> parse_views("10x3")
+    Views(clips=10, crops=3)
+    """
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
+    if match is None or int(match.group(1)) < 1 or int(match.group(2)) not in (1, 3):
+        raise ValueError(
+            f"--views {text}: expected CLIPSxCROPS with CLIPS >= 1 clips and CROPS 1 or 3 "
+            "crops, e.g. 1x1, 4x3, 10x3"
+        )
+    return Views(int(match.group(1)), int(match.group(2)))
+
+
 class ClipTask(ClassifierTask):
     kind = "clips"
     Options = ClipOptions
+    # `train.evaluate --views` asks the task for multi-view test data.
+    takes_views = True
 
     def embedded_preset(self, options, config):
         return "demo" if options.data is None else None
@@ -76,16 +132,35 @@ class ClipTask(ClassifierTask):
             batch_size, num_frames=frames, training=True, seed=0,
         )
 
-    def load(self, options, config, seed, split_seed=None):
+    def load(self, options, config, seed, split_seed=None, views=None):
+        """The data (see `Task.load`); with `views`, the validation and test
+        splits yield the `Views` of each video (`view_batches`)."""
         if options.data is not None:
-            return load_video_clips(options, config, seed, seed if split_seed is None else split_seed)
-        return load_synthetic_clips(options, config, seed)
+            return load_video_clips(
+                options, config, seed, seed if split_seed is None else split_seed, views
+            )
+        return load_synthetic_clips(options, config, seed, views)
+
+    def load_split(self, options, record, split, given=frozenset(), views=None):
+        import models
+
+        from train.tasks.base import check_class_names
+
+        config = models.get_family(record["model"]).config.with_overrides(**record["config"])
+        bundle = self.load(options, config, record["seed"], views=views)
+        check_class_names(bundle.class_names, record, "the evaluated data")
+        return bundle
+
+    def evaluate(self, models, bundle, split):
+        report = super().evaluate(models, bundle, split)
+        report.setdefault("views", Views().to_dict())  # single-view data
+        return report
 
     def window_encoder(self, model, record, options):
         return clip_window_encoder(record)
 
 
-def load_synthetic_clips(options, config, seed):
+def load_synthetic_clips(options, config, seed, views=None):
     """The embedded synthetic clips at the config's clip shape."""
     count = options.synthetic_clips
     if count < 2:
@@ -118,21 +193,35 @@ def load_synthetic_clips(options, config, seed):
     def train_epochs(first_epoch):
         return pipeline.epoch_stream(lambda epoch: batches("train", True, epoch), first_epoch)
 
+    def test_batches(split):
+        if views is None:
+            return batches(split, False)
+        clips, labels = splits[split]
+        return view_batches(
+            pipeline.from_arrays(clips, labels).map(
+                lambda clip, label: (synthetic_views(clip, frames, views), label)
+            ),
+            views, config.batch_size, binary,
+        )
+
+    info = {"data": "synthetic", "synthetic_task": options.synthetic_task, "split_sizes": sizes}
+    if views is not None:
+        info["views"] = views.to_dict()
     return DataBundle(
         train=batches("train", True),
-        val=batches("val", False),
-        test=batches("test", False),
+        val=test_batches("val"),
+        test=test_batches("test"),
         class_names=class_names,
         config_updates={"input_shape": shape},
         train_labels=splits["train"][1],
-        info={"data": "synthetic", "synthetic_task": options.synthetic_task, "split_sizes": sizes},
+        info=info,
         source="the embedded synthetic clips",
         train_epochs=train_epochs,
         steps_per_epoch=-(-count // config.batch_size),
     )
 
 
-def load_video_clips(options, config, seed, split_seed):
+def load_video_clips(options, config, seed, split_seed, views=None):
     """Clips decoded from a folder tree or manifest of video files.
 
     The model keeps its frame count and frame size; the videos give the
@@ -173,6 +262,15 @@ def load_video_clips(options, config, seed, split_seed):
     def batches(split, training):
         if not subsets[split][0]:
             return None
+        if views is not None and not training:
+            paths, labels = subsets[split]
+            return view_batches(
+                video.video_views_dataset(
+                    paths, labels, frames, (height, width), views.clips, views.crops,
+                    on_error=options.on_error,
+                ),
+                views, config.batch_size, binary,
+            )
         return pipeline.clip_batches(
             decoded(split, training), config.batch_size, num_frames=frames, training=training,
             seed=seed, binary=binary,
@@ -211,8 +309,75 @@ def load_video_clips(options, config, seed, split_seed):
             "data": os.path.abspath(options.data),
             "split": options.split,
             "videos": {name: len(paths) for name, (paths, _) in subsets.items()},
+            "benchmark": recognise_benchmark(options.split_dir, options.split, class_names),
+            **({"views": views.to_dict()} if views is not None else {}),
         },
     )
+
+
+def synthetic_views(clip, num_frames, views):
+    """The `views` of one embedded clip (uint8 [T + spare, H, W, C]) as
+    uint8 [clips * crops, T, H, W, C]: runs of `num_frames` frames starting
+    at floor(spare * (k + 0.5) / clips) for clip k (one clip: the centre
+    cut single-view testing takes), each repeated `crops` times, the clip
+    being already at the model's frame size (see the module doc).
+
+    Example:
+
+    >>> clip = np.arange(6, dtype=np.uint8).reshape(6, 1, 1, 1)
+    >>> synthetic_views(clip, 4, Views(2, 1))[:, :, 0, 0, 0].numpy().tolist()
+    [[0, 1, 2, 3], [1, 2, 3, 4]]
+    """
+    import tensorflow as tf
+
+    spare = int(clip.shape[0]) - num_frames
+    starts = [spare * (2 * k + 1) // (2 * views.clips) for k in range(views.clips)]
+    return tf.stack(
+        [clip[start:start + num_frames] for start in starts for _ in range(views.crops)]
+    )
+
+
+def view_batches(views_dataset, views, batch_size, binary):
+    """Batches of test views: `({"frames": float32 [B, V, T, H, W, C]}, labels)`.
+
+    Frames become [0, 1] floats as `pipeline.clip_batches` makes them, and a
+    batch holds `batch_size // V` videos (at least one), so one model call
+    sees about as many clips as a training batch.
+    """
+    import tensorflow as tf
+
+    def prepare(clips, label):
+        frames = tf.image.convert_image_dtype(clips, tf.float32)
+        if binary:
+            label = tf.cast(tf.reshape(label, [1]), tf.float32)
+        return {"frames": frames}, label
+
+    videos = max(1, batch_size // views.count)
+    return views_dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(videos).prefetch(
+        tf.data.AUTOTUNE
+    )
+
+
+def recognise_benchmark(split_dir, split, class_names):
+    """`"hmdb51"` when the videos are HMDB51, else None.
+
+    HMDB51 means: split lists in HMDB51's own format
+    (`<class>_test_split<N>.txt`, one per class) and exactly its 51 classes.
+    A few of its classes, or other videos in its layout, are not HMDB51, and
+    published HMDB51 numbers do not apply to them.
+
+    Example:
+
+    >>> recognise_benchmark(None, 1, HMDB51_CLASSES) is None
+    True
+    """
+    if split_dir is None or sorted(class_names) != sorted(HMDB51_CLASSES):
+        return None
+    lists = {
+        name for name in os.listdir(split_dir) if name.endswith(f"_test_split{split}.txt")
+    }
+    wanted = {f"{name}_test_split{split}.txt" for name in HMDB51_CLASSES}
+    return "hmdb51" if wanted <= lists else None
 
 
 def split_videos(found, val_fraction, seed):

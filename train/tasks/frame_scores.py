@@ -23,22 +23,30 @@ gets the rendered frames at the config's frame size (the family's
 The report (`summary_report`) follows the field's protocol
 (`train.summary_eval`): keyshot F-score, averaged over user summaries for
 TVSum and maximum for SumMe, Kendall's tau and Spearman's rho against each
-annotator (Otani et al.), plus the design notes' metrics, and prints the
-published anchors beside ours.
+annotator (Otani et al.), plus the design notes' metrics. The published
+anchors (DSNet, VASNet, PGL-SUM, human agreement) are printed beside ours
+only when the data is the set they were measured on (`recognise_benchmark`):
+numbers on the embedded synthetic videos are not comparable with them.
 """
 
 import dataclasses
+import json
 import os
 
 import numpy as np
 
-from common.files import read_json, write_json
+from common.files import atomic_path, read_json, write_json
 from data.pipeline import epoch_stream
 from data.sequences import sequence_dataset
 from train import summary_eval
 from train.tasks.base import DataBundle, Task, check_fraction, check_path, option
 
 SYNTHETIC_FEATURE_FRAME_SIZE = (32, 32)
+
+# The public benchmark files, told apart by their structure: TVSum has 50
+# videos, each summarised by 20 users (Song et al., CVPR 2015); SumMe has
+# 25 videos, each by 15 to 18 users (Gygli et al., ECCV 2014).
+SUMMARY_BENCHMARKS = {"tvsum": (50, 20, 20), "summe": (25, 15, 18)}
 
 
 @dataclasses.dataclass
@@ -52,6 +60,8 @@ class SummaryBundle(DataBundle):
         input_name: `"features"` or `"frames"`.
         keys: `{"train": [...], "val": [...], "test": [...]}`.
         reduction: `"avg"` (TVSum) or `"max"` (SumMe).
+        benchmark: `"tvsum"` or `"summe"` when the data is that public
+            set (`recognise_benchmark`), else None.
     """
 
     videos: dict = dataclasses.field(default_factory=dict)
@@ -59,6 +69,7 @@ class SummaryBundle(DataBundle):
     input_name: str = "features"
     keys: dict = dataclasses.field(default_factory=dict)
     reduction: str = "avg"
+    benchmark: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +101,15 @@ class FrameScoreOptions:
         choices=("auto", "avg", "max"),
     )
     synthetic_videos: int = option(60, "videos in the embedded synthetic set")
+    videos: str | None = option(
+        None,
+        "with --dataset in frames mode: the data set's video folder; each video of the "
+        "file is found by its key or its video_name and read at the file's picks",
+    )
+    frame_cache: str = option(
+        os.path.join("runs", ".cache"),
+        "folder of the frames read from --videos (one uint8 array per video, read once)",
+    )
 
 
 class FrameScoreTask(Task):
@@ -143,23 +163,35 @@ def load_frame_scores(options, config, seed, split_seed):
     mode = config.input_mode
     if options.dataset is not None:
         check_path(options.dataset, "--dataset")
-        if mode != "features":
+        if mode == "frames" and options.videos is None:
             raise ValueError(
-                f"--dataset {options.dataset} holds pre-extracted features, but input_mode "
-                f"is {mode!r}; use --input-mode features (frames mode trains on the "
-                "embedded synthetic videos)"
+                f"--dataset {options.dataset} holds pre-extracted features; frames mode "
+                "also needs the data set's videos (--videos FOLDER), or use --input-mode "
+                "features"
             )
+        if mode == "features" and options.videos is not None:
+            raise ValueError("--videos is for frames mode (--input-mode frames)")
         videos = summarization.read_summary_file(options.dataset)
-        inputs = {key: video.features for key, video in videos.items()}
         reduction = summarization.default_reduction(options.dataset)
-        info = {"data": os.path.abspath(options.dataset), "features": "file"}
         source = f"--dataset {options.dataset}"
+        if mode == "frames":
+            check_path(options.videos, "--videos")
+            inputs = frames_at_picks(
+                videos, options.videos, tuple(config.input_shape[1:3]), options.frame_cache
+            )
+            info = {"data": os.path.abspath(options.dataset), "features": "frames",
+                    "videos": os.path.abspath(options.videos),
+                    "frame_size": list(config.input_shape[1:3])}
+        else:
+            inputs = {key: video.features for key, video in videos.items()}
+            info = {"data": os.path.abspath(options.dataset), "features": "file"}
     else:
         if options.synthetic_videos < 5:
             raise ValueError(f"--synthetic-videos must be >= 5, got {options.synthetic_videos}")
         videos, inputs, info = synthetic_set(config, options.synthetic_videos, seed)
         reduction = "avg"
         source = "the synthetic set"
+    benchmark = recognise_benchmark(videos) if options.dataset is not None else None
     if options.reduction != "auto":
         reduction = options.reduction
 
@@ -203,6 +235,7 @@ def load_frame_scores(options, config, seed, split_seed):
         split=options.split,
         split_source=split_source,
         reduction=reduction,
+        benchmark=benchmark,
         keys={"train": train_keys, "val": val_keys, "test": test_keys},
     )
     return SummaryBundle(
@@ -217,10 +250,89 @@ def load_frame_scores(options, config, seed, split_seed):
         input_name=input_name,
         keys={"train": train_keys, "val": val_keys, "test": test_keys},
         reduction=reduction,
+        benchmark=benchmark,
         source=source,
         train_epochs=train_epochs if train_keys else None,
         steps_per_epoch=-(-len(train_keys) // config.batch_size),
     )
+
+
+def frames_at_picks(videos, folder, size, cache):
+    """key -> uint8 frames [n_picks, H, W, 3] of each video of a
+    summarization file, read from its video file at the file's picks.
+
+    The video file is the one in `folder` (searched recursively) whose name
+    without extension is the video's key or its `video_name`. The picks
+    index the frames the file's annotations were made on; a video file that
+    decodes to another frame count (another encoding of the same video) is
+    read at the picks scaled to its length. Each video's frames are read
+    once into `cache` (a `.npy` per video, named by the video file, its
+    size and date, the picks and the frame size) and memory-mapped after,
+    so the frames of a whole data set need not fit in memory.
+    """
+    import hashlib
+
+    from data.video import VIDEO_EXTENSIONS, probe_video, read_frames
+
+    files = {}
+    for directory, _, names in sorted(os.walk(folder)):
+        for name in sorted(names):
+            stem, extension = os.path.splitext(name)
+            if extension.lower() in VIDEO_EXTENSIONS:
+                files.setdefault(stem, os.path.join(directory, name))
+    os.makedirs(cache, exist_ok=True)
+    frames = {}
+    for key, video in videos.items():
+        path = files.get(key) or files.get(video.video_name or "")
+        if path is None:
+            names = " or ".join(repr(n) for n in (key, video.video_name) if n)
+            raise ValueError(
+                f"--videos {folder}: no video file named {names} for video {key!r} of the file"
+            )
+        stat = os.stat(path)
+        identity = json.dumps([os.path.abspath(path), stat.st_size, stat.st_mtime_ns,
+                               video.picks.tolist(), video.n_frames, list(size)])
+        cached = os.path.join(cache, f"frames-{hashlib.sha256(identity.encode()).hexdigest()[:16]}.npy")
+        if not os.path.exists(cached):
+            count = probe_video(path, count_frames=True).frame_count
+            picks = np.asarray(video.picks, np.int64)
+            if count != video.n_frames:
+                picks = np.round(picks * (count - 1) / max(video.n_frames - 1, 1)).astype(np.int64)
+            picks = np.clip(picks, 0, count - 1)
+            unique, where = np.unique(picks, return_inverse=True)
+            read, _, _ = read_frames(path, unique, size)
+            with atomic_path(cached) as temporary:
+                np.save(temporary, read[where])
+        frames[key] = np.load(cached, mmap_mode="r")
+    return frames
+
+
+def recognise_benchmark(videos):
+    """`"tvsum"` or `"summe"` when `videos` are that public set, else None.
+
+    The structure decides, not the file name: the set's number of videos
+    and every video's number of user summaries (`SUMMARY_BENCHMARKS`). A
+    renamed copy of the public file is still recognised; a file of other
+    videos named `tvsum.h5`, or a subset of the public videos, is not, since
+    the published numbers were measured on all of them.
+
+    Args:
+        videos: key -> `data.summarization.SummaryVideo`.
+
+    Example:
+
+    >>> from types import SimpleNamespace
+    >>> video = SimpleNamespace(user_summary=np.zeros((20, 100)))
+    >>> recognise_benchmark({f"video_{i}": video for i in range(50)})
+    'tvsum'
+    >>> recognise_benchmark({f"video_{i}": video for i in range(49)}) is None
+    True
+    """
+    users = [int(np.shape(video.user_summary)[0]) for video in videos.values()]
+    for name, (count, fewest, most) in SUMMARY_BENCHMARKS.items():
+        if len(users) == count and all(fewest <= n <= most for n in users):
+            return name
+    return None
 
 
 def write_splits(splits, path):
@@ -281,17 +393,20 @@ def hold_out(keys, fraction, seed):
 # Scoring and the report.
 
 
-def score_videos(model, bundle, keys, batch_size=8):
+def score_videos(model, bundle, keys, batch_size=None):
     """key -> predicted scores [n_picks].
 
     The videos are right-padded to the longest one of `keys` and scored in
     batches, so the model sees one input shape (a new shape per video would
     retrace the graph, which costs seconds with a frame backbone); padded
-    steps do not change a real frame's score.
+    steps do not change a real frame's score. Frames go one video at a time
+    (a batch of whole videos of frames would not fit in memory), features
+    eight at a time.
     """
     keys = list(keys)
     if not keys:
         return {}
+    batch_size = batch_size or (1 if bundle.input_name == "frames" else 8)
     longest = max(len(bundle.inputs[key]) for key in keys)
     predictions = {}
     for start in range(0, len(keys), batch_size):
@@ -321,30 +436,54 @@ def summary_report(predictions, bundle, split="test"):
         "split": split,
         "summary": summary,
         "per_video": per_video,
-        "anchors": {
-            "human_agreement_tvsum": summary_eval.HUMAN_AGREEMENT_TVSUM,
-            "published_fscores_percent": summary_eval.PUBLISHED_FSCORES,
-            "published_correlations": summary_eval.PUBLISHED_CORRELATIONS,
-        },
+        "benchmark": bundle.benchmark,
+        "anchors": published_anchors(bundle.benchmark),
     }
 
 
+def published_anchors(benchmark):
+    """The published numbers measured on `benchmark` ({} for None)."""
+    if benchmark is None:
+        return {}
+    anchors = {
+        "published_fscores_percent": {
+            name: scores[benchmark] for name, scores in summary_eval.PUBLISHED_FSCORES.items()
+        },
+        "published_correlations": {
+            name: scores[benchmark]
+            for name, scores in summary_eval.PUBLISHED_CORRELATIONS.items()
+            if benchmark in scores
+        },
+    }
+    if benchmark == "tvsum":
+        anchors["human_agreement"] = summary_eval.HUMAN_AGREEMENT_TVSUM
+    return anchors
+
+
 def comparison_table(report):
-    """Markdown rows: our numbers beside the field's published anchors."""
+    """Markdown rows: our numbers, beside the published anchors when the
+    data is the set they were measured on (`recognise_benchmark`)."""
     s = report["summary"]
-    column = "summe" if s["reduction"] == "max" else "tvsum"
+    column = report.get("benchmark")
     rows = [
         "| method | F-score (%) | Kendall tau | Spearman rho |",
         "|---|---:|---:|---:|",
         f"| ours ({s['videos']} videos, {s['reduction']}) | {100 * s['fscore']:.2f} "
         f"| {s['kendall_tau']:.3f} | {s['spearman_rho']:.3f} |",
     ]
-    if column == "tvsum":
-        human = summary_eval.HUMAN_AGREEMENT_TVSUM
-        rows.append(f"| human annotators (TVSum) | | {human['kendall_tau']:.3f} | {human['spearman_rho']:.3f} |")
-    for name, scores in summary_eval.PUBLISHED_FSCORES.items():
-        corr = summary_eval.PUBLISHED_CORRELATIONS.get(name, {}).get(column, {})
+    if column is None:
+        rows.append(
+            "\nNo published anchors: they were measured on TVSum and SumMe, and this "
+            "data is neither (see `recognise_benchmark`)."
+        )
+        return "\n".join(rows)
+    anchors = published_anchors(column)
+    human = anchors.get("human_agreement")
+    if human:
+        rows.append(f"| human annotators ({column}) | | {human['kendall_tau']:.3f} | {human['spearman_rho']:.3f} |")
+    for name, fscore in anchors["published_fscores_percent"].items():
+        corr = anchors["published_correlations"].get(name, {})
         tau = f"{corr['kendall_tau']:.3f}" if corr else ""
         rho = f"{corr['spearman_rho']:.3f}" if corr else ""
-        rows.append(f"| {name} (published, {column}) | {scores[column]:.2f} | {tau} | {rho} |")
+        rows.append(f"| {name} (published, {column}) | {fscore:.2f} | {tau} | {rho} |")
     return "\n".join(rows)

@@ -137,14 +137,18 @@ def sample_positions(fps, sample_rate):
             yield index
 
 
-def score_in_windows(model, values, name, max_steps):
+def score_in_windows(model, values, name, max_steps, per_step=None):
     """Scores [n] of one video's inputs [n, ...], in half-overlapping windows
-    of at most `max_steps` steps whose overlapping scores are averaged."""
+    of at most `max_steps` steps whose overlapping scores are averaged.
+
+    `per_step`, when given, replaces the model's scores: a function of one
+    window's batch of inputs to [1, steps] values (an explanation)."""
     n = len(values)
+    per_step = per_step or model.predict_on_batch
 
     def score(part):
         inputs = {name: part[None], "mask": np.ones((1, len(part)), dtype=bool)}
-        return np.asarray(model.predict_on_batch(inputs), dtype=np.float64)[0, :len(part)]
+        return np.asarray(per_step(inputs), dtype=np.float64)[0, :len(part)]
 
     if n <= max_steps:
         return score(values)
@@ -239,6 +243,11 @@ class KeyframePredictor:
         config = models.get_family(record["model"]).config.with_overrides(**record["config"])
         self.encoder = frame_encoder(record, config, options)
         self.max_steps = MAX_STEPS[self.encoder.name]
+        self.explainer = None
+        if options.explain:
+            from train.tasks import explain
+
+            self.explainer = explain.explainer_for(model, record)
 
     def __call__(self, video, out):
         from data import shots as shot_lib
@@ -262,19 +271,41 @@ class KeyframePredictor:
                     next_pick = next(positions)
             n_frames = stream.info.frame_count
             picks = np.asarray(picks, dtype=np.int64)
-            scores = score_in_windows(
-                self.model, self.encoder(np.stack(model_frames)), self.encoder.name, self.max_steps
-            )
+            encoded = self.encoder(np.stack(model_frames))
+            scores = score_in_windows(self.model, encoded, self.encoder.name, self.max_steps)
             change_points, _ = shot_lib.shots_from_change_points(
                 shot_lib.kts_change_points(np.stack(histograms)), picks, n_frames
             )
             frame_scores, candidates, values, chosen, budget = select_keyshots(
                 scores, picks, n_frames, change_points, options.ratio
             )
-            return self._write(
+            result = self._write(
                 video, out, spool, fps, fps_note, n_frames, picks, scores, frame_scores,
                 change_points, candidates, values, chosen, budget,
             )
+            if self.explainer is not None:
+                self._explain(video, out, spool, fps, picks, encoded, result)
+            return result
+
+    def _explain(self, video, out, spool, fps, picks, encoded, result):
+        """Writes the attention curve over the sampled frames (windows of
+        `max_steps` as for the scores, overlaps averaged) and adds it to the
+        result (and `result.json`)."""
+        from train.tasks import explain
+
+        attention = score_in_windows(
+            self.model, encoded, self.encoder.name, self.max_steps, per_step=self.explainer
+        )
+        files, summary, notes = explain.write_explanation(
+            out, self.explainer,
+            [spool[int(i)][..., ::-1] for i in picks], [seconds(i, fps) for i in picks], attention,
+            title=f"{os.path.basename(video)}: {self.explainer.method}",
+            extra={"frames": picks.tolist()},
+        )
+        result["files"].update(files)
+        result["explanation"] = summary
+        result["notes"].extend(notes)
+        write_json(result["files"]["result"], result)
 
     def _write(self, video, out, spool, fps, fps_note, n_frames, picks, scores, frame_scores,
                change_points, candidates, values, chosen, budget):

@@ -49,6 +49,9 @@ class PredictOptions:
         backbone_weights: weights of that backbone: "imagenet", a local
             file or "none" (default: what the features were extracted with).
         run: the run folder, for messages.
+        explain: also write what the model looked at
+            (`train.tasks.explain`): `explanation.mp4`, `explanation.png`
+            and `explanation.json`.
     """
 
     ratio: float = 0.15
@@ -59,6 +62,7 @@ class PredictOptions:
     backbone: str | None = None
     backbone_weights: str | None = None
     run: str = ""
+    explain: bool = False
 
     def __post_init__(self):
         if not 0.0 < self.ratio < 1.0:

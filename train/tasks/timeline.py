@@ -27,6 +27,11 @@ The answer for the video averages the windows' class probabilities; its
 `timeline.json` (every window: start and end in seconds, its label and the
 probability of every class) and `timeline.png` (the probability of the
 video's top classes over time). `result.json` holds the printed result.
+
+With `options.explain`, the run's `train.tasks.explain` explainer runs on
+the same batches, and once the video is predicted its explanation is
+written for every window: the video is decoded a second time for the
+frames the model read, at a size people can see.
 """
 
 import collections
@@ -93,12 +98,19 @@ class ClassifierPredictor:
         self.options = options
         self.encoder = encoder
         self.family = models.get_family(record["model"])
+        self.explainer = None
+        if options.explain:
+            from train.tasks import explain
+
+            self.explainer = explain.explainer_for(model, record)
 
     def _probabilities(self, batch):
         from train.tasks.classification import two_columns
 
         inputs = {name: np.stack([example[name] for example in batch]) for name in batch[0]}
         outputs = self.family.name_outputs(self.model, self.model(inputs, training=False))
+        if self.explainer is not None:
+            self._explained.extend(self.explainer(inputs))
         return two_columns(np.asarray(outputs["probabilities"], dtype=np.float64))
 
     def __call__(self, video, out):
@@ -112,6 +124,7 @@ class ClassifierPredictor:
         ends_window = window_bounds(window_frames, stride_frames)
         kept = collections.deque()
         windows, pending, probabilities = [], [], []
+        self._explained = []
 
         def add_window(start, stop):
             frames = [frame for index, frame in kept if start <= index < stop]
@@ -141,7 +154,44 @@ class ClassifierPredictor:
         if pending:
             probabilities.append(self._probabilities(pending))
         probabilities = np.concatenate(probabilities)
-        return self._write(video, out, fps, fps_note, n_frames, windows, probabilities)
+        result = self._write(video, out, fps, fps_note, n_frames, windows, probabilities)
+        if self.explainer is not None:
+            self._explain(video, out, fps, windows, probabilities, result)
+        return result
+
+    def _explain(self, video, out, fps, windows, probabilities, result):
+        """Writes the explanation of every window, in order, and adds it to
+        the result (and `result.json`)."""
+        from train.tasks import explain
+
+        positions = explain.window_positions(self.record)
+        steps = [start + positions(stop - start) for start, stop in windows]
+        display = explain.read_frames(video, np.unique(np.concatenate(steps)))
+        label = int(np.argmax(probabilities.mean(axis=0)))
+        best = int(np.argmax(probabilities[:, label]))
+        frames, times, values = [], [], []
+        for window, (indices, explained) in enumerate(zip(steps, self._explained)):
+            if self.explainer.kind == "curve":
+                explained = explained[:len(indices)]
+            else:
+                explained = explain.resample(explained, len(indices), *explained.shape[1:])
+            if window == best:
+                strip = ([display[int(i)] for i in indices], [seconds(i, fps) for i in indices],
+                         explained)
+            frames.extend(display[int(i)] for i in indices)
+            times.extend(seconds(i, fps) for i in indices)
+            values.extend(explained)
+        files, summary, notes = explain.write_explanation(
+            out, self.explainer, frames, times, values, strip=strip,
+            title=f"{os.path.basename(video)}: {result['label']} "
+                  f"({summary_window(windows[best], fps)}), {self.explainer.method}",
+            extra={"label": result["label"], "strip_window": best,
+                   "windows": [[seconds(a, fps), seconds(b, fps)] for a, b in windows]},
+        )
+        result["files"].update(files)
+        result["explanation"] = summary
+        result["notes"].extend(notes)
+        write_json(result["files"]["result"], result)
 
     def _write(self, video, out, fps, fps_note, n_frames, windows, probabilities):
         class_names = list(self.record.get("class_names") or [])
@@ -197,6 +247,11 @@ class ClassifierPredictor:
         }
         write_json(files["result"], result)
         return result
+
+
+def summary_window(window, fps):
+    start, stop = window
+    return f"{seconds(start, fps):.1f}-{seconds(stop, fps):.1f} s"
 
 
 def write_timeline_plot(windows, probabilities, class_names, order, fps, n_frames, path):

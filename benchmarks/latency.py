@@ -1,0 +1,507 @@
+"""End-to-end CPU latency of every model in every export format.
+
+    python -m benchmarks.latency [--models keyframe_transformer,...]
+        [--formats tensorflow,litert,litert-int8,onnx] [--threads 1,2]
+        [--repeats 5] [--video FILE] [--cache DIR]
+
+For each model, format and thread count, the median of `--repeats` rounds
+(formats alternate within a round, so a change in the machine's load hits
+them alike) of:
+
+- model only: the model on one clip already in memory;
+- end to end: one video file in, the model's output out: decode, sample,
+  resize to the model's frames, then the model;
+- overlapped (models over per-frame backbone features): the same video,
+  with each sampled frame going through the backbone as soon as it is
+  decoded, in a second thread, and the temporal head run on the features
+  once the last frame is in; the model stops waiting for the decoder.
+
+Each also has its CPU time (seconds of CPU the process used in that call,
+all its threads together, median of the rounds): on a shared machine the
+wall time includes waiting for a core, the CPU time does not, so it tells
+what a quiet machine would take (about CPU time / threads when the threads
+are kept busy).
+
+The video is the design notes' input for keyframe scoring: 30 s of
+1280x720 at 25 fps, written once into `--cache` with OpenCV's MPEG-4
+encoder (the only one its FFmpeg writes here; pass `--video` for your own
+file, e.g. H.264). Keyframe scoring samples it at 2 frames per second (60
+frames); the clip classifiers sample their own frame count uniformly over
+it, as training does. Decoding reads the file once in order and converts
+only the sampled frames (`grab` every frame, `retrieve` the sampled ones):
+seeking is slower than decoding through with these codecs.
+
+Models are built at their `benchmark` preset sizes with random weights
+(nothing is downloaded; latency does not depend on the weights). `convlstm`
+takes RGB video frames here (3 channels instead of the notes' 4), since a
+video has three. Formats: `tensorflow` is the Keras model traced as one
+TensorFlow graph (what TF Serving runs); the others are converted by
+`train.export_formats` (cached in `--cache`), int8 calibrated on random
+clips: the int8 rows are latency only, not verified (a trained run's int8
+export is verified by `train.export`). Models over backbone features
+(`keyframe_transformer` in frames mode, `bilstm_attention` on
+EfficientNet-B0 features of 224x224 frames) run as two files, the
+per-frame backbone and the temporal head, in every format.
+
+TensorFlow fixes its thread pools when it starts, so each thread count runs
+in its own child process; `--threads` sets the runtimes' threads and
+OpenCV's decoder threads.
+"""
+
+import dataclasses
+import json
+import os
+import queue
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+from common.cli import ArgumentParser
+
+FORMATS = ("tensorflow", "litert", "litert-int8", "onnx")
+DEFAULT_CACHE = os.path.join("runs", ".cache", "latency")
+VIDEO_SECONDS, VIDEO_FPS, VIDEO_SIZE = 30, 25.0, (720, 1280)
+KEYFRAME_SAMPLING_FPS = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One model as the benchmark runs it.
+
+    Args:
+        name: registered model name.
+        overrides: config fields (the `benchmark` preset's sizes).
+        frames: frames sampled from the video; None: `KEYFRAME_SAMPLING_FPS`.
+        backbone: the per-frame backbone of a model over features, or None.
+    """
+
+    name: str
+    overrides: dict
+    frames: int | None = None
+    backbone: str | None = None
+
+
+CASES = {
+    "keyframe_transformer": Case(
+        "keyframe_transformer",
+        dict(input_mode="frames", input_shape=(None, 224, 224, 3), backbone="efficientnet_b0",
+             backbone_weights=None),
+        frames=None, backbone="efficientnet_b0",
+    ),
+    "bilstm_attention": Case(
+        "bilstm_attention", dict(input_shape=(64, 1280)), frames=64, backbone="efficientnet_b0",
+    ),
+    "convlstm": Case("convlstm", dict(input_shape=(30, 120, 160, 3)), frames=30),
+    "r2plus1d": Case("r2plus1d", dict(input_shape=(8, 112, 112, 3), cnn_blocks=8), frames=8),
+    "r2plus1d_perceiver": Case(
+        "r2plus1d_perceiver",
+        dict(input_shape=(8, 112, 112, 3), cnn_blocks=8, cross_blocks=1, self_blocks=1),
+        frames=8,
+    ),
+}
+
+
+# ---------------------------------------------------------------------------
+# The video.
+
+
+def write_benchmark_video(path, seconds=VIDEO_SECONDS, fps=VIDEO_FPS, size=VIDEO_SIZE):
+    """A 1280x720 video of moving shapes over a gradient, with mild noise."""
+    from data import video
+
+    height, width = size
+    rng = np.random.default_rng(0)
+    rows = np.linspace(0, 255, height, dtype=np.float32)[:, None]
+    columns = np.linspace(0, 255, width, dtype=np.float32)[None, :]
+    background = np.stack([rows + 0 * columns, 0 * rows + columns, (rows + columns) / 2], -1)
+
+    def frame(index):
+        image = background.copy()
+        for shape in range(4):
+            x = int((index * (3 + shape) * 2 + shape * 300) % (width - 160))
+            y = int((shape * 170 + 60 * np.sin(index / (10 + shape))) % (height - 120))
+            image[y:y + 120, x:x + 160] = (60 * shape, 255 - 50 * shape, 128)
+        image += rng.normal(0, 6, size=image.shape[:2] + (1,)).astype(np.float32)
+        return np.clip(image, 0, 255).astype(np.uint8)
+
+    return video.write_video(path, (frame(i) for i in range(int(seconds * fps))), fps=fps,
+                             fourcc="mp4v")
+
+
+def sampled_indices(frame_count, fps, frames):
+    """`frames` indices spread uniformly over the video, or with `frames`
+    None one every 1 / KEYFRAME_SAMPLING_FPS seconds."""
+    if frames is None:
+        frames = max(1, int(round(frame_count / fps * KEYFRAME_SAMPLING_FPS)))
+    return np.linspace(0, frame_count - 1, frames).astype(np.int64)
+
+
+def decode_sampled(path, indices, size, threads):
+    """Yields the sampled frames as RGB float32 [H, W, 3] in 0..255, in
+    order, decoding through the file once and converting only those."""
+    import cv2
+
+    capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, threads])
+    height, width = size
+    wanted = np.bincount(indices, minlength=int(indices[-1]) + 1)
+    try:
+        for position in range(len(wanted)):
+            if not capture.grab():
+                raise ValueError(f"{path}: decoding stopped at frame {position}")
+            if wanted[position]:
+                ok, frame = capture.retrieve()
+                frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+                rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB).astype(np.float32)
+                for _ in range(wanted[position]):
+                    yield rgb
+    finally:
+        capture.release()
+
+
+def video_info(path):
+    import cv2
+
+    capture = cv2.VideoCapture(path)
+    try:
+        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), float(capture.get(cv2.CAP_PROP_FPS))
+    finally:
+        capture.release()
+
+
+# ---------------------------------------------------------------------------
+# The models in each format.
+
+
+def build(case):
+    """(model, config, parts): the Keras model and, for a model over
+    backbone features, `{"backbone": images -> features, "head": the
+    model on features}` sharing its weights."""
+    import keras
+
+    import models
+
+    keras.utils.set_random_seed(0)
+    config = models.get_config(case.name, **case.overrides)
+    model = models.build_from_config(case.name, config)
+    if case.backbone is None:
+        return model, config, None
+    from models.backbones import build_frame_backbone
+
+    if case.name == "keyframe_transformer":
+        backbone = next(layer for layer in model.layers if layer.name.endswith("_backbone"))
+        head_config = models.get_config(
+            case.name, **{**case.overrides, "input_mode": "features",
+                          "input_shape": (None, backbone.output.shape[-1])}
+        )
+        head = models.build_from_config(case.name, head_config)
+        for layer in head.layers:
+            if layer.weights:
+                layer.set_weights(model.get_layer(layer.name).get_weights())
+        return model, config, {"backbone": backbone, "head": head}
+    backbone = build_frame_backbone(case.backbone, weights=None, input_shape=(224, 224, 3))
+    return model, config, {"backbone": backbone, "head": model}
+
+
+def write_plain_saved_model(model, path, batch_size=None):
+    """A SavedModel of any Keras model with dict or single inputs, outputs
+    named `output` (for the backbone, which is not a registered model)."""
+    import keras
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    spec = tf.TensorSpec((batch_size, *model.input.shape[1:]), model.input.dtype, name="images")
+
+    @tf.function(input_signature=[spec], autograph=False)
+    def serve(images):
+        return {"output": model(images, training=False)}
+
+    archive.add_endpoint("serve", serve)
+    archive.write_out(path, verbose=False)
+
+
+def random_inputs(model, steps, seed=0, batch_size=1):
+    """Random inputs of the model's shapes (frames 0..255 or [0, 1] as the
+    model expects, features N(0, 1), masks all true)."""
+    rng = np.random.default_rng(seed)
+    inputs = {}
+    for key, tensor in (model.input.items() if isinstance(model.input, dict) else
+                        [("images", model.input)]):
+        shape = [batch_size] + [steps if d is None else d for d in tensor.shape[1:]]
+        if tensor.dtype == "bool":
+            inputs[key] = np.ones(shape, bool)
+        elif key in ("features",):
+            inputs[key] = rng.normal(size=shape).astype(np.float32)
+        else:
+            inputs[key] = rng.uniform(0, 255 if key == "images" else 1, size=shape).astype(np.float32)
+    return inputs
+
+
+def convert(case, part_name, model, format_name, cache):
+    """The cached file of one model (or part) in one format."""
+    from train import export_formats
+
+    folder = os.path.join(cache, f"{case.name}-{part_name}-{format_name}")
+    path = os.path.join(folder, export_formats.FILE_NAMES[format_name])
+    if os.path.exists(path):
+        return folder
+    os.makedirs(folder, exist_ok=True)
+    started = time.perf_counter()
+    if part_name == "backbone":
+        source = os.path.join(folder, "saved_model")
+        write_plain_saved_model(model, source)
+        if format_name == "onnx":
+            export_formats.convert_onnx(source, path)
+        else:
+            calibration = None
+            if format_name == "litert-int8":
+                def calibration():
+                    for seed in range(8):
+                        yield {"images": random_inputs(model, 1, seed)["images"]}
+            export_formats.convert_litert(source, path, calibration)
+    else:
+        steps = case.frames or 60
+
+        def calibration():
+            for seed in range(8):
+                yield random_inputs(model, steps, seed)
+
+        export_formats.write(format_name, model, case.name, folder, calibration)
+    print(f"converted {case.name} {part_name} to {format_name} in "
+          f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    return folder
+
+
+class TensorFlowRunner:
+    """The Keras model traced once as a TensorFlow graph."""
+
+    def __init__(self, model):
+        import tensorflow as tf
+
+        if isinstance(model.input, dict):
+            spec = [{key: tf.TensorSpec((None, *t.shape[1:]), t.dtype) for key, t in model.input.items()}]
+        else:
+            spec = [tf.TensorSpec((None, *model.input.shape[1:]), model.input.dtype)]
+        def call(inputs):
+            return model(inputs, training=False)
+
+        self.function = tf.function(call, input_signature=spec, autograph=False)
+        self.dict_inputs = isinstance(model.input, dict)
+
+    def __call__(self, inputs):
+        value = inputs if self.dict_inputs else inputs["images"]
+        output = self.function(value)
+        return output.numpy() if hasattr(output, "numpy") else output
+
+
+def load(format_name, folder, threads, model):
+    from train import export_formats
+
+    if format_name == "tensorflow":
+        return TensorFlowRunner(model)
+    return export_formats.load_runner(format_name, folder, threads)
+
+
+def first_output(outputs):
+    return next(iter(outputs.values())) if isinstance(outputs, dict) else outputs
+
+
+# ---------------------------------------------------------------------------
+# Measuring, in one child process per thread count.
+
+
+def measure_child(args):
+    """Runs in the child: every model and format at `args.child_threads`
+    threads; prints one JSON line per row."""
+    threads = args.child_threads
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    import cv2
+
+    cv2.setNumThreads(threads)
+    from train import export_formats
+
+    frame_count, fps = video_info(args.video)
+    keyframe_indices = sampled_indices(frame_count, fps, None)
+    decode_times, decode_cpu = [], []
+    for _ in range(args.repeats):
+        started, cpu_started = time.perf_counter(), time.process_time()
+        for _frame in decode_sampled(args.video, keyframe_indices, (224, 224), threads):
+            pass
+        decode_times.append(time.perf_counter() - started)
+        decode_cpu.append(time.process_time() - cpu_started)
+    print(json.dumps({"model": "(decoding only)", "format": "OpenCV", "threads": threads,
+                      "frames": len(keyframe_indices), "end to end": statistics.median(decode_times),
+                      "end to end CPU": statistics.median(decode_cpu),
+                      "load": round(os.getloadavg()[0], 1)}), flush=True)
+    for name in args.models:
+        case = CASES[name]
+        model, config, parts = build(case)
+        # A model whose int8 export is refused still gets an int8 row when it
+        # runs as backbone and head: an int8 backbone before a float head.
+        formats = [f for f in args.formats
+                   if (name, f) not in export_formats.UNSUPPORTED or parts is not None]
+        indices = sampled_indices(frame_count, fps, case.frames)
+        size = (224, 224) if parts is not None else tuple(config.input_shape[1:3])
+        steps = len(indices)
+        clip = random_inputs(model, steps) if parts is None else None
+        images = None
+        runners = {}
+        for format_name in formats:
+            if parts is None:
+                folder = None if format_name == "tensorflow" else convert(
+                    case, "model", model, format_name, args.cache)
+                runners[format_name] = {"model": load(format_name, folder, threads, model)}
+            else:
+                runners[format_name] = {}
+                for part_name, part in parts.items():
+                    part_format = format_name
+                    if part_name == "head" and (name, format_name) in export_formats.UNSUPPORTED:
+                        part_format = "litert"  # int8 backbone, float head
+                    folder = None if part_format == "tensorflow" else convert(
+                        case, part_name, part, part_format, args.cache)
+                    runners[format_name][part_name] = load(part_format, folder, threads, part)
+                images = random_inputs(parts["backbone"], steps, batch_size=steps)["images"]
+
+        def model_only(parts_of):
+            if "model" in parts_of:
+                return first_output(parts_of["model"](clip))
+            features = first_output(parts_of["backbone"]({"images": images}))
+            return first_output(parts_of["head"](head_inputs(features)))
+
+        def end_to_end(parts_of):
+            frames = np.stack(list(decode_sampled(args.video, indices, size, threads)))
+            if "model" in parts_of:
+                return first_output(parts_of["model"]({"frames": frames[None] / 255.0}))
+            features = first_output(parts_of["backbone"]({"images": frames}))
+            return first_output(parts_of["head"](head_inputs(features)))
+
+        def overlapped(parts_of):
+            decoded = queue.Queue(maxsize=8)
+
+            def decode():
+                for frame in decode_sampled(args.video, indices, size, threads):
+                    decoded.put(frame)
+                decoded.put(None)
+
+            worker = threading.Thread(target=decode, daemon=True)
+            worker.start()
+            features = []
+            while (frame := decoded.get()) is not None:
+                features.append(first_output(parts_of["backbone"]({"images": frame[None]}))[0])
+            worker.join()
+            return first_output(parts_of["head"](head_inputs(np.stack(features))))
+
+        measurements = {"model only": model_only, "end to end": end_to_end}
+        if parts is not None:
+            measurements["overlapped"] = overlapped
+        times = {(f, what): [] for f in runners for what in measurements}
+        cpu = {(f, what): [] for f in runners for what in measurements}
+        for what, measure in measurements.items():
+            for format_name, parts_of in runners.items():
+                measure(parts_of)  # warm-up
+        for _ in range(args.repeats):
+            for what, measure in measurements.items():
+                for format_name, parts_of in runners.items():
+                    started, cpu_started = time.perf_counter(), time.process_time()
+                    measure(parts_of)
+                    times[format_name, what].append(time.perf_counter() - started)
+                    cpu[format_name, what].append(time.process_time() - cpu_started)
+        for format_name in runners:
+            row = {"model": name, "format": format_name, "threads": threads, "frames": steps,
+                   "load": round(os.getloadavg()[0], 1)}
+            if parts is not None and (name, format_name) in export_formats.UNSUPPORTED:
+                row["format"] = f"{format_name} backbone + litert head"
+            for what in measurements:
+                row[what] = statistics.median(times[format_name, what])
+                row[f"{what} CPU"] = statistics.median(cpu[format_name, what])
+            print(json.dumps(row), flush=True)
+
+
+def head_inputs(features):
+    features = np.asarray(features, np.float32)[None]
+    return {"features": features, "mask": np.ones(features.shape[:2], bool)}
+
+
+def main(argv=None):
+    parser = ArgumentParser(prog="python -m benchmarks.latency", description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(CASES), help="comma-separated model names")
+    parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated formats")
+    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds (median)")
+    parser.add_argument("--video", default=None,
+                        help="video file (default: a 30 s 1280x720 one written into --cache)")
+    parser.add_argument("--cache", default=DEFAULT_CACHE, help="folder of converted models and the video")
+    parser.add_argument("--child-threads", type=int, default=None, help=argparse_hidden())
+    args = parser.parse_args(argv)
+    args.models = [m for m in args.models.split(",") if m]
+    args.formats = [f for f in args.formats.split(",") if f]
+    for name in args.models:
+        if name not in CASES:
+            raise ValueError(f"--models: unknown model {name!r}; models: {', '.join(CASES)}")
+    for name in args.formats:
+        if name not in FORMATS:
+            raise ValueError(f"--formats: unknown format {name!r}; formats: {', '.join(FORMATS)}")
+    os.makedirs(args.cache, exist_ok=True)
+    if args.video is None:
+        args.video = os.path.join(args.cache, "720p_30s_mp4v.mp4")
+        if not os.path.exists(args.video):
+            write_benchmark_video(args.video)
+    elif not os.path.isfile(args.video):
+        raise FileNotFoundError(f"--video {args.video}: no such file")
+    if args.child_threads is not None:
+        measure_child(args)
+        return 0
+
+    rows = []
+    for threads in [int(t) for t in args.threads.split(",") if t]:
+        command = [sys.executable, "-m", "benchmarks.latency", "--child-threads", str(threads),
+                   "--models", ",".join(args.models), "--formats", ",".join(args.formats),
+                   "--repeats", str(args.repeats), "--video", args.video, "--cache", args.cache]
+        result = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"the {threads}-thread measurement failed (exit {result.returncode})")
+        rows += [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    from benchmarks.timing import machine_description
+
+    frame_count, fps = video_info(args.video)
+    print(f"machine: {machine_description()}; video {args.video}: {frame_count} frames at "
+          f"{fps:g} fps")
+    print(markdown(rows))
+    return 0
+
+
+def argparse_hidden():
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+def markdown(rows):
+    columns = ["model", "format", "threads", "frames", "model only (s)", "end to end (s)",
+               "overlapped (s)", "model only CPU (s)", "end to end CPU (s)", "overlapped CPU (s)",
+               "load"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+    def seconds(row, key):
+        return f"{row[key]:.3f}" if key in row else ""
+
+    for row in sorted(rows, key=lambda r: (r["model"], r["threads"], r["format"])):
+        cells = [row["model"], row["format"], row["threads"], row["frames"],
+                 seconds(row, "model only"), seconds(row, "end to end"),
+                 seconds(row, "overlapped"), seconds(row, "model only CPU"),
+                 seconds(row, "end to end CPU"), seconds(row, "overlapped CPU"), row["load"]]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    from common.cli import run_main
+
+    raise SystemExit(run_main(main, sys.argv[1:]))

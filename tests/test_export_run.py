@@ -1,0 +1,60 @@
+"""train.export --run for every model, and the refusal of an export that
+does not reproduce its model."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import models
+from tests.cli_calls import call
+from tests.prediction_fixtures import make_run
+from train import export
+
+
+@pytest.mark.slow  # a SavedModel written and reloaded per model
+@pytest.mark.parametrize("name", models.NAMES)
+def test_export_cli_writes_a_saved_model_that_serves_like_the_run(name, tmp_path, capsys):
+    run = make_run(tmp_path / "run", name, data={"data": "synthetic"})
+    base = tmp_path / "saved_models"
+    code, out, err = call(export.main, ["--run", run, "--out", str(base)], capsys)
+    assert code == 0, err
+    target = base / name / "1"
+    assert out.startswith(f"exported {target}\n")
+    assert sorted(os.listdir(base / name)) == ["1"]  # no staging folder left
+
+    model = keras.saving.load_model(os.path.join(run, "best.keras"))
+    config = models.get_config(name, preset="tiny")
+    inputs, _ = models.get_family(name).example_batch(config, 3, seed=1)
+    serve = tf.saved_model.load(str(target)).signatures["serving_default"]
+    assert sorted(serve.structured_input_signature[1]) == sorted(inputs)
+    served = serve(**{key: tf.constant(value) for key, value in inputs.items()})
+    outputs = model(inputs, training=False)
+    outputs = outputs if isinstance(outputs, dict) else {model.output_names[0]: outputs}
+    for key, value in outputs.items():
+        np.testing.assert_allclose(served[key].numpy(), np.asarray(value), atol=1e-5,
+                                   err_msg=f"{name} {key}")
+
+
+def test_an_export_that_differs_from_keras_is_refused_and_its_staging_removed(
+        tmp_path, monkeypatch):
+    from train import export_formats
+
+    run = make_run(tmp_path / "run", "convlstm", data={"data": "synthetic"})
+    written = export_formats.write
+
+    def export_then_change_the_model(format_name, model, *args, **kwargs):
+        result = written(format_name, model, *args, **kwargs)
+        # The SavedModel keeps the weights it wrote; Keras now computes
+        # something else, as a wrong export would.
+        for variable in model.trainable_variables:
+            variable.assign(variable + 0.5)
+        return result
+
+    monkeypatch.setattr(export_formats, "write", export_then_change_the_model)
+    base = tmp_path / "saved_models"
+    with pytest.raises(export.ExportRefused, match="saved_model export of .* refused: max_abs_diff"):
+        export.export_run(run, out_root=str(base))
+    assert os.listdir(base / "convlstm") == []  # neither version 1 nor a staging folder
