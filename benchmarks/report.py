@@ -11,6 +11,15 @@ backward pass computes gradients for inputs and for weights); layers with
 frozen weights at the input end, such as a frozen backbone, cost only
 their forward pass (`benchmarks.flops.FlopCount`).
 
+On the TensorFlow backend each model's step is timed interleaved (one
+step each in turn, same process) with the implementation it had before the
+speed-ups (`benchmarks.train_step.BEFORE`: "step before (s)", "speedup"),
+and with the `mixed_bfloat16` policy where that is measurable ("bf16 step
+(s)", "bf16 speedup" over float32): on a CPU with native bfloat16
+(AVX-512 BF16 or AMX) and for models that train correctly in it (not
+R(2+1)D's Conv3D, see `train.distribute.bfloat16_conv3d_hazards`); elsewhere
+the column says why it is empty. `--no-before` and `--no-bf16` skip them.
+
 `python -m benchmarks --measure-jit` also times every model's train step
 with XLA (`jit_compile=True`) where its layers allow it, and writes the
 step times and the choice into `train/jit_choices.json`, which
@@ -36,7 +45,8 @@ from common.files import write_json
 
 COLUMNS = [
     "model", "input", "batch", "params", "forward GFLOPs/sample", "train GFLOPs/sample",
-    "train step (s)", "model samples/s", "train GFLOP/s", "peak GFLOP/s", "of peak",
+    "train step (s)", "step before (s)", "speedup", "bf16 step (s)", "bf16 speedup",
+    "model samples/s", "train GFLOP/s", "peak GFLOP/s", "of peak",
     "pipeline samples/s", "pipeline >= 3x",
 ]
 JIT_COLUMNS = ["model", "device", "batch", "step (s)", "XLA step (s)", "XLA first call (s)", "choice", "note"]
@@ -230,6 +240,9 @@ def main(argv=None):
              "the table then shows every model in it",
     )
     parser.add_argument("--no-pipeline", action="store_true", help="skip the input-pipeline columns")
+    parser.add_argument("--no-before", action="store_true",
+                        help="skip timing the implementation before the speed-ups")
+    parser.add_argument("--no-bf16", action="store_true", help="skip the bfloat16 columns")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
@@ -243,9 +256,13 @@ def main(argv=None):
     print(f"fp32 matmul peak (measured): {peak:,.0f} GFLOP/s\n", flush=True)
     rows = []
     for name in args.models:
-        row = train_step.measure(name, args.repeats, pipeline=not args.no_pipeline)
-        rows.append(derive(row, peak))
-        print(f"  measured {name}: {row['train step (s)']:.3g} s/step", file=sys.stderr, flush=True)
+        for preset in ("benchmark", *train_step.EXTRA_PRESETS.get(name, ())):
+            row = train_step.measure(name, args.repeats, pipeline=not args.no_pipeline,
+                                     before=not args.no_before, bfloat16=not args.no_bf16,
+                                     preset=preset)
+            rows.append(derive(row, peak))
+            print(f"  measured {row['model']}: {row['train step (s)']:.3g} s/step",
+                  file=sys.stderr, flush=True)
     shown = merge_results(args.results, rows, machine, peak)
     print(markdown_table([format_row(r) for r in shown], COLUMNS))
     if args.measure_jit:

@@ -20,12 +20,23 @@ from benchmarks.timing import median_seconds
 XLA_GIVE_UP_RATIO = 3.0
 
 
-def benchmark_config(name):
+# Models with a second row in the report, at another preset: the
+# keyframe transformer on features (the size of the PyTorch comparison)
+# beside its frames-mode "benchmark".
+EXTRA_PRESETS = {"keyframe_transformer": ("benchmark_features",)}
+
+
+def row_label(name, preset="benchmark"):
+    return name if preset == "benchmark" else f"{name} ({preset})"
+
+
+def benchmark_config(name, preset="benchmark"):
     """`(config, batch_size)` of the model's benchmark row: its "benchmark"
-    preset (the size its documentation quotes), else its defaults."""
+    preset (the size its documentation quotes), else its defaults; or the
+    preset `preset`."""
     import models
 
-    preset = "benchmark" if "benchmark" in models.presets(name) else None
+    preset = preset if preset in models.presets(name) else None
     config = models.get_config(name, preset=preset)
     return config, config.batch_size
 
@@ -56,24 +67,33 @@ def _compiled_model(name, config, jit_compile):
     return model
 
 
-def measure(name, repeats, pipeline=True):
-    """One row of the report for `name` (train step without XLA on TF)."""
+def measure(name, repeats, pipeline=True, before=True, bfloat16=True, preset="benchmark"):
+    """One row of the report for `name` (train step without XLA on TF).
+
+    On the TensorFlow backend the step is timed interleaved with the
+    model's earlier implementation (`before`) and its bfloat16 variant
+    (`bfloat16`), see `measure_variants`."""
     import keras
 
     import models
     from benchmarks.flops import train_flops
 
     family = models.get_family(name)
-    config, batch_size = benchmark_config(name)
+    config, batch_size = benchmark_config(name, preset)
     keras.utils.set_random_seed(0)
     jit = keras.backend.backend() == "jax"  # jit is JAX's compiled path
     model = _compiled_model(name, config, jit_compile=jit)
     inputs, targets = family.example_batch(config, batch_size, seed=0)
-    step = median_seconds(lambda: model.train_on_batch(inputs, targets), repeats)
     one = {key: value[:1] for key, value in inputs.items()}
     forward, train = train_flops(model, one)
+    variants = {}
+    if jit:
+        step = median_seconds(lambda: model.train_on_batch(inputs, targets), repeats)
+    else:
+        variants = measure_variants(name, repeats, before, bfloat16, model, preset)
+        step = variants["after_s"]
     row = {
-        "model": name,
+        "model": row_label(name, preset),
         "input": "x".join(str(d) for d in config.input_shape),
         "batch": batch_size,
         "params": model.count_params(),
@@ -82,6 +102,16 @@ def measure(name, repeats, pipeline=True):
         "train step (s)": step,
         "model samples/s": batch_size / step,
     }
+    if variants.get("before_s") is not None:
+        row["step before (s)"] = variants["before_s"]
+        row["speedup"] = f"{variants['speedup']:.2f}x"
+    if variants:
+        if variants["bf16_s"] is not None:
+            row["bf16 step (s)"] = variants["bf16_s"]
+            row["bf16 speedup"] = f"{variants['bf16_speedup']:.2f}x"
+        else:
+            row["bf16 step (s)"] = "-"
+            row["bf16 speedup"] = variants["bf16_note"]
     if pipeline:
         rate = pipeline_rate(config, batch_size)
         if rate is not None:
@@ -159,6 +189,108 @@ def xla_step(name, repeats, reference_step_s=None):
         step = median_seconds(lambda: model.train_on_batch(inputs, targets), repeats, warmup=0)
         note = f"median of {repeats} steps"
     return {"step_s": step, "first_call_s": round(first_call, 2), "note": note}
+
+
+# The config fields that bring back each model's implementation before the
+# speed-ups, so that one process can time both (`measure_variants`). The
+# outputs are the same function either way (tests/test_recurrent.py,
+# tests/test_attention_speedups.py).
+BEFORE = {
+    "bilstm_attention": {"lstm_implementation": "keras"},
+    "keyframe_transformer": {"attention_implementation": "keras"},
+}
+
+
+def interleaved_medians(models_by_label, inputs, targets, repeats, warmup=2):
+    """`{label: median train-step seconds}` of models whose timed steps
+    alternate (a, b, a, b, ...), so that load on a shared machine falls on
+    every variant alike and their ratio is fair."""
+    import statistics
+
+    times = {label: [] for label in models_by_label}
+    for index in range(warmup + repeats):
+        for label, model in models_by_label.items():
+            started = time.perf_counter()
+            model.train_on_batch(inputs, targets)
+            if index >= warmup:
+                times[label].append(time.perf_counter() - started)
+    return {label: statistics.median(values) for label, values in times.items()}
+
+
+def bfloat16_unavailable(name, config):
+    """Why the bfloat16 column of `name` stays empty here, or None when it
+    can be measured: a CPU without native bfloat16 (emulated bfloat16
+    would be slower than float32 and says nothing of a CPU that has it), a
+    GPU (its mixed policy is float16, not this column), or TensorFlow's
+    wrong bfloat16 Conv3D kernel gradients (`train.distribute`'s guard)."""
+    import keras
+
+    import models
+    from train import distribute
+
+    if distribute.device_kind() == "gpu":
+        return "GPU: mixed precision is float16 there"
+    if not distribute.cpu_bfloat16_flags():
+        return (f"this CPU has no native bfloat16 ({' / '.join(distribute.BFLOAT16_CPU_FLAGS)} "
+                "absent)")
+    if keras.backend.backend() == "tensorflow":
+        policy = keras.config.dtype_policy()
+        keras.config.set_dtype_policy("mixed_bfloat16")
+        try:
+            hazards = distribute.bfloat16_conv3d_hazards(models.build_from_config(name, config))
+        finally:
+            keras.config.set_dtype_policy(policy)
+        if hazards:
+            return "refused: TensorFlow's bfloat16 Conv3D gets kernel gradients wrong here"
+    return None
+
+
+def measure_variants(name, repeats, before=True, bfloat16=True, after_model=None,
+                     preset="benchmark"):
+    """The step times of `name` measured in one process, interleaved.
+
+    Builds the model as it is ("after"), as it was (`BEFORE`, when
+    `before` and the model has an entry) and under the `mixed_bfloat16`
+    policy (when `bfloat16` and `bfloat16_unavailable` gives no reason),
+    each from the same seed (`after_model`, when given, is the first,
+    already compiled), and times their steps alternately. Returns
+    `{"after_s", "before_s", "speedup", "bf16_s", "bf16_speedup",
+    "bf16_note"}`, the absent ones None.
+    """
+    import keras
+
+    import models
+
+    family = models.get_family(name)
+    config, batch_size = benchmark_config(name, preset)
+    variants = {}
+    keras.utils.set_random_seed(0)
+    variants["after"] = after_model or _compiled_model(name, config, jit_compile=False)
+    if before and name in BEFORE:
+        keras.utils.set_random_seed(0)
+        variants["before"] = _compiled_model(
+            name, config.with_overrides(**BEFORE[name]), jit_compile=False
+        )
+    bf16_note = bfloat16_unavailable(name, config) if bfloat16 else "not measured"
+    if bf16_note is None:
+        policy = keras.config.dtype_policy()
+        keras.config.set_dtype_policy("mixed_bfloat16")
+        try:
+            keras.utils.set_random_seed(0)
+            variants["bf16"] = _compiled_model(name, config, jit_compile=False)
+        finally:
+            keras.config.set_dtype_policy(policy)
+    inputs, targets = family.example_batch(config, batch_size, seed=0)
+    medians = interleaved_medians(variants, inputs, targets, repeats)
+    keras.backend.clear_session()
+    after = medians["after"]
+    result = {"after_s": after, "before_s": medians.get("before"), "speedup": None,
+              "bf16_s": medians.get("bf16"), "bf16_speedup": None, "bf16_note": bf16_note}
+    if result["before_s"] is not None:
+        result["speedup"] = result["before_s"] / after
+    if result["bf16_s"] is not None:
+        result["bf16_speedup"] = after / result["bf16_s"]
+    return result
 
 
 def main(argv=None):

@@ -20,6 +20,12 @@ on a GPU the cuDNN kernel reverses each sequence within its own length).
 Attention masks padded keys, and pooling gives padded frames weight zero.
 Keep padding at the end: the cuDNN kernel takes right-padded masks only.
 
+The LSTMs are `models.recurrent.FusedLSTM` (`lstm_implementation="auto"`):
+Keras' LSTM with every step's input projection computed as one matmul
+before the time loop, same weights and masking; with TensorFlow on a GPU it
+runs Keras' cuDNN kernel instead. `lstm_implementation="keras"` builds
+plain `keras.layers.LSTM`, the implementation before it.
+
 A row with no real frame (bad input, refused by `data/sequences.py`) must
 not produce NaN: the LSTMs see its first step as real (cuDNN rejects fully
 masked rows), and pooling returns a zero vector for it instead of dividing
@@ -49,9 +55,11 @@ from keras import ops
 
 from models.config import ModelConfig, check_input_rank, check_positive, check_rate
 from models.losses import FocalLoss
+from models.recurrent import FusedLSTM
 from models.registry import Family, TrainingSpec, register
 
 KERNEL_INIT = "glorot_uniform"
+LSTM_IMPLEMENTATIONS = ("auto", "fused", "keras")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +75,13 @@ class BiLSTMAttentionConfig(ModelConfig):
         lstm_layers: number of stacked bidirectional LSTMs, 4.
         lstm_units: units per direction, 768 (so 1536 out).
         lstm_dropout: dropout between consecutive LSTM layers, 0.4.
+        lstm_implementation: which LSTM runs, same weights either way:
+            `"auto"` (default) is `models.recurrent.FusedLSTM`, whose input
+            projection is one matmul before the time loop, except with
+            TensorFlow on a GPU, where it keeps Keras' cuDNN kernel;
+            `"fused"` always runs the fused loop; `"keras"` is plain
+            `keras.layers.LSTM` (its per-step loop on CPUs), kept to
+            measure one against the other.
         attention_heads: heads of the self-attention, 12.
         attention_key_dim: size of each head, 128.
         attention_dropout: dropout on the attention weights, 0.
@@ -103,6 +118,7 @@ class BiLSTMAttentionConfig(ModelConfig):
     lstm_layers: int = 4
     lstm_units: int = 768
     lstm_dropout: float = 0.4
+    lstm_implementation: str = "auto"
     attention_heads: int = 12
     attention_key_dim: int = 128
     attention_dropout: float = 0.0
@@ -133,6 +149,11 @@ class BiLSTMAttentionConfig(ModelConfig):
             raise ValueError(
                 f"input_shape must give the feature dimension D in (T, D), "
                 f"got {self.input_shape!r}"
+            )
+        if self.lstm_implementation not in LSTM_IMPLEMENTATIONS:
+            raise ValueError(
+                f"lstm_implementation must be one of {', '.join(LSTM_IMPLEMENTATIONS)}, "
+                f"got {self.lstm_implementation!r}"
             )
         if self.num_classes < 2:
             raise ValueError(
@@ -321,6 +342,20 @@ class AttentionPooling(keras.layers.Layer):
         return config
 
 
+def lstm_layer(config: BiLSTMAttentionConfig):
+    """One direction's LSTM, as `config.lstm_implementation` chooses.
+
+    Every choice has the same variables under the same paths (kernel,
+    recurrent kernel, bias of `keras.layers.LSTMCell`), so weights saved
+    with one load into the others.
+    """
+    arguments = dict(return_sequences=True, kernel_initializer=KERNEL_INIT)
+    if config.lstm_implementation == "keras":
+        return keras.layers.LSTM(config.lstm_units, **arguments)
+    fused = "auto" if config.lstm_implementation == "auto" else True
+    return FusedLSTM(config.lstm_units, fused=fused, **arguments)
+
+
 def build_bilstm_attention(config: BiLSTMAttentionConfig) -> keras.Model:
     """Builds the BiLSTM + attention classifier as a functional model.
 
@@ -351,12 +386,7 @@ def build_bilstm_attention(config: BiLSTMAttentionConfig) -> keras.Model:
         if index:
             x = keras.layers.Dropout(config.lstm_dropout, name=f"lstm_dropout_{index}")(x)
         x = keras.layers.Bidirectional(
-            keras.layers.LSTM(
-                config.lstm_units,
-                return_sequences=True,
-                kernel_initializer=KERNEL_INIT,
-            ),
-            name=f"bilstm_{index + 1}",
+            lstm_layer(config), name=f"bilstm_{index + 1}"
         )(x, mask=lstm_mask)
 
     attention = keras.layers.MultiHeadAttention(

@@ -56,6 +56,9 @@ INPUT_MODES = ("features", "frames")
 # "concat_residual": the same, then dropout, a residual add of the encoder
 # output and a LayerNorm (this suite's earlier form, kept for comparison).
 FUSIONS = ("concat", "concat_residual")
+# "direct": masks built once per model, attention run from the projections;
+# "keras": MultiHeadAttention called with a mask built per call (earlier).
+ATTENTION_IMPLEMENTATIONS = ("direct", "keras")
 FRAME_BACKBONES = ("efficientnet_b0", "resnet50")
 DEFAULT_INPUT_SHAPES = {"features": (None, 1024), "frames": (None, 224, 224, 3)}
 
@@ -94,6 +97,11 @@ class KeyframeTransformerConfig(ModelConfig):
             `model_dim`, straight into the scorer. `"concat_residual"`:
             the same, then dropout, a residual add of the encoder output
             and a LayerNorm.
+        attention_implementation: `"direct"` (default): the attention
+            masks are built once per model and every `TemporalSelfAttention`
+            runs from its projections (`dot_product_attention` without
+            dropout); `"keras"`: each layer calls `MultiHeadAttention` with
+            a mask it builds itself, as before. Same weights, same function.
         scorer_units: hidden width of the 2-layer scorer MLP. The notes give
             no value; 256 is our choice.
         rank_temperature: softness of the soft ranks in the ranking loss.
@@ -139,6 +147,7 @@ class KeyframeTransformerConfig(ModelConfig):
     layer_norm_epsilon: float = 1e-5
     local_window: int = 5
     fusion: str = "concat"
+    attention_implementation: str = "direct"
     scorer_units: int = 256
     rank_temperature: float = 0.1
     mse_weight: float = 0.0
@@ -191,6 +200,11 @@ class KeyframeTransformerConfig(ModelConfig):
             "scorer_units", "rank_temperature", "stage2_learning_rate", "stage2_clipnorm",
             "layer_norm_epsilon",
         )
+        if self.attention_implementation not in ATTENTION_IMPLEMENTATIONS:
+            raise ValueError(
+                "attention_implementation must be one of "
+                f"{', '.join(ATTENTION_IMPLEMENTATIONS)}, got {self.attention_implementation!r}"
+            )
         if self.fusion not in FUSIONS:
             raise ValueError(
                 f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}"
@@ -340,25 +354,99 @@ class SinusoidalPositionEncoding(keras.layers.Layer):
         return config
 
 
+def temporal_attention_mask(padding_mask, window=None):
+    """The attention mask of `TemporalSelfAttention`, bool [B, 1, T, T].
+
+    Query t may attend to key s when s is a real frame or s == t, and,
+    with a `window`, when |t - s| <= window. The second axis broadcasts
+    over the heads.
+    """
+    keys = ops.expand_dims(ops.cast(padding_mask, "bool"), 1)  # [B, 1, T]
+    steps = ops.arange(ops.shape(padding_mask)[1])
+    offsets = ops.expand_dims(steps, 1) - ops.expand_dims(steps, 0)  # [T, T]
+    mask = ops.logical_or(keys, ops.expand_dims(offsets == 0, 0))
+    if window is not None:
+        mask = ops.logical_and(mask, ops.expand_dims(ops.abs(offsets) <= window, 0))
+    return ops.expand_dims(mask, 1)
+
+
+@keras.saving.register_keras_serializable(package="video_suite")
+class TemporalAttentionMask(keras.layers.Layer):
+    """Padding mask [B, T] -> the attention mask [B, 1, T, T] of every
+    `TemporalSelfAttention` with the same `window`.
+
+    The model builds it once per window and passes it to each attention
+    layer, instead of each layer rebuilding the same mask at every call.
+
+    Args:
+        window: frames visible on each side, or None for global attention.
+
+    Example:
+
+    >>> mask = TemporalAttentionMask(window=1)(np.array([[True, True, False]]))
+    >>> np.asarray(mask)[0, 0].astype(int)
+    array([[1, 1, 0],
+           [1, 1, 0],
+           [0, 1, 1]])
+    """
+
+    def __init__(self, window=None, **kwargs):
+        super().__init__(**kwargs)
+        if window is not None and int(window) < 1:
+            raise ValueError(f"window must be None or >= 1, got {window!r}")
+        self.window = None if window is None else int(window)
+
+    def call(self, padding_mask):
+        return temporal_attention_mask(padding_mask, self.window)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 1, input_shape[1], input_shape[1])
+
+    def compute_output_spec(self, padding_mask):
+        steps = padding_mask.shape[1]
+        return keras.KerasTensor((padding_mask.shape[0], 1, steps, steps), dtype="bool")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(window=self.window)
+        return config
+
+
 @keras.saving.register_keras_serializable(package="video_suite")
 class TemporalSelfAttention(keras.layers.Layer):
     """Masked multi-head self-attention over time, global or local.
 
     With `window=None` every frame attends to every real frame; with
     `window=k` only to real frames at most k steps away (a symmetric band,
-    MultiHeadAttention's `sliding_window=k + 1`). Padded keys are masked
-    through `attention_mask`; every step may attend to itself, so no softmax
-    row is ever fully masked (a padded query attends to itself only).
+    MultiHeadAttention's `sliding_window=k + 1`). Padded keys are masked;
+    every step may attend to itself, so no softmax row is ever fully
+    masked (a padded query attends to itself only).
+
+    The weights are those of the `keras.layers.MultiHeadAttention` named
+    `attention` inside it (query, key, value and output projections), and
+    the function is the same; the call runs the projections and the
+    attention itself so that it can take a mask built once for the whole
+    model (`TemporalAttentionMask`) and skip Keras' per-call mask assembly.
+    Without attention dropout in action (inference, or `dropout=0`) it
+    runs `keras.ops.dot_product_attention`; in training with dropout, the
+    softmax, the dropout on its weights and the two products explicitly.
+    `implementation="keras"` calls the `MultiHeadAttention` layer instead,
+    with the mask built at every call (the earlier implementation, kept to
+    measure against).
 
     Args:
         num_heads: attention heads.
         key_dim: size of each head.
         window: frames visible on each side, or None for global attention.
         dropout: dropout on the attention weights.
+        implementation: `"direct"` (default) or `"keras"`, as above.
 
     Call arguments:
         inputs: [B, T, D].
-        padding_mask: bool [B, T], True for real frames.
+        padding_mask: bool [B, T], True for real frames; not needed when
+            `attention_mask` is given.
+        attention_mask: bool [B, 1, T, T] from `TemporalAttentionMask`
+            with the same `window`, or None to build it from `padding_mask`.
 
     Example:
 
@@ -368,10 +456,17 @@ class TemporalSelfAttention(keras.layers.Layer):
     (1, 20, 8)
     """
 
-    def __init__(self, num_heads, key_dim, window=None, dropout=0.0, **kwargs):
+    def __init__(self, num_heads, key_dim, window=None, dropout=0.0, implementation="direct",
+                 **kwargs):
         super().__init__(**kwargs)
         if window is not None and int(window) < 1:
             raise ValueError(f"window must be None or >= 1, got {window!r}")
+        if implementation not in ATTENTION_IMPLEMENTATIONS:
+            raise ValueError(
+                f"implementation must be one of {', '.join(ATTENTION_IMPLEMENTATIONS)}, "
+                f"got {implementation!r}"
+            )
+        self.implementation = implementation
         self.num_heads = int(num_heads)
         self.key_dim = int(key_dim)
         self.window = None if window is None else int(window)
@@ -385,21 +480,41 @@ class TemporalSelfAttention(keras.layers.Layer):
             name="attention",
         )
 
-    def build(self, inputs_shape, padding_mask_shape=None):
+    def build(self, inputs_shape, padding_mask_shape=None, attention_mask_shape=None):
         self.attention.build(inputs_shape, inputs_shape)
 
-    def call(self, inputs, padding_mask, training=None):
-        keys = ops.expand_dims(ops.cast(padding_mask, "bool"), 1)  # [B, 1, T]
-        steps = ops.arange(ops.shape(inputs)[1])
-        itself = ops.expand_dims(
-            ops.equal(ops.expand_dims(steps, 1), ops.expand_dims(steps, 0)), 0
-        )  # [1, T, T]
-        attention_mask = ops.logical_or(keys, itself)
-        return self.attention(
-            inputs, inputs, attention_mask=attention_mask, training=training
-        )
+    def call(self, inputs, padding_mask=None, attention_mask=None, training=None):
+        if attention_mask is None and padding_mask is None:
+            raise ValueError("TemporalSelfAttention needs padding_mask or attention_mask")
+        attention = self.attention
+        if self.implementation == "keras":
+            if attention_mask is None:
+                # MultiHeadAttention ANDs in the band (its sliding_window).
+                attention_mask = temporal_attention_mask(padding_mask)
+            return attention(
+                inputs, inputs, attention_mask=attention_mask[:, 0], training=training
+            )
+        if attention_mask is None:
+            attention_mask = temporal_attention_mask(padding_mask, self.window)
+        query = attention.query_dense(inputs)  # [B, T, N, H]
+        key = attention.key_dense(inputs)
+        value = attention.value_dense(inputs)
+        scale = 1.0 / float(self.key_dim) ** 0.5
+        if training and self.dropout > 0:
+            logits = ops.einsum("btnh,bsnh->bnts", query * ops.cast(scale, query.dtype), key)
+            logits = ops.where(
+                attention_mask, logits, ops.full_like(logits, _large_negative(logits.dtype))
+            )
+            weights = attention._dropout_layer(ops.softmax(logits, axis=-1), training=training)
+            attended = ops.einsum("bnts,bsnh->btnh", weights, value)
+        else:
+            attended = ops.dot_product_attention(
+                query, key, value, mask=attention_mask, scale=scale
+            )
+        return attention.output_dense(attended)
 
-    def compute_output_shape(self, inputs_shape, padding_mask_shape=None):
+    def compute_output_shape(self, inputs_shape, padding_mask_shape=None,
+                             attention_mask_shape=None):
         return inputs_shape
 
     def get_config(self):
@@ -409,8 +524,14 @@ class TemporalSelfAttention(keras.layers.Layer):
             key_dim=self.key_dim,
             window=self.window,
             dropout=self.dropout,
+            implementation=self.implementation,
         )
         return config
+
+
+def _large_negative(dtype):
+    """A logit that softmax turns into exactly 0 beside any real one."""
+    return -3e4 if str(dtype) in ("float16", "bfloat16") else -1e9
 
 
 @keras.saving.register_keras_serializable(package="video_suite")
@@ -477,17 +598,24 @@ def build_keyframe_transformer(config: KeyframeTransformerConfig) -> keras.Model
     x = SinusoidalPositionEncoding(name="position_encoding")(x)
     x = keras.layers.Dropout(config.dropout, name="input_dropout")(x)
     key_dim = config.model_dim // config.num_heads
+    if config.attention_implementation == "keras":
+        global_mask = local_mask = {"padding_mask": mask}
+    else:
+        # Built once and shared by every attention layer with the same window.
+        global_mask = {"attention_mask": TemporalAttentionMask(name="global_attention_mask")(mask)}
+        local_mask = {"attention_mask": TemporalAttentionMask(
+            config.local_window, name="local_attention_mask")(mask)}
     for index in range(1, config.num_layers + 1):
-        x = _encoder_block(x, mask, config, key_dim, f"encoder_{index}")
+        x = _encoder_block(x, global_mask, config, key_dim, f"encoder_{index}")
 
     local = TemporalSelfAttention(
         config.num_heads, key_dim, window=config.local_window, dropout=config.dropout,
-        name="local_attention",
-    )(x, padding_mask=mask)
+        implementation=config.attention_implementation, name="local_attention",
+    )(x, **local_mask)
     global_ = TemporalSelfAttention(
         config.num_heads, key_dim, window=None, dropout=config.dropout,
-        name="global_attention",
-    )(x, padding_mask=mask)
+        implementation=config.attention_implementation, name="global_attention",
+    )(x, **global_mask)
     fused = keras.layers.Concatenate(name="dual_attention_concat")([local, global_])
     fused = keras.layers.Dense(config.model_dim, name="dual_attention_fusion")(fused)
     if config.fusion == "concat_residual":
@@ -507,12 +635,13 @@ def build_keyframe_transformer(config: KeyframeTransformerConfig) -> keras.Model
     return keras.Model(inputs, scores, name="keyframe_transformer")
 
 
-def _encoder_block(x, mask, config, key_dim, name):
-    """Post-norm Transformer encoder block with a masked global attention."""
+def _encoder_block(x, masks, config, key_dim, name):
+    """Post-norm Transformer encoder block with a masked global attention;
+    `masks` are the attention layer's mask arguments."""
     attended = TemporalSelfAttention(
         config.num_heads, key_dim, window=None, dropout=config.dropout,
-        name=f"{name}_attention",
-    )(x, padding_mask=mask)
+        implementation=config.attention_implementation, name=f"{name}_attention",
+    )(x, **masks)
     attended = keras.layers.Dropout(config.dropout, name=f"{name}_attention_dropout")(attended)
     x = keras.layers.Add(name=f"{name}_attention_residual")([x, attended])
     x = keras.layers.LayerNormalization(
@@ -629,6 +758,9 @@ PRESETS = {
         input_mode="frames", input_shape=(60, 224, 224, 3), backbone_weights=None,
         batch_size=1,
     ),
+    # Features mode at the size of the PyTorch comparison: 60 steps of
+    # 1280-d features, batch 4.
+    "benchmark_features": dict(input_shape=(60, 1280), batch_size=4),
     # The embedded synthetic videos: features mode keeps the defaults;
     # frames mode renders 64x64 frames.
     "demo": dict(),

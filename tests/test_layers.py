@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import models  # noqa: F401  (registers every custom object)
-from models import backbones, bilstm_attention, keyframe_transformer, losses, perceiver
+from models import backbones, bilstm_attention, keyframe_transformer, losses, perceiver, recurrent
 from tests.layer_test import run_layer_test
 
 RNG = np.random.default_rng(0)
@@ -28,11 +28,14 @@ CASES = [
     (keyframe_transformer.SinusoidalPositionEncoding, {}, floats(2, 4, 6), (2, 4, 6), {}, False),
     (keyframe_transformer.TemporalSelfAttention, dict(num_heads=2, key_dim=4, window=1),
      floats(2, 4, 8), (2, 4, 8), {"padding_mask": MASK}, False),
+    (keyframe_transformer.TemporalAttentionMask, dict(window=1), MASK, (2, 1, 4, 4), {}, False),
     (keyframe_transformer.MaskedFrameScores, {}, [floats(2, 4, 1), MASK], (2, 4), {}, False),
     (bilstm_attention.NonEmptyMask, {}, MASK, (2, 4), {}, False),
     (bilstm_attention.KeyPaddingMask, {}, MASK, (2, 1, 4), {}, False),
     (bilstm_attention.AttentionPooling, dict(hidden_dim=4, dropout=0.2), floats(2, 4, 6), (2, 6),
      {"mask": MASK}, False),
+    (recurrent.FusedLSTM, dict(units=3, return_sequences=True, fused=True), floats(2, 4, 5),
+     (2, 4, 3), {"mask": MASK}, False),
     (backbones.ResNetPreprocessing, {}, floats(2, 8, 8, 3), (2, 8, 8, 3), {}, False),
     (perceiver.GEGLUFeedForward, dict(multiplier=2), floats(2, 5, 8), (2, 5, 8), {}, False),
     (perceiver.CrossAttentionBlock, dict(num_heads=1, head_dim=8),
