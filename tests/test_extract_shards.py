@@ -1,5 +1,6 @@
 """Feature extraction split across processes: shares, part files, merge."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -201,3 +202,15 @@ def test_merge_refuses_an_existing_output_and_missing_incomplete_or_foreign_part
     assert "not a part file" in refused(["--merge", str(out), part0, str(other)], capsys)
     assert "no part files" in refused(["--merge", str(out.parent / "none.h5")], capsys)
     assert not out.exists() and not os.path.exists(partial_path(out))
+
+
+def test_a_part_is_not_resumed_with_another_video_list(videos, parts):
+    _, dataset, extractor, _ = videos
+    out, (part0, _) = parts
+    before = open(part0, "rb").read()
+    fewer = dataclasses.replace(dataset, paths=dataset.paths[:-1], labels=dataset.labels[:-1])
+    with pytest.raises(ValueError, match=r"was written with shard_list='[0-9a-f]{64}' but this run"):
+        extract_features(fewer, out, backbone=BACKBONE, weights=None, num_frames=FRAMES, size=SIZE,
+                         batch_size=BATCH, progress=False, extractor=extractor,
+                         log=lambda line: None, num_shards=2, shard_index=0)
+    assert open(part0, "rb").read() == before and not os.path.exists(partial_path(part0))
