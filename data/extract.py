@@ -8,11 +8,29 @@ Example:
 
     python -m data.extract videos/ --out features.h5 --backbone efficientnet_v2_s \\
         --weights imagenet --frames 64 --size 256 256
+
+Across machines. Each process takes every N-th video of the list (share I
+takes videos I, I + N, ...) into its own resumable part file, OUT.h5 ->
+OUT.part-0000I-of-0000N.h5; `--merge OUT.h5` then joins the parts into the
+one file a single process would have written (same rows in the same order,
+same attributes). N and I come from `--num-shards N --shard-index I` (job
+arrays), or else from TF_CONFIG, as training reads it: every chief and
+worker task of the cluster takes one share, the chief first, then the
+workers in order (`common.cluster.worker_shard`). Every machine must see
+the videos at the same absolute paths (a shared filesystem), as rows
+record them and the parts are checked to come from the same video list.
+
+    TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
+                "task": {"type": "worker", "index": 0}}' \\
+        python -m data.extract videos/ --out features.h5 --weights imagenet
+    python -m data.extract --merge features.h5
 """
 
+import os
 import sys
 
 from common.cli import ArgumentParser, HelpFormatter, run_main
+from common.cluster import read_tf_config, worker_shard
 from data.datasets import scan_dataset
 from data.features import (
     DEFAULT_BACKBONE,
@@ -20,6 +38,7 @@ from data.features import (
     DEFAULT_SCALE_SOURCE,
     SCALE_SOURCES,
     extract_features,
+    merge_feature_parts,
 )
 
 
@@ -40,13 +59,14 @@ def build_parser():
         description=(
             "Extract per-frame features of every video with a frozen keras.applications "
             "backbone into one HDF5 file. Re-running resumes: videos already in the file "
-            "are skipped, an interrupted run continues from OUT.partial."
+            "are skipped, an interrupted run continues from OUT.partial. Across machines, "
+            "each process extracts its share into OUT.part-I-of-N.h5 and --merge joins them."
         ),
         formatter_class=_HelpFormatter,
     )
-    parser.add_argument("videos", metavar="VIDEOS",
+    parser.add_argument("videos", metavar="VIDEOS", nargs="?",
                         help="class-per-folder tree root/<class>/<video>, or a CSV manifest path,label[,split]")
-    parser.add_argument("--out", required=True, metavar="FILE.h5", help="the HDF5 file to write")
+    parser.add_argument("--out", metavar="FILE.h5", help="the HDF5 file to write (required)")
     parser.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=sorted(BACKBONES),
                         help="frame backbone (feature size: " +
                         ", ".join(f"{name} {dim}" for name, dim in sorted(BACKBONES.items())) + ")")
@@ -78,11 +98,46 @@ def build_parser():
                         help="seeds the backbone's initialisation (matters with --weights none)")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bar")
+    shards = parser.add_argument_group("across machines")
+    shards.add_argument("--num-shards", type=int, default=None, metavar="N",
+                        help="split the videos in N shares (with --shard-index; default: from "
+                             "TF_CONFIG's chief and worker tasks if it is set, else 1)")
+    shards.add_argument("--shard-index", type=int, default=None, metavar="I",
+                        help="extract share I (0..N-1) into OUT.part-I-of-N.h5")
+    shards.add_argument("--merge", nargs="+", default=None, metavar=("OUT.h5", "PART"),
+                        help="join part files into OUT.h5 instead of extracting (parts default "
+                             "to OUT.part-*-of-*.h5); OUT.h5 is never overwritten")
     return parser
+
+
+def resolve_shard(num_shards, shard_index):
+    """(shard_index, num_shards) from the flags, else TF_CONFIG, else (0, 1)."""
+    if (num_shards is None) != (shard_index is None):
+        raise ValueError("--num-shards and --shard-index go together; give both or neither")
+    if num_shards is not None:
+        if num_shards < 1:
+            raise ValueError(f"--num-shards must be >= 1, got {num_shards}")
+        if not 0 <= shard_index < num_shards:
+            raise ValueError(f"--shard-index must be in [0, {num_shards}), got {shard_index}")
+        return shard_index, num_shards
+    if os.environ.get("TF_CONFIG"):
+        return worker_shard(*read_tf_config("extraction across machines"))
+    return 0, 1
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.merge is not None:
+        if args.videos is not None or args.out is not None:
+            raise ValueError("--merge OUT.h5 [PART ...] takes no VIDEOS and no --out")
+        out, *parts = args.merge
+        summary = merge_feature_parts(out, parts)
+        print(f"wrote {summary.out}: {summary.already_done + summary.written} videos, "
+              f"{len(summary.skipped)} skipped", file=sys.stderr)
+        return 0
+    if args.videos is None or args.out is None:
+        raise ValueError("VIDEOS and --out FILE.h5 are required (or --merge OUT.h5)")
+    shard_index, num_shards = resolve_shard(args.num_shards, args.shard_index)
     if args.frames < 1:
         raise ValueError(f"--frames must be >= 1, got {args.frames}")
     if args.batch_size < 1:
@@ -91,6 +146,8 @@ def main(argv=None):
         raise ValueError(f"--size must be at least 32 32 (keras.applications' minimum), got {args.size}")
     dataset = scan_dataset(args.videos, split_dir=args.split_dir, split=args.split)
     print(f"{len(dataset)} videos in {dataset.num_classes} classes from {args.videos}", file=sys.stderr)
+    if num_shards > 1:
+        print(f"extracting share {shard_index} of {num_shards}", file=sys.stderr)
     summary = extract_features(
         dataset,
         args.out,
@@ -105,6 +162,8 @@ def main(argv=None):
         retry_skipped=args.retry_skipped,
         seed=args.seed,
         progress=args.progress,
+        num_shards=num_shards,
+        shard_index=shard_index,
     )
     rate = summary.written / summary.seconds if summary.seconds else 0.0
     print(

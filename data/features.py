@@ -60,6 +60,16 @@ when it is done. A second run finds the lock taken and stops; a partial
 file that another program holds open (HDF5's own file lock) is named as
 such, not as damaged.
 
+Across machines (`num_shards` > 1). Share I of N takes the videos at
+positions I, I + N, ... of the list (`shard_indices`) into its own part file
+`<root>.part-0000I-of-0000N<ext>` (`part_path`), written, resumed and locked
+as above; its settings also hold `num_shards`, `shard_index` and
+`shard_list` (a SHA-256 of the whole list's paths and labels, so a part is
+never resumed or merged with another list), and its rows a `video_index`
+(the position in the whole list). `merge_feature_parts` writes the rows of
+all parts in that order into one file of the schema above, equal to what a
+single process writes.
+
 T_max. All rows of one run have the same length, but the writer does not
 rely on it: a longer row widens `features` along its (resizable) time axis,
 whose new cells are zero (the fill value), and `max_frames` follows; on
@@ -84,6 +94,8 @@ Example:
 
 import dataclasses
 import errno
+import glob
+import hashlib
 import json
 import os
 import shutil
@@ -110,6 +122,8 @@ DEFAULT_SCALE_SOURCE = "sampled"
 FORMAT = "video_suite.features"
 FORMAT_VERSION = 1
 PARTIAL_SUFFIX = ".partial"
+# OUT.h5 -> OUT.part-00001-of-00002.h5: one worker's share of a sharded run.
+PART_PATTERN = "{root}.part-{index:05d}-of-{count:05d}{ext}"
 LOCK_SUFFIX = ".lock"
 DEFAULT_BACKBONE = "efficientnet_v2_s"
 # The notes preprocess frames at 256 x 256.
@@ -302,11 +316,17 @@ class FeatureWriter:
     _SETTING_ATTRS = (
         "backbone", "weights", "frames", "size", "multi_scale", "scale_source", "feature_dim",
     )
+    # A part file's share of the video list (absent from a one-process file).
+    _SHARD_ATTRS = ("num_shards", "shard_index", "shard_list")
 
     def __init__(self, out, settings, class_names, feature_dim, log=None):
         self.out = os.path.abspath(os.fspath(out))
         self.partial = partial_path(self.out)
         self.settings = {"scale_source": DEFAULT_SCALE_SOURCE, **settings}
+        self.sharded = "num_shards" in self.settings
+        self.row_datasets = ("features", "labels", "num_frames", "sources", "splits") + (
+            ("video_index",) if self.sharded else ()
+        )
         self.class_names = tuple(class_names)
         self.feature_dim = int(feature_dim)
         self.log = log or (lambda line: print(line, file=sys.stderr))
@@ -369,7 +389,7 @@ class FeatureWriter:
                 if rows == 0:
                     raise _EmptyPartialOfOtherSettings(difference)
                 self._check_settings(file, self.partial)
-            names = ["features", "labels", "num_frames", "sources", "splits"]
+            names = self.row_datasets
             if any(file[name].shape[0] < rows for name in names):
                 raise _DamagedPartial("fewer rows than num_videos")
             for name in names:
@@ -428,10 +448,10 @@ class FeatureWriter:
         """[(name, stored, wanted), ...] of the settings `file` differs in."""
         expected = dict(self.settings, feature_dim=self.feature_dim)
         differences = []
-        for name in self._SETTING_ATTRS:
+        for name in self._SETTING_ATTRS + self._SHARD_ATTRS:
             stored = _attr(file, name)
             stored = stored.tolist() if isinstance(stored, np.ndarray) else stored
-            wanted = expected[name]
+            wanted = expected.get(name)
             wanted = list(wanted) if isinstance(wanted, tuple) else wanted
             if isinstance(stored, (np.bool_, np.integer)):
                 stored = stored.item()
@@ -489,6 +509,11 @@ class FeatureWriter:
         strings = h5py.string_dtype("utf-8")
         file.create_dataset("sources", shape=(0,), maxshape=(None,), dtype=strings, chunks=(256,))
         file.create_dataset("splits", shape=(0,), maxshape=(None,), dtype=strings, chunks=(256,))
+        if self.sharded:
+            # Each row's position in the whole video list: the merge's order.
+            file.create_dataset(
+                "video_index", shape=(0,), maxshape=(None,), dtype="int64", chunks=(1024,)
+            )
         attrs = file.attrs
         attrs["format"] = FORMAT
         attrs["format_version"] = FORMAT_VERSION
@@ -508,6 +533,10 @@ class FeatureWriter:
         attrs["complete"] = False
         attrs["skipped"] = "[]"
         attrs["num_skipped"] = 0
+        if self.sharded:
+            attrs["num_shards"] = int(self.settings["num_shards"])
+            attrs["shard_index"] = int(self.settings["shard_index"])
+            attrs["shard_list"] = self.settings["shard_list"]
         file.close()
         os.replace(temporary, self.partial)
         self.file = h5py.File(self.partial, "r+")
@@ -526,8 +555,12 @@ class FeatureWriter:
 
     # -- writing ----------------------------------------------------------
 
-    def append(self, features, label, source, split=None):
-        """Writes one video's row [T, D] and commits it (flush)."""
+    def append(self, features, label, source, split=None, video_index=None):
+        """Writes one video's row [T, D] and commits it (flush).
+
+        A part file's writer also takes `video_index`, the video's position
+        in the whole (unsharded) video list.
+        """
         self._ensure_writable()
         features = np.asarray(features, np.float32)
         if features.ndim != 2 or features.shape[1] != self.feature_dim:
@@ -542,7 +575,9 @@ class FeatureWriter:
             file["features"].resize(steps, axis=1)
             file.attrs["max_frames"] = steps
             width = steps
-        for name in ("features", "labels", "num_frames", "sources", "splits"):
+        if self.sharded and video_index is None:
+            raise ValueError(f"row for {source}: a part file's row needs its video_index")
+        for name in self.row_datasets:
             file[name].resize(rows + 1, axis=0)
         row = np.zeros((width, self.feature_dim), np.float32)
         row[:steps] = features
@@ -551,6 +586,8 @@ class FeatureWriter:
         file["num_frames"][rows] = steps
         file["sources"][rows] = source
         file["splits"][rows] = split or ""
+        if self.sharded:
+            file["video_index"][rows] = int(video_index)
         file.attrs["num_videos"] = rows + 1  # the commit mark: after the data
         self.skipped.pop(source, None)
         self.done.add(source)
@@ -725,8 +762,13 @@ class ExtractionSummary:
 def extract_features(dataset, out, backbone=DEFAULT_BACKBONE, weights="imagenet", num_frames=64,
                      size=DEFAULT_EXTRACT_SIZE, batch_size=32, multi_scale=True,
                      scale_source=DEFAULT_SCALE_SOURCE, on_error="skip", retry_skipped=False,
-                     seed=0, progress=True, log=None, extractor=None):
+                     seed=0, progress=True, log=None, extractor=None, num_shards=1, shard_index=0):
     """Extracts one feature row per video of `dataset` into the HDF5 `out`.
+
+    With `num_shards` > 1 this process extracts only its share of the
+    videos (`shard_indices`) into its own part file (`part_path`), which
+    resumes and is checked like a one-process file; `merge_feature_parts`
+    joins the parts into `out`.
 
     Args:
         dataset: a `data.datasets.VideoDataset`.
@@ -752,9 +794,11 @@ def extract_features(dataset, out, backbone=DEFAULT_BACKBONE, weights="imagenet"
         log: function taking one line (default: print to stderr).
         extractor: an already built `FrameFeatureExtractor` of this backbone
             and size to use instead of building one (benchmarks, tests).
+        num_shards: how many processes split the videos (1: no split).
+        shard_index: this process's share, 0..num_shards - 1.
 
     Returns:
-        An `ExtractionSummary`.
+        An `ExtractionSummary` (its `out` is the part file when sharded).
 
     Raises:
         ValueError: bad arguments, a file of other settings or another
@@ -776,6 +820,16 @@ def extract_features(dataset, out, backbone=DEFAULT_BACKBONE, weights="imagenet"
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
     if len(dataset.paths) == 0:
         raise ValueError("the dataset holds no videos")
+    num_shards, shard_index = int(num_shards), int(shard_index)
+    if num_shards < 1:
+        raise ValueError(f"--num-shards must be >= 1, got {num_shards}")
+    if not 0 <= shard_index < num_shards:
+        raise ValueError(f"--shard-index must be in [0, {num_shards}), got {shard_index}")
+    if num_shards > len(dataset.paths):
+        raise ValueError(
+            f"--num-shards {num_shards} is more than the {len(dataset.paths)} videos; "
+            "every share needs at least one"
+        )
     weights_setting = _weights_setting(weights)
     if weights_setting not in ("none", "imagenet") and not os.path.isfile(weights_setting):
         raise ValueError(f"weights file {weights!r} does not exist")
@@ -789,13 +843,21 @@ def extract_features(dataset, out, backbone=DEFAULT_BACKBONE, weights="imagenet"
         "scale_source": scale_source,
         "steps": max(scale_lengths(num_frames, multi_scale)),
     }
+    sources = [os.path.abspath(path) for path in dataset.paths]
+    share = range(len(sources))
+    if num_shards > 1:
+        share = shard_indices(len(sources), shard_index, num_shards)
+        settings.update(
+            num_shards=num_shards, shard_index=shard_index,
+            shard_list=_video_list_digest(sources, dataset.labels),
+        )
+        out = part_path(out, shard_index, num_shards)
     writer = FeatureWriter(out, settings, dataset.class_names, BACKBONES[backbone], log=log)
     done, skipped_before = writer.open()
     already_done = len(done)
-    sources = [os.path.abspath(path) for path in dataset.paths]
     todo = [
-        index for index, source in enumerate(sources)
-        if source not in done and (retry_skipped or source not in skipped_before)
+        index for index in share
+        if sources[index] not in done and (retry_skipped or sources[index] not in skipped_before)
     ]
     if already_done or skipped_before:
         log(
@@ -839,7 +901,7 @@ def extract_features(dataset, out, backbone=DEFAULT_BACKBONE, weights="imagenet"
                 log(f"skipped {error}")
             else:
                 split = dataset.splits[index] if dataset.splits is not None else None
-                writer.append(features, dataset.labels[index], source, split)
+                writer.append(features, dataset.labels[index], source, split, video_index=index)
                 written += 1
             if bar is not None:
                 elapsed = max(time.perf_counter() - started, 1e-9)
@@ -851,6 +913,208 @@ def extract_features(dataset, out, backbone=DEFAULT_BACKBONE, weights="imagenet"
     if writer.skipped:
         log(f"{len(writer.skipped)} video(s) skipped; listed in the 'skipped' attribute of {writer.out}")
     return ExtractionSummary(writer.out, written, already_done, dict(writer.skipped), seconds)
+
+
+def part_path(out, shard_index, num_shards):
+    """The part file of share `shard_index` of `num_shards` of `out`.
+
+    Example:
+
+    >>> part_path("features.h5", 1, 2)
+    'features.part-00001-of-00002.h5'
+    """
+    root, ext = os.path.splitext(os.fspath(out))
+    return PART_PATTERN.format(root=root, index=int(shard_index), count=int(num_shards), ext=ext)
+
+
+def shard_indices(count, shard_index, num_shards):
+    """Positions in a `count`-video list that share `shard_index` takes.
+
+    Every `num_shards`-th video, starting at `shard_index`: shares differ
+    by at most one video, and each share draws from the whole list (every
+    class of a class-sorted list) rather than from one block of it.
+
+    Example:
+
+    >>> list(shard_indices(5, 1, 2))
+    [1, 3]
+    """
+    return range(int(shard_index), int(count), int(num_shards))
+
+
+def _video_list_digest(sources, labels):
+    """Identifies the whole video list (paths and labels) that was split:
+    parts of different lists are never resumed into or merged together."""
+    digest = hashlib.sha256()
+    for source, label in zip(sources, labels):
+        digest.update(f"{source}\t{int(label)}\n".encode("utf-8"))
+    return digest.hexdigest()
+
+
+# What every part of one sharded extraction shares; checked before a merge.
+_MERGE_ATTRS = FeatureWriter._SETTING_ATTRS + (
+    "category_mapping", "format_version", "num_shards", "shard_list",
+)
+
+
+def find_parts(out):
+    """The part files of `out` on disk (`part_path` names), sorted."""
+    root, ext = os.path.splitext(os.fspath(out))
+    pattern = f"{glob.escape(root)}.part-[0-9]*-of-[0-9]*{glob.escape(ext)}"
+    return sorted(glob.glob(pattern))
+
+
+def merge_feature_parts(out, parts=None, log=None):
+    """Joins the part files of a sharded extraction into the one file `out`.
+
+    The rows come in the order of the whole video list, as a one-process
+    extraction writes them; the attributes are a one-process file's (the
+    `skipped` lists of the parts joined). `out` is written through
+    `<out>.partial` like an extraction's (an interrupted merge resumes) and
+    is never overwritten.
+
+    Args:
+        out: the .h5 file to write.
+        parts: the part files; None or empty finds them beside `out`
+            (`find_parts`).
+        log: function taking one line (default: print to stderr).
+
+    Returns:
+        An `ExtractionSummary` (`written`: rows merged by this call).
+
+    Raises:
+        FileExistsError: `out` exists.
+        ValueError: no parts, a part missing, incomplete (still being
+            extracted: only its `.partial` exists) or not a part file,
+            parts of different settings or video lists, or two parts
+            holding the same share or the same video.
+    """
+    log = log or (lambda line: print(line, file=sys.stderr))
+    out = os.path.abspath(os.fspath(out))
+    if os.path.exists(out):
+        raise FileExistsError(
+            f"{out}: exists; a merge never overwrites it (remove it or merge into another file)"
+        )
+    parts = [os.path.abspath(os.fspath(part)) for part in (parts or find_parts(out))]
+    if not parts:
+        root, ext = os.path.splitext(out)
+        raise ValueError(f"{out}: no part files {root}.part-*-of-*{ext} found to merge")
+    started = time.perf_counter()
+    files = {}
+    try:
+        for part in parts:
+            if not os.path.isfile(part):
+                if os.path.exists(partial_path(part)):
+                    raise ValueError(
+                        f"{part}: incomplete (only {partial_path(part)} exists: its extraction "
+                        "is running or was interrupted; re-run it to finish)"
+                    )
+                raise ValueError(f"{part}: no such part file")
+            file = files[part] = _open_h5(part, "r")
+            if _attr(file, "format") != FORMAT or "num_shards" not in file.attrs:
+                raise ValueError(
+                    f"{part}: not a part file of data.extract --num-shards (no num_shards attribute)"
+                )
+            if not bool(_attr(file, "complete", False)):
+                raise ValueError(f"{part}: marked incomplete; re-run its extraction to finish it")
+        reference = parts[0]
+        for part in parts[1:]:
+            for name in _MERGE_ATTRS:
+                stored, wanted = (_attr_value(files[p], name) for p in (part, reference))
+                if stored != wanted:
+                    raise ValueError(
+                        f"{part}: was extracted with {name}={stored!r} but {reference} with "
+                        f"{name}={wanted!r}; merge the parts of one extraction only"
+                    )
+        num_shards = int(files[reference].attrs["num_shards"])
+        by_index = {}
+        for part in parts:
+            index = int(files[part].attrs["shard_index"])
+            if index in by_index:
+                raise ValueError(
+                    f"{part}: holds share {index} of {num_shards}, as {by_index[index]} does"
+                )
+            by_index[index] = part
+        for index in range(num_shards):
+            if index not in by_index:
+                expected = part_path(out, index, num_shards)
+                state = "incomplete (only its .partial exists)" if os.path.exists(
+                    partial_path(expected)) else "missing"
+                raise ValueError(f"{expected}: share {index} of {num_shards} is {state}")
+
+        rows, skipped, seen = [], {}, {}
+        for part in parts:
+            file = files[part]
+            count = int(file.attrs["num_videos"])
+            for row, (position, source) in enumerate(zip(
+                    file["video_index"][:count].tolist(), file["sources"][:count])):
+                source = _decode(source)
+                if source in seen:
+                    raise ValueError(f"{part}: holds {source}, which {seen[source]} holds too")
+                seen[source] = part
+                rows.append((int(position), part, row, source))
+            skipped.update(
+                (entry["path"], entry["error"])
+                for entry in json.loads(_attr(file, "skipped", "[]"))
+            )
+        rows.sort()
+
+        reference_file = files[reference]
+        attrs = reference_file.attrs
+        frames, multi_scale = int(attrs["frames"]), bool(attrs["multi_scale"])
+        settings = {
+            "backbone": _attr(reference_file, "backbone"),
+            "weights": _attr(reference_file, "weights"),
+            "frames": frames,
+            "size": [int(value) for value in attrs["size"]],
+            "multi_scale": multi_scale,
+            "scale_source": _attr(reference_file, "scale_source", DEFAULT_SCALE_SOURCE),
+            "steps": max(scale_lengths(frames, multi_scale)),
+        }
+        class_names = _class_names(reference, _attr(reference_file, "category_mapping"))
+        writer = FeatureWriter(out, settings, class_names, int(attrs["feature_dim"]), log=log)
+        writer.open()
+        try:
+            if writer.source_state == "complete":
+                raise FileExistsError(
+                    f"{out}: exists; a merge never overwrites it (remove it or merge into "
+                    "another file)"
+                )
+            already_done = len(writer.done)
+            if already_done:
+                log(f"resuming {writer.partial}: {already_done} rows merged before")
+            written = 0
+            for _, part, row, source in rows:
+                if source in writer.done:
+                    continue
+                file = files[part]
+                steps = int(file["num_frames"][row])
+                writer.append(
+                    file["features"][row][:steps], int(file["labels"][row]), source,
+                    _decode(file["splits"][row]),
+                )
+                written += 1
+            writer.skipped.update(
+                (path, error) for path, error in skipped.items()
+                if path not in writer.done and path not in seen
+            )
+            writer.finish()
+        finally:
+            writer.close()
+    finally:
+        for file in files.values():
+            file.close()
+    log(f"merged {len(parts)} parts into {out}: {len(rows)} videos, {len(writer.skipped)} skipped")
+    return ExtractionSummary(
+        out, written, already_done, dict(writer.skipped), time.perf_counter() - started
+    )
+
+
+def _attr_value(file, name):
+    value = _attr(file, name)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _progress_bar(total):
@@ -1064,8 +1328,12 @@ __all__ = [
     "SCALES",
     "SCALE_SOURCES",
     "extract_features",
+    "find_parts",
+    "merge_feature_parts",
+    "part_path",
     "partial_path",
     "read_feature_file",
     "rescale_indices",
     "scale_lengths",
+    "shard_indices",
 ]

@@ -32,6 +32,8 @@ import os
 
 import keras
 
+from common.cluster import read_tf_config
+
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
 JIT_FLAGS = ("auto", "on", "off")
 # Data that train/ reads and `python -m benchmarks --measure-jit` writes.
@@ -47,11 +49,6 @@ BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 # models holding them is off on the TensorFlow backend on every device, so
 # that a run means the same thing on a CPU and on a GPU.
 NO_XLA_LAYERS = ("LSTM", "GRU")
-
-EXAMPLE_TF_CONFIG = (
-    '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
-    '"task": {"type": "worker", "index": 0}}'
-)
 
 _strategies = {}
 
@@ -131,54 +128,6 @@ def make_strategy(name):
             _patch_keras_for_distribution()
     _strategies[name] = strategy
     return strategy
-
-
-def read_tf_config():
-    """Reads and checks the `TF_CONFIG` of a multi-worker run.
-
-    Returns:
-        `(cluster, task_type, task_index)`.
-
-    Raises:
-        ValueError: TF_CONFIG is missing, not JSON, or its task is not one
-            of its cluster's.
-    """
-    text = os.environ.get("TF_CONFIG")
-    where = "the TF_CONFIG environment variable"
-    if not text:
-        raise ValueError(
-            f"--strategy multi-worker needs {where} naming the cluster and this "
-            f"machine's task, e.g. TF_CONFIG='{EXAMPLE_TF_CONFIG}'"
-        )
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ValueError(
-            f"{where} is not valid JSON ({error}); expected e.g. {EXAMPLE_TF_CONFIG}"
-        ) from None
-    cluster = value.get("cluster") if isinstance(value, dict) else None
-    task = value.get("task") if isinstance(value, dict) else None
-    if not (
-        isinstance(cluster, dict)
-        and cluster
-        and all(isinstance(hosts, list) and hosts for hosts in cluster.values())
-    ):
-        raise ValueError(
-            f"{where}: 'cluster' must map job names to host:port lists, e.g. {EXAMPLE_TF_CONFIG}"
-        )
-    if not isinstance(task, dict) or task.get("type") not in cluster:
-        raise ValueError(
-            f"{where}: 'task.type' must be one of the cluster's jobs "
-            f"({', '.join(cluster)}), got {task.get('type') if isinstance(task, dict) else task!r}"
-        )
-    index = task.get("index")
-    hosts = cluster[task["type"]]
-    if not isinstance(index, int) or not 0 <= index < len(hosts):
-        raise ValueError(
-            f"{where}: 'task.index' must be an integer in [0, {len(hosts)}) for job "
-            f"{task['type']!r}, got {index!r}"
-        )
-    return cluster, task["type"], index
 
 
 def is_multi_worker(strategy):
