@@ -23,6 +23,13 @@ the class probabilities of several views of each test video, as MMAction2
   size, 3 crops are the same frame three times (CLIPSx3 equals CLIPSx1).
 
 1x1 reads exactly what single-view testing reads.
+
+Training augmentation beyond crop, flip and colour is off by default (the
+design notes' recipes do not use it): `--rand-augment N` (RandAugment, one
+op sequence per clip), `--mixup-alpha` and `--cutmix-alpha` (mixing of the
+clips of a batch, targets mixed alike); see `training_augmentation` and
+`data.pipeline.RandAugment` / `Mixing`. They touch training batches only;
+validation and test keep their clips and hard labels.
 """
 
 import dataclasses
