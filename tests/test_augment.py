@@ -172,7 +172,7 @@ ALL_OPTIONS = ["--rand-augment", "2", "--rand-augment-ops", "rotate,solarize,sha
 
 @pytest.mark.parametrize(
     "model",
-    ["convlstm", pytest.param("r2plus1d", marks=pytest.mark.slow)],
+    [pytest.param("convlstm", marks=pytest.mark.slow), pytest.param("r2plus1d", marks=pytest.mark.slow)],
     ids=["sigmoid", "softmax"],
 )
 def test_a_run_trains_with_every_option_and_records_them(model, tmp_path, capsys):
