@@ -334,6 +334,147 @@ def convlstm_training(config: ConvLSTMConfig, steps_per_epoch: int) -> TrainingS
     )
 
 
+def is_class_distribution(y_true, y_pred):
+    """Whether softmax targets are class distributions [B, K] (MixUp,
+    CutMix) rather than integer labels [B] or [B, 1]; decided on static
+    shapes, once per traced step."""
+    classes = y_pred.shape[-1]
+    return len(y_true.shape) == 2 and classes is not None and classes > 1 and (
+        y_true.shape[-1] == classes
+    )
+
+
+def dominant_class(y_true, y_pred):
+    """Integer labels from softmax targets: a distribution's most weighted
+    class (ties to the lower id), integer labels as they are."""
+    if is_class_distribution(y_true, y_pred):
+        return keras.ops.argmax(y_true, axis=-1)
+    return y_true
+
+
+@keras.saving.register_keras_serializable(package="video_suite")
+class SparseOrSoftCategoricalCrossentropy(keras.losses.SparseCategoricalCrossentropy):
+    """Categorical cross-entropy of integer labels or of class distributions.
+
+    Integer labels [B] (or [B, 1]) give exactly
+    `SparseCategoricalCrossentropy`; float targets [B, K] (the mixed
+    targets of MixUp and CutMix) give `categorical_crossentropy`, which on
+    a one-hot row equals the sparse loss of its label. One loss serves a
+    training set of mixed targets and a validation set of labels.
+
+    Args:
+        from_logits, ignore_class, reduction, name, dtype: as
+            `keras.losses.SparseCategoricalCrossentropy`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> loss = SparseOrSoftCategoricalCrossentropy()
+    >>> probs = np.array([[0.2, 0.8]], "float32")
+    >>> soft = loss(np.array([[0.0, 1.0]], "float32"), probs)
+    >>> bool(np.isclose(float(soft), float(loss(np.array([1]), probs))))
+    True
+    """
+
+    def call(self, y_true, y_pred):
+        if is_class_distribution(y_true, y_pred):
+            return keras.losses.categorical_crossentropy(
+                y_true, y_pred, from_logits=self._fn_kwargs["from_logits"]
+            )
+        return super().call(y_true, y_pred)
+
+
+@keras.saving.register_keras_serializable(package="video_suite")
+class DominantClassAccuracy(keras.metrics.SparseCategoricalAccuracy):
+    """Accuracy against integer labels, or against the dominant class of
+    mixed targets [B, K] (see `dominant_class`).
+
+    Args:
+        name, dtype: as `keras.metrics.SparseCategoricalAccuracy`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> metric = DominantClassAccuracy()
+    >>> metric.update_state(np.array([[0.3, 0.7]], "float32"), np.array([[0.1, 0.9]], "float32"))
+    >>> float(metric.result())
+    1.0
+    """
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        return super().update_state(dominant_class(y_true, y_pred), y_pred, sample_weight)
+
+
+@keras.saving.register_keras_serializable(package="video_suite")
+class DominantClassTopKAccuracy(keras.metrics.SparseTopKCategoricalAccuracy):
+    """Top-k accuracy against integer labels, or against the dominant class
+    of mixed targets [B, K] (see `dominant_class`).
+
+    Args:
+        k, name, dtype: as `keras.metrics.SparseTopKCategoricalAccuracy`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> metric = DominantClassTopKAccuracy(k=2)
+    >>> y_pred = np.array([[0.5, 0.3, 0.2]], "float32")
+    >>> metric.update_state(np.array([[0.1, 0.2, 0.7]], "float32"), y_pred)
+    >>> float(metric.result())
+    0.0
+    """
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        return super().update_state(dominant_class(y_true, y_pred), y_pred, sample_weight)
+
+
+def _rounded_binary_target(y_true):
+    # A mixed positive-class weight counts as positive when it is the
+    # larger share (ties negative, as `dominant_class` breaks them).
+    return keras.ops.cast(keras.ops.greater(y_true, 0.5), "float32")
+
+
+@keras.saving.register_keras_serializable(package="video_suite")
+class DominantClassBinaryAccuracy(keras.metrics.BinaryAccuracy):
+    """Binary accuracy against the dominant class of a target in [0, 1]
+    (hard 0/1 targets as they are; mixed ones rounded, ties negative).
+
+    Args:
+        name, dtype, threshold: as `keras.metrics.BinaryAccuracy`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> metric = DominantClassBinaryAccuracy()
+    >>> metric.update_state(np.array([[0.7]], "float32"), np.array([[0.9]], "float32"))
+    >>> float(metric.result())
+    1.0
+    """
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        return super().update_state(_rounded_binary_target(y_true), y_pred, sample_weight)
+
+
+@keras.saving.register_keras_serializable(package="video_suite")
+class DominantClassAUC(keras.metrics.AUC):
+    """ROC AUC against the dominant class of a target in [0, 1] (hard 0/1
+    targets as they are; mixed ones rounded, ties negative).
+
+    Args:
+        the arguments of `keras.metrics.AUC`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> metric = DominantClassAUC()
+    >>> metric.update_state(np.array([[0.8], [0.3]], "float32"), np.array([[0.9], [0.1]], "float32"))
+    >>> round(float(metric.result()), 3)
+    1.0
+    """
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        return super().update_state(_rounded_binary_target(y_true), y_pred, sample_weight)
+
+
 def classifier_training_spec(optimizer, num_classes, monitor="val_accuracy",
                              binary_cross_entropy_metric=False):
     """Loss, metrics and monitor of a clip classifier.
@@ -345,6 +486,15 @@ def classifier_training_spec(optimizer, num_classes, monitor="val_accuracy",
     cross-entropy with accuracy and top-5 accuracy (top-k with k = min(5,
     classes)).
 
+    Training with MixUp or CutMix gives mixed targets: class distributions
+    [B, K] for softmax, the positive class's weight in [0, 1] for one
+    sigmoid. The losses take them as they are (cross-entropy is linear in
+    the target, so a mixed target's loss is the mix of its clips' losses);
+    accuracy, top-k accuracy and AUC compare the prediction with the
+    target's dominant class, so a mixed run's training metrics count the
+    larger share as the label. Validation and test data keep integer (or
+    0/1) labels, on which every loss and metric is the usual one.
+
     Args:
         optimizer: a Keras optimizer.
         num_classes: 1 for one sigmoid output, else the softmax width.
@@ -354,7 +504,7 @@ def classifier_training_spec(optimizer, num_classes, monitor="val_accuracy",
     """
     mode = "min" if monitor.endswith("loss") else "max"
     if num_classes == 1:
-        metrics = [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")]
+        metrics = [DominantClassAUC(name="auc"), DominantClassBinaryAccuracy(name="accuracy")]
         if binary_cross_entropy_metric:
             metrics.insert(0, keras.metrics.BinaryCrossentropy(name="binary_crossentropy"))
         return TrainingSpec(
@@ -366,12 +516,10 @@ def classifier_training_spec(optimizer, num_classes, monitor="val_accuracy",
         )
     return TrainingSpec(
         optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(),
+        loss=SparseOrSoftCategoricalCrossentropy(),
         metrics=[
-            keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-            keras.metrics.SparseTopKCategoricalAccuracy(
-                k=min(5, num_classes), name="top5_accuracy"
-            ),
+            DominantClassAccuracy(name="accuracy"),
+            DominantClassTopKAccuracy(k=min(5, num_classes), name="top5_accuracy"),
         ],
         monitor=monitor,
         monitor_mode=mode,

@@ -23,6 +23,13 @@ the class probabilities of several views of each test video, as MMAction2
   size, 3 crops are the same frame three times (CLIPSx3 equals CLIPSx1).
 
 1x1 reads exactly what single-view testing reads.
+
+Training augmentation beyond crop, flip and colour is off by default (the
+design notes' recipes do not use it): `--rand-augment N` (RandAugment, one
+op sequence per clip), `--mixup-alpha` and `--cutmix-alpha` (mixing of the
+clips of a batch, targets mixed alike); see `training_augmentation` and
+`data.pipeline.RandAugment` / `Mixing`. They touch training batches only;
+validation and test keep their clips and hard labels.
 """
 
 import dataclasses
@@ -74,6 +81,27 @@ class ClipOptions:
     )
     synthetic_task: str = option(
         "motion", "what the synthetic label encodes", choices=("motion", "shape")
+    )
+    rand_augment: int = option(
+        0,
+        "RandAugment ops per training clip (0: off); the same ops and magnitudes on "
+        "every frame of a clip",
+    )
+    rand_augment_magnitude: float = option(
+        9.0, "RandAugment's magnitude on the paper's 0-10 scale"
+    )
+    rand_augment_ops: str = option(
+        "all",
+        "comma-separated RandAugment ops to draw from, or 'all': "
+        + ", ".join(pipeline.RAND_AUGMENT_OPS),
+    )
+    mixup_alpha: float = option(
+        0.0, "MixUp of training clips with weights ~ Beta(alpha, alpha) (0: off)"
+    )
+    cutmix_alpha: float = option(
+        0.0,
+        "CutMix of training clips, the same box on every frame, with area ~ "
+        "Beta(alpha, alpha) (0: off); with --mixup-alpha each clip uses one of the two",
     )
 
 
@@ -160,6 +188,48 @@ class ClipTask(ClassifierTask):
         return clip_window_encoder(record)
 
 
+def training_augmentation(options):
+    """(`pipeline.Augmentation`, `pipeline.Mixing`) of the training clips
+    from the options; ValueError naming the flag on a bad value.
+
+    Example:
+
+    >>> augmentation, mixing = training_augmentation(ClipOptions(rand_augment=2, mixup_alpha=0.2))
+    >>> augmentation.rand_augment.num_ops, mixing.mixup_alpha
+    (2, 0.2)
+    """
+    if options.rand_augment < 0:
+        raise ValueError(
+            f"--rand-augment {options.rand_augment}: expected ops per clip >= 0 (0: off)"
+        )
+    if not 0.0 <= options.rand_augment_magnitude <= 10.0:
+        raise ValueError(
+            f"--rand-augment-magnitude {options.rand_augment_magnitude}: expected a number "
+            "in [0, 10]"
+        )
+    names = [name.strip() for name in str(options.rand_augment_ops).split(",") if name.strip()]
+    if names == ["all"]:
+        names = list(pipeline.RAND_AUGMENT_OPS)
+    unknown = [name for name in names if name not in pipeline.RAND_AUGMENT_OPS]
+    if unknown or not names:
+        raise ValueError(
+            f"--rand-augment-ops {options.rand_augment_ops}: unknown op "
+            f"{', '.join(unknown) or '(none given)'}; expected 'all' or names from "
+            + ", ".join(pipeline.RAND_AUGMENT_OPS)
+        )
+    for flag, alpha in (("--mixup-alpha", options.mixup_alpha),
+                        ("--cutmix-alpha", options.cutmix_alpha)):
+        if not alpha >= 0.0:
+            raise ValueError(f"{flag} {alpha}: expected a number >= 0 (0: off)")
+    rand_augment = None
+    if options.rand_augment:
+        rand_augment = pipeline.RandAugment(
+            options.rand_augment, options.rand_augment_magnitude, tuple(names)
+        )
+    augmentation = dataclasses.replace(pipeline.Augmentation(), rand_augment=rand_augment)
+    return augmentation, pipeline.Mixing(options.mixup_alpha, options.cutmix_alpha)
+
+
 def load_synthetic_clips(options, config, seed, views=None):
     """The embedded synthetic clips at the config's clip shape."""
     count = options.synthetic_clips
@@ -176,6 +246,7 @@ def load_synthetic_clips(options, config, seed, views=None):
         seed=seed,
     )
     binary = config.num_classes == 1
+    augmentation, mixing = training_augmentation(options)
 
     def batches(split, training, epoch=None):
         clips, labels = splits[split]
@@ -186,8 +257,11 @@ def load_synthetic_clips(options, config, seed, views=None):
             num_frames=frames,
             training=training,
             seed=seed,
+            augmentation=augmentation,
             binary=binary,
             epoch=epoch,
+            mixing=mixing,
+            num_classes=config.num_classes,
         )
 
     def train_epochs(first_epoch):
@@ -235,6 +309,7 @@ def load_video_clips(options, config, seed, split_seed, views=None):
     from data import datasets, video
 
     check_fraction(options.val_fraction, "--val-fraction")
+    augmentation, mixing = training_augmentation(options)
     if options.cache not in (None, "memory"):
         folder = os.path.dirname(os.path.abspath(options.cache))
         if not os.path.isdir(folder):
@@ -273,7 +348,8 @@ def load_video_clips(options, config, seed, split_seed, views=None):
             )
         return pipeline.clip_batches(
             decoded(split, training), config.batch_size, num_frames=frames, training=training,
-            seed=seed, binary=binary,
+            seed=seed, augmentation=augmentation, binary=binary, mixing=mixing,
+            num_classes=num_classes,
         )
 
     def train_epochs(first_epoch):
@@ -282,7 +358,8 @@ def load_video_clips(options, config, seed, split_seed, views=None):
             lambda epoch: pipeline.clip_batches(
                 decoded("train", True, pipeline.epoch_order(count, seed, epoch)),
                 config.batch_size, num_frames=frames, training=True, seed=seed,
-                binary=binary, epoch=epoch,
+                augmentation=augmentation, binary=binary, epoch=epoch, mixing=mixing,
+                num_classes=num_classes,
             ),
             first_epoch,
         )
