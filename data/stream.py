@@ -91,7 +91,7 @@ class FrameStream:
 
 def rgb(frame, size):
     """One decoded frame as RGB uint8 at `size` (height, width)."""
-    return video._convert(frame, video.normalize_size(size))
+    return video.convert_frame(frame, video.normalize_size(size))
 
 
 def short_side_size(height, width, short_side):

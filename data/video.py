@@ -330,7 +330,9 @@ def probe_video(path, count_frames=False):
     return info
 
 
-def _convert(frame, size):
+def convert_frame(frame, size):
+    """An OpenCV frame (grey, BGR or BGRA) as RGB uint8 of `size` (H, W),
+    with area interpolation when shrinking, as every reader here does."""
     height, width = size
     if frame.ndim == 2:
         frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
@@ -362,7 +364,7 @@ def _decode_at(path, wanted, size):
                 ok, frame = capture.retrieve()
                 if not ok or frame is None:
                     break
-                frames[position] = _convert(frame, size)
+                frames[position] = convert_frame(frame, size)
             position += 1
     finally:
         capture.release()
@@ -515,24 +517,11 @@ def video_clip_dataset(
         raise ValueError(f"got {len(paths)} paths but {len(labels)} labels")
     if num_parallel_calls is None:
         num_parallel_calls = tf.data.AUTOTUNE
-    empty = np.zeros((num_frames, height, width, 3), np.uint8)
 
-    def decode(path):
-        path = path.decode("utf-8") if isinstance(path, bytes) else str(path)
-        try:
-            return read_clip(path, num_frames, (height, width)), np.bool_(True)
-        except VideoError as error:
-            if on_error == "fail":
-                _failed_decodes.append(error)
-            else:
-                logger.warning("skipping %s", error)
-            return empty, np.bool_(False)
-
-    def load(path, label):
-        clip, ok = tf.numpy_function(decode, [path], [tf.uint8, tf.bool], stateful=False)
-        clip.set_shape((num_frames, height, width, 3))
-        ok.set_shape(())
-        return clip, label, ok
+    load = _guarded_loader(
+        lambda path: read_clip(path, num_frames, (height, width)),
+        (num_frames, height, width, 3), on_error,
+    )
 
     all_paths, all_labels = tf.constant(paths, tf.string), tf.constant(labels, tf.int64)
     if order is None:
@@ -549,6 +538,35 @@ def video_clip_dataset(
     return dataset.map(lambda clip, label, ok: (clip, label))
 
 
+
+def _guarded_loader(read, shape, on_error):
+    """A tf.data map function `(path, label) -> (array, label, ok)` that
+    runs `read(path)` in Python; an undecodable file gives zeros and
+    ok=False, logged as skipped or, with `on_error="fail"`, kept for
+    `check_decoding()` to raise."""
+    import tensorflow as tf
+
+    empty = np.zeros(shape, np.uint8)
+
+    def decode(path):
+        path = path.decode("utf-8") if isinstance(path, bytes) else str(path)
+        try:
+            return read(path), np.bool_(True)
+        except VideoError as error:
+            if on_error == "fail":
+                _failed_decodes.append(error)
+            else:
+                logger.warning("skipping %s", error)
+            return empty, np.bool_(False)
+
+    def load(path, label):
+        array, ok = tf.numpy_function(decode, [path], [tf.uint8, tf.bool], stateful=False)
+        array.set_shape(shape)
+        ok.set_shape(())
+        return array, label, ok
+
+    return load
+
 def video_views_dataset(paths, labels, num_frames, size, clips=1, crops=1, on_error="skip"):
     """A tf.data pipeline of test views: files in, (views, label) out.
 
@@ -564,25 +582,11 @@ def video_views_dataset(paths, labels, num_frames, size, clips=1, crops=1, on_er
         raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
     height, width = normalize_size(size)
     shape = (clips * crops, int(num_frames), height, width, 3)
-    empty = np.zeros(shape, np.uint8)
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
 
-    def decode(path):
-        path = path.decode("utf-8") if isinstance(path, bytes) else str(path)
-        try:
-            return read_views(path, num_frames, (height, width), clips, crops), np.bool_(True)
-        except VideoError as error:
-            if on_error == "fail":
-                _failed_decodes.append(error)
-            else:
-                logger.warning("skipping %s", error)
-            return empty, np.bool_(False)
-
-    def load(path, label):
-        views, ok = tf.numpy_function(decode, [path], [tf.uint8, tf.bool], stateful=False)
-        views.set_shape(shape)
-        ok.set_shape(())
-        return views, label, ok
+    load = _guarded_loader(
+        lambda path: read_views(path, num_frames, (height, width), clips, crops), shape, on_error
+    )
 
     dataset = tf.data.Dataset.from_tensor_slices(
         (tf.constant([os.fspath(path) for path in paths], tf.string), tf.constant(labels))

@@ -325,10 +325,9 @@ def video_frames(path, size, fps=None):
     """
     import cv2
 
-    from data.video import probe_video
+    from data.video import convert_frame, probe_video
 
     info = probe_video(path)
-    height, width = size
     capture = cv2.VideoCapture(os.fspath(path))
     try:
         index, last_slot = 0, -1
@@ -339,17 +338,7 @@ def video_frames(path, size, fps=None):
                 ok, frame = capture.retrieve()
                 if not ok or frame is None:
                     break
-                if frame.ndim == 2:
-                    frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-                elif frame.shape[2] == 4:
-                    frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
-                if frame.shape[:2] != (height, width):
-                    shrinking = height * width < frame.shape[0] * frame.shape[1]
-                    frame = cv2.resize(
-                        frame, (width, height),
-                        interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR,
-                    )
-                rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                rgb = convert_frame(frame, size)
                 yield index, rgb.astype(np.float32) / 255.0
             index += 1
     finally:
