@@ -18,7 +18,8 @@ Why these routes (TensorFlow 2.21, Keras 3.15):
   `MaxPool3D((1, k, k))` becomes `TimeDistributed(MaxPool2D((k, k)))` (the
   same per-frame pooling), RNN dropout becomes 0 (inference ignores it, but a
   layer with dropout traces a seed update that the converter cannot lower),
-  and RNNs over a fixed number of steps are unrolled. An RNN over an open
+  and RNNs over a fixed number of steps are unrolled; a `FusedLSTM` runs
+  Keras' LSTM loop in the copy (its own scan does not convert to ONNX). An RNN over an open
   number of steps keeps its loop and the LiteRT signature fixes the batch
   at 1 (one video at a time, as on a phone).
 - int8 is full-integer post-training quantization calibrated on examples of
@@ -55,7 +56,7 @@ FLOAT_TOLERANCE = 1e-4
 INT8_MIN_TOP1_AGREEMENT = 0.99
 INT8_MIN_SPEARMAN = 0.98
 
-RNN_CLASSES = ("LSTM", "GRU", "SimpleRNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
+RNN_CLASSES = ("LSTM", "FusedLSTM", "GRU", "SimpleRNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
 
 
 # Model and format pairs that do not pass their gate with TensorFlow 2.21,
@@ -138,7 +139,14 @@ def export_saved_model(model, model_name: str, path: str, batch_size=None):
 
 
 def _rnn_config(config, unroll):
-    return {**config, "dropout": 0.0, "recurrent_dropout": 0.0, "unroll": unroll or config.get("unroll", False)}
+    config = {**config, "dropout": 0.0, "recurrent_dropout": 0.0,
+              "unroll": unroll or config.get("unroll", False)}
+    if "fused" in config:
+        # FusedLSTM's scan carries its state packed in one tensor, a loop
+        # tf2onnx cannot map to ONNX's Loop; Keras' LSTM loop, same
+        # weights and function, converts to both formats.
+        config["fused"] = False
+    return config
 
 
 def inference_copy(model):
