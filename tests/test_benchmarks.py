@@ -186,7 +186,7 @@ def test_results_flag_merges_invocations_into_one_table(tmp_path, monkeypatch, c
     and the table shows both, each row with the machine that measured it."""
     steps = {}
 
-    def measure(name, repeats, pipeline=True):
+    def measure(name, repeats, pipeline=True, **variants):
         assert pipeline is False
         return {"model": name, "train step (s)": steps[name], "model samples/s": 4 / steps[name],
                 "forward GFLOPs/sample": 2.0}

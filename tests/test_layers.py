@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 import models  # noqa: F401  (registers every custom object)
-from models import backbones, bilstm_attention, keyframe_transformer, losses, perceiver, recurrent
+from models import (
+    backbones, bilstm_attention, convlstm, keyframe_transformer, losses, perceiver, recurrent,
+)
 from tests.layer_test import run_layer_test
 
 RNG = np.random.default_rng(0)
@@ -65,6 +67,7 @@ LOSS_CASES = [
     (losses.FocalLoss(gamma=1.5, label_smoothing=0.2), LABELS, LOGITS, 3, []),
     (losses.SpearmanRankingLoss(temperature=0.3, mse_weight=0.25), SCORES, PREDICTED, 4,
      [losses.masked_mean_squared_error]),
+    (convlstm.SparseOrSoftCategoricalCrossentropy(from_logits=True), LABELS, LOGITS, 3, []),
 ]
 
 
@@ -91,6 +94,45 @@ def test_loss_round_trips(case, tmp_path):
     assert after == pytest.approx(before, abs=1e-6)
 
 
+# (metric, mixed targets, predictions, the value by hand): mixed targets
+# count for their dominant class (ties to the lower class / negative).
+METRIC_CASES = [
+    # Dominant classes 1, 0; predicted 1, 1.
+    (convlstm.DominantClassAccuracy(), [[0.3, 0.7], [0.9, 0.1]], [[0.1, 0.9], [0.2, 0.8]], 0.5),
+    # Dominant classes 2, 0; top 2 predicted {0, 1} (miss) and {2, 0} (hit).
+    (convlstm.DominantClassTopKAccuracy(k=2), [[0.1, 0.2, 0.7], [0.6, 0.3, 0.1]],
+     [[0.5, 0.3, 0.2], [0.3, 0.1, 0.6]], 0.5),
+    # Dominant 1, 0, 0 (a 0.5 tie is negative); predicted 1, 1, 0.
+    (convlstm.DominantClassBinaryAccuracy(), [[0.7], [0.2], [0.5]], [[0.9], [0.8], [0.3]], 2 / 3),
+    # Dominant 1, 0, 1, 0: positives 0.9, 0.2 above negatives 0.4, 0.1 in 3 of 4 pairs.
+    (convlstm.DominantClassAUC(num_thresholds=1001), [[0.8], [0.3], [0.6], [0.1]],
+     [[0.9], [0.4], [0.2], [0.1]], 0.75),
+]
+
+
+@pytest.mark.parametrize("case", METRIC_CASES, ids=[type(c[0]).__name__ for c in METRIC_CASES])
+def test_metric_values_and_round_trips(case, tmp_path):
+    metric, y_true, y_pred, expected = case
+    y_true, y_pred = np.array(y_true, "float32"), np.array(y_pred, "float32")
+    metric.update_state(y_true, y_pred)
+    assert float(metric.result()) == pytest.approx(expected, abs=1e-3)
+    rebuilt = type(metric).from_config(metric.get_config())
+    assert rebuilt.get_config() == metric.get_config()
+    rebuilt.update_state(y_true, y_pred)
+    assert float(rebuilt.result()) == pytest.approx(expected, abs=1e-3)
+
+    # Compiled into a model, saved and reloaded without custom_objects.
+    inputs = keras.Input((y_pred.shape[1],))
+    model = keras.Model(inputs, keras.layers.Identity()(inputs))
+    model.compile(optimizer="sgd", loss="mse", metrics=[type(metric).from_config(metric.get_config())])
+    before = model.evaluate(y_pred, y_true, verbose=0, return_dict=True)
+    model.save(tmp_path / "model.keras")
+    after = keras.saving.load_model(tmp_path / "model.keras").evaluate(
+        y_pred, y_true, verbose=0, return_dict=True)
+    assert after == pytest.approx(before, abs=1e-6)
+    assert before[metric.name] == pytest.approx(expected, abs=1e-3)
+
+
 def test_masked_mean_squared_error_ignores_padded_steps():
     # Real steps only: ((0.1-0.5)^2 + (0.9-0.5)^2 + (0.4-0.5)^2) / 3 for row 0.
     value = np.asarray(losses.masked_mean_squared_error(SCORES[:1], np.full((1, 4), 0.5)))
@@ -105,6 +147,7 @@ def test_every_registered_object_has_a_case():
     tested = (
         {case[0].__name__ for case in CASES}
         | {type(case[0]).__name__ for case in LOSS_CASES}
+        | {type(case[0]).__name__ for case in METRIC_CASES}
         | {"masked_mean_squared_error"}
         | {"tf2_hard_sigmoid"}  # values and .keras round trip in tests/test_convlstm.py
     )
