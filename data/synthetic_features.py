@@ -8,6 +8,7 @@ file is named by a hash of every setting the features depend on, so a
 change of settings makes a new file and a rerun reads the old one.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -127,10 +128,32 @@ def synthetic_feature_file(settings, cache):
     if os.path.isfile(path):
         return path, settings
     os.makedirs(cache, exist_ok=True)
-    print(f"extracting features of the embedded synthetic videos into {path}", file=sys.stderr)
-    videos = render_synthetic_videos(os.path.join(cache, f"videos-{key}"), settings)
-    extract_synthetic_features(videos, path, settings)
+    # Two runs started together on the embedded data wait for one another
+    # here instead of the second being refused by the extraction's lock.
+    with _waiting_lock(path + ".make.lock"):
+        if not os.path.isfile(path):
+            print(f"extracting features of the embedded synthetic videos into {path}",
+                  file=sys.stderr)
+            videos = render_synthetic_videos(os.path.join(cache, f"videos-{key}"), settings)
+            extract_synthetic_features(videos, path, settings)
     return path, settings
+
+
+@contextlib.contextmanager
+def _waiting_lock(path):
+    """An exclusive `flock` on `path`, waited for (no lock where the
+    platform has no flock)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def render_synthetic_videos(folder, settings):

@@ -404,3 +404,29 @@ def test_embedded_data_takes_the_demo_preset_beneath_the_users_fields(capsys):
     args = run.parse_args(["--model", "bilstm_attention", "--features", "train.h5"])
     config, preset, _ = run.resolve_config(args, task, options_from_args(task.Options, args))
     assert preset is None and config.lstm_units == 768 and config.batch_size == 48
+
+
+def test_two_makers_of_the_same_cache_wait_for_one_another(tmp_path, capsys):
+    import threading
+
+    from data import synthetic_features
+
+    settings = synthetic_features.synthetic_settings(2, "motion", 2, data_seed=0)
+    cache = str(tmp_path / "cache")
+    results, errors = [], []
+
+    def make():
+        try:
+            results.append(synthetic_features.synthetic_feature_file(settings, cache)[0])
+        except Exception as error:  # noqa: BLE001 (reported below)
+            errors.append(error)
+
+    threads = [threading.Thread(target=make) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(results) == 2 and results[0] == results[1]
+    # Made once: the second maker found the first one's file.
+    assert capsys.readouterr().err.count("extracting features of the embedded") == 1
+    assert read_feature_file(results[0]).splits.count("train") == 2
