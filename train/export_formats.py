@@ -19,9 +19,9 @@ Why these routes (TensorFlow 2.21, Keras 3.15):
   same per-frame pooling), RNN dropout becomes 0 (inference ignores it, but a
   layer with dropout traces a seed update that the converter cannot lower),
   and RNNs over a fixed number of steps are unrolled; a `FusedLSTM` runs
-  Keras' LSTM loop in the copy (its own scan does not convert to ONNX). An RNN over an open
-  number of steps keeps its loop and the LiteRT signature fixes the batch
-  at 1 (one video at a time, as on a phone).
+  Keras' LSTM loop in the copy (its own scan does not convert to ONNX). An
+  RNN over an open number of steps keeps its loop and the LiteRT signature
+  fixes the batch at 1 (one video at a time, as on a phone).
 - int8 is full-integer post-training quantization calibrated on examples of
   the run's own training data, with float32 inputs and outputs, so callers
   feed the same arrays as to the float model. Ops without an int8 kernel
