@@ -136,3 +136,16 @@ def _jsonable(value):
     if isinstance(value, (tuple, set, frozenset)):
         return list(value)
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def read_run_config(run, label):
+    """A run folder's `config.json`, checked to be a mapping that names a
+    model (read without importing TensorFlow). `label` names the folder in
+    messages (e.g. "--run runs/x")."""
+    path = os.path.join(run, "config.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{label}: no config.json; is it a run folder?")
+    record = read_json(path, "run config")
+    if not isinstance(record, dict) or not isinstance(record.get("model"), str):
+        raise ValueError(f"{path}: expected a JSON mapping with a 'model' name, as train.run writes")
+    return record

@@ -37,7 +37,7 @@ import threading
 import time
 
 from common.cli import ArgumentParser, run_main
-from common.files import read_json
+from common.files import read_run_config
 
 DEFAULT_MAX_UPLOAD_MB = 200
 UPLOAD_FIELD = "video"
@@ -58,12 +58,7 @@ def check_run_folder(run):
     `best.keras`. Returns the record."""
     if not os.path.isdir(run):
         raise FileNotFoundError(f"--run {run}: no such folder")
-    path = os.path.join(run, "config.json")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"--run {run}: no config.json; is it a run folder?")
-    record = read_json(path, "run config")
-    if not isinstance(record, dict) or not isinstance(record.get("model"), str):
-        raise ValueError(f"{path}: expected a JSON mapping with a 'model' name, as train.run writes")
+    record = read_run_config(run, f"--run {run}")
     if not os.path.isfile(os.path.join(run, "best.keras")):
         raise FileNotFoundError(f"--run {run}: no best.keras; has the run finished an epoch?")
     return record

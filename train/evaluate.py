@@ -16,7 +16,7 @@ import os
 import sys
 
 from common.cli import ArgumentParser, run_main
-from common.files import read_json, write_json
+from common.files import read_json, read_run_config, write_json
 
 
 def load_record(run):
@@ -26,12 +26,7 @@ def load_record(run):
         FileNotFoundError: the folder has no config.json.
         ValueError: config.json is not a JSON mapping naming a model.
     """
-    path = os.path.join(run, "config.json")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{run}: no config.json; is it a run folder?")
-    record = read_json(path, "run config")
-    if not isinstance(record, dict) or not isinstance(record.get("model"), str):
-        raise ValueError(f"{path}: expected a JSON mapping with a 'model' name, as train.run writes")
+    record = read_run_config(run, run)
     import models
 
     models.get_family(record["model"])
