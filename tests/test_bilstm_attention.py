@@ -14,6 +14,7 @@ from models.bilstm_attention import (
     bilstm_attention_training,
 )
 from models.losses import FocalLoss
+from train import engine
 
 SMALL = dict(
     input_shape=(None, 6), num_classes=3, projection_dim=8, lstm_layers=2,
@@ -273,6 +274,7 @@ def test_compiles_and_trains_with_its_training_spec():
     model = models.build_from_config("bilstm_attention", config)
     spec = bilstm_attention_training(config, steps_per_epoch=1)
     model.compile(optimizer=spec.optimizer, loss=spec.loss, metrics=spec.metrics)
+    engine.build_optimizer(model)
     inputs, labels = models.get_family("bilstm_attention").example_batch(config, 4, seed=1)
     weights = [np.array(w) for w in model.trainable_weights]
     logs = model.train_on_batch(inputs, labels, return_dict=True)

@@ -9,6 +9,7 @@ import pytest
 
 import models
 from models.convlstm import tf2_hard_sigmoid
+from train import engine
 
 TINY = dict(models.presets("convlstm")["tiny"], filters=(2, 3))
 
@@ -86,6 +87,7 @@ def test_training_keeps_the_lowest_validation_loss_and_reports_auc():
     keras.utils.set_random_seed(2)
     model = models.build_from_config("convlstm", config)
     model.compile(optimizer=spec.optimizer, loss=spec.loss, metrics=list(spec.metrics))
+    engine.build_optimizer(model)
     inputs, labels = models.get_family("convlstm").example_batch(config, 4, seed=2)
     history = model.fit(
         inputs, labels, validation_data=(inputs, labels), epochs=1, verbose=0

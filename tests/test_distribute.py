@@ -15,7 +15,7 @@ import tensorflow as tf
 import models
 from tests.cli_calls import call
 from tests.cluster_processes import run_together
-from train import distribute, export, run
+from train import distribute, engine, export, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_FLAGS = [
@@ -306,6 +306,7 @@ def test_every_model_under_float16_keeps_float32_outputs_and_scales_its_loss(nam
     config, model = build_under(name, "mixed_float16")
     spec = models.get_family(name).training(config, steps_per_epoch=1)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-2), loss=spec.loss)
+    engine.build_optimizer(model)
     # Keras wraps the optimizer so that float16 gradients do not underflow.
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
 
@@ -326,6 +327,7 @@ def test_every_model_under_bfloat16_keeps_float32_outputs_and_loss_and_trains(na
         assert np.all(np.isfinite(np.asarray(value)))
     spec = family.training(config, steps_per_epoch=1)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-2), loss=spec.loss)
+    engine.build_optimizer(model)
     before = model.evaluate(inputs, targets, verbose=0, return_dict=True)["loss"]
     for _ in range(5):
         model.train_on_batch(inputs, targets)

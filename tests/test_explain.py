@@ -12,7 +12,7 @@ import models
 from common.cli import run_main
 from tests.prediction_fixtures import keyframe_run, make_run, write_scene_video
 from tests.test_predict_cli import CLASSIFIERS, MOTION_CLASSES
-from train import predict
+from train import engine, predict
 from train.tasks import explain
 
 # (family, preset) -> the explanation's shape per example, by hand:
@@ -201,6 +201,7 @@ def test_grad_cam_puts_more_weight_on_the_moving_shape_than_on_the_background():
     family = models.get_family(name)
     model = family.build(family.get_config("tiny", input_shape=shape, num_classes=2, **overrides))
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    engine.build_optimizer(model)
     model.fit({"frames": clips / np.float32(255)}, labels, epochs=3, batch_size=8, verbose=0)
     maps = explain.explainer_for(model, {"model": name})({"frames": held_out / np.float32(255)})
     ratios = shape_weight_ratio(held_out, maps)

