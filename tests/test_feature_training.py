@@ -85,7 +85,7 @@ def ensemble(files, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("runs") / "ensemble")
     argv = TINY_FLAGS + FIXED + [
         "--features", files["train"], "--test-features", files["test"],
-        "--epochs", "1", "--ensemble", "2", "--out", out,
+        "--epochs", "1", "--ensemble", "2", "--run-eagerly", "--out", out,
     ]
     assert run.main(argv) == 0
     return out

@@ -277,7 +277,7 @@ def test_frames_mode_trains_two_stages_on_synthetic_frames(tmp_path):
     out = train(
         tmp_path, "frames", "--input-mode", "frames", "--input-shape", "none,32,32,3",
         "--backbone-weights", "none", "--stage1-epochs", "1", "--stage2-epochs", "1",
-        "--synthetic-videos", "5", "--batch-size", "2",
+        "--synthetic-videos", "5", "--batch-size", "2", "--run-eagerly",
     )
     assert os.path.exists(os.path.join(out, "stage_frozen_backbone.weights.h5"))
     assert os.path.exists(os.path.join(out, "stage_fine_tune.weights.h5"))

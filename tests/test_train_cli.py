@@ -35,7 +35,9 @@ def finished_run(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(keras.Model, "fit", fit)
         # 7 clips: 4 of class 0 and 3 of class 1 train.
-        assert run.main(TINY_FLAGS + ["--synthetic-clips", "7", "--epochs", "2", "--out", out]) == 0
+        # Eagerly: two epochs of a tiny model start sooner without tracing.
+        assert run.main(TINY_FLAGS + ["--synthetic-clips", "7", "--epochs", "2", "--run-eagerly",
+                                      "--out", out]) == 0
     return out
 
 
@@ -56,6 +58,7 @@ def test_run_writes_the_run_folder(finished_run):
     assert record["model"] == "convlstm"
     assert record["config"]["input_shape"] == [4, 16, 16, 1]
     assert record["config"]["filters"] == [2, 3]
+    assert record["distribute"]["run_eagerly"] is True and record["distribute"]["jit_compile"] is False
     rows = list(csv.DictReader(open(os.path.join(finished_run, "history.csv"))))
     assert [int(r["epoch"]) for r in rows] == [0, 1]
     assert {"val_loss", "val_binary_crossentropy", "val_auc"} <= set(rows[0])
@@ -185,6 +188,7 @@ def test_a_finished_run_is_not_overwritten(finished_run, capsys):
         (["--dropout", "1.5"], "dropout must be in [0, 1)"),
         (["--batch-size", "four"], "field 'batch_size' expects int"),
         (["--data", "/nonexistent/videos"], "--data /nonexistent/videos: no such file"),
+        (["--run-eagerly", "--jit-compile", "on"], "--run-eagerly traces no graph for XLA"),
     ],
 )
 def test_bad_values_end_in_one_line(flags, message, tmp_path, capsys):

@@ -54,7 +54,8 @@ _strategies = {}
 
 
 def add_arguments(parser):
-    """Adds `--strategy`, `--mixed-precision` and `--jit-compile`."""
+    """Adds `--strategy`, `--mixed-precision`, `--jit-compile` and
+    `--run-eagerly`."""
     group = parser.add_argument_group("distribution and speed")
     group.add_argument(
         "--strategy", choices=STRATEGIES, default="auto",
@@ -71,6 +72,12 @@ def add_arguments(parser):
         "--jit-compile", choices=JIT_FLAGS, default="auto",
         help="XLA for the train step; auto follows the measurements in "
         "train/jit_choices.json",
+    )
+    group.add_argument(
+        "--run-eagerly", action="store_true",
+        help="run the train step op by op without tracing a graph (Keras' "
+        "run_eagerly): for debugging, and faster for a few steps of a tiny "
+        "model, slower for real training; implies --jit-compile off",
     )
 
 

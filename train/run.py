@@ -74,6 +74,8 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.ensemble < 1:
         raise ValueError(f"--ensemble must be >= 1, got {args.ensemble}")
+    if args.run_eagerly and args.jit_compile == "on":
+        raise ValueError("--run-eagerly traces no graph for XLA to compile; drop --jit-compile on")
     out = args.out or os.path.join(
         RUNS_DIR, args.model, datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     )
@@ -177,7 +179,8 @@ def train_one(args, out, seed):
     config = apply_data_updates(config, data, user, data.source)
     data = distribute.distribute_options(data, setup.strategy)
     model, spec = engine.build(args.model, config, setup, engine.steps_per_epoch(data, config))
-    jit_compile = distribute.resolve_jit_compile(args.model, args.jit_compile, model)
+    jit_compile = False if args.run_eagerly else distribute.resolve_jit_compile(
+        args.model, args.jit_compile, model)
 
     os.makedirs(out, exist_ok=True)
     resolved = {
@@ -193,6 +196,7 @@ def train_one(args, out, seed):
             "mixed_precision": setup.precision,
             "jit_compile": jit_compile,
             "jit_compile_flag": args.jit_compile,
+            "run_eagerly": args.run_eagerly,
         },
     }
     if resuming:
@@ -203,7 +207,7 @@ def train_one(args, out, seed):
     print(f"run folder: {out}" + (" (resuming)" if resuming else ""))
     history = engine.fit(
         model, spec, data, config, out=out, setup_=setup, jit_compile=jit_compile,
-        verbose=args.verbose,
+        run_eagerly=args.run_eagerly, verbose=args.verbose,
     )
     # The report is of the checkpoint the run keeps (best on its monitor),
     # the model train.evaluate and train.export read too; without validation
