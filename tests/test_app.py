@@ -25,6 +25,9 @@ from tests import video_files
 from tests.prediction_fixtures import keyframe_run, make_run, write_scene_video
 from train import app as app_lib
 
+# One worker runs the module: its module-scoped runs are built once.
+pytestmark = pytest.mark.xdist_group("test_app")
+
 
 def post(url, body, content_type, chunked=False):
     """(status, JSON) of a POST. Sent over a plain socket: a server may answer

@@ -163,7 +163,9 @@ def test_soft_targets_loss_is_the_sparse_loss_on_one_hot_rows():
     assert float(loss(mixed, probabilities)) == pytest.approx(expected, rel=1e-5)
 
 
-RUN_FLAGS = ["--synthetic-clips", "8", "--batch-size", "4", "--epochs", "1", "--verbose", "0"]
+RUN_FLAGS = [
+    "--synthetic-clips", "8", "--batch-size", "4", "--epochs", "1", "--run-eagerly", "--verbose", "0",
+]
 
 
 ALL_OPTIONS = ["--rand-augment", "2", "--rand-augment-ops", "rotate,solarize,sharpness",

@@ -7,6 +7,9 @@ import pytest
 
 from models.backbones import BACKBONES, block_names, build_frame_backbone, unfreeze_last_blocks
 
+# One worker runs the module: its module-scoped runs are built once.
+pytestmark = pytest.mark.xdist_group("test_backbones")
+
 SHAPE = (32, 32, 3)
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]

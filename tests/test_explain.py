@@ -15,6 +15,9 @@ from tests.test_predict_cli import CLASSIFIERS, MOTION_CLASSES
 from train import engine, predict
 from train.tasks import explain
 
+# One worker runs the module: its module-scoped runs are built once.
+pytestmark = pytest.mark.xdist_group("test_explain")
+
 # (family, preset) -> the explanation's shape per example, by hand:
 HEATMAP_SHAPES = {
     # (4, 12, 12) frames, 3x3 valid ConvLSTM -> 10x10, max-pool -> 5x5: the

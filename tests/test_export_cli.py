@@ -11,6 +11,9 @@ import pytest
 from tests.cli_calls import call
 from train import export, export_formats, run
 
+# One worker runs the module: its module-scoped runs are built once.
+pytestmark = pytest.mark.xdist_group("test_export_cli")
+
 FLAGS = [
     "--model", "convlstm", "--synthetic-clips", "16", "--input-shape", "4,16,16,3",
     "--filters", "2,3", "--batch-size", "4", "--learning-rate", "0.01", "--verbose", "0",
@@ -23,7 +26,7 @@ HELD_OUT = {"test": 5, "val": 4}
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("runs") / "convlstm")
-    assert run.main(FLAGS + ["--epochs", "6", "--out", out]) == 0
+    assert run.main(FLAGS + ["--epochs", "6", "--run-eagerly", "--out", out]) == 0
     return out
 
 

@@ -14,6 +14,9 @@ from train import evaluate, run
 from train.tasks.base import split_rows
 from train.tasks.features import FeatureOptions, FeatureTask
 
+# One worker runs the module: its module-scoped runs are built once.
+pytestmark = pytest.mark.xdist_group("test_feature_training")
+
 CLASSES = ("jump", "run", "walk")
 DIM, STEPS = 6, 5
 # A tiny model; the fixed input length keeps Keras to one traced graph.

@@ -12,6 +12,9 @@ from common.cli import run_main
 from train import evaluate, predict, run, summary_eval
 from train.tasks import keyframes
 
+# One worker runs the module: its module-scoped runs are built once.
+pytestmark = pytest.mark.xdist_group("test_keyframe_cli")
+
 TINY_FLAGS = [
     "--model", "keyframe_transformer", "--model-dim", "16", "--num-layers", "1",
     "--num-heads", "2", "--ff-dim", "32", "--scorer-units", "8", "--batch-size", "4",

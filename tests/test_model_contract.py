@@ -134,7 +134,12 @@ def source_for(trained, name, format_name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, format_name", EXPORT_CASES, ids=[f"{n}-{f}" for n, f in EXPORT_CASES])
+@pytest.mark.parametrize("name, format_name", [
+    # One worker takes a model's formats: its trained model is built once.
+    pytest.param(name, format_name, id=f"{name}-{format_name}",
+                 marks=pytest.mark.xdist_group(f"export-{name}"))
+    for name, format_name in EXPORT_CASES
+])
 def test_export_passes_its_gate(name, format_name, trained_exportable, tmp_path):
     if (name, format_name) in export_formats.UNSUPPORTED:
         with pytest.raises(ValueError, match=f"{name} does not export to {format_name}: "):

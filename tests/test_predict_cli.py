@@ -16,6 +16,9 @@ from tests.prediction_fixtures import SCENE_COLOURS, keyframe_run, make_run, wri
 from train import predict, summary_eval
 from train.tasks import keyframes
 
+# One worker runs the module: its module-scoped runs are built once.
+pytestmark = pytest.mark.xdist_group("test_predict_cli")
+
 MOTION_CLASSES = ["horizontal", "vertical", "diagonal", "anti_diagonal", "circular", "static"]
 SYNTHETIC_FEATURES = {
     "data": "synthetic features", "backbone": "block_mean_6x8", "max_frames": 18,

@@ -40,7 +40,7 @@ def flags(hmdb_layout, out):
     root, lists = hmdb_layout
     return [
         "--model", "convlstm", "--data", root, "--split-dir", lists, "--input-shape", "3,12,12,3",
-        "--filters", "2,3", "--batch-size", "4", "--epochs", "1", "--verbose", "0",
+        "--filters", "2,3", "--batch-size", "4", "--epochs", "1", "--run-eagerly", "--verbose", "0",
         "--val-fraction", "0.3", "--out", out,
     ]
 

@@ -24,6 +24,9 @@ import models  # noqa: F401  (registers the custom objects the checkpoints use)
 from tests.cli_calls import call
 from train import run
 
+# One worker runs the module: its module-scoped runs are built once.
+pytestmark = pytest.mark.xdist_group("test_resume")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS, BATCHES_PER_EPOCH = 4, 2
 FLAGS = [

@@ -11,6 +11,9 @@ import tensorflow as tf
 from tests.cli_calls import call
 from train import evaluate, export, run
 
+# One worker runs the module: its module-scoped runs are built once.
+pytestmark = pytest.mark.xdist_group("test_train_cli")
+
 TINY_FLAGS = [
     "--model", "convlstm", "--synthetic-clips", "8", "--input-shape", "4,16,16,1",
     "--filters", "2,3", "--batch-size", "4", "--verbose", "0",
