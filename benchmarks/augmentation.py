@@ -2,11 +2,12 @@
 
     python -m benchmarks.augmentation [--data embedded|videos] [--videos DIR]
         [--variants none,rand_augment,mixup,cutmix,all] [--epochs 12]
-        [--seed 0] [--out DIR]
+        [--learning-rate LR] [--seed 0] [--out DIR]
 
 Trains `convlstm` once per augmentation variant with `python -m train.run`
 (one child process per run, the same seed, data and epochs; early stopping
-off so every run trains every epoch) and prints, per variant, the training
+off so every run trains every epoch; `--learning-rate` replaces the
+notes' 8e-5 in every run alike) and prints, per variant, the training
 loss of the first and last epoch, the best validation loss and the epoch it
 came in, and the held-out test numbers of the kept checkpoint. The table
 also lands in `<out>/augmentation.json`. A run folder that is already there
@@ -138,6 +139,8 @@ def main(argv=None):
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help=f"comma-separated, from {', '.join(VARIANTS)}")
     parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="Adam's learning rate of every run (default: convlstm's, 8e-5)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="default: runs/augmentation_<data>")
     args = parser.parse_args(argv)
@@ -148,7 +151,9 @@ def main(argv=None):
     if args.epochs < 1:
         raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
     out = args.out or os.path.join("runs", f"augmentation_{args.data}")
-    data_flags = run_flags(args.data, args.videos)
+    shared_flags = run_flags(args.data, args.videos)
+    if args.learning_rate is not None:
+        shared_flags += ["--learning-rate", repr(args.learning_rate)]
     rows = {}
     for name in variants:
         folder = os.path.join(out, name)
@@ -156,7 +161,7 @@ def main(argv=None):
             command = [
                 sys.executable, "-m", "train.run", "--model", "convlstm", "--out", folder,
                 "--seed", str(args.seed), "--epochs", str(args.epochs),
-                "--patience", str(args.epochs), "--verbose", "2", *data_flags, *VARIANTS[name],
+                "--patience", str(args.epochs), "--verbose", "2", *shared_flags, *VARIANTS[name],
             ]
             print("$", " ".join(command[1:]), flush=True)
             returncode = subprocess.run(command).returncode
@@ -166,7 +171,8 @@ def main(argv=None):
         rows[name] = summarize(folder)
         print(table({name: rows[name]}).splitlines()[-1], flush=True)
     result = {"data": args.data, "epochs": args.epochs, "seed": args.seed,
-              "flags": {name: VARIANTS[name] for name in variants}, "runs": rows}
+              "learning_rate": args.learning_rate,
+              "runs": [{"variant": name, "flags": VARIANTS[name], **row} for name, row in rows.items()]}
     write_json(os.path.join(out, "augmentation.json"), result)
     print(table(rows))
     return 0

@@ -68,6 +68,19 @@ def recurrent_activation_of(name):
     return RECURRENT_ACTIVATIONS.get(name, name)
 
 
+def cell_arguments(config, filters):
+    """The `ConvLSTM2D` arguments that the clip model and its one-frame
+    step model share, so that one's weights fit the other."""
+    return dict(
+        filters=filters,
+        kernel_size=config.kernel_size,
+        padding="valid",
+        activation="tanh",
+        recurrent_activation=recurrent_activation_of(config.recurrent_activation),
+        use_bias=False,
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class ConvLSTMConfig(ModelConfig):
     """Config of the `convlstm` family; defaults are the design notes'.
@@ -160,12 +173,7 @@ def build_convlstm(config: ConvLSTMConfig) -> keras.Model:
     for index, filters in enumerate(config.filters):
         last = index == len(config.filters) - 1
         x = keras.layers.ConvLSTM2D(
-            filters,
-            config.kernel_size,
-            padding="valid",
-            activation="tanh",
-            recurrent_activation=recurrent_activation_of(config.recurrent_activation),
-            use_bias=False,
+            **cell_arguments(config, filters),
             dropout=config.dropout,
             kernel_regularizer=keras.regularizers.L1L2(l1=config.l1, l2=config.l2),
             return_sequences=not last,
@@ -257,12 +265,7 @@ def build_convlstm_step(config: ConvLSTMConfig) -> keras.Model:
         last = index == len(config.filters) - 1
         sequence = keras.layers.Reshape((1, *x.shape[1:]), name=f"frame_as_sequence_{number}")(x)
         x, hidden, cell = keras.layers.ConvLSTM2D(
-            filters,
-            config.kernel_size,
-            padding="valid",
-            activation="tanh",
-            recurrent_activation=recurrent_activation_of(config.recurrent_activation),
-            use_bias=False,
+            **cell_arguments(config, filters),
             return_state=True,
             # One step: unrolled, so the exported graph has no while loop.
             unroll=True,

@@ -200,7 +200,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
 
     # A feature model: its boolean mask input cannot be averaged across
     # replicas, which Keras tries before the first step.
-    overrides = dict(models.presets("bilstm_attention")["tiny"], input_shape=(6, 8))
+    overrides = dict(models.presets("bilstm_attention")["tiny"], input_shape=(6, 8), lstm_layers=1)
     config = models.get_config("bilstm_attention", **overrides)
     family = models.get_family("bilstm_attention")
     with strategy.scope():

@@ -14,9 +14,11 @@ from train import evaluate, export, run
 # One worker runs the module: its module-scoped runs are built once.
 pytestmark = pytest.mark.xdist_group("test_train_cli")
 
+# Eagerly: a few steps of a tiny model start sooner without tracing (the
+# graph path is trained by test_resume and test_model_contract).
 TINY_FLAGS = [
     "--model", "convlstm", "--synthetic-clips", "8", "--input-shape", "4,16,16,1",
-    "--filters", "2,3", "--batch-size", "4", "--verbose", "0",
+    "--filters", "2,3", "--batch-size", "4", "--verbose", "0", "--run-eagerly",
 ]
 
 
@@ -38,9 +40,7 @@ def finished_run(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(keras.Model, "fit", fit)
         # 7 clips: 4 of class 0 and 3 of class 1 train.
-        # Eagerly: two epochs of a tiny model start sooner without tracing.
-        assert run.main(TINY_FLAGS + ["--synthetic-clips", "7", "--epochs", "2", "--run-eagerly",
-                                      "--out", out]) == 0
+        assert run.main(TINY_FLAGS + ["--synthetic-clips", "7", "--epochs", "2", "--out", out]) == 0
     return out
 
 
@@ -254,7 +254,7 @@ def test_run_trains_from_a_video_folder(tmp_path):
     flags = [
         "--model", "convlstm", "--data", str(root), "--input-shape", "4,16,16,4",
         "--filters", "2,3", "--batch-size", "4", "--epochs", "1", "--verbose", "0",
-        "--out", out, "--val-fraction", "0.2",
+        "--out", out, "--val-fraction", "0.2", "--run-eagerly",
     ]
     assert run.main(flags) == 0
     record = json.load(open(os.path.join(out, "config.json")))
