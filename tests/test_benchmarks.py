@@ -220,3 +220,30 @@ def test_results_flag_merges_invocations_into_one_table(tmp_path, monkeypatch, c
     table = [line for line in printed.splitlines() if line.startswith("| ")]
     assert [line.split(" | ")[0] for line in table[1:]] == ["| convlstm", "| r2plus1d"]
     assert "| 12.0% |" in table[1] and "| 0.5 |" in table[2]
+
+
+def test_first_step_table_is_the_median_of_alternating_rounds(monkeypatch, capsys):
+    from benchmarks import first_step
+
+    calls = []
+    seconds = iter([9.0, 5.0, 12.0, 4.0, 10.0, 6.0])  # without, with, without, ...
+
+    def time_once(name, preset, build):
+        calls.append((name, preset, build))
+        return next(seconds)
+
+    monkeypatch.setattr(first_step, "time_once", time_once)
+    assert first_step.main(["--models", "convlstm", "--repeats", "3"]) == 0
+    assert calls == [("convlstm", "tiny", False), ("convlstm", "tiny", True)] * 3
+    # Medians 10.0 and 5.0.
+    assert "| convlstm | 10.0 | 5.0 | 2.00x |" in capsys.readouterr().out
+
+
+def test_first_step_refuses_an_unknown_model(capsys):
+    from benchmarks import first_step
+
+    with pytest.raises(SystemExit) as stop:
+        run_main(first_step.main, ["--models", "convlstm,nope"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "--models: unknown ['nope']" in err and err.count("\n") == 1

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import cv2
 import numpy as np
@@ -278,7 +279,9 @@ def test_bad_data_flags_end_in_one_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_frames_mode_trains_two_stages_on_synthetic_frames(tmp_path):
+def test_frames_mode_trains_two_stages_on_synthetic_frames(tmp_path, recorded_fits):
+    import keras
+
     out = train(
         tmp_path, "frames", "--input-mode", "frames", "--input-shape", "none,32,32,3",
         "--backbone-weights", "none", "--stage1-epochs", "1", "--stage2-epochs", "1",
@@ -290,6 +293,24 @@ def test_frames_mode_trains_two_stages_on_synthetic_frames(tmp_path):
         assert len(file.read().strip().splitlines()) >= 3  # header + one epoch per stage
     with open(os.path.join(out, "metrics.json")) as file:
         assert np.isfinite(json.load(file)["test_fscore"])
+
+    first, second = recorded_fits  # one fit per stage
+    unfrozen = set(second["before"]) - set(first["before"])
+    assert set(first["before"]) < set(second["before"])
+    # EfficientNet-B0's last two block groups and the top convolution,
+    # BatchNormalization excepted (it stays in inference mode).
+    expected = {
+        variable.path
+        for layer in second["model"]._flatten_layers(include_self=False, recursive=True)
+        if re.match(r"(block6|block7)[a-z]_|top_conv$", layer.name)
+        and not isinstance(layer, keras.layers.BatchNormalization)
+        for variable in layer.weights
+    }
+    assert unfrozen == expected
+    # Each stage changes exactly its trainable weights: stage 1 none of the
+    # backbone's, stage 2 also the unfrozen blocks'; no BatchNorm statistics.
+    assert first["changed"] == set(first["before"])
+    assert second["changed"] == set(second["before"])
 
 
 @pytest.mark.slow

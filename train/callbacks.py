@@ -4,6 +4,7 @@ resumed, the crash-safe backup, and the guard against a non-finite loss."""
 import csv
 import math
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -227,12 +228,16 @@ class RunCheckpoint(keras.callbacks.Callback):
         logs = logs or {}
         if not finite_loss(logs):
             return
-        save_model_atomic(self.model, os.path.join(self.directory, "last.keras"))
+        last = os.path.join(self.directory, "last.keras")
+        save_model_atomic(self.model, last)
         value = logs.get(self.monitor)
         if value is None or math.isnan(value):
             return
         if self.improved(value):
-            save_model_atomic(self.model, os.path.join(self.directory, "best.keras"))
+            # The same model at the same moment: a copy of the file, not a
+            # second serialization (seconds per epoch for a large model).
+            with atomic_path(os.path.join(self.directory, "best.keras")) as temporary:
+                shutil.copyfile(last, temporary)
             self.state = {"best": float(value), "best_epoch": epoch + 1, "monitor": self.monitor}
             write_json(self.state_path, self.state)
 
