@@ -14,9 +14,16 @@ from train import engine
 CASES = tiny_cases()
 
 
-@pytest.fixture(params=CASES, ids=[f"{name}-{preset}" for name, preset in CASES])
-def tiny(request):
-    name, preset = request.param
+# One worker takes all tests of a case, so `built` builds each model once.
+CASE_PARAMS = [
+    pytest.param((name, preset), id=f"{name}-{preset}",
+                 marks=pytest.mark.xdist_group(f"contract-{name}-{preset}"))
+    for name, preset in CASES
+]
+_BUILT = {}
+
+
+def build_case(name, preset):
     assert preset is not None, f"model {name!r} has no 'tiny' preset for the contract test"
     keras.utils.set_random_seed(0)
     config = models.get_config(name, preset=preset)
@@ -26,8 +33,22 @@ def tiny(request):
     return name, config, model, inputs, targets
 
 
-def test_inputs_and_outputs_are_named(tiny):
-    name, config, model, inputs, _ = tiny
+@pytest.fixture(params=CASE_PARAMS)
+def tiny(request):
+    """A fresh build of the case, for a test that trains it."""
+    return build_case(*request.param)
+
+
+@pytest.fixture(params=CASE_PARAMS)
+def built(request):
+    """The case's one build, shared by the tests that only call or save it."""
+    if request.param not in _BUILT:
+        _BUILT[request.param] = build_case(*request.param)
+    return _BUILT[request.param]
+
+
+def test_inputs_and_outputs_are_named(built):
+    name, config, model, inputs, _ = built
     assert sorted(model.input) == sorted(inputs)
     outputs = model(inputs, training=False)
     expected_batch = next(iter(inputs.values())).shape[0]
@@ -55,8 +76,8 @@ def test_one_step_lowers_the_loss(tiny):
     assert after < before, f"{name}: loss {before:.5f} -> {after:.5f}"
 
 
-def test_keras_file_round_trip(tiny, tmp_path):
-    name, _, model, inputs, _ = tiny
+def test_keras_file_round_trip(built, tmp_path):
+    name, _, model, inputs, _ = built
     expected = model(inputs, training=False)
     path = tmp_path / f"{name}.keras"
     model.save(path)
@@ -64,8 +85,8 @@ def test_keras_file_round_trip(tiny, tmp_path):
     assert_outputs_close(expected, reloaded(inputs, training=False), atol=0)
 
 
-def test_saved_model_matches_keras(tiny, tmp_path):
-    name, _, model, inputs, _ = tiny
+def test_saved_model_matches_keras(built, tmp_path):
+    name, _, model, inputs, _ = built
     expected = model(inputs, training=False)
     path = str(tmp_path / "export")
     export_saved_model(model, name, path)
@@ -77,8 +98,8 @@ def test_saved_model_matches_keras(tiny, tmp_path):
     assert_outputs_close(named, served, atol=1e-5)
 
 
-def test_padded_steps_change_nothing(tiny):
-    name, _, model, inputs, _ = tiny
+def test_padded_steps_change_nothing(built):
+    name, _, model, inputs, _ = built
     changed = masked_garbage(inputs)
     if changed is None:
         pytest.skip(f"{name} takes no mask")

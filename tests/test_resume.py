@@ -173,7 +173,8 @@ def test_a_kill_while_removing_the_finished_backup_does_not_train_again(
 
 def test_a_non_finite_loss_stops_the_run_and_is_never_kept(tmp_path, capsys):
     out = tmp_path / "run"
-    code, _, err = call(run.main, FLAGS + ["--learning-rate", "inf", "--out", str(out)], capsys)
+    code, _, err = call(run.main, FLAGS + ["--learning-rate", "inf", "--run-eagerly", "--out", str(out)],
+                        capsys)
     assert code == 2 and err.count("\n") == 1, err
     assert "training stopped in epoch 1: the loss became nan" in err
     assert "learning rate of inf may be too high" in err
@@ -184,7 +185,7 @@ def test_a_non_finite_loss_stops_the_run_and_is_never_kept(tmp_path, capsys):
 def test_resuming_on_data_with_other_classes_is_refused(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
-    code, _, _ = call(run.main, FLAGS + ["--epochs", "1", "--out", str(out)], capsys)
+    code, _, _ = call(run.main, FLAGS + ["--epochs", "1", "--run-eagerly", "--out", str(out)], capsys)
     assert code == 0
     os.remove(out / "metrics.json")  # as if it had been killed before the end
     (out / "class_names.json").write_text(json.dumps(["vertical", "horizontal"]))
