@@ -69,14 +69,20 @@ def test_rand_augment_draws_once_per_clip_and_differently_per_clip():
     assert len({plain[i].tobytes() for i in range(6)}) == 1
 
 
-def test_cutmix_box_is_the_same_on_every_frame_and_weighs_the_label():
-    count = 6
+def mixed_constant_clips(mixing, count=6):
+    """(frames, soft targets, values): `count` one-value clips of classes
+    0..count-1 through `mixing`; each row of targets sums to 1."""
     clips, values = constant_clips(count)
     frames, targets = batch_of(
-        clips, np.arange(count), augmentation=PLAIN,
-        mixing=pipeline.Mixing(cutmix_alpha=1.0), num_classes=count,
+        clips, np.arange(count), augmentation=PLAIN, mixing=mixing, num_classes=count,
     )
     np.testing.assert_allclose(targets.sum(axis=1), 1.0, atol=1e-6)
+    return frames, targets, values
+
+
+def test_cutmix_box_is_the_same_on_every_frame_and_weighs_the_label():
+    count = 6
+    frames, targets, values = mixed_constant_clips(pipeline.Mixing(cutmix_alpha=1.0), count)
     pasted_somewhere = False
     for i in range(count):
         box = ~np.isclose(frames[i], values[i])  # [T, H, W, C]
@@ -97,12 +103,7 @@ def test_cutmix_box_is_the_same_on_every_frame_and_weighs_the_label():
 
 def test_mixup_targets_sum_to_one_and_are_the_mixing_ratio():
     count = 6
-    clips, values = constant_clips(count)
-    frames, targets = batch_of(
-        clips, np.arange(count), augmentation=PLAIN,
-        mixing=pipeline.Mixing(mixup_alpha=0.4), num_classes=count,
-    )
-    np.testing.assert_allclose(targets.sum(axis=1), 1.0, atol=1e-6)
+    frames, targets, values = mixed_constant_clips(pipeline.Mixing(mixup_alpha=0.4), count)
     assert (targets > 0).sum(axis=1).max() <= 2
     # Every pixel of clip i is sum_k target[i, k] * value_k.
     np.testing.assert_allclose(frames.reshape(count, -1).mean(axis=1), targets @ values, atol=1e-5)
