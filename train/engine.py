@@ -264,10 +264,10 @@ def build_optimizer(model):
     Keras (TensorFlow backend, no distribution strategy in scope when the
     model was built) creates them inside the first traced train step, and
     TensorFlow then traces the step a second time. Built beforehand, the
-    step is traced once: the first epoch starts 25-45% sooner for the
-    models here (bilstm_attention tiny preset, fit on 2 batches: 23.7 s ->
-    13.2 s; convlstm 8.0 s -> 6.0 s on 2 CPU cores). Call in the strategy's
-    scope, after `compile`.
+    step is traced once: compile + fit over 2 batches of the tiny presets
+    takes 1.16x (convlstm) to 1.97x (r2plus1d_perceiver) less time on 2 CPU
+    cores (`python -m benchmarks.first_step`). Call in the strategy's scope,
+    after `compile`.
     """
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
