@@ -133,15 +133,16 @@ def table(rows):
 
 def main(argv=None):
     parser = ArgumentParser(prog="python -m benchmarks.augmentation", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", choices=("embedded", "videos"), default="embedded")
+    parser.add_argument("--data", choices=("embedded", "videos"), default="embedded",
+                        help="the embedded synthetic clips, or a folder of video files")
     parser.add_argument("--videos", default="runs/augmentation_videos",
                         help="folder of the videos (written when it has no manifest.csv)")
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help=f"comma-separated, from {', '.join(VARIANTS)}")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=12, help="epochs of every run")
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="Adam's learning rate of every run (default: convlstm's, 8e-5)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the one seed of every run")
     parser.add_argument("--out", default=None, help="default: runs/augmentation_<data>")
     args = parser.parse_args(argv)
     variants = [name.strip() for name in args.variants.split(",") if name.strip()]
