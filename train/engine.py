@@ -265,8 +265,8 @@ def build_optimizer(model):
     model was built) creates them inside the first traced train step, and
     TensorFlow then traces the step a second time. Built beforehand, the
     step is traced once: compile + fit over 2 batches of the tiny presets
-    takes 1.16x (convlstm) to 1.97x (r2plus1d_perceiver) less time on 2 CPU
-    cores (`python -m benchmarks.first_step`). Call in the strategy's scope,
+    is 1.16x (convlstm) to 1.97x (r2plus1d_perceiver) faster on 2 CPU cores
+    (`python -m benchmarks.first_step`). Call in the strategy's scope,
     after `compile`.
     """
     if model.optimizer is not None and not model.optimizer.built:
