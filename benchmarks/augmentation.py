@@ -34,7 +34,7 @@ Data:
 """
 
 import csv
-import json
+import io
 import os
 import subprocess
 import sys
@@ -42,7 +42,7 @@ import sys
 import numpy as np
 
 from common.cli import ArgumentParser, run_main
-from common.files import write_json
+from common.files import read_json, write_atomic, write_json
 
 VARIANTS = {
     "none": [],
@@ -78,9 +78,12 @@ def write_motion_videos(root, classes=VIDEO_CLASSES, per_split=None, frames=VIDE
                 relative = os.path.join(label, f"{split}_{index:03d}.mp4")
                 write_video(os.path.join(root, relative), clip, fps=fps)
                 rows.append((relative, label, split))
+    # Written last and whole: a folder whose writing was cut short has no
+    # manifest, so the next start writes it again instead of trusting it.
     manifest = os.path.join(root, "manifest.csv")
-    with open(manifest, "w", newline="") as file:
-        csv.writer(file).writerows([("path", "label", "split"), *rows])
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows([("path", "label", "split"), *rows])
+    write_atomic(manifest, text.getvalue())
     return manifest
 
 
@@ -100,8 +103,7 @@ def summarize(folder):
     """The row of one finished run folder."""
     with open(os.path.join(folder, "history.csv")) as file:
         history = list(csv.DictReader(file))
-    with open(os.path.join(folder, "metrics.json")) as file:
-        metrics = json.load(file)
+    metrics = read_json(os.path.join(folder, "metrics.json"), "run metrics file")
     val_losses = [float(row["val_loss"]) for row in history]
     best = int(np.argmin(val_losses))
     row = {
