@@ -213,7 +213,6 @@ def write_plain_saved_model(model, path, batch_size=None):
     import tensorflow as tf
 
     archive = keras.export.ExportArchive()
-    archive.track(model)
     spec = tf.TensorSpec((batch_size, *model.input.shape[1:]), model.input.dtype, name="images")
 
     @tf.function(input_signature=[spec], autograph=False)

@@ -191,8 +191,9 @@ def export_saved_model(step, config, path):
     import tensorflow as tf
 
     shapes = state_shapes(config)
+    # Variables are tracked from the endpoints' traces (see
+    # `export_formats.export_saved_model`).
     archive = keras.export.ExportArchive()
-    archive.track(step)
     step_spec = {
         name: tf.TensorSpec((None, *tensor.shape[1:]), tensor.dtype, name=name)
         for name, tensor in step.input.items()
