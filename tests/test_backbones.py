@@ -56,9 +56,10 @@ def preprocessed_by_hand(name, x):
     return x / 255.0
 
 
-def first_image_layer_input(model, x):
-    """What the application's first padding or convolution receives when
-    `model` runs on `x`: the frames after all preprocessing."""
+def call_recording_first_image_input(model, x):
+    """(`model`'s features of `x`, what the application's first padding or
+    convolution received in that call: the frames after all
+    preprocessing)."""
     application = model.layers[-1]
     first = next(layer for layer in application.layers
                  if isinstance(layer, (keras.layers.ZeroPadding2D, keras.layers.Conv2D)))
@@ -71,10 +72,10 @@ def first_image_layer_input(model, x):
 
     first.call = recorded
     try:
-        model(x, training=False)
+        features = model(x, training=False)
     finally:
         del first.call
-    return seen[0]
+    return features, seen[0]
 
 
 @pytest.mark.parametrize("name", [
@@ -82,13 +83,12 @@ def first_image_layer_input(model, x):
 ])
 def test_every_backbone_preprocesses_pools_to_its_feature_dim_and_is_frozen(name, built):
     model = built.get(name) or build_frame_backbone(name, input_shape=SHAPE)
-    features = model(frames(), training=False)
+    x = frames()
+    features, first_input = call_recording_first_image_input(model, x)
     assert tuple(features.shape) == (2, BACKBONES[name])
     assert model.trainable_weights == []
     assert np.isfinite(np.asarray(features)).all()
-    x = frames()
-    np.testing.assert_allclose(first_image_layer_input(model, x), preprocessed_by_hand(name, x),
-                               rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(first_input, preprocessed_by_hand(name, x), rtol=1e-5, atol=1e-4)
 
 
 def test_resnet_preprocessing_and_local_weights_file(resnet_weights):

@@ -176,10 +176,12 @@ MIRRORED_SCRIPT = textwrap.dedent(
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import gc
     import keras
     import models
     from train import distribute
 
+    gc.freeze()  # as tests/conftest.py: collections skip the imported objects
     strategy = distribute.make_strategy("mirrored")
     keras.utils.set_random_seed(0)
     with strategy.scope():

@@ -38,9 +38,12 @@ FLAGS = [
 # Runs train.run with one way of dying patched in; KILL_AT says where.
 CHILD = textwrap.dedent(
     """
-    import os, shutil, signal, sys
+    import gc, os, shutil, signal, sys
     import keras
+    import models
     from train import callbacks, engine, run
+
+    gc.freeze()  # as tests/conftest.py: collections skip the imported objects
 
     where, at = os.environ["KILL_AT"].split(":")
     at = int(at)
