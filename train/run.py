@@ -17,6 +17,7 @@ import datetime
 import json
 import os
 import sys
+import warnings
 
 from common.cli import ArgumentParser, run_main
 from common.files import read_json, write_json
@@ -220,7 +221,11 @@ def train_one(args, out, seed):
     best = os.path.join(out, "best.keras")
     if os.path.exists(best):
         if setup.strategy.num_replicas_in_sync == 1:
-            model.load_weights(best)
+            with warnings.catch_warnings():
+                # A checkpoint of an earlier stage holds the optimizer of
+                # fewer trainable weights; the report needs no optimizer.
+                warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
+                model.load_weights(best)
         else:
             _, model = evaluate.load_run(out)
     report = evaluate.evaluate_model(model, args.model, data, out)
