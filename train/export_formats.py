@@ -126,7 +126,9 @@ def export_saved_model(model, model_name: str, path: str, batch_size=None):
     # The endpoint's variables are tracked from its trace. `archive.track`
     # would also walk every layer for lookup tables (none here), tracing
     # the model's own default signature on the way: 8 of 30 s for the
-    # frames-mode keyframe model.
+    # frames-mode keyframe model. (So the reloaded object's `variables`
+    # lists stay empty: the signature is the interface; fine-tune from the
+    # run's .keras file.)
     archive = keras.export.ExportArchive()
 
     @tf.function(input_signature=[serving_signature(model, batch_size)], autograph=False)
