@@ -15,6 +15,12 @@ model, so callers always pass raw pixels:
 | efficientnet_v2_s | 1280 | x / 128 - 1 (the application's own Rescaling)      |
 | efficientnet_v2_m | 1280 | x / 128 - 1                                        |
 | efficientnet_b0   | 1280 | x / 255, then ImageNet mean / std (Normalization)  |
+| mobilenet_v3_small_minimalistic | 576 | x / 127.5 - 1 (the application's Rescaling) |
+
+`mobilenet_v3_small_minimalistic` is MobileNetV3-Small without squeeze-
+and-excitation or hard-swish (0.44 M parameters headless, against 4.0 M for
+EfficientNet-B0): the variant meant for edge accelerators and int8, and
+the cheapest backbone to trace, so the tiny frames-mode presets use it.
 
 The returned model is a small wrapper: `images` input -> (caffe
 preprocessing for ResNets) -> the headless keras.applications model (nested,
@@ -30,6 +36,7 @@ Example:
     (None, 1280)
 """
 
+import functools
 import os
 import re
 import warnings
@@ -44,6 +51,7 @@ BACKBONES = {
     "efficientnet_v2_s": 1280,
     "efficientnet_v2_m": 1280,
     "efficientnet_b0": 1280,
+    "mobilenet_v3_small_minimalistic": 576,
 }
 
 _APPLICATIONS = {
@@ -52,6 +60,9 @@ _APPLICATIONS = {
     "efficientnet_v2_s": keras.applications.EfficientNetV2S,
     "efficientnet_v2_m": keras.applications.EfficientNetV2M,
     "efficientnet_b0": keras.applications.EfficientNetB0,
+    "mobilenet_v3_small_minimalistic": functools.partial(
+        keras.applications.MobileNetV3Small, minimalistic=True
+    ),
 }
 
 # The ImageNet channel standard deviations that EfficientNet (v1) stores, as
@@ -134,7 +145,8 @@ def build_frame_backbone(name, weights=None, input_shape=(224, 224, 3), trainabl
 
     Args:
         name: one of `BACKBONES`: "resnet50", "resnet101",
-            "efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_b0".
+            "efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_b0",
+            "mobilenet_v3_small_minimalistic".
         weights: `None` (random initialisation), `"imagenet"` (Keras
             downloads the weights; needs internet) or a path to a local
             `.h5` / `.weights.h5` file holding the weights of the headless
@@ -175,7 +187,7 @@ def build_frame_backbone(name, weights=None, input_shape=(224, 224, 3), trainabl
         input_shape=input_shape,
         pooling="avg",
     )
-    if name.startswith("efficientnet_v2"):
+    if name.startswith(("efficientnet_v2", "mobilenet_v3")):
         kwargs["include_preprocessing"] = True
     application = constructor(**kwargs)
 
@@ -221,9 +233,11 @@ def _application_of(model):
 
 
 # A layer's block: EfficientNet names sub-blocks "block<group><letter>_...",
-# ResNet names them "conv<stage>_block<k>_...".
+# ResNet names them "conv<stage>_block<k>_...", MobileNetV3 its inverted
+# residual blocks "expanded_conv_..." (the first) and "expanded_conv_<k>_...".
 _EFFICIENTNET_BLOCK = re.compile(r"^block(\d+)[a-z]+_")
 _RESNET_STAGE = re.compile(r"^conv(\d+)_block\d+_")
+_MOBILENET_BLOCK = re.compile(r"^(expanded_conv(?:_\d+)?)_")
 
 
 def block_names(backbone_model):
@@ -232,7 +246,10 @@ def block_names(backbone_model):
     EfficientNet (v1 and v2): the block groups "block1" ... "block7" (v2-S
     has 6); each group holds the sub-blocks "block6a", "block6b", ....
     ResNet: the stages "conv2" ... "conv5"; the stem ("conv1", "pool1") is
-    not a block.
+    not a block. MobileNetV3: each inverted residual block, "expanded_conv"
+    and "expanded_conv_1" ... "expanded_conv_10" for Small (Keras names no
+    stages there); its stem ("conv") is not a block, its last 1x1
+    convolution ("conv_1") is the head.
     """
     names = []
     for layer in _application_of(backbone_model).layers:
@@ -249,6 +266,9 @@ def _block_of(layer_name):
     match = _RESNET_STAGE.match(layer_name)
     if match:
         return f"conv{match.group(1)}"
+    match = _MOBILENET_BLOCK.match(layer_name)
+    if match:
+        return match.group(1)
     return None
 
 
@@ -256,16 +276,18 @@ def unfreeze_last_blocks(backbone_model, num_blocks):
     """Makes the last `num_blocks` blocks trainable; everything else frozen.
 
     Blocks are the architecture's stages (see `block_names`): EfficientNet's
-    block groups ("block7", "block6", ... counting back from the top) and
-    ResNet's stages ("conv5", "conv4", ...). Layers after the last block
-    (EfficientNet's `top_conv` / `top_bn`) are unfrozen together with it
+    block groups ("block7", "block6", ... counting back from the top),
+    ResNet's stages ("conv5", "conv4", ...) and MobileNetV3's inverted
+    residual blocks ("expanded_conv_10", ...). Layers after the last block
+    (EfficientNet's `top_conv` / `top_bn`, MobileNetV3's `conv_1` /
+    `conv_1_bn`) are unfrozen together with it
     whenever `num_blocks >= 1`; the stem and the preprocessing stay frozen.
     Every BatchNormalization layer stays frozen (trainable=False), so it
     keeps running in inference mode with its ImageNet statistics.
 
     Args:
         backbone_model: a model from `build_frame_backbone` (or a bare
-            keras.applications ResNet / EfficientNet model).
+            keras.applications ResNet / EfficientNet / MobileNetV3 model).
         num_blocks: 0 freezes everything; at most `len(block_names(...))`.
 
     Returns:
@@ -284,7 +306,7 @@ def unfreeze_last_blocks(backbone_model, num_blocks):
     blocks = block_names(backbone_model)
     if not blocks:
         raise ValueError(
-            f"model {backbone_model.name!r} has no ResNet or EfficientNet blocks "
+            f"model {backbone_model.name!r} has no ResNet, EfficientNet or MobileNetV3 blocks "
             "to unfreeze; expected a model from build_frame_backbone"
         )
     if not isinstance(num_blocks, (int, np.integer)) or not 0 <= num_blocks <= len(blocks):

@@ -59,7 +59,7 @@ FUSIONS = ("concat", "concat_residual")
 # "direct": masks built once per model, attention run from the projections;
 # "keras": MultiHeadAttention called with a mask built per call (earlier).
 ATTENTION_IMPLEMENTATIONS = ("direct", "keras")
-FRAME_BACKBONES = ("efficientnet_b0", "resnet50")
+FRAME_BACKBONES = ("efficientnet_b0", "resnet50", "mobilenet_v3_small_minimalistic")
 DEFAULT_INPUT_SHAPES = {"features": (None, 1024), "frames": (None, 224, 224, 3)}
 
 
@@ -80,7 +80,9 @@ class KeyframeTransformerConfig(ModelConfig):
             TVSum/SumMe GoogLeNet features; (T, H, W, 3) for frames, default
             (None, 224, 224, 3). T may be None (variable length).
         backbone: frame backbone of the frames mode: `"efficientnet_b0"`
-            (the notes' Model 2) or `"resnet50"` (their Model 1).
+            (the notes' Model 2), `"resnet50"` (their Model 1), or
+            `"mobilenet_v3_small_minimalistic"` for edge devices (and the
+            tiny test preset).
         backbone_weights: `"imagenet"`, a local weights file, or None
             (random weights, for tests and benchmarks).
         model_dim: width after the projection, 512.
@@ -747,8 +749,11 @@ PRESETS = {
         input_shape=(None, 12), model_dim=16, num_layers=2, num_heads=2, ff_dim=32,
         local_window=2, scorer_units=16, dropout=0.0,
     ),
+    # The smallest backbone: the frames-mode wiring is under test here, not
+    # EfficientNet-B0 (tests/test_backbones.py covers every backbone).
     "tiny_frames": dict(
         input_mode="frames", input_shape=(None, 32, 32, 3), backbone_weights=None,
+        backbone="mobilenet_v3_small_minimalistic",
         model_dim=16, num_layers=1, num_heads=2, ff_dim=32, local_window=2, scorer_units=16,
         dropout=0.0,
     ),

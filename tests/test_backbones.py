@@ -37,7 +37,8 @@ def resnet_weights(tmp_path_factory):
 
 def test_registry_dims():
     assert BACKBONES == {"resnet50": 2048, "resnet101": 2048, "efficientnet_v2_s": 1280,
-                         "efficientnet_v2_m": 1280, "efficientnet_b0": 1280}
+                         "efficientnet_v2_m": 1280, "efficientnet_b0": 1280,
+                         "mobilenet_v3_small_minimalistic": 576}
 
 
 # The deeper builds take seconds each on 2 cores.
@@ -51,6 +52,8 @@ def preprocessed_by_hand(name, x):
         return x[..., ::-1] - np.array([103.939, 116.779, 123.68], "float32")
     if name.startswith("efficientnet_v2"):
         return x / 128.0 - 1.0
+    if name.startswith("mobilenet_v3"):
+        return x / 127.5 - 1.0
     # EfficientNet-B0 without ImageNet weights: x / 255, then a Normalization
     # that has not been adapted (mean 0, variance 1).
     return x / 255.0
@@ -182,6 +185,16 @@ def test_unfreeze_resnet_stage_and_trainable_flag():
     assert unfreeze_last_blocks(model, 1) == ["conv5"]
     names = [layer.name for layer in trainable_layers(model)]
     assert names and all(name.startswith("conv5_block") and name.endswith("conv") for name in names)
+
+
+def test_unfreeze_last_mobilenet_blocks_and_the_head():
+    model = build_frame_backbone("mobilenet_v3_small_minimalistic", input_shape=SHAPE)
+    assert block_names(model) == ["expanded_conv"] + [f"expanded_conv_{k}" for k in range(1, 11)]
+    assert unfreeze_last_blocks(model, 2) == ["expanded_conv_10", "expanded_conv_9"]
+    names = {layer.name for layer in trainable_layers(model)}
+    assert names == {f"expanded_conv_{k}_{part}" for k in (9, 10)
+                     for part in ("expand", "depthwise", "project")} | {"conv_1"}
+    assert unfreeze_last_blocks(model, 0) == [] and model.trainable_weights == []
 
 
 def test_keras_file_round_trip(tmp_path, built):

@@ -280,6 +280,7 @@ def test_a_trial_trains_every_stage_of_the_frames_recipe(tmp_path, capsys, monke
     code, _, err = run_search(
         ["--model", "keyframe_transformer", "--space", space, "--max-trials", "1",
          "--set", "input_mode=frames", "--set", "input_shape=none,32,32,3",
+         "--set", "backbone=mobilenet_v3_small_minimalistic",
          "--set", "backbone_weights=none", "--set", "model_dim=16", "--set", "num_layers=1",
          "--set", "num_heads=2", "--set", "ff_dim=32", "--set", "batch_size=2",
          "--set", "stage1_epochs=1", "--set", "epochs=1", "--set", "stage2_epochs=1",
