@@ -278,15 +278,16 @@ def test_a_run_on_a_feature_file_reads_its_extraction_settings(tmp_path, capsys)
     paths = video_files.write_class_tree(tmp_path / "videos", {"a": ["a1.mp4"], "b": ["b1.mp4"]},
                                          num_frames=9, size=(24, 32))
     features = str(tmp_path / "features.h5")
-    extract_features(scan_dataset(str(tmp_path / "videos")), features, backbone="efficientnet_b0",
+    backbone = "mobilenet_v3_small_minimalistic"  # the cheapest to build, 576-d
+    extract_features(scan_dataset(str(tmp_path / "videos")), features, backbone=backbone,
                      weights=None, num_frames=4, size=(32, 32), scale_source="video",
                      progress=False, log=lambda line: None)
     rows = read_feature_file(features)
     run = make_run(
         str(tmp_path / "run"), "bilstm_attention",
-        {"data": "features", "features": features, "backbone": "efficientnet_b0",
-         "feature_dim": 1280, "max_frames": rows.max_frames},
-        ["a", "b"], input_shape=(None, 1280), num_classes=2,
+        {"data": "features", "features": features, "backbone": backbone,
+         "feature_dim": 576, "max_frames": rows.max_frames},
+        ["a", "b"], input_shape=(None, 576), num_classes=2,
     )
     code, out, _ = call(["--run", run, "--video", paths[1], "--out", str(tmp_path / "out")], capsys)
     result = json.loads(out)
