@@ -184,14 +184,14 @@ MIRRORED_SCRIPT = textwrap.dedent(
     from train import distribute
 
     gc.freeze()  # as tests/conftest.py: collections skip the imported objects
-    # Grappler optimises each replica's graph for 6 of the script's 30 s;
-    # nothing checked here depends on it.
-    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    # Eagerly below: the replicas, their variables and the reductions are
+    # the same, and two short fits finish sooner than tracing them.
     strategy = distribute.make_strategy("mirrored")
     keras.utils.set_random_seed(0)
     with strategy.scope():
         model = models.build("convlstm", input_shape=(3, 10, 10, 1), filters=(2, 2))
-        model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="binary_crossentropy")
+        model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="binary_crossentropy",
+                      run_eagerly=True)
     frames = np.random.default_rng(0).uniform(size=(8, 3, 10, 10, 1)).astype("float32")
     labels = np.arange(8).reshape(8, 1) % 2
     data = tf.data.Dataset.from_tensor_slices(({"frames": frames}, labels.astype("float32"))).batch(4)
@@ -212,7 +212,8 @@ MIRRORED_SCRIPT = textwrap.dedent(
     family = models.get_family("bilstm_attention")
     with strategy.scope():
         features_model = models.build_from_config("bilstm_attention", config)
-        features_model.compile(optimizer="adam", loss=family.training(config, 1).loss)
+        features_model.compile(optimizer="adam", loss=family.training(config, 1).loss,
+                               run_eagerly=True)
     inputs, labels = family.example_batch(config, 8, seed=0)
     history = features_model.fit(
         tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(4), epochs=1, verbose=0
