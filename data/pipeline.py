@@ -154,6 +154,18 @@ NO_AUGMENTATION = Augmentation(
 )
 
 
+def traced_as_written(function):
+    """`function` for `Dataset.map`, `filter`, `flat_map` or `take_while`,
+    traced as written, without AutoGraph.
+
+    Every dataset function of the suite branches on Python values only
+    (the augmentation settings, `seed is None`), so AutoGraph has nothing
+    to convert; parsing and wrapping them took a fifth of the time of
+    building the augmenting pipelines (34.6 vs 26.9 s for their tests).
+    """
+    return tf.autograph.experimental.do_not_convert(function)
+
+
 def from_arrays(clips, labels, order=None):
     """An unbatched dataset of `(uint8 clip, int64 label)` from arrays, in
     the given `order` (e.g. `epoch_order`) or as they are."""
@@ -169,7 +181,7 @@ def from_arrays(clips, labels, order=None):
         return tf.data.Dataset.from_tensor_slices((clips, labels))
     clips, labels = tf.constant(clips), tf.constant(labels)
     return tf.data.Dataset.from_tensor_slices(order).map(
-        lambda index: (tf.gather(clips, index), tf.gather(labels, index))
+        traced_as_written(lambda index: (tf.gather(clips, index), tf.gather(labels, index)))
     )
 
 
@@ -243,8 +255,7 @@ def epoch_stream(make_epoch, first_epoch=0, to_device=True):
     epochs = tf.data.Dataset.range(first_epoch, MAX_EPOCHS)
     # The epoch builders branch on Python values only; AutoGraph would turn
     # their `is not None` tests on the epoch tensor into graph conditions.
-    make_epoch = tf.autograph.experimental.do_not_convert(make_epoch)
-    return place(epochs.flat_map(make_epoch).prefetch(AUTOTUNE), to_device)
+    return place(epochs.flat_map(traced_as_written(make_epoch)).prefetch(AUTOTUNE), to_device)
 
 
 def clip_batches(
@@ -304,10 +315,10 @@ def clip_batches(
         clips = clips.cache()
     if training and epoch is not None:
         clips = clips.enumerate().map(
-            lambda position, example: _prepare(
+            traced_as_written(lambda position, example: _prepare(
                 example, element_seed(seed, epoch, position), num_frames, augmentation, binary,
                 mixed,
-            ),
+            )),
             num_parallel_calls=AUTOTUNE,
         )
     elif training:
@@ -315,21 +326,23 @@ def clip_batches(
         randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         clips = tf.data.Dataset.zip((clips, randoms))
         clips = clips.map(
-            lambda example, key: _prepare(
+            traced_as_written(lambda example, key: _prepare(
                 example, tf.stack([key, tf.constant(0, tf.int64)]), num_frames, augmentation,
                 binary, mixed,
-            ),
+            )),
             num_parallel_calls=AUTOTUNE,
         )
     else:
         clips = clips.map(
-            lambda clip, label: _prepare((clip, label), None, num_frames, NO_AUGMENTATION, binary),
+            traced_as_written(
+                lambda clip, label: _prepare((clip, label), None, num_frames, NO_AUGMENTATION, binary)
+            ),
             num_parallel_calls=AUTOTUNE,
         )
     batches = clips.batch(batch_size)
     if mixing is not None:
         batches = batches.map(
-            lambda inputs, targets, seeds: mix_batch(inputs, targets, seeds, mixing),
+            traced_as_written(lambda inputs, targets, seeds: mix_batch(inputs, targets, seeds, mixing)),
             num_parallel_calls=AUTOTUNE,
         )
     if epoch is not None:

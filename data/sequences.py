@@ -338,13 +338,13 @@ def sequence_dataset(
         order = pipeline.epoch_order(count, seed, epoch) if shuffle else tf.range(count, dtype=tf.int64)
         all_labels = tf.constant(labels.astype(np.int32))
         rows = tf.data.Dataset.from_tensor_slices(order).map(
-            lambda index: (index, tf.gather(all_labels, index))
+            pipeline.traced_as_written(lambda index: (index, tf.gather(all_labels, index)))
         )
         # Each row's augmentation is seeded by the seed, the epoch and the row.
         dataset = rows.map(
-            lambda index, label: prepare(
+            pipeline.traced_as_written(lambda index, label: prepare(
                 (index, label), pipeline.element_seed(seed, epoch, index)
-            ),
+            )),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     else:
@@ -357,7 +357,7 @@ def sequence_dataset(
         # gets new draws.
         draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         dataset = tf.data.Dataset.zip(rows, draws).map(
-            lambda row, draw: prepare(row, tf.stack([draw, row[0]])),
+            pipeline.traced_as_written(lambda row, draw: prepare(row, tf.stack([draw, row[0]]))),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     dataset = dataset.padded_batch(
@@ -371,7 +371,7 @@ def sequence_dataset(
         mask = tf.sequence_mask(lengths, maxlen=tf.shape(frames)[1])
         return {input_name: frames, "mask": mask}, target
 
-    dataset = dataset.map(to_inputs, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(pipeline.traced_as_written(to_inputs), num_parallel_calls=tf.data.AUTOTUNE)
     batches = count // batch_size if drop_remainder else -(-count // batch_size)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
     return dataset if epoch is not None else dataset.prefetch(tf.data.AUTOTUNE)

@@ -505,6 +505,8 @@ def video_clip_dataset(
     """
     import tensorflow as tf
 
+    from data.pipeline import traced_as_written
+
     if on_error not in ("skip", "fail"):
         raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
     height, width = normalize_size(size)
@@ -527,16 +529,22 @@ def video_clip_dataset(
     if order is None:
         dataset = tf.data.Dataset.from_tensor_slices((all_paths, all_labels))
     else:
-        dataset = tf.data.Dataset.from_tensor_slices(order).map(
+        dataset = tf.data.Dataset.from_tensor_slices(order).map(traced_as_written(
             lambda index: (tf.gather(all_paths, index), tf.gather(all_labels, index))
-        )
+        ))
     dataset = dataset.map(load, num_parallel_calls=num_parallel_calls, deterministic=deterministic)
-    if on_error == "skip":
-        dataset = dataset.filter(lambda clip, label, ok: ok)
-    else:
-        dataset = dataset.take_while(lambda clip, label, ok: ok)
-    return dataset.map(lambda clip, label, ok: (clip, label))
+    return _decoded(dataset, on_error)
 
+
+def _decoded(dataset, on_error):
+    """`(array, label, ok)` elements -> `(array, label)` of the decoded
+    files: an undecodable one is dropped (`"skip"`) or ends the stream
+    (`"fail"`, for `check_decoding()` to raise)."""
+    from data.pipeline import traced_as_written
+
+    ok = traced_as_written(lambda array, label, ok: ok)
+    dataset = dataset.filter(ok) if on_error == "skip" else dataset.take_while(ok)
+    return dataset.map(traced_as_written(lambda array, label, ok: (array, label)))
 
 
 def _guarded_loader(read, shape, on_error):
@@ -545,6 +553,8 @@ def _guarded_loader(read, shape, on_error):
     ok=False, logged as skipped or, with `on_error="fail"`, kept for
     `check_decoding()` to raise."""
     import tensorflow as tf
+
+    from data.pipeline import traced_as_written
 
     empty = np.zeros(shape, np.uint8)
 
@@ -565,7 +575,7 @@ def _guarded_loader(read, shape, on_error):
         ok.set_shape(())
         return array, label, ok
 
-    return load
+    return traced_as_written(load)
 
 def video_views_dataset(paths, labels, num_frames, size, clips=1, crops=1, on_error="skip"):
     """A tf.data pipeline of test views: files in, (views, label) out.
@@ -591,11 +601,7 @@ def video_views_dataset(paths, labels, num_frames, size, clips=1, crops=1, on_er
     dataset = tf.data.Dataset.from_tensor_slices(
         (tf.constant([os.fspath(path) for path in paths], tf.string), tf.constant(labels))
     ).map(load, num_parallel_calls=tf.data.AUTOTUNE)
-    if on_error == "skip":
-        dataset = dataset.filter(lambda views, label, ok: ok)
-    else:
-        dataset = dataset.take_while(lambda views, label, ok: ok)
-    return dataset.map(lambda views, label, ok: (views, label))
+    return _decoded(dataset, on_error)
 
 
 # VideoErrors of `on_error="fail"` streams, raised by `check_decoding`.

@@ -272,9 +272,9 @@ def load_synthetic_clips(options, config, seed, views=None):
             return batches(split, False)
         clips, labels = splits[split]
         return view_batches(
-            pipeline.from_arrays(clips, labels).map(
+            pipeline.from_arrays(clips, labels).map(pipeline.traced_as_written(
                 lambda clip, label: (synthetic_views(clip, frames, views), label)
-            ),
+            )),
             views, config.batch_size, binary,
         )
 
@@ -430,9 +430,9 @@ def view_batches(views_dataset, views, batch_size, binary):
         return {"frames": frames}, label
 
     videos = max(1, batch_size // views.count)
-    return views_dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(videos).prefetch(
-        tf.data.AUTOTUNE
-    )
+    return views_dataset.map(
+        pipeline.traced_as_written(prepare), num_parallel_calls=tf.data.AUTOTUNE
+    ).batch(videos).prefetch(tf.data.AUTOTUNE)
 
 
 def recognise_benchmark(split_dir, split, class_names):
