@@ -542,8 +542,8 @@ def _decoded(dataset, on_error):
     (`"fail"`, for `check_decoding()` to raise)."""
     from data.pipeline import traced_as_written
 
-    ok = traced_as_written(lambda array, label, ok: ok)
-    dataset = dataset.filter(ok) if on_error == "skip" else dataset.take_while(ok)
+    decoded = traced_as_written(lambda array, label, ok: ok)
+    dataset = dataset.filter(decoded) if on_error == "skip" else dataset.take_while(decoded)
     return dataset.map(traced_as_written(lambda array, label, ok: (array, label)))
 
 
