@@ -37,8 +37,8 @@ def recorded_fits(monkeypatch):
     original = keras.Model.fit
 
     def fit(self, *args, **kwargs):
-        before = {v.path: np.array(v) for v in self.trainable_variables}
         all_before = {v.path: np.array(v) for v in self.weights}
+        before = {v.path: all_before[v.path] for v in self.trainable_variables}
         history = original(self, *args, **kwargs)
         changed = {v.path for v in self.weights if not np.array_equal(all_before[v.path], np.array(v))}
         calls.append({"class_weight": kwargs.get("class_weight"), "before": before,
