@@ -24,7 +24,8 @@ import time
 
 import numpy as np
 
-from benchmarks.timing import machine_description, markdown_table, median_seconds
+from benchmarks.timing import machine_description, median_seconds
+from common.tables import markdown_table
 from common.cli import ArgumentParser
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -25,7 +25,8 @@ import time
 
 import numpy as np
 
-from benchmarks.timing import machine_description, markdown_table, median_seconds
+from benchmarks.timing import machine_description, median_seconds
+from common.tables import markdown_table
 from common.cli import ArgumentParser
 
 NOTES_GPU_SECONDS = 1.8

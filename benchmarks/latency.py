@@ -1,7 +1,7 @@
 """End-to-end CPU latency of every model in every export format.
 
     python -m benchmarks.latency [--models keyframe_transformer,...]
-        [--formats tensorflow,litert,litert-int8,onnx] [--threads 1,2]
+        [--formats keras,litert,litert-int8,onnx] [--threads 1,2]
         [--repeats 5] [--video FILE] [--cache DIR]
 
 For each model, format and thread count, the median of `--repeats` rounds
@@ -34,9 +34,9 @@ seeking is slower than decoding through with these codecs.
 Models are built at their `benchmark` preset sizes with random weights
 (nothing is downloaded; latency does not depend on the weights). `convlstm`
 takes RGB video frames here (3 channels instead of the notes' 4), since a
-video has three. Formats: `tensorflow` is the Keras model traced as one
+video has three. Formats: `keras` is the Keras model traced as one
 TensorFlow graph (what TF Serving runs); the others are converted by
-`train.export_formats` (cached in `--cache`), int8 calibrated on random
+`train.formats` (cached in `--cache`), int8 calibrated on random
 clips: the int8 rows are latency only, not verified (a trained run's int8
 export is verified by `train.export`). Models over backbone features
 (`keyframe_transformer` in frames mode, `bilstm_attention` on
@@ -62,47 +62,29 @@ import numpy as np
 
 from common.cli import ArgumentParser
 
-FORMATS = ("tensorflow", "litert", "litert-int8", "onnx")
+# "keras" is the Keras model itself traced as one TensorFlow graph (no
+# export); the others are the export formats of `train.formats`.
+KERAS_ROW = "keras"
+FORMATS = (KERAS_ROW, "litert", "litert-int8", "onnx")
 DEFAULT_CACHE = os.path.join("runs", ".cache", "latency")
 VIDEO_SECONDS, VIDEO_FPS, VIDEO_SIZE = 30, 25.0, (720, 1280)
 KEYFRAME_SAMPLING_FPS = 2.0
 
 
-@dataclasses.dataclass(frozen=True)
-class Case:
-    """One model as the benchmark runs it.
+def cases():
+    """`{model name: LatencyCase}` of every registered family that declares
+    one (`models.capabilities.LatencyCase`)."""
+    import models
 
-    Args:
-        name: registered model name.
-        overrides: config fields (the `benchmark` preset's sizes).
-        frames: frames sampled from the video; None: `KEYFRAME_SAMPLING_FPS`.
-        backbone: the per-frame backbone of a model over features, or None.
-    """
-
-    name: str
-    overrides: dict
-    frames: int | None = None
-    backbone: str | None = None
+    return {name: models.get_family(name).latency for name in models.names()
+            if models.get_family(name).latency is not None}
 
 
-CASES = {
-    "keyframe_transformer": Case(
-        "keyframe_transformer",
-        dict(input_mode="frames", input_shape=(None, 224, 224, 3), backbone="efficientnet_b0",
-             backbone_weights=None),
-        frames=None, backbone="efficientnet_b0",
-    ),
-    "bilstm_attention": Case(
-        "bilstm_attention", dict(input_shape=(64, 1280)), frames=64, backbone="efficientnet_b0",
-    ),
-    "convlstm": Case("convlstm", dict(input_shape=(30, 120, 160, 3)), frames=30),
-    "r2plus1d": Case("r2plus1d", dict(input_shape=(8, 112, 112, 3), cnn_blocks=8), frames=8),
-    "r2plus1d_perceiver": Case(
-        "r2plus1d_perceiver",
-        dict(input_shape=(8, 112, 112, 3), cnn_blocks=8, cross_blocks=1, self_blocks=1),
-        frames=8,
-    ),
-}
+def refuses(name, format_name):
+    """Whether the family `name` does not export to `format_name`."""
+    import models
+
+    return format_name in models.get_family(name).export_refusals
 
 
 # ---------------------------------------------------------------------------
@@ -176,31 +158,23 @@ def video_info(path):
 # The models in each format.
 
 
-def build(case):
+def build(name, case):
     """(model, config, parts): the Keras model and, for a model over
     backbone features, `{"backbone": images -> features, "head": the
     model on features}` sharing its weights."""
     import keras
 
     import models
-
-    keras.utils.set_random_seed(0)
-    config = models.get_config(case.name, **case.overrides)
-    model = models.build_from_config(case.name, config)
-    if case.backbone is None:
-        return model, config, None
     from models.backbones import build_frame_backbone
 
-    if case.name == "keyframe_transformer":
-        backbone = next(layer for layer in model.layers if layer.name.endswith("_backbone"))
-        head_config = models.get_config(
-            case.name, **{**case.overrides, "input_mode": "features",
-                          "input_shape": (None, backbone.output.shape[-1])}
-        )
-        head = models.build_from_config(case.name, head_config)
-        for layer in head.layers:
-            if layer.weights:
-                layer.set_weights(model.get_layer(layer.name).get_weights())
+    keras.utils.set_random_seed(0)
+    family = models.get_family(name)
+    config = family.get_config(case.preset)
+    model = family.build(config)
+    if case.backbone is None:
+        return model, config, None
+    if case.split is not None:
+        backbone, head = case.split(model, config)
         return model, config, {"backbone": backbone, "head": head}
     backbone = build_frame_backbone(case.backbone, weights=None, input_shape=(224, 224, 3))
     return model, config, {"backbone": backbone, "head": model}
@@ -240,12 +214,14 @@ def random_inputs(model, steps, seed=0, batch_size=1):
     return inputs
 
 
-def convert(case, part_name, model, format_name, cache):
+def convert(name, case, part_name, model, format_name, cache):
     """The cached file of one model (or part) in one format."""
-    from train import export_formats
+    from train import formats
+    from train.formats.litert import convert_litert
+    from train.formats.onnx import convert_onnx
 
-    folder = os.path.join(cache, f"{case.name}-{part_name}-{format_name}")
-    path = os.path.join(folder, export_formats.FILE_NAMES[format_name])
+    folder = os.path.join(cache, f"{name}-{part_name}-{format_name}")
+    path = formats.get_format(format_name).path_in(folder)
     if os.path.exists(path):
         return folder
     os.makedirs(folder, exist_ok=True)
@@ -254,14 +230,14 @@ def convert(case, part_name, model, format_name, cache):
         source = os.path.join(folder, "saved_model")
         write_plain_saved_model(model, source)
         if format_name == "onnx":
-            export_formats.convert_onnx(source, path)
+            convert_onnx(source, path)
         else:
             calibration = None
             if format_name == "litert-int8":
                 def calibration():
                     for seed in range(8):
                         yield {"images": random_inputs(model, 1, seed)["images"]}
-            export_formats.convert_litert(source, path, calibration)
+            convert_litert(source, path, calibration)
     else:
         steps = case.frames or 60
 
@@ -269,8 +245,8 @@ def convert(case, part_name, model, format_name, cache):
             for seed in range(8):
                 yield random_inputs(model, steps, seed)
 
-        export_formats.write(format_name, model, case.name, folder, calibration)
-    print(f"converted {case.name} {part_name} to {format_name} in "
+        formats.write(format_name, model, name, folder, calibration)
+    print(f"converted {name} {part_name} to {format_name} in "
           f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     return folder
 
@@ -298,11 +274,11 @@ class TensorFlowRunner:
 
 
 def load(format_name, folder, threads, model):
-    from train import export_formats
+    from train import formats
 
-    if format_name == "tensorflow":
+    if format_name == KERAS_ROW:
         return TensorFlowRunner(model)
-    return export_formats.load_runner(format_name, folder, threads)
+    return formats.load_runner(format_name, folder, threads)
 
 
 def first_output(outputs):
@@ -324,7 +300,6 @@ def measure_child(args):
     import cv2
 
     cv2.setNumThreads(threads)
-    from train import export_formats
 
     frame_count, fps = video_info(args.video)
     keyframe_indices = sampled_indices(frame_count, fps, None)
@@ -340,12 +315,11 @@ def measure_child(args):
                       "end to end CPU": statistics.median(decode_cpu),
                       "load": round(os.getloadavg()[0], 1)}), flush=True)
     for name in args.models:
-        case = CASES[name]
-        model, config, parts = build(case)
+        case = cases()[name]
+        model, config, parts = build(name, case)
         # A model whose int8 export is refused still gets an int8 row when it
         # runs as backbone and head: an int8 backbone before a float head.
-        formats = [f for f in args.formats
-                   if (name, f) not in export_formats.UNSUPPORTED or parts is not None]
+        formats = [f for f in args.formats if not refuses(name, f) or parts is not None]
         indices = sampled_indices(frame_count, fps, case.frames)
         size = (224, 224) if parts is not None else tuple(config.input_shape[1:3])
         steps = len(indices)
@@ -354,17 +328,17 @@ def measure_child(args):
         runners = {}
         for format_name in formats:
             if parts is None:
-                folder = None if format_name == "tensorflow" else convert(
-                    case, "model", model, format_name, args.cache)
+                folder = None if format_name == KERAS_ROW else convert(
+                    name, case, "model", model, format_name, args.cache)
                 runners[format_name] = {"model": load(format_name, folder, threads, model)}
             else:
                 runners[format_name] = {}
                 for part_name, part in parts.items():
                     part_format = format_name
-                    if part_name == "head" and (name, format_name) in export_formats.UNSUPPORTED:
+                    if part_name == "head" and refuses(name, format_name):
                         part_format = "litert"  # int8 backbone, float head
-                    folder = None if part_format == "tensorflow" else convert(
-                        case, part_name, part, part_format, args.cache)
+                    folder = None if part_format == KERAS_ROW else convert(
+                        name, case, part_name, part, part_format, args.cache)
                     runners[format_name][part_name] = load(part_format, folder, threads, part)
                 images = random_inputs(parts["backbone"], steps, batch_size=steps)["images"]
 
@@ -415,7 +389,7 @@ def measure_child(args):
         for format_name in runners:
             row = {"model": name, "format": format_name, "threads": threads, "frames": steps,
                    "load": round(os.getloadavg()[0], 1)}
-            if parts is not None and (name, format_name) in export_formats.UNSUPPORTED:
+            if parts is not None and refuses(name, format_name):
                 row["format"] = f"{format_name} backbone + litert head"
             for what in measurements:
                 row[what] = statistics.median(times[format_name, what])
@@ -430,7 +404,7 @@ def head_inputs(features):
 
 def main(argv=None):
     parser = ArgumentParser(prog="python -m benchmarks.latency", description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(CASES), help="comma-separated model names")
+    parser.add_argument("--models", default=",".join(cases()), help="comma-separated model names")
     parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated formats")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds (median)")
@@ -442,8 +416,8 @@ def main(argv=None):
     args.models = [m for m in args.models.split(",") if m]
     args.formats = [f for f in args.formats.split(",") if f]
     for name in args.models:
-        if name not in CASES:
-            raise ValueError(f"--models: unknown model {name!r}; models: {', '.join(CASES)}")
+        if name not in cases():
+            raise ValueError(f"--models: unknown model {name!r}; models: {', '.join(cases())}")
     for name in args.formats:
         if name not in FORMATS:
             raise ValueError(f"--formats: unknown format {name!r}; formats: {', '.join(FORMATS)}")

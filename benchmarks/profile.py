@@ -156,7 +156,8 @@ def main(argv=None):
     import keras
 
     import models
-    from benchmarks.timing import machine_description, markdown_table
+    from benchmarks.timing import machine_description
+    from common.tables import markdown_table
 
     parser = ArgumentParser(prog="python -m benchmarks.profile", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, choices=models.NAMES)

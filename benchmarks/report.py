@@ -13,16 +13,16 @@ their forward pass (`benchmarks.flops.FlopCount`).
 
 On the TensorFlow backend each model's step is timed interleaved (one
 step each in turn, same process) with the implementation it had before the
-speed-ups (`benchmarks.train_step.BEFORE`: "step before (s)", "speedup"),
+speed-ups (the family's `speedup_baseline`: "step before (s)", "speedup"),
 and with the `mixed_bfloat16` policy where that is measurable ("bf16 step
 (s)", "bf16 speedup" over float32): on a CPU with native bfloat16
 (AVX-512 BF16 or AMX) and for models that train correctly in it (not
-R(2+1)D's Conv3D, see `train.distribute.bfloat16_conv3d_hazards`); elsewhere
+R(2+1)D's Conv3D, see `train.engine.distribute.bfloat16_conv3d_hazards`); elsewhere
 the column says why it is empty. `--no-before` and `--no-bf16` skip them.
 
 `python -m benchmarks --measure-jit` also times every model's train step
 with XLA (`jit_compile=True`) where its layers allow it, and writes the
-step times and the choice into `train/jit_choices.json`, which
+step times and the choice into `train/engine/jit_choices.json`, which
 `train.run --jit-compile auto` follows.
 
 The machine may be shared: every step time is a median of several steps
@@ -39,7 +39,8 @@ import os
 import sys
 
 from benchmarks import train_step
-from benchmarks.timing import best_seconds, machine_description, markdown_table
+from benchmarks.timing import best_seconds, machine_description
+from common.tables import markdown_table
 from common.cli import ArgumentParser, run_main
 from common.files import write_json
 
@@ -74,7 +75,7 @@ def matmul_peak_gflops(size=None, repeats=10):
     import keras
     import numpy as np
 
-    from train.distribute import device_kind
+    from train.engine.distribute import device_kind
 
     size = size or (8192 if device_kind() == "gpu" else 2048)
     rng = np.random.default_rng(0)
@@ -170,7 +171,7 @@ def merge_results(path, rows, machine, peak):
 
 def measure_jit(names, rows, repeats, path, timeout_s=150):
     """Times the XLA train step per model and records the choices."""
-    from train import distribute
+    from train.engine import distribute
 
     check_jit_backend()
     device = distribute.device_kind()
@@ -221,7 +222,7 @@ def check_jit_backend():
 def main(argv=None):
     import models
 
-    from train.distribute import JIT_CHOICES_PATH
+    from train.engine.distribute import JIT_CHOICES_PATH
 
     parser = ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=list(models.NAMES), choices=models.NAMES)
@@ -256,7 +257,7 @@ def main(argv=None):
     print(f"fp32 matmul peak (measured): {peak:,.0f} GFLOP/s\n", flush=True)
     rows = []
     for name in args.models:
-        for preset in ("benchmark", *train_step.EXTRA_PRESETS.get(name, ())):
+        for preset in models.get_family(name).benchmark_presets:
             row = train_step.measure(name, args.repeats, pipeline=not args.no_pipeline,
                                      before=not args.no_before, bfloat16=not args.no_bf16,
                                      preset=preset)

@@ -49,19 +49,3 @@ def machine_description():
         f"{cpu}, {os.cpu_count()} cores, Keras {keras.__version__} "
         f"({keras.backend.backend()} backend), Python {platform.python_version()}"
     )
-
-
-def markdown_table(rows, columns):
-    """Formats a list of dicts as a Markdown table with the given columns."""
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        lines.append("| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |")
-    return "\n".join(lines)
-
-
-def _cell(value):
-    if isinstance(value, float):
-        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)

@@ -5,8 +5,7 @@
 warm-up), counts its forward FLOPs per sample (`benchmarks.flops`) and
 times the input pipeline of its kind for the same batch; `measure_xla`
 times the same step compiled with XLA. `python -m benchmarks` (see
-`benchmarks/report.py`) turns these into the report;
-`python -m benchmarks.train_step` is the same command.
+`benchmarks/report.py`) turns these into the report.
 """
 
 import time
@@ -20,10 +19,6 @@ from benchmarks.timing import median_seconds
 XLA_GIVE_UP_RATIO = 3.0
 
 
-# Models with a second row in the report, at another preset: the
-# keyframe transformer on features (the size of the PyTorch comparison)
-# beside its frames-mode "benchmark".
-EXTRA_PRESETS = {"keyframe_transformer": ("benchmark_features",)}
 
 
 def row_label(name, preset="benchmark"):
@@ -126,7 +121,7 @@ def measure_xla(name, repeats, reference_step_s=None, timeout_s=150):
     Runs in a child process so that a compilation that takes too long can
     be stopped and its memory is given back. Returns `{"step_s",
     "first_call_s", "note"}`; `step_s` is None when the model's layers keep
-    XLA off (`train.distribute.jit_blockers`) or when compilation and two
+    XLA off (`train.engine.distribute.jit_blockers`) or when compilation and two
     steps did not finish within `timeout_s`. The first call includes the
     compilation. When one timed step is already more than
     `XLA_GIVE_UP_RATIO` times `reference_step_s`, that step is the answer.
@@ -163,7 +158,7 @@ def xla_step(name, repeats, reference_step_s=None):
     import keras
 
     import models
-    from train.distribute import jit_blockers
+    from train.engine.distribute import jit_blockers
 
     family = models.get_family(name)
     config, batch_size = benchmark_config(name)
@@ -191,16 +186,6 @@ def xla_step(name, repeats, reference_step_s=None):
     return {"step_s": step, "first_call_s": round(first_call, 2), "note": note}
 
 
-# The config fields that bring back each model's implementation before the
-# speed-ups, so that one process can time both (`measure_variants`). The
-# outputs are the same function either way (tests/test_recurrent.py,
-# tests/test_attention_speedups.py).
-BEFORE = {
-    "bilstm_attention": {"lstm_implementation": "keras"},
-    "keyframe_transformer": {"attention_implementation": "keras"},
-}
-
-
 def interleaved_medians(models_by_label, inputs, targets, repeats, warmup=2):
     """`{label: median train-step seconds}` of models whose timed steps
     alternate (a, b, a, b, ...), so that load on a shared machine falls on
@@ -222,11 +207,11 @@ def bfloat16_unavailable(name, config):
     can be measured: a CPU without native bfloat16 (emulated bfloat16
     would be slower than float32 and says nothing of a CPU that has it), a
     GPU (its mixed policy is float16, not this column), or TensorFlow's
-    wrong bfloat16 Conv3D kernel gradients (`train.distribute`'s guard)."""
+    wrong bfloat16 Conv3D kernel gradients (`train.engine.distribute`'s guard)."""
     import keras
 
     import models
-    from train import distribute
+    from train.engine import distribute
 
     if distribute.device_kind() == "gpu":
         return "GPU: mixed precision is float16 there"
@@ -249,8 +234,8 @@ def measure_variants(name, repeats, before=True, bfloat16=True, after_model=None
                      preset="benchmark"):
     """The step times of `name` measured in one process, interleaved.
 
-    Builds the model as it is ("after"), as it was (`BEFORE`, when
-    `before` and the model has an entry) and under the `mixed_bfloat16`
+    Builds the model as it is ("after"), as it was (the family's
+    `speedup_baseline` config fields, when `before` and it has any) and under the `mixed_bfloat16`
     policy (when `bfloat16` and `bfloat16_unavailable` gives no reason),
     each from the same seed (`after_model`, when given, is the first,
     already compiled), and times their steps alternately. Returns
@@ -266,10 +251,10 @@ def measure_variants(name, repeats, before=True, bfloat16=True, after_model=None
     variants = {}
     keras.utils.set_random_seed(0)
     variants["after"] = after_model or _compiled_model(name, config, jit_compile=False)
-    if before and name in BEFORE:
+    if before and family.speedup_baseline:
         keras.utils.set_random_seed(0)
         variants["before"] = _compiled_model(
-            name, config.with_overrides(**BEFORE[name]), jit_compile=False
+            name, config.with_overrides(**family.speedup_baseline), jit_compile=False
         )
     bf16_note = bfloat16_unavailable(name, config) if bfloat16 else "not measured"
     if bf16_note is None:
@@ -292,12 +277,3 @@ def measure_variants(name, repeats, before=True, bfloat16=True, after_model=None
         result["bf16_speedup"] = after / result["bf16_s"]
     return result
 
-
-def main(argv=None):
-    from benchmarks import report
-
-    return report.main(argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,5 +1,5 @@
 """The cluster a process belongs to, as the `TF_CONFIG` environment variable
-describes it: one parser for training (`train.distribute`) and extraction
+describes it: one parser for training (`train.engine.distribute`) and extraction
 (`data.extract`).
 
 Example:

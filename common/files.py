@@ -130,22 +130,22 @@ def _umask():
     return umask
 
 
+def jsonable(value):
+    """`value` as plain JSON data: tuples, sets and NumPy values become
+    lists and numbers, as `write_json` writes them.
+
+    Example:
+
+    >>> import numpy as np
+    >>> jsonable({"shape": (2, 3), "rate": np.float32(0.5)})
+    {'shape': [2, 3], 'rate': 0.5}
+    """
+    return json.loads(json.dumps(value, default=_jsonable))
+
+
 def _jsonable(value):
     if hasattr(value, "tolist"):
         return value.tolist()
     if isinstance(value, (tuple, set, frozenset)):
         return list(value)
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
-
-
-def read_run_config(run, label):
-    """A run folder's `config.json`, checked to be a mapping that names a
-    model (read without importing TensorFlow). `label` names the folder in
-    messages (e.g. "--run runs/x")."""
-    path = os.path.join(run, "config.json")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{label}: no config.json; is it a run folder?")
-    record = read_json(path, "run config")
-    if not isinstance(record, dict) or not isinstance(record.get("model"), str):
-        raise ValueError(f"{path}: expected a JSON mapping with a 'model' name, as train.run writes")
-    return record

@@ -2,7 +2,8 @@
 
 Public API:
 
-    models.NAMES                                    # the registered model names
+    models.NAMES                                    # the model names registered at import
+    models.names()                                  # every registered name, also later ones
     models.build(name, preset=None, **overrides)    # -> keras.Model
     models.get_config(name, preset=None, **overrides)
     models.presets(name)                            # {preset name: fields}
@@ -71,6 +72,7 @@ __all__ = [
     "build_from_config",
     "get_config",
     "get_family",
+    "names",
     "presets",
     "register",
 ]

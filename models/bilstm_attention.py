@@ -56,6 +56,7 @@ from keras import ops
 from models.config import ModelConfig, check_input_rank, check_positive, check_rate
 from models.losses import FocalLoss
 from models.recurrent import FusedLSTM
+from models.capabilities import AttentionCurve, LatencyCase, sub_model
 from models.registry import Family, TrainingSpec, register
 
 KERNEL_INIT = "glorot_uniform"
@@ -308,7 +309,10 @@ class AttentionPooling(keras.layers.Layer):
         self.score.build((*input_shape[:-1], self.hidden_dim))
         self.built = True
 
-    def call(self, inputs, mask=None, training=None):
+    def pooling_weights(self, inputs, mask=None, training=None):
+        """The softmax weights [B, T] the pooling takes the sum with: they
+        sum to 1 over each row's real frames, 0 at padding (and 0 in a row
+        without a real frame). `--explain` shows them."""
         hidden = self.hidden_dropout(self.hidden(inputs), training=training)
         scores = ops.squeeze(self.score(hidden), axis=-1)
         if mask is None:
@@ -323,7 +327,10 @@ class AttentionPooling(keras.layers.Layer):
         # A row with a real frame sums to >= 1 (its maximum gives exp(0));
         # a row with none sums to 0 and keeps zero weights.
         total = ops.maximum(ops.sum(weights, axis=1, keepdims=True), 1e-9)
-        weights = weights / total
+        return weights / total
+
+    def call(self, inputs, mask=None, training=None):
+        weights = self.pooling_weights(inputs, mask, training=training)
         return ops.sum(inputs * ops.expand_dims(weights, -1), axis=1)
 
     def compute_mask(self, inputs, mask=None):
@@ -482,6 +489,8 @@ PRESETS = {
     ),
     # 64 frames of 1280-d EfficientNet features, batch 8.
     "benchmark": dict(input_shape=(64, 1280), batch_size=8),
+    # The latency benchmark: 64 frames of EfficientNet-B0 features.
+    "latency": dict(input_shape=(64, 1280)),
     # The embedded synthetic features: 227k parameters instead of 65M.
     # Measured on 2 shared CPU cores, the default command takes 2.3-2.7
     # minutes (extraction 6 s, 60 epochs 2-2.5 min) and reaches 0.81-0.86
@@ -493,6 +502,16 @@ PRESETS = {
     ),
 }
 
+def bilstm_attention_explanation(model):
+    """The attention-pooling weights: a curve over the steps that sums to 1
+    over the real ones (`AttentionPooling.pooling_weights`)."""
+    pooling, values = sub_model(model, "attention_pooling")
+    return AttentionCurve(
+        "how much each moment counts in the video's answer (attention-pooling weights)",
+        lambda inputs: pooling.pooling_weights(values(inputs, training=False), inputs["mask"]),
+    )
+
+
 register(
     Family(
         name="bilstm_attention",
@@ -502,5 +521,15 @@ register(
         example_batch=feature_example_batch,
         serving_outputs=serving_outputs,
         presets=PRESETS,
+        explanation=bilstm_attention_explanation,
+        export_refusals={
+            "litert-int8": (
+                "full-integer int8 changes its decisions (top-1 agreement 0.95 with Keras, "
+                "flipped examples had float margins above 0.99): the int8 LSTM, masked attention "
+                "and LayerNorm kernels of TFLite lose the signal; export litert (float) instead"
+            ),
+        },
+        latency=LatencyCase(preset="latency", frames=64, backbone="efficientnet_b0"),
+        speedup_baseline={"lstm_implementation": "keras"},
     )
 )

@@ -37,6 +37,12 @@ class ModelConfig:
     learning_rate: float = 1e-3
     patience: int = 5
 
+    @property
+    def reads_frames(self):
+        """Whether the model reads video frames (`frames`) rather than
+        per-frame features (`features`); tasks of both kinds ask this."""
+        return self.input_kind == "clips"
+
     @classmethod
     def field_names(cls):
         return [f.name for f in dataclasses.fields(cls)]

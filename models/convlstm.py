@@ -30,6 +30,7 @@ import numpy as np
 from keras import ops
 
 from models.config import ModelConfig, check_input_rank, check_positive, check_rate
+from models.capabilities import GradCamTarget, LatencyCase, Streaming, first_input
 from models.registry import Family, TrainingSpec, register
 
 
@@ -318,15 +319,6 @@ def convlstm_step_from(model, config: ConvLSTMConfig) -> keras.Model:
     return step
 
 
-def zero_states(config: ConvLSTMConfig, batch_size: int):
-    """Zero recurrent states for `batch_size` streams: the state before the
-    first frame, as the clip model starts."""
-    return {
-        name: np.zeros((batch_size, *shape), "float32")
-        for name, shape in convlstm_state_shapes(config).items()
-    }
-
-
 def convlstm_training(config: ConvLSTMConfig, steps_per_epoch: int) -> TrainingSpec:
     """Adam; the best model has the lowest validation loss, as in the notes."""
     optimizer = keras.optimizers.Adam(
@@ -548,7 +540,22 @@ PRESETS = {
     # The embedded synthetic clips: 16 frames of 48x64, small enough for a
     # CPU demo; the channels stay the notes' 4.
     "demo": dict(input_shape=(16, 48, 64, 4)),
+    # The latency benchmark: 30 RGB frames of 120x160, as a camera gives.
+    "latency": dict(input_shape=(30, 120, 160, 3)),
 }
+
+def convlstm_explanation(model):
+    """Grad-CAM on the feature map the last ConvLSTM2D layer reads: the
+    latest map that still has a time axis (the last layer returns only its
+    final state). A one-layer model has no such map, only its input frames."""
+    stack = [layer for layer in model.layers if isinstance(layer, keras.layers.ConvLSTM2D)]
+    if len(stack) < 2:
+        raise ValueError(
+            "--explain: a one-layer convlstm has no feature map over time before its last "
+            "state, so it has no explanation"
+        )
+    return GradCamTarget(first_input(stack[-1]), "the feature maps the last ConvLSTM layer reads")
+
 
 register(
     Family(
@@ -558,5 +565,8 @@ register(
         training=convlstm_training,
         example_batch=clip_example_batch,
         presets=PRESETS,
+        explanation=convlstm_explanation,
+        streaming=Streaming(step_model=convlstm_step_from, state_shapes=convlstm_state_shapes),
+        latency=LatencyCase(preset="latency", frames=30),
     )
 )

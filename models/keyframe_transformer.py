@@ -49,6 +49,7 @@ from keras import ops
 
 from models.config import ModelConfig, check_input_rank, check_positive, check_rate
 from models.losses import PADDED_TARGET, SpearmanRankingLoss, masked_mean_squared_error
+from models.capabilities import AttentionCurve, LatencyCase, sub_model
 from models.registry import Family, Stage, TrainingSpec, register
 
 INPUT_MODES = ("features", "frames")
@@ -169,6 +170,10 @@ class KeyframeTransformerConfig(ModelConfig):
         if mode in DEFAULT_INPUT_SHAPES and mode != self.input_mode and "input_shape" not in overrides:
             overrides = {**overrides, "input_shape": DEFAULT_INPUT_SHAPES[mode]}
         return super().converted(**overrides)
+
+    @property
+    def reads_frames(self):
+        return self.input_mode == "frames"
 
     def validate(self):
         super().validate()
@@ -481,9 +486,39 @@ class TemporalSelfAttention(keras.layers.Layer):
             dtype=self.dtype_policy,
             name="attention",
         )
+        # The attention weights' dropout of the direct path (the "keras"
+        # path uses MultiHeadAttention's own).
+        self.weights_dropout = keras.layers.Dropout(
+            self.dropout, dtype=self.dtype_policy, name="weights_dropout"
+        )
 
     def build(self, inputs_shape, padding_mask_shape=None, attention_mask_shape=None):
         self.attention.build(inputs_shape, inputs_shape)
+
+    def attention_weights(self, inputs, padding_mask=None, attention_mask=None):
+        """The softmax attention weights [B, heads, queries, keys] of an
+        inference call."""
+        if attention_mask is None:
+            attention_mask = temporal_attention_mask(padding_mask, self.window)
+        attention = self.attention
+        query = attention.query_dense(inputs)
+        key = attention.key_dense(inputs)
+        scale = 1.0 / float(self.key_dim) ** 0.5
+        logits = ops.einsum("btnh,bsnh->bnts", query * ops.cast(scale, query.dtype), key)
+        logits = ops.where(
+            attention_mask, logits, ops.full_like(logits, _large_negative(logits.dtype))
+        )
+        return ops.softmax(logits, axis=-1)
+
+    def attention_received(self, inputs, padding_mask):
+        """The attention each frame receives [B, T]: the weights summed
+        over the heads and the real query frames, normalised to sum to 1
+        over the real frames (0 at padding). `--explain` shows it for the
+        global attention layer."""
+        weights = self.attention_weights(inputs, padding_mask)
+        mask = ops.cast(padding_mask, weights.dtype)
+        received = ops.sum(weights * mask[:, None, :, None], axis=(1, 2)) * mask
+        return received / ops.maximum(ops.sum(received, axis=1, keepdims=True), 1e-9)
 
     def call(self, inputs, padding_mask=None, attention_mask=None, training=None):
         if attention_mask is None and padding_mask is None:
@@ -507,7 +542,7 @@ class TemporalSelfAttention(keras.layers.Layer):
             logits = ops.where(
                 attention_mask, logits, ops.full_like(logits, _large_negative(logits.dtype))
             )
-            weights = attention._dropout_layer(ops.softmax(logits, axis=-1), training=training)
+            weights = self.weights_dropout(ops.softmax(logits, axis=-1), training=training)
             attended = ops.einsum("bnts,bsnh->btnh", weights, value)
         else:
             attended = ops.dot_product_attention(
@@ -770,7 +805,37 @@ PRESETS = {
     # frames mode renders 64x64 frames.
     "demo": dict(),
     "demo_frames": dict(input_mode="frames", input_shape=(None, 64, 64, 3)),
+    # The latency benchmark: the notes' input, frames of 224x224 through
+    # EfficientNet-B0 (random weights: the timing does not depend on them).
+    "latency": dict(input_mode="frames", input_shape=(None, 224, 224, 3),
+                    backbone="efficientnet_b0", backbone_weights=None),
 }
+
+def keyframe_explanation(model):
+    """The attention each frame receives in the global attention layer,
+    averaged over its heads and the real query frames: a curve over the
+    sampled frames that sums to 1 (`TemporalSelfAttention.attention_received`)."""
+    layer, values = sub_model(model, "global_attention")
+    return AttentionCurve(
+        "how much the other frames look at each frame (global attention received)",
+        lambda inputs: layer.attention_received(values(inputs, training=False), inputs["mask"]),
+    )
+
+
+def split_backbone(model, config):
+    """(backbone, head) of a frames-mode model: its frame backbone (images
+    -> features) and the same model on features, sharing its weights."""
+    backbone = backbone_of(model)
+    if backbone is None:
+        raise ValueError("split_backbone needs a frames-mode keyframe_transformer")
+    head_config = config.with_overrides(input_mode="features",
+                                        input_shape=(None, backbone.output.shape[-1]))
+    head = build_keyframe_transformer(head_config)
+    for layer in head.layers:
+        if layer.weights:
+            layer.set_weights(model.get_layer(layer.name).get_weights())
+    return backbone, head
+
 
 register(
     Family(
@@ -780,6 +845,19 @@ register(
         training=keyframe_training,
         example_batch=keyframe_example_batch,
         presets=PRESETS,
+        explanation=keyframe_explanation,
+        export_refusals={
+            "litert-int8": (
+                "full-integer int8 scrambles its frame ranking (Spearman rho 0.37 with Keras): "
+                "the attention matmuls of two int8 activations and the LayerNorms lose the "
+                "signal, and keeping the attention layers in float still gives only 0.95; "
+                "export litert (float) instead"
+            ),
+        },
+        latency=LatencyCase(preset="latency", frames=None, backbone="efficientnet_b0",
+                            split=split_backbone),
+        benchmark_presets=("benchmark", "benchmark_features"),
+        speedup_baseline={"attention_implementation": "keras"},
     )
 )
 

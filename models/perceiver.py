@@ -322,6 +322,32 @@ class Perceiver(keras.layers.Layer):
                 x = block(x, training=training)
         return self.output_norm(ops.mean(x, axis=1))
 
+    def cross_attention_maps(self, tokens):
+        """The cross-attention from the latents to each token [B, M],
+        averaged over heads, latents and cross-attention blocks, replaying
+        an inference call block by block (`--explain` shows it)."""
+        if not self.cross_blocks:
+            raise ValueError(
+                "this Perceiver has no cross-attention (cross_blocks=0: self-attention on "
+                "the tokens), so it has no cross-attention map"
+            )
+        batch = ops.shape(tokens)[0]
+        x = ops.broadcast_to(
+            ops.cast(self.latents, tokens.dtype)[None], (batch, self.num_latents, self.latent_dim)
+        )
+        per_cross = self.self_blocks // self.cross_blocks
+        maps = []
+        for index, cross in enumerate(self.cross_layers):
+            normed = cross.token_norm(tokens)
+            _, scores = cross.attention(
+                cross.latent_norm(x), normed, normed, return_attention_scores=True, training=False
+            )  # [B, heads, latents, tokens]
+            maps.append(ops.mean(scores, axis=(1, 2)))
+            x = cross(x, tokens, training=False)
+            for block in self.self_layers[index * per_cross:(index + 1) * per_cross]:
+                x = block(x, training=False)
+        return ops.mean(ops.stack(maps), axis=0)
+
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.latent_dim)
 

@@ -52,6 +52,9 @@ import numpy as np
 from models.config import ModelConfig, check_input_rank, check_positive, check_rate
 from models.convlstm import classifier_training_spec, clip_example_batch
 from models.perceiver import Perceiver, VideoPositionEncoding
+from models.capabilities import (
+    Ablation, AttentionMap, GradCamTarget, LatencyCase, sub_model,
+)
 from models.registry import Family, TrainingSpec, register
 
 BACKBONE_NAME = "r2plus1d_backbone"
@@ -748,6 +751,67 @@ def architecture(cnn_blocks, cross_blocks, self_blocks):
     }
 
 
+# `tuning.search --grid full`: the cartesian product of the values the notes
+# ablate; combinations whose self blocks do not divide by the cross blocks
+# are left out by the config's own validation.
+FULL_GRID = {
+    "cnn_blocks": (4, 6, 7, 8),
+    "cross_blocks": (0, 1, 2),
+    "self_blocks": (0, 1, 2, 6, 12),
+}
+
+ABLATION = Ablation(
+    fields=("cnn_blocks", "cross_blocks", "self_blocks"),
+    rows={"seed-ablation": NOTES_ABLATION},
+    full_grid=FULL_GRID,
+    resolve=lambda row: architecture(*row),
+    label=lambda row: architecture_label(*row),
+    # A grid file's missing lists take the notes' proposed 8+1+1.
+    defaults={"cnn_blocks": (8,), "cross_blocks": (1,), "self_blocks": (1,)},
+    # Self-attention blocks follow the cross blocks in equal groups.
+    skip=lambda row: bool(row[1]) and row[2] % row[1] != 0,
+)
+
+
+def size_metrics(model):
+    """The tuner's size columns: backbone, attention and all parameters."""
+    return {
+        "CNN params": cnn_params(model),
+        "attention params": attention_params(model),
+        "params": count_params(model, trainable_only=False),
+    }
+
+
+def r2plus1d_explanation(model):
+    """Grad-CAM on the backbone's last feature map [T', H', W', C] (the
+    average pool's input)."""
+    try:
+        pool = model.get_layer("average_pool")
+    except ValueError:
+        raise ValueError("--explain: the r2plus1d model has no average_pool layer") from None
+    return GradCamTarget(pool.input, "the backbone's last feature map")
+
+
+def perceiver_explanation(model):
+    """The Perceiver's cross-attention from its latents to the (T', H', W')
+    tokens of the backbone's last feature map, averaged over heads, latents
+    and cross-attention blocks (`Perceiver.cross_attention_maps`)."""
+    perceiver, tokens_of = sub_model(model, PERCEIVER_NAME)
+    if not perceiver.cross_blocks:
+        raise ValueError(
+            "--explain: this r2plus1d_perceiver has no cross-attention (cross_blocks=0: "
+            "self-attention on the tokens), so it has no explanation"
+        )
+    grid = tuple(int(s) for s in model.get_layer("tokens").input.shape[1:4])
+
+    def maps(inputs):
+        attention = perceiver.cross_attention_maps(tokens_of(inputs, training=False))
+        return keras.ops.reshape(attention, (-1, *grid))
+
+    return AttentionMap("where the latents look in the backbone's last feature map "
+                        "(Perceiver cross-attention)", maps)
+
+
 def _ablation_presets(model_name):
     rows = (architecture(*row) + (architecture_label(*row),) for row in NOTES_ABLATION)
     return {label: fields for name, fields, label in rows if name == model_name}
@@ -769,8 +833,13 @@ register(
             # The full 8-block backbone on 8 frames of 112x112, batch 2.
             "benchmark": dict(input_shape=(8, 112, 112, 3), cnn_blocks=8, batch_size=2),
             "demo": DEMO,
+            "latency": dict(input_shape=(8, 112, 112, 3), cnn_blocks=8),
             **_ablation_presets("r2plus1d"),
         },
+        explanation=r2plus1d_explanation,
+        size_metrics=size_metrics,
+        latency=LatencyCase(preset="latency", frames=8),
+        ablation=ABLATION,
     )
 )
 
@@ -798,7 +867,13 @@ register(
                 batch_size=2,
             ),
             "demo": DEMO,
+            "latency": dict(input_shape=(8, 112, 112, 3), cnn_blocks=8, cross_blocks=1,
+                            self_blocks=1),
             **_ablation_presets("r2plus1d_perceiver"),
         },
+        explanation=perceiver_explanation,
+        size_metrics=size_metrics,
+        latency=LatencyCase(preset="latency", frames=8),
+        ablation=ABLATION,
     )
 )

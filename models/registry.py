@@ -4,6 +4,8 @@ import dataclasses
 import types
 from typing import Any, Callable
 
+from models.capabilities import parameter_count
+
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
@@ -67,6 +69,22 @@ class Family:
             test, `"benchmark"` for the benchmark report (its `batch_size`
             is the report's batch), `"demo"` for the embedded synthetic
             data. Every preset must give a valid config.
+
+    Capabilities (see `models.capabilities`; code outside `models/` asks
+    for these instead of naming a model):
+
+        explanation: `model -> AttentionCurve | AttentionMap |
+            GradCamTarget`, what `--explain` shows; None: no explanation.
+        streaming: the family's `Streaming` form, or None.
+        export_refusals: `{format name: why}`, formats the family does not
+            export to.
+        size_metrics: `model -> {name: number}` for the tuner's table
+            (default: the parameter count).
+        latency: the latency benchmark's `LatencyCase`, or None.
+        benchmark_presets: the presets the benchmark report times.
+        speedup_baseline: config fields that bring back the implementation
+            before the family's speed-ups, for before/after timings.
+        ablation: an architecture `Ablation` grid, or None.
     """
 
     name: str
@@ -76,11 +94,47 @@ class Family:
     example_batch: Callable
     serving_outputs: Callable | None = None
     presets: dict = dataclasses.field(default_factory=dict)
+    explanation: Callable | None = None
+    streaming: Any = None
+    export_refusals: dict = dataclasses.field(default_factory=dict)
+    size_metrics: Callable = parameter_count
+    latency: Any = None
+    benchmark_presets: tuple = ("benchmark",)
+    speedup_baseline: dict = dataclasses.field(default_factory=dict)
+    ablation: Any = None
 
     def __post_init__(self):
         # Read-only, so a caller cannot change a preset for everybody.
         frozen = {name: types.MappingProxyType(dict(fields)) for name, fields in self.presets.items()}
         object.__setattr__(self, "presets", types.MappingProxyType(frozen))
+        object.__setattr__(self, "export_refusals", types.MappingProxyType(dict(self.export_refusals)))
+        object.__setattr__(self, "speedup_baseline", types.MappingProxyType(dict(self.speedup_baseline)))
+
+    @property
+    def input_kind(self):
+        """The kind of data the family eats (its config's `input_kind`),
+        which names its task."""
+        return type(self.config).input_kind
+
+    def explain(self, model):
+        """What `--explain` shows for `model` (see `models.capabilities`).
+
+        Raises:
+            ValueError: the family, or this configuration of it, has
+                nothing to explain; the message says why.
+        """
+        if self.explanation is None:
+            raise ValueError(f"--explain: model {self.name!r} has no explanation")
+        return self.explanation(model)
+
+    def check_export(self, format_name):
+        """Raises ValueError saying why the family does not export to
+        `format_name`; returns `format_name` otherwise."""
+        if format_name in self.export_refusals:
+            raise ValueError(
+                f"{self.name} does not export to {format_name}: {self.export_refusals[format_name]}"
+            )
+        return format_name
 
     def preset(self, name):
         """The fields of preset `name`.

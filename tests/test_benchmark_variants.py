@@ -5,7 +5,7 @@ import pytest
 
 import models
 from benchmarks import profile, train_step
-from train import distribute
+from train.engine import distribute
 
 
 class RecordingModel:

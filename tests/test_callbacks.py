@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from common import files
-from train import callbacks as callbacks_lib
+from train.engine import callbacks as callbacks_lib
 
 
 class Crash(Exception):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from train.tasks.classification import classification_report, roc_auc, two_columns
+from train.metrics.classification import classification_report, roc_auc, two_columns
 
 # Each example lists the six classes from most to least probable.
 RANK_SCORES = [0.40, 0.25, 0.15, 0.10, 0.06, 0.04]

@@ -15,7 +15,8 @@ import tensorflow as tf
 import models
 from tests.cli_calls import call
 from tests.cluster_processes import run_together
-from train import distribute, engine, export, run
+from train import engine, export, run
+from train.engine import distribute
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_FLAGS = [
@@ -99,7 +100,7 @@ def test_run_records_the_strategy_precision_and_jit(tmp_path):
     assert record["global_batch_size"] == 4
     assert record["mixed_precision"] == "float32"
     assert record["jit_compile_flag"] == "auto"
-    # auto on a CPU: the measured choice in train/jit_choices.json, off without one.
+    # auto on a CPU: the measured choice in train/engine/jit_choices.json, off without one.
     measured = json.load(open(distribute.JIT_CHOICES_PATH))["models"].get("convlstm", {})
     expected = measured.get(distribute.device_kind(), {}).get("choice") == "on"
     assert record["jit_compile"] is expected
@@ -181,7 +182,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
     import gc
     import keras
     import models
-    from train import distribute
+    from train.engine import distribute
 
     gc.freeze()  # as tests/conftest.py: collections skip the imported objects
     # Eagerly below: the replicas, their variables and the reductions are
@@ -476,7 +477,7 @@ def test_jit_stays_off_for_lstm_models(tmp_path):
 
 
 def test_recorded_choices_agree_with_their_numbers():
-    """Each entry of `train/jit_choices.json` is the benchmark's choice for
+    """Each entry of `train/engine/jit_choices.json` is the benchmark's choice for
     its numbers: XLA only at 0.9x the plain step or faster."""
     from benchmarks import report
 

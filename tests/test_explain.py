@@ -13,7 +13,7 @@ from common.cli import run_main
 from tests.prediction_fixtures import keyframe_run, make_run, write_scene_video
 from tests.test_predict_cli import CLASSIFIERS, MOTION_CLASSES
 from train import engine, predict
-from train.tasks import explain
+from train.serving import explain
 
 # One worker runs the module: its module-scoped runs are built once.
 pytestmark = pytest.mark.xdist_group("test_explain")

@@ -10,7 +10,8 @@ import pytest
 
 from data import summarization as sm
 from common.cli import run_main
-from train import evaluate, predict, run, summary_eval
+from train import evaluate, predict, run
+from train.metrics import summarization as summary_eval
 from train.tasks import keyframes
 
 # One worker runs the module: its module-scoped runs are built once.

@@ -13,7 +13,8 @@ from common.cli import run_main
 from data import video as video_lib
 from tests import video_files
 from tests.prediction_fixtures import SCENE_COLOURS, keyframe_run, make_run, write_scene_video
-from train import predict, summary_eval
+from train import predict
+from train.metrics import summarization as summary_eval
 from train.tasks import keyframes
 
 # One worker runs the module: its module-scoped runs are built once.

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from train import summary_eval as se
+from train.metrics import summarization as se
 
 
 def brute_force_knapsack(values, weights, capacity):

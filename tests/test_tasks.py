@@ -85,7 +85,7 @@ class ScoreStub:
 
 
 def test_a_frame_score_ensemble_averages_its_members_scores():
-    from train import summary_eval
+    from train.metrics import summarization as summary_eval
 
     config = models.get_config("keyframe_transformer", preset="tiny")
     task = tasks.get_task("frame_scores")

@@ -218,7 +218,7 @@ def test_yaml_with_unknown_keys(tmp_path, capsys):
 
 
 def test_yaml_values_apply_and_flags_win(tmp_path):
-    from train.config import user_overrides
+    from train.engine.config import user_overrides
     import models
 
     path = tmp_path / "config.yaml"

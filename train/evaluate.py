@@ -7,52 +7,26 @@ frame scorers the summarization protocol. Several runs form an ensemble
 whose outputs are averaged. Data flags default to what the first run
 recorded; a flag given here replaces the recorded value. `--views
 CLIPSxCROPS` tests clip classifiers on several views of each video and
-averages their probabilities (see `train.tasks.clips`).
+averages their probabilities (see `train.tasks.clips`): a task's own
+evaluation options become flags of this command.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 
 from common.cli import ArgumentParser, run_main
-from common.files import read_json, read_run_config, write_json
+from common.files import write_json
+from train import tasks
+from train.run_folder import load_record, load_run
+from train.tasks.base import (
+    add_option_arguments, option_flags, options_from_args, options_from_record,
+)
 
 
-def load_record(run):
-    """Reads a run folder's `config.json` (and `class_names.json`).
-
-    Raises:
-        FileNotFoundError: the folder has no config.json.
-        ValueError: config.json is not a JSON mapping naming a model.
-    """
-    record = read_run_config(run, run)
-    import models
-
-    models.get_family(record["model"])
-    names_path = os.path.join(run, "class_names.json")
-    if os.path.isfile(names_path):
-        record["class_names"] = read_json(names_path, "class name list")
-    return record
-
-
-def load_run(run, checkpoint="best.keras"):
-    """Reads a run folder; returns (record, the checkpoint's model)."""
-    import keras
-
-    record = load_record(run)
-    path = os.path.join(run, checkpoint)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{run}: no {checkpoint}; has the run finished an epoch?")
-    try:
-        model = keras.saving.load_model(path)
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(f"{path}: cannot be loaded as a Keras model ({first})") from None
-    return record, model
-
-
-def run_data(record, option_updates=None, split=None, views=None):
+def run_data(record, option_updates=None, split=None, evaluation=None):
     """Rebuilds one split of a run's data from what the run recorded.
 
     Args:
@@ -61,41 +35,48 @@ def run_data(record, option_updates=None, split=None, views=None):
             replace the recorded values.
         split: "test", "val", or None for the test data when the run has
             any, else the validation data.
-        views: `train.tasks.clips.Views` for multi-view testing, or None.
+        evaluation: the task's `EvaluateOptions` (e.g. the clips task's
+            multi-view testing), or None.
     """
-    from train import tasks
-    from train.tasks.base import options_from_record
-
     task = tasks.task_for(record["model"])
     options = options_from_record(task.Options, record.get("data_options"), option_updates)
     given = frozenset(option_updates or {})
-    if views is None:
-        return task.load_split(options, record, split, given)
-    check_views(record["model"], views)
-    return task.load_split(options, record, split, given, views=views)
+    return task.load_split(options, record, split, given, evaluation=evaluation)
 
 
-def check_views(model_name, views):
-    """Refuses multi-view testing of a model whose task reads no clips."""
-    from train import tasks
-
-    task = tasks.task_for(model_name)
-    if not getattr(task, "takes_views", False):
-        raise ValueError(
-            f"--views {views}: {model_name} runs read {task.kind} data, not clips; "
-            "multi-view testing is for clip classifiers"
-        )
+def evaluation_options(task, values):
+    """The task's `EvaluateOptions` from parsed values (None without any)."""
+    if task.EvaluateOptions is None:
+        return None
+    return options_from_args(task.EvaluateOptions, values)
 
 
-def evaluate_runs(runs, split="test", out=None, option_updates=None, views=None):
+def check_evaluation_flags(task, model_name, argv):
+    """Refuses an evaluation flag of another task in `argv`, naming the
+    task that has it (argparse alone would only say it is unknown)."""
+    mine = set(option_flags(task.EvaluateOptions)) if task.EvaluateOptions else set()
+    for other in tasks.kinds():
+        other_task = tasks.get_task(other)
+        if other_task is task or other_task.EvaluateOptions is None:
+            continue
+        for flag in option_flags(other_task.EvaluateOptions):
+            given = [item for item in argv if item == flag or item.startswith(flag + "=")]
+            if given and flag not in mine:
+                index = argv.index(given[0])
+                value = given[0].partition("=")[2] or (argv[index + 1] if index + 1 < len(argv) else "")
+                raise ValueError(
+                    f"{flag} {value}: {model_name} runs read {task.kind} data, not {other} data; "
+                    f"{flag} is an evaluation option of the {other} task"
+                )
+
+
+def evaluate_runs(runs, split="test", out=None, option_updates=None, evaluation=None):
     """Evaluates one run, or averages the outputs of several.
 
     `split=None` takes the test data when there is any, else validation;
-    `views` (`train.tasks.clips.Views`) asks for multi-view testing.
+    `evaluation` holds the task's own evaluation options (e.g. views).
     Writes `<split>_report.json` and `metrics.json` into `out` when given.
     """
-    from train import tasks
-
     loaded = [load_run(run) for run in runs]
     names = {record["model"] for record, _ in loaded}
     if len(names) != 1:
@@ -110,7 +91,7 @@ def evaluate_runs(runs, split="test", out=None, option_updates=None, views=None)
                     f"--runs: {run} has {what} {mine} but {runs[0]} has {theirs}; "
                     "an ensemble needs members of one input and one set of classes"
                 )
-    data = run_data(first, option_updates, split=split, views=views)
+    data = run_data(first, option_updates, split=split, evaluation=evaluation)
     split = split or data.first_split()
     if split is None:
         raise ValueError("the data has no test or validation split")
@@ -128,8 +109,6 @@ def evaluate_model(model, model_name, data, out):
     """Evaluates a freshly trained model on the bundle's test data (else its
     validation data), writes `<split>_report.json` into `out` and returns
     the summary with each key prefixed by the split (`test_accuracy`)."""
-    from train import tasks
-
     split = data.first_split()
     if split is None:
         return {}
@@ -147,18 +126,18 @@ def prefixed(summary, split):
     return {f"{split}_{key}": value for key, value in summary.items()}
 
 
-def report_prefix(out, split, updates, views=None):
-    """`evaluate_<split>[_<data>][_views<C>x<K>]`, named by the data files
-    given on the command line and the views (when not one view), and
-    numbered (`-2`, `-3`, ...) past any report already in `out`: an
-    evaluation never replaces an earlier one."""
+def report_prefix(out, split, updates, suffix=""):
+    """`evaluate_<split>[_<data>][_<suffix>]`, named by the data files
+    given on the command line and the task's suffix for its evaluation
+    options (e.g. `views10x3`), and numbered (`-2`, `-3`, ...) past any
+    report already in `out`: an evaluation never replaces an earlier one."""
     names = [
         os.path.splitext(os.path.basename(os.path.normpath(value)))[0]
         for _, value in sorted(updates.items())
         if isinstance(value, str) and os.path.exists(value)
     ]
-    if views is not None and views.count > 1:
-        names.append(f"views{views}")
+    if suffix:
+        names.append(suffix)
     stem = "_".join([f"evaluate_{split}", *names])
     prefix, number = stem, 1
     while os.path.exists(os.path.join(out, f"{prefix}_report.json")):
@@ -168,9 +147,6 @@ def report_prefix(out, split, updates, views=None):
 
 
 def build_parser(model_name=None):
-    from train import tasks
-    from train.tasks.base import add_option_arguments
-
     parser = ArgumentParser(
         prog="python -m train.evaluate",
         description="Evaluate one run, or an ensemble of runs by averaging their "
@@ -182,40 +158,42 @@ def build_parser(model_name=None):
         help="data to evaluate on; without it, the test data when there is any, else validation",
     )
     parser.add_argument("--out", default=None, help="folder for the report; without it, the first run")
-    parser.add_argument(
-        "--views", default=None, metavar="CLIPSxCROPS",
-        help="clip classifiers: test on CLIPS clips spread over each video x CROPS "
-        "spatial crops (1 or 3) and average the probabilities, e.g. 10x3; default 1x1",
-    )
     if model_name is not None:
+        task = tasks.task_for(model_name)
+        if task.EvaluateOptions is not None:
+            add_option_arguments(parser.add_argument_group(f"evaluation ({task.kind} runs)"),
+                                 task.EvaluateOptions)
         group = parser.add_argument_group("data (overrides what the run recorded)")
-        add_option_arguments(group, tasks.task_for(model_name).Options, suppress_defaults=True)
+        add_option_arguments(group, task.Options, suppress_defaults=True)
     return parser
 
 
 def main(argv=None):
-    from train import tasks
-
+    argv = sys.argv[1:] if argv is None else argv
     peek = argparse.ArgumentParser(add_help=False)
     peek.add_argument("--runs", nargs="+")
     known, _ = peek.parse_known_args(argv)
     model_name = None
     if known.runs:
         model_name = load_record(known.runs[0])["model"]
+    task = tasks.task_for(model_name) if model_name is not None else None
+    if task is not None:
+        check_evaluation_flags(task, model_name, list(argv or []))
     args = build_parser(model_name).parse_args(argv)
-    fixed = {"runs", "subset", "out", "views"}
+    evaluation_fields = (
+        {field.name for field in dataclasses.fields(task.EvaluateOptions)}
+        if task.EvaluateOptions is not None else set()
+    )
+    fixed = {"runs", "subset", "out"} | evaluation_fields
     updates = {k: v for k, v in vars(args).items() if k not in fixed}
     out = args.out or args.runs[0]
-    views = None
-    if args.views is not None:
-        from train.tasks.clips import parse_views
-
-        views = parse_views(args.views)
-        check_views(model_name, views)
-    report = evaluate_runs(args.runs, args.subset, out=None, option_updates=updates, views=views)
+    evaluation = evaluation_options(task, vars(args))
+    if evaluation is not None:
+        task.report_suffix(evaluation)  # a bad value is refused before the model loads
+    report = evaluate_runs(args.runs, args.subset, out=None, option_updates=updates,
+                           evaluation=evaluation)
     os.makedirs(out, exist_ok=True)
-    task = tasks.task_for(model_name)
-    prefix = report_prefix(out, report["split"], updates, views)
+    prefix = report_prefix(out, report["split"], updates, task.report_suffix(evaluation))
     task.write_report(report, out, prefix=prefix)
     print(json.dumps(report["summary"], indent=2))
     description = task.describe(report)

@@ -21,7 +21,8 @@ reloaded in its own runtime (TensorFlow, the LiteRT interpreter,
 onnxruntime) and compared with the Keras model on held-out inputs (the
 run's test and validation data, rebuilt from its `config.json`) before it
 is renamed into place; a failed gate or check removes the staging folder
-and leaves nothing behind (`train.export_formats.verify` has the gates).
+and leaves nothing behind (`train.formats.gates` has the gates; the
+quantized gate's decision metric is the task's, `Task.export_gate`).
 int8 is calibrated on examples of the run's own training data. A float
 export of a run whose data cannot be rebuilt any more is checked on random
 inputs of the model's shapes, and the report says so; an int8 export needs
@@ -37,21 +38,19 @@ import tempfile
 
 import numpy as np
 
+import models
 from common.cli import USER_ERRORS, ArgumentParser, run_main
 from common.files import write_json
-from train import export_formats
-from train.export_formats import FORMATS, export_saved_model, serving_signature  # noqa: F401
+from train import formats, tasks
+from train.engine import distribute
+from train.formats import streaming as streaming_lib
+from train.run_folder import load_record, load_run
+from train.tasks.base import options_from_record, run_config
 
 SAVED_MODELS_DIR = "saved_models"
 REPORT_NAME = "export_report.json"
 DEFAULT_CALIBRATION_EXAMPLES = 100
 DEFAULT_VERIFY_EXAMPLES = 200
-RUNTIMES = {
-    "saved_model": "tensorflow",
-    "litert": "ai-edge-litert",
-    "litert-int8": "ai-edge-litert",
-    "onnx": "onnxruntime",
-}
 
 
 class ExportRefused(ValueError):
@@ -61,7 +60,7 @@ class ExportRefused(ValueError):
 def base_folder(out_root, model_name, format_name="saved_model", streaming=False):
     """The folder that holds the numbered versions of one model and format."""
     name = f"{model_name}_stream" if streaming else model_name
-    if format_name == "saved_model":
+    if formats.get_format(format_name).serving_root:
         return os.path.join(out_root, name)
     return os.path.join(out_root, name, format_name)
 
@@ -74,31 +73,6 @@ def next_version(model_dir):
     return max(versions, default=0) + 1
 
 
-def verify_export(model, model_name, config, path, atol=1e-5):
-    """Reloads a SavedModel and compares it with Keras on a random batch;
-    returns the largest difference.
-
-    Raises:
-        AssertionError: the outputs differ by more than `atol`.
-    """
-    import models
-
-    family = models.get_family(model_name)
-    inputs, _ = family.example_batch(config, 2, seed=0)
-    runner = export_formats.SavedModelRunner(path)
-    served = runner(inputs)
-    expected = family.name_outputs(model, model(inputs, training=False))
-    if sorted(served) != sorted(expected):
-        raise AssertionError(f"signature outputs {sorted(served)} != {sorted(expected)}")
-    worst = max(
-        float(np.max(np.abs(np.asarray(served[key]) - np.asarray(expected[key]))))
-        for key in expected
-    )
-    if worst > atol:
-        raise AssertionError(f"SavedModel differs from Keras by {worst:.2e} > {atol}")
-    return worst
-
-
 # ---------------------------------------------------------------------------
 # The run's data: held-out inputs to check on, training inputs to calibrate.
 
@@ -107,13 +81,9 @@ def rebuild_data(record):
     """The run's data bundle, rebuilt through its task from `config.json`:
     the recorded data options, config and seeds (the held-out rows are
     those the run held out)."""
-    import models
-    from train import tasks
-    from train.tasks.base import options_from_record
-
     task = tasks.task_for(record["model"])
     options = options_from_record(task.Options, record.get("data_options"))
-    config = models.get_family(record["model"]).config.with_overrides(**record["config"])
+    config = run_config(record)
     seed = record.get("seed", 0)
     split_seed = (record.get("data") or {}).get("data_seed", seed)
     return task.load(options, config, seed, split_seed=split_seed)
@@ -158,8 +128,6 @@ def single_examples(dataset, limit, open_steps):
 
 def random_batches(model_name, config, count=8, batch_size=4):
     """Random inputs of the model's shapes (`Family.example_batch`)."""
-    import models
-
     family = models.get_family(model_name)
     for seed in range(max(1, count // batch_size)):
         inputs, _ = family.example_batch(config, batch_size, seed=100 + seed)
@@ -186,17 +154,13 @@ def export_run(run, version=None, out_root=SAVED_MODELS_DIR, checkpoint="best.ke
             support, or an int8 export of a run whose training data cannot
             be rebuilt.
     """
-    import models
-    from train.evaluate import load_record, load_run
-
-    export_formats.check_format(format_name)
+    export_format = formats.get_format(format_name)
     record = load_record(run)
     model_name = record["model"]
-    export_formats.check_format(format_name, model_name)
+    formats.check_format(format_name, model_name)
     if streaming:
-        from train import streaming as streaming_lib
-
-        streaming_lib.check_streaming(model_name, format_name)
+        streaming_form = streaming_lib.streaming_form(model_name)
+        streaming_lib.check_format(format_name)
     if not os.path.exists(os.path.join(run, checkpoint)):
         raise FileNotFoundError(f"--run {run}: no {checkpoint}")
     model_dir = base_folder(out_root, model_name, format_name, streaming)
@@ -211,8 +175,8 @@ def export_run(run, version=None, out_root=SAVED_MODELS_DIR, checkpoint="best.ke
         )
 
     _, model = load_run(run, checkpoint)
-    config = models.get_family(model_name).config.with_overrides(**record["config"])
-    quantized = format_name == "litert-int8"
+    config = run_config(record)
+    quantized = export_format.needs_calibration
     bundle, data_problem = None, None
     try:
         bundle = rebuild_data(record)
@@ -257,13 +221,14 @@ def export_run(run, version=None, out_root=SAVED_MODELS_DIR, checkpoint="best.ke
     try:
         if streaming:
             written, runner, report = streaming_lib.export_and_verify(
-                format_name, model, config, staging, batches, threads
+                format_name, model, config, streaming_form, staging, batches, threads
             )
         else:
-            written = export_formats.write(format_name, model, model_name, staging, calibration)
-            runner = export_formats.load_runner(format_name, staging, threads)
-            report = export_formats.verify(format_name, model, model_name, runner, batches,
-                                           float_tolerance=float_tolerance(model, format_name))
+            written = export_format.write(model, model_name, staging, calibration)
+            runner = export_format.load_runner(staging, threads)
+            report = formats.verify(export_format, model, model_name, runner, batches,
+                                    tasks.task_for(model_name).export_gate(),
+                                    float_tolerance=float_tolerance(model, export_format))
         inputs, outputs = runner.signature()
         report.update(
             format=format_name,
@@ -274,12 +239,12 @@ def export_run(run, version=None, out_root=SAVED_MODELS_DIR, checkpoint="best.ke
             version=version,
             file=os.path.relpath(written.path, staging) if written.path != staging else ".",
             bytes=_size(written.path),
-            runtime=RUNTIMES[format_name],
+            runtime=export_format.runtime,
             signature={"inputs": inputs, "outputs": outputs},
             rewrites=written.rewrites,
             signature_batch_size=written.batch_size,
             checked_on={"source": source, **{k: v for k, v in seen.items() if v is not None}},
-            versions=tool_versions(format_name),
+            versions=tool_versions(export_format),
             created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         )
         if quantized:
@@ -288,7 +253,7 @@ def export_run(run, version=None, out_root=SAVED_MODELS_DIR, checkpoint="best.ke
         if not gate["passed"]:
             raise ExportRefused(
                 f"{format_name} export of {run} refused: {gate['metric']} {gate['value']:.4g} "
-                f"{'>' if 'diff' in gate['metric'] else '<'} {gate['threshold']} on "
+                f"{'>' if gate['comparison'] == '<=' else '<'} {gate['threshold']} on "
                 f"{report['examples']} examples of {source}; nothing was written"
             )
         write_json(os.path.join(staging, REPORT_NAME), report)
@@ -299,24 +264,17 @@ def export_run(run, version=None, out_root=SAVED_MODELS_DIR, checkpoint="best.ke
     return target, report
 
 
-def float_tolerance(model, format_name):
+def float_tolerance(model, export_format):
     """The float gate: 1e-4, or what a mixed-precision model's SavedModel
-    may drift (`train.distribute.export_tolerance`) when that is larger."""
-    from train import distribute
-
-    tolerance = export_formats.FLOAT_TOLERANCE
-    if format_name == "saved_model":
+    may drift (`train.engine.distribute.export_tolerance`) when that is larger."""
+    tolerance = formats.FLOAT_TOLERANCE
+    if export_format.serving_root:
         tolerance = max(tolerance, distribute.export_tolerance(model))
     return tolerance
 
 
-def tool_versions(format_name):
-    packages = ["tensorflow", "keras"] + {
-        "saved_model": [],
-        "litert": ["ai-edge-litert"],
-        "litert-int8": ["ai-edge-litert"],
-        "onnx": ["tf2onnx", "onnx", "onnxruntime"],
-    }[format_name]
+def tool_versions(export_format):
+    packages = ["tensorflow", "keras", *export_format.packages]
     versions = {}
     for package in packages:
         try:
@@ -346,7 +304,7 @@ def describe(target, report):
         f"  reloaded in {report['runtime']} and checked against Keras on {report['examples']} "
         f"examples of {checked['source']}" + (f" ({counts})" if counts else ""),
         f"  gate {gate['metric']} = {gate['value']:.3g} "
-        f"({'<=' if 'diff' in gate['metric'] else '>='} {gate['threshold']}): passed",
+        f"({gate['comparison']} {gate['threshold']}): passed",
         "  max |diff| " + ", ".join(f"{k} {v:.1e}" for k, v in report["max_abs_diff"].items()),
         f"  report: {os.path.join(target, REPORT_NAME)}",
     ]
@@ -362,8 +320,8 @@ def main(argv=None):
         "against Keras on the run's held-out data before it is moved into place.",
     )
     parser.add_argument("--run", required=True, help="run folder written by train.run")
-    parser.add_argument("--format", default="saved_model", choices=FORMATS, dest="format_name",
-                        help="export format")
+    parser.add_argument("--format", default="saved_model", choices=formats.names(),
+                        dest="format_name", help="export format")
     parser.add_argument("--version", type=int, default=None, help="version number (default: next free)")
     parser.add_argument("--out", default=SAVED_MODELS_DIR, help="model base path of TF Serving")
     parser.add_argument(
@@ -372,8 +330,8 @@ def main(argv=None):
     )
     parser.add_argument(
         "--streaming", action="store_true",
-        help="export the frame-by-frame model (convlstm; saved_model with init_state and "
-        "step signatures, or litert) into <out>/<model>_stream/",
+        help="export the frame-by-frame model of a model that has one (saved_model with "
+        "init_state and step signatures, or litert) into <out>/<model>_stream/",
     )
     parser.add_argument(
         "--calibration-examples", type=int, default=DEFAULT_CALIBRATION_EXAMPLES,

@@ -14,7 +14,7 @@ The run's task makes the result (`Task.predictor`), the same one
   (`train.tasks.keyframes`).
 
 With `--explain`, every result also gets what the model looked at
-(`train.tasks.explain`): `explanation.mp4`, `explanation.png` and
+(`train.serving.explain`): `explanation.mp4`, `explanation.png` and
 `explanation.json`; a run whose model has no explanation is refused before
 any result folder is made.
 
@@ -26,24 +26,26 @@ order) is predicted and printed as one JSON line, with progress on stderr,
 and a file that does not decode is reported (on stderr and as a JSON line
 with an "error") and skipped.
 
-`--stream` (convlstm runs) feeds the video to the model one frame at a
-time (`train.streaming.stream_video`) and writes `stream.json`: the
+`--stream` (runs whose model has a frame-by-frame form) feeds the video to the model one frame at a
+time (`train.serving.streaming.stream_video`) and writes `stream.json`: the
 probabilities after every frame (every frame, or `--stream-fps` frames per
-second of video), with the frame's index and time.
+second of video), with the frame's index and time
+(`train.serving.streaming`).
 """
 
 import json
 import os
 import shutil
 import sys
-import time
 
 from common.cli import ArgumentParser, run_main
+from common.files import write_json
+from common.progress import Progress
+from data.stream import FrameStream
+from train.serving.prediction import PredictOptions, list_videos, predict_one, result_folder
 
 
 def build_parser():
-    from train.tasks.prediction import PredictOptions
-
     defaults = PredictOptions()
     parser = ArgumentParser(
         prog="python -m train.predict",
@@ -105,69 +107,11 @@ def build_parser():
     return parser
 
 
-def list_videos(folder):
-    """The video files under `folder`, sorted; hidden files left out."""
-    from data.video import is_video_file
-
-    found = []
-    for directory, subfolders, names in os.walk(folder):
-        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
-        found.extend(
-            os.path.join(directory, name) for name in sorted(names)
-            if is_video_file(name) and not name.startswith(".")
-        )
-    return found
-
-
-def predict_one(predictor, video, root):
-    """Runs `predictor` on one video in a new result folder under `root`;
-    the folder is removed again when the prediction fails."""
-    from train.tasks.prediction import result_folder
-
-    out = result_folder(root, video)
-    try:
-        return predictor(video, out)
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)
-        raise
-
-
-class Progress:
-    """A one-line progress bar on stderr (a line per step when not a terminal)."""
-
-    def __init__(self, total, stream=None):
-        self.total, self.done = total, 0
-        self.stream = stream or sys.stderr
-        self.started = time.time()
-        self.tty = self.stream.isatty()
-
-    def step(self, name, status):
-        self.done += 1
-        width = 24
-        filled = int(width * self.done / max(self.total, 1))
-        line = (f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-                f"{time.time() - self.started:.0f}s {status} {name}")
-        if self.tty:
-            self.stream.write("\r" + line[:160].ljust(160))
-            if self.done == self.total:
-                self.stream.write("\n")
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-
 def stream_one(model, record, args):
     """`--stream`: the probabilities after every frame, printed and written
     to `stream.json` in a new result folder."""
-    from common.files import write_json
-    from train import streaming
-    from train.tasks.prediction import result_folder
+    from train.serving import streaming  # TensorFlow, once the flags are checked
 
-    if record["model"] not in streaming.STREAMING_MODELS:
-        raise ValueError(
-            f"--stream: a {record['model']} run has no frame-by-frame form; streaming runs: "
-            f"{', '.join(streaming.STREAMING_MODELS)}"
-        )
     result = streaming.stream_video(model, record, args.video, fps=args.stream_fps).to_json()
     out = result_folder(args.out or os.path.join(args.run, "predictions"), args.video)
     try:
@@ -181,8 +125,8 @@ def stream_one(model, record, args):
 
 
 def main(argv=None):
-    from train import evaluate, tasks
-    from train.tasks.prediction import PredictOptions
+    # TensorFlow loads only once the flags are checked.
+    from train import run_folder, tasks
 
     args = build_parser().parse_args(argv)
     options = PredictOptions.from_dict(vars(args))
@@ -203,10 +147,8 @@ def main(argv=None):
             )
     else:
         # A file that is not a video is refused before the model loads.
-        from data.stream import FrameStream
-
         FrameStream(args.video).close()
-    record, model = evaluate.load_run(args.run)
+    record, model = run_folder.load_run(args.run)
     if args.stream:
         return stream_one(model, record, args)
     predictor = tasks.task_for(record["model"]).predictor(model, record, options)

@@ -20,15 +20,17 @@ import sys
 import warnings
 
 from common.cli import ArgumentParser, run_main
-from common.files import read_json, write_json
+from common.files import write_json
+from train import run_folder
 
 RUNS_DIR = "runs"
 
 
 def build_parser(model_name=None):
     import models
-    from train import config as config_lib
-    from train import distribute, tasks
+    from train.engine import config as config_lib
+    from train import tasks
+    from train.engine import distribute
     from train.tasks.base import add_option_arguments
 
     parser = ArgumentParser(
@@ -95,32 +97,10 @@ def main(argv=None):
     return 0
 
 
-def check_run_folder(out, model_name):
-    """Refuses a folder that holds another model's run or a finished run;
-    returns whether it holds a run to resume."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise NotADirectoryError(f"--out {out} is a file; expected a run folder")
-    config_path = os.path.join(out, "config.json")
-    if os.path.exists(config_path):
-        recorded = read_json(config_path, "run config")
-        recorded = recorded.get("model") if isinstance(recorded, dict) else None
-        if recorded != model_name:
-            raise ValueError(
-                f"--out {out} holds a run of model {recorded!r}, not {model_name!r}; "
-                "choose another --out"
-            )
-    if os.path.exists(os.path.join(out, "metrics.json")):
-        raise FileExistsError(
-            f"--out {out} holds a finished run (metrics.json exists); "
-            "choose another --out to train again"
-        )
-    return os.path.exists(config_path)
-
-
 def resolve_config(args, task, options):
     """(config, preset, user fields): defaults < preset < YAML < flags."""
     import models
-    from train import config as config_lib
+    from train.engine import config as config_lib
 
     family = models.get_family(args.model)
     user = config_lib.user_overrides(family.config, args.config, config_lib.field_overrides(args))
@@ -145,7 +125,7 @@ def apply_data_updates(config, data, user, source):
     """The config with the fields the data fixes; a field the user set to
     something else is refused, naming both values (unless the data adapts
     that field, see `DataBundle.adapted_fields`)."""
-    from train import config as config_lib
+    from train.engine import config as config_lib
 
     updates = data.config_updates
     for field, value in updates.items():
@@ -163,7 +143,8 @@ def apply_data_updates(config, data, user, source):
 def train_one(args, out, seed):
     import keras
 
-    from train import distribute, engine, evaluate, tasks
+    from train import engine, evaluate, tasks
+    from train.engine import distribute
     from train.tasks.base import options_from_args, options_to_dict
 
     # First: a multi-worker strategy must exist before any TensorFlow op runs.
@@ -173,7 +154,7 @@ def train_one(args, out, seed):
     options = options_from_args(task.Options, args)
     config, preset, user = resolve_config(args, task, options)
     distribute.check_global_batch(config.batch_size, setup.strategy)
-    resuming = check_run_folder(out, args.model)
+    resuming = run_folder.check_output_folder(out, args.model)
     keras.utils.set_random_seed(seed)
     with setup.strategy.scope():  # the strategy, not the pipeline, places batches on devices
         data = task.load(options, config, seed, split_seed=args.seed)
@@ -201,9 +182,8 @@ def train_one(args, out, seed):
         },
     }
     if resuming:
-        check_resumable(out, resolved, data.class_names)
-    write_json(os.path.join(out, "config.json"), resolved)
-    write_json(os.path.join(out, "class_names.json"), data.class_names)
+        run_folder.check_resumable(out, resolved, data.class_names)
+    run_folder.write_start(out, resolved, data.class_names)
 
     print(f"run folder: {out}" + (" (resuming)" if resuming else ""))
     history = engine.fit(
@@ -227,7 +207,7 @@ def train_one(args, out, seed):
                 warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
                 model.load_weights(best)
         else:
-            _, model = evaluate.load_run(out)
+            _, model = run_folder.load_run(out)
     report = evaluate.evaluate_model(model, args.model, data, out)
     metrics = {
         "train_seconds": history.train_seconds,
@@ -237,42 +217,6 @@ def train_one(args, out, seed):
     write_json(os.path.join(out, "metrics.json"), metrics)
     print(json.dumps(metrics, indent=2))
     return 0
-
-
-def check_resumable(out, resolved, class_names):
-    """Refuses to resume a run whose config, data options, seed or classes
-    differ from what it recorded: its weights would continue on other data
-    (or with label ids that mean other classes)."""
-    recorded = read_json(os.path.join(out, "config.json"), "run config")
-    for key in ("config", "data_options", "seed"):
-        now = json.loads(json.dumps(resolved[key]))
-        if recorded.get(key) != now:
-            raise ValueError(
-                f"--out {out} holds a run with a different {key}"
-                f"{differences(recorded.get(key), now)}; "
-                "resume it with the same flags or choose another --out"
-            )
-    names_path = os.path.join(out, "class_names.json")
-    if os.path.exists(names_path):
-        trained = read_json(names_path, "class name list")
-        if list(trained) != list(class_names):
-            raise ValueError(
-                f"--out {out} was trained on classes {trained} but the data now has "
-                f"{list(class_names)}; label ids would change under the trained weights. "
-                "Restore the data or choose another --out"
-            )
-
-
-def differences(recorded, now):
-    """' (field: recorded A, now B, ...)' for two dicts, '' otherwise."""
-    if not isinstance(recorded, dict) or not isinstance(now, dict):
-        return ""
-    changed = [
-        f"{key}: recorded {recorded.get(key)!r}, now {now.get(key)!r}"
-        for key in sorted(set(recorded) | set(now))
-        if recorded.get(key) != now.get(key)
-    ]
-    return f" ({'; '.join(changed)})" if changed else ""
 
 
 if __name__ == "__main__":

@@ -5,8 +5,12 @@ import dataclasses
 import keras_tuner as kt
 
 import models
-from models import r2plus1d
 from train import engine
+
+
+# The history keys of a trial's size metrics (the family's `size_metrics`,
+# e.g. "size: CNN params"); the results table shows them as columns.
+SIZE_PREFIX = "size: "
 
 
 class SuiteHyperModel(kt.HyperModel):
@@ -68,11 +72,7 @@ class SuiteHyperModel(kt.HyperModel):
         )
         # The oracle keeps every history key at the best epoch: the sizes
         # ride along so the results table needs no rebuild.
-        sizes = {
-            "cnn_params": r2plus1d.cnn_params(model),
-            "attention_params": r2plus1d.attention_params(model),
-            "params": r2plus1d.count_params(model, trainable_only=False),
-        }
-        for key, value in sizes.items():
-            history.history[key] = [float(value)] * len(history.epoch)
+        sizes = models.get_family(setting.model).size_metrics(model)
+        for label, value in sizes.items():
+            history.history[SIZE_PREFIX + label] = [float(value)] * len(history.epoch)
         return history

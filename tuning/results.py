@@ -1,8 +1,10 @@
 """The results table of a search: Markdown and CSV, best validation accuracy first.
 
 Each row is one trial, with the metrics of its best epoch (the epoch the
-objective picked): train loss, val loss, val acc, the backbone's trainable
-parameters (CNN params) and the Perceiver's (attention params).
+objective picked): train loss, val loss, val acc, and the size metrics its
+family declares (`Family.size_metrics`: for the R(2+1)D families the
+backbone's trainable parameters, CNN params, and the Perceiver's,
+attention params).
 """
 
 import csv
@@ -11,13 +13,14 @@ import math
 import os
 
 from common.files import write_atomic
+from common.tables import markdown_table
+from tuning.hypermodel import SIZE_PREFIX
 
 METRIC_COLUMNS = (
     ("train loss", "loss"),
     ("val loss", "val_loss"),
     ("val acc", "val_accuracy"),
 )
-SIZE_COLUMNS = (("CNN params", "cnn_params"), ("attention params", "attention_params"))
 
 
 def _metric(trial, name):
@@ -28,9 +31,20 @@ def _metric(trial, name):
     return None
 
 
+def size_columns(oracle):
+    """The size metrics the trials recorded, as (column, metric name)."""
+    names = []
+    for trial in oracle.trials.values():
+        for name in trial.metrics.metrics:
+            if name.startswith(SIZE_PREFIX) and name not in names:
+                names.append(name)
+    return [(name[len(SIZE_PREFIX):], name) for name in names]
+
+
 def trial_rows(oracle, space, objective_name):
     """One dict per trial, sorted by val acc (else the objective), best first."""
     range_fields = [r.field for r in space.ranges]
+    sizes = size_columns(oracle)
     models_by_label = {s.label: s.model for s in space.settings}
     rows = []
     for trial in oracle.trials.values():
@@ -43,7 +57,7 @@ def trial_rows(oracle, space, objective_name):
             row[column] = _metric(trial, metric)
         if objective_name not in dict(METRIC_COLUMNS).values():
             row[objective_name] = _metric(trial, objective_name)
-        for column, metric in SIZE_COLUMNS:
+        for column, metric in sizes:
             value = _metric(trial, metric)
             row[column] = None if value is None else int(value)
         row["status"] = str(trial.status).split(".")[-1].lower()
@@ -58,8 +72,9 @@ def columns_of(rows, space, objective_name):
     columns += [c for c, _ in METRIC_COLUMNS]
     if objective_name not in dict(METRIC_COLUMNS).values():
         columns.append(objective_name)
-    columns += [c for c, _ in SIZE_COLUMNS] + ["status"]
-    return columns
+    known = set(columns) | {"status"}
+    columns += [key for row in rows for key in row if key not in known and not known.add(key)]
+    return columns + ["status"]
 
 
 def _cell(value):
@@ -73,10 +88,7 @@ def _cell(value):
 
 
 def markdown(rows, columns):
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        lines.append("| " + " | ".join(_cell(row.get(c)) for c in columns) + " |")
-    return "\n".join(lines) + "\n"
+    return markdown_table(rows, columns, cell=_cell) + "\n"
 
 
 def csv_text(rows, columns):

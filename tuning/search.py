@@ -85,14 +85,18 @@ def build_parser(task=None):
 
 def searched_task(model, grid):
     """The task of the searched model (an architecture grid searches the
-    R(2+1)D families, whose task is the same), or None."""
+    families that declare it, whose task is the same), or None."""
     import models
     from train import tasks
+    from tuning import space as space_lib
 
-    if model is not None and model in models.NAMES:
+    if model is not None and model in models.names():
         return tasks.task_for(model)
     if grid is not None:
-        return tasks.task_for("r2plus1d")
+        try:
+            return tasks.task_for(space_lib.grid_families()[0])
+        except ValueError:
+            return None  # check_target says why
     return None
 
 
@@ -144,7 +148,7 @@ def make_space(args, base, task, options):
 
     if args.grid is not None:
         return space_lib.grid_space(args.grid, base, args.space, embedded=embedded_presets(
-            task, options, base, ("r2plus1d", "r2plus1d_perceiver")))
+            task, options, base, tuple(space_lib.grid_families())))
     space = space_lib.model_space(
         args.model, base, args.space, embedded=embedded_presets(task, options, base, (args.model,))
     )

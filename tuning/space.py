@@ -10,49 +10,83 @@ multiplying its trials. Continuous ranges (`{min, max}` in a space file)
 stay separate `Int`/`Float` hyperparameters for RandomSearch and Hyperband
 and apply to the families that have the field.
 
-Architectures are written `CNN+CROSS+SELF`: backbone blocks, cross-attention
-blocks and self-attention blocks; `N+0+0` is the plain R(2+1)D baseline.
+Architecture grids come from the families that declare one
+(`models.capabilities.Ablation`): the R(2+1)D families' rows are written
+`CNN+CROSS+SELF` (backbone blocks, cross-attention blocks and
+self-attention blocks; `N+0+0` is the plain R(2+1)D baseline), and a row
+names the family that builds it.
 """
 
 import dataclasses
 import itertools
 
 import models
-from models.r2plus1d import NOTES_ABLATION, architecture, architecture_label
-from train.config import read_yaml_mapping
+from common.files import jsonable
+from train.engine.config import read_yaml_mapping
 
-# `--grid full`: the cartesian product of the values the notes ablate;
-# combinations whose self blocks do not divide by the cross blocks are left
-# out.
-FULL_GRID = {
-    "cnn_blocks": (4, 6, 7, 8),
-    "cross_blocks": (0, 1, 2),
-    "self_blocks": (0, 1, 2, 6, 12),
-}
-
-GRID_LIST_KEYS = ("cnn_blocks", "cross_blocks", "self_blocks")
-GRID_FILE_KEYS = ("architectures",) + GRID_LIST_KEYS
-# Missing lists in a grid file take the `r2plus1d_perceiver` defaults
-# (the notes' proposed 8+1+1).
-GRID_LIST_DEFAULTS = {"cnn_blocks": [8], "cross_blocks": [1], "self_blocks": [1]}
+FULL_GRID_NAME = "full"
 RANGE_KEYS = ("min", "max", "step", "sampling")
 
 
-def parse_architecture(value, source):
+def registered_ablation():
+    """The architecture grid the registered families declare.
+
+    Raises:
+        ValueError: no family declares one, or several declare different
+            grids (then `--grid` cannot tell which is meant).
+    """
+    found = []
+    for name in models.names():
+        ablation = models.get_family(name).ablation
+        if ablation is not None and not any(ablation is known for known in found):
+            found.append(ablation)
+    if not found:
+        raise ValueError("--grid: no registered model declares an architecture grid")
+    if len(found) > 1:
+        raise ValueError("--grid: several registered models declare different architecture "
+                         "grids; search one model with --model NAME --space FILE.yaml")
+    return found[0]
+
+
+def grid_families(ablation=None):
+    """The names of the families whose rows the grid builds, sorted."""
+    ablation = ablation or registered_ablation()
+    return sorted(name for name in models.names() if models.get_family(name).ablation is ablation)
+
+
+def row_format(ablation):
+    return "+".join(field.upper().removesuffix("_BLOCKS") for field in ablation.fields)
+
+
+def parse_architecture(value, source, ablation=None):
     """`"8+1+6"`, `[8, 1, 6]` or `(8, 1, 6)` -> (8, 1, 6)."""
+    ablation = ablation or registered_ablation()
     parts = value.split("+") if isinstance(value, str) else value
     try:
-        cnn, cross, self_ = (int(str(p).strip()) for p in parts)
+        row = tuple(int(str(p).strip()) for p in parts)
     except (TypeError, ValueError):
+        row = ()
+    if len(row) != len(ablation.fields):
+        example = ablation.label(next(iter(ablation.rows.values()))[0])
         raise ValueError(
-            f"{source}: architecture {value!r} is not CNN+CROSS+SELF (e.g. '8+1+6')"
-        ) from None
-    return cnn, cross, self_
+            f"{source}: architecture {value!r} is not {row_format(ablation)} (e.g. '{example}')"
+        )
+    return row
 
 
-def architecture_error(cnn, cross, self_):
+def architecture_label(*row, ablation=None):
+    """A row's name, e.g. "8+1+6"."""
+    return (ablation or registered_ablation()).label(tuple(row))
+
+
+def architecture(*row, ablation=None):
+    """(model name, config fields) of a row."""
+    return (ablation or registered_ablation()).resolve(tuple(row))
+
+
+def architecture_error(*row, ablation=None):
     """Why an architecture is invalid (the config's own message), or None."""
-    name, fields = architecture(cnn, cross, self_)
+    name, fields = architecture(*row, ablation=ablation)
     try:
         models.get_config(name, **fields)
     except ValueError as error:
@@ -60,75 +94,73 @@ def architecture_error(cnn, cross, self_):
     return None
 
 
-def left_out_of_grids(cnn, cross, self_):
-    """Cartesian grids leave out the combinations whose self-attention
-    blocks do not split evenly after the cross-attention blocks."""
-    return bool(cross) and self_ % cross != 0
-
-
 def grid_architectures(grid):
-    """The architectures of `--grid seed-ablation|full|FILE.yaml`.
+    """The architectures of `--grid NAME|full|FILE.yaml`, NAME one of the
+    grid's named row lists (`seed-ablation`: the notes' ablation table).
 
     Returns:
-        (architectures, skipped): tuples (cnn, cross, self), and the labels
-        of cartesian combinations left out as invalid.
+        (architectures, skipped): row tuples, and the labels of cartesian
+        combinations the grid leaves out (`Ablation.skip`).
 
     Raises:
         ValueError: an unknown grid name, a missing or malformed file, an
             unknown key, or an invalid architecture listed explicitly.
     """
-    if grid == "seed-ablation":
-        return list(NOTES_ABLATION), []
-    if grid == "full":
-        return _cartesian(FULL_GRID)
+    ablation = registered_ablation()
+    if grid in ablation.rows:
+        return [tuple(row) for row in ablation.rows[grid]], []
+    if grid == FULL_GRID_NAME:
+        return _cartesian(ablation, ablation.full_grid)
     if not grid.endswith((".yaml", ".yml")):
+        names = [f"'{name}'" for name in (*ablation.rows, FULL_GRID_NAME)]
         raise ValueError(
-            f"--grid {grid!r}: expected 'seed-ablation', 'full' or a .yaml file"
+            f"--grid {grid!r}: expected {', '.join(names[:-1])} or {names[-1]} or a .yaml file"
         )
     values = read_yaml_mapping(grid, "--grid")
-    unknown = sorted(set(values) - set(GRID_FILE_KEYS))
+    file_keys = ("architectures", *ablation.fields)
+    unknown = sorted(set(values) - set(file_keys))
     if unknown:
         raise ValueError(
             f"--grid {grid}: unknown key(s) {', '.join(map(str, unknown))}; "
-            f"valid keys are: {', '.join(GRID_FILE_KEYS)}"
+            f"valid keys are: {', '.join(file_keys)}"
         )
     if "architectures" in values:
-        if set(values) & set(GRID_LIST_KEYS):
+        if set(values) & set(ablation.fields):
             raise ValueError(
                 f"--grid {grid}: give either 'architectures' or the lists "
-                f"{', '.join(GRID_LIST_KEYS)}, not both"
+                f"{', '.join(ablation.fields)}, not both"
             )
         listed = _as_list(values["architectures"], "architectures", grid)
         architectures = []
         for item in listed:
-            architecture = parse_architecture(item, f"--grid {grid}")
-            error = architecture_error(*architecture)
+            row = parse_architecture(item, f"--grid {grid}", ablation)
+            error = architecture_error(*row, ablation=ablation)
             if error:
                 raise ValueError(
-                    f"--grid {grid}: architecture {architecture_label(*architecture)}: {error}"
+                    f"--grid {grid}: architecture {ablation.label(row)}: {error}"
                 )
-            if architecture not in architectures:
-                architectures.append(architecture)
+            if row not in architectures:
+                architectures.append(row)
         return architectures, []
     lists = {}
-    for key in GRID_LIST_KEYS:
-        items = _as_list(values.get(key, GRID_LIST_DEFAULTS[key]), key, grid)
+    for key in ablation.fields:
+        items = _as_list(values.get(key, list(ablation.defaults[key])), key, grid)
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
             raise ValueError(f"--grid {grid}: {key} must list integers, got {items!r}")
         lists[key] = items
-    return _cartesian(lists, f"--grid {grid}")
+    return _cartesian(ablation, lists, f"--grid {grid}")
 
 
-def _cartesian(lists, source="--grid full"):
+def _cartesian(ablation, lists, source="--grid full"):
     """Valid architectures of a product of lists, and the skipped labels."""
     architectures, skipped = [], []
-    for combination in itertools.product(*(lists[key] for key in GRID_LIST_KEYS)):
-        if left_out_of_grids(*combination):
-            skipped.append(architecture_label(*combination))
+    for combination in itertools.product(*(lists[key] for key in ablation.fields)):
+        if ablation.skip(combination):
+            skipped.append(ablation.label(combination))
             continue
-        error = architecture_error(*combination)
+        error = architecture_error(*combination, ablation=ablation)
         if error:
-            raise ValueError(f"{source}: architecture {architecture_label(*combination)}: {error}")
+            raise ValueError(f"{source}: architecture {ablation.label(combination)}: {error}")
         if combination not in architectures:
             architectures.append(combination)
     if not architectures:
@@ -346,20 +378,12 @@ class SearchSpace:
         return {
             "hyperparameter": self.hp_name,
             "settings": [
-                {"label": s.label, "model": s.model, "overrides": _jsonable(s.overrides)}
+                {"label": s.label, "model": s.model, "overrides": jsonable(s.overrides)}
                 for s in self.settings
             ],
             "ranges": [{"field": r.field, **r.describe()} for r in self.ranges],
-            "base": _jsonable(self.base),
+            "base": jsonable(self.base),
         }
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def split_base(base_overrides, families, source):
@@ -392,12 +416,13 @@ def grid_space(grid, base_overrides, space_path=None, source="--config/--set", e
     Returns:
         (SearchSpace, skipped labels).
     """
+    ablation = registered_ablation()
     architectures, skipped = grid_architectures(grid)
-    families = sorted({architecture(*a)[0] for a in architectures})
-    base = split_base(base_overrides, ["r2plus1d", "r2plus1d_perceiver"], source)
+    families = sorted({ablation.resolve(a)[0] for a in architectures})
+    base = split_base(base_overrides, grid_families(ablation), source)
     choices, ranges = read_space(space_path, families) if space_path else ({}, [])
     bases = [
-        (architecture_label(*a), *architecture(*a), architecture_label(*a))
+        (ablation.label(a), *ablation.resolve(a), ablation.label(a))
         for a in architectures
     ]
     space = SearchSpace("architecture", tuple(fold_settings(bases, choices)), tuple(ranges),

@@ -21,6 +21,8 @@ import typing
 
 import numpy as np
 
+import models
+
 SPLITS = ("train", "val", "test")
 
 
@@ -83,10 +85,16 @@ class Task:
     Attributes:
         kind: the input kind, as a config's `input_kind` names it.
         Options: the frozen dataclass of the task's data options.
+        EvaluateOptions: the frozen dataclass of the task's own evaluation
+            options (flags of `train.evaluate`), or None.
     """
 
     kind = ""
     Options = None
+    EvaluateOptions = None
+    # Whether a model of this kind has a target per step (frame scores)
+    # rather than one per example (a class).
+    per_step_targets = False
 
     # -- data ------------------------------------------------------------
 
@@ -110,7 +118,7 @@ class Task:
         """
         raise NotImplementedError
 
-    def load_split(self, options, record, split, given=frozenset()) -> DataBundle:
+    def load_split(self, options, record, split, given=frozenset(), evaluation=None) -> DataBundle:
         """The data of one split of a trained run, checked against the run.
 
         Args:
@@ -120,13 +128,22 @@ class Task:
             split: "test", "val", or None for the test data when there is
                 any, else the validation data.
             given: the option names set on the evaluate command line.
+            evaluation: the task's `EvaluateOptions`, or None.
         """
-        import models
-
-        config = models.get_family(record["model"]).config.with_overrides(**record["config"])
+        config = run_config(record)
         bundle = self.load(options, config, record["seed"])
         check_class_names(bundle.class_names, record, "the evaluated data")
         return bundle
+
+    def report_suffix(self, evaluation):
+        """What names an evaluation's report file beside its split and data
+        (e.g. "views10x3"), "" for the default evaluation."""
+        return ""
+
+    def export_gate(self):
+        """A fresh `train.formats.gates.DecisionGate`: the decision of this
+        task that a quantized export must keep, and the output it reads."""
+        raise NotImplementedError
 
     def example_pipeline(self, config, batch_size):
         """The task's training pipeline (shuffling and augmentation on) over
@@ -168,7 +185,7 @@ class Task:
         Args:
             model: the run's Keras model.
             record: the run's `config.json` (with `class_names`).
-            options: `train.tasks.prediction.PredictOptions`.
+            options: `train.serving.prediction.PredictOptions`.
         """
         raise ValueError(f"{self.kind} runs have no video prediction")
 
@@ -176,11 +193,16 @@ class Task:
         """Runs a trained model on one video, writes its files into `out`
         and returns the JSON-able result (see `predictor`). `options` may
         also be a dict of `PredictOptions` fields."""
-        from train.tasks.prediction import PredictOptions
+        from train.serving.prediction import PredictOptions
 
         if not isinstance(options, PredictOptions):
             options = PredictOptions.from_dict(dict(options))
         return self.predictor(model, record, options)(video, out)
+
+
+def run_config(record):
+    """The model config a run recorded, validated against its family."""
+    return models.get_family(record["model"]).config.with_overrides(**record["config"])
 
 
 def check_class_names(class_names, record, where):
@@ -219,6 +241,11 @@ def add_option_arguments(group, options_class, suppress_defaults=False):
         if choices is not None:
             kwargs["choices"] = choices
         group.add_argument(flag, type=kind, **kwargs)
+
+
+def option_flags(options_class):
+    """The command-line flags of an options dataclass, `--name` per field."""
+    return ["--" + field.name.replace("_", "-") for field in dataclasses.fields(options_class)]
 
 
 def options_from_args(options_class, args):

@@ -39,7 +39,9 @@ import re
 import numpy as np
 
 from data import pipeline, synthetic
-from train.tasks.base import DataBundle, check_fraction, check_path, option, split_rows
+from train.tasks.base import (
+    DataBundle, check_class_names, check_fraction, check_path, option, run_config, split_rows,
+)
 from train.tasks.classification import HMDB51_CLASSES, ClassifierTask
 
 # Frames generated beyond the model's, so the start frame can be jittered.
@@ -140,11 +142,25 @@ def parse_views(text):
     return Views(int(match.group(1)), int(match.group(2)))
 
 
+@dataclasses.dataclass(frozen=True)
+class ClipEvaluateOptions:
+    """Evaluation options of the clips task (flags of `train.evaluate`)."""
+
+    views: str | None = option(
+        None,
+        "test on CLIPS clips spread over each video x CROPS spatial crops (1 or 3) and "
+        "average the probabilities, e.g. 10x3; default 1x1",
+    )
+
+    def parsed_views(self):
+        """The `Views`, or None for single-view testing."""
+        return None if self.views is None else parse_views(self.views)
+
+
 class ClipTask(ClassifierTask):
     kind = "clips"
     Options = ClipOptions
-    # `train.evaluate --views` asks the task for multi-view test data.
-    takes_views = True
+    EvaluateOptions = ClipEvaluateOptions
 
     def embedded_preset(self, options, config):
         return "demo" if options.data is None else None
@@ -169,15 +185,15 @@ class ClipTask(ClassifierTask):
             )
         return load_synthetic_clips(options, config, seed, views)
 
-    def load_split(self, options, record, split, given=frozenset(), views=None):
-        import models
-
-        from train.tasks.base import check_class_names
-
-        config = models.get_family(record["model"]).config.with_overrides(**record["config"])
-        bundle = self.load(options, config, record["seed"], views=views)
+    def load_split(self, options, record, split, given=frozenset(), evaluation=None):
+        views = None if evaluation is None else evaluation.parsed_views()
+        bundle = self.load(options, run_config(record), record["seed"], views=views)
         check_class_names(bundle.class_names, record, "the evaluated data")
         return bundle
+
+    def report_suffix(self, evaluation):
+        views = None if evaluation is None else evaluation.parsed_views()
+        return f"views{views}" if views is not None and views.count > 1 else ""
 
     def evaluate(self, models, bundle, split):
         report = super().evaluate(models, bundle, split)
@@ -483,14 +499,14 @@ def clip_window_encoder(record):
     from data.video import sample_frame_indices
     from train.tasks.timeline import WindowEncoder
 
-    config = models.get_family(record["model"]).config.with_overrides(**record["config"])
+    config = run_config(record)
     frames, height, width, channels = config.input_shape
 
     def encode(window, indices):
         clip = window[sample_frame_indices(len(window), frames)]
         return {"frames": to_channels(clip, channels).astype(np.float32) / 255.0}
 
-    return WindowEncoder((height, width), encode)
+    return WindowEncoder((height, width), encode, lambda count: sample_frame_indices(count, frames))
 
 
 def to_channels(frames, channels):

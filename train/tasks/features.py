@@ -135,7 +135,7 @@ class FeatureTask(ClassifierTask):
     def load_split(self, options, record, split, given=frozenset()):
         import models
 
-        config = models.get_family(record["model"]).config.with_overrides(**record["config"])
+        config = run_config(record)
         bundle = load_for_evaluation(options, config, record, split, given)
         check_class_names(bundle.class_names, record, "the evaluated data")
         return bundle
@@ -418,7 +418,7 @@ def feature_window_encoder(record, options):
     from data.video import sample_frame_indices
     from train.tasks.timeline import WindowEncoder
 
-    config = models.get_family(record["model"]).config.with_overrides(**record["config"])
+    config = run_config(record)
     settings = extraction_settings(record)
     backbone = options.backbone or settings["backbone"]
     weights = options.backbone_weights or settings["weights"]
@@ -470,4 +470,18 @@ def feature_window_encoder(record, options):
         sequence /= len(lengths)
         return {"features": sequence, "mask": np.arange(steps) < max(lengths)}
 
-    return WindowEncoder(extractor.size, encode)
+    # Step s is the frame of step s of the longest temporal scale (the
+    # shorter scales averaged into the first steps come from frames of the
+    # same window); rescaled from the sampled frames, that is sampled frame
+    # `rescale_indices(frames, longest)[s]`.
+    longest = max(lengths)
+    if settings["scale_source"] == "sampled":
+        rescaled = rescale_indices(num_frames, longest)
+
+        def positions(frames):
+            return sample_frame_indices(frames, num_frames)[rescaled]
+    else:
+        def positions(frames):
+            return sample_frame_indices(frames, longest)
+
+    return WindowEncoder(extractor.size, encode, positions)

@@ -21,7 +21,7 @@ gets the rendered frames at the config's frame size (the family's
 `"demo_frames"` preset: 64x64).
 
 The report (`summary_report`) follows the field's protocol
-(`train.summary_eval`): keyshot F-score, averaged over user summaries for
+(`train.metrics.summarization`): keyshot F-score, averaged over user summaries for
 TVSum and maximum for SumMe, Kendall's tau and Spearman's rho against each
 annotator (Otani et al.), plus the design notes' metrics. The published
 anchors (DSNet, VASNet, PGL-SUM, human agreement) are printed beside ours
@@ -38,7 +38,8 @@ import numpy as np
 from common.files import atomic_path, read_json, write_json
 from data.pipeline import epoch_stream
 from data.sequences import sequence_dataset
-from train import summary_eval
+from train.metrics import summarization as summary_eval
+from train.formats.gates import MeanRankCorrelation
 from train.tasks.base import DataBundle, Task, check_fraction, check_path, option
 
 SYNTHETIC_FEATURE_FRAME_SIZE = (32, 32)
@@ -119,7 +120,7 @@ class FrameScoreTask(Task):
     def embedded_preset(self, options, config):
         if options.dataset is not None:
             return None
-        return "demo_frames" if config.input_mode == "frames" else "demo"
+        return "demo_frames" if config.reads_frames else "demo"
 
     def example_pipeline(self, config, batch_size):
         steps = config.input_shape[0] or 60
@@ -129,7 +130,7 @@ class FrameScoreTask(Task):
             for _ in range(2)
         ]
         scores = [rng.uniform(size=steps).astype(np.float32) for _ in videos]
-        name = "frames" if config.input_mode == "frames" else "features"
+        name = "frames" if config.reads_frames else "features"
         return sequence_dataset(videos, None, scores, batch_size, input_name=name,
                                 shuffle=True, seed=0)
 
@@ -150,6 +151,11 @@ class FrameScoreTask(Task):
     def describe(self, report):
         return comparison_table(report)
 
+    per_step_targets = True
+
+    def export_gate(self):
+        return MeanRankCorrelation()
+
     def predictor(self, model, record, options):
         from train.tasks.keyframes import KeyframePredictor
 
@@ -160,7 +166,7 @@ def load_frame_scores(options, config, seed, split_seed):
     """Builds the bundle for a frame-scoring model (see the module doc)."""
     from data import summarization
 
-    mode = config.input_mode
+    mode = "frames" if config.reads_frames else "features"
     if options.dataset is not None:
         check_path(options.dataset, "--dataset")
         if mode == "frames" and options.videos is None:
@@ -354,7 +360,7 @@ def synthetic_set(config, count, seed):
     """The embedded videos as records and model inputs, plus what to record."""
     from data import summarization
 
-    if config.input_mode == "features":
+    if not config.reads_frames:
         dim = config.input_shape[-1]
         videos = summarization.synthetic_summary_records(
             count, seed=seed, feature_dim=dim,

@@ -15,7 +15,7 @@
    that length, overlapping by half, the scores of overlapping windows
    averaged.
 3. Cuts shots with KTS (`data.shots`: change points of the histograms).
-4. Chooses shots as the evaluation protocol does (`train.summary_eval`):
+4. Chooses shots as the evaluation protocol does (`train.metrics.summarization`):
    the sample scores spread over the frames (`upsample_to_frames`), each
    shot's score the mean of its frames (`shot_scores`), and the 0/1
    `knapsack` with a budget of floor(ratio * frames) frames. One choice of
@@ -53,14 +53,10 @@ import os
 import numpy as np
 
 from common.files import pyplot, save_figure, write_json
-from train import summary_eval
-from train.tasks.prediction import FrameSpool, seconds, video_fps, write_image
+from train.metrics import summarization as summary_eval
+from train.serving.prediction import FrameSpool, seconds, video_fps, write_image
 
 SUMMARY_SHORT_SIDE = 360
-SUMMARY_FOURCC = "vp09"
-# The fallback when this OpenCV build has no VP9 encoder: plays in
-# desktop players, not in browsers.
-FALLBACK_FOURCC = "mp4v"
 THUMBNAIL_WIDTH = 240
 MAX_STEPS = {"features": 1024, "frames": 128}
 # Shots shorter than a third of the budget go to the knapsack whole.
@@ -87,7 +83,7 @@ class FrameEncoder:
 def frame_encoder(record, config, options):
     """The `FrameEncoder` that makes the run's training input from frames."""
     data = record.get("data", {})
-    if config.input_mode == "frames":
+    if config.reads_frames:
         return FrameEncoder("frames", config.input_shape[1:3], lambda f: f.astype(np.float32))
     if data.get("features") == "synthetic_projection":
         from data import summarization
@@ -231,7 +227,7 @@ class KeyframePredictor:
     Args:
         model: the run's Keras model.
         record: the run's `config.json`.
-        options: `train.tasks.prediction.PredictOptions`.
+        options: `train.serving.prediction.PredictOptions`.
     """
 
     def __init__(self, model, record, options):
@@ -240,12 +236,12 @@ class KeyframePredictor:
         self.model = model
         self.record = record
         self.options = options
-        config = models.get_family(record["model"]).config.with_overrides(**record["config"])
+        config = run_config(record)
         self.encoder = frame_encoder(record, config, options)
         self.max_steps = MAX_STEPS[self.encoder.name]
         self.explainer = None
         if options.explain:
-            from train.tasks import explain
+            from train.serving import explain
 
             self.explainer = explain.explainer_for(model, record)
 
@@ -291,7 +287,7 @@ class KeyframePredictor:
         """Writes the attention curve over the sampled frames (windows of
         `max_steps` as for the scores, overlaps averaged) and adds it to the
         result (and `result.json`)."""
-        from train.tasks import explain
+        from train.serving import explain
 
         attention = score_in_windows(
             self.model, encoded, self.encoder.name, self.max_steps, per_step=self.explainer
@@ -326,14 +322,9 @@ class KeyframePredictor:
             for frame in summary_frames:
                 yield spool[frame][..., ::-1]
 
-        try:
-            write_video(files["summary_video"], rgb_frames(), fps=fps, fourcc=SUMMARY_FOURCC)
-            codec = SUMMARY_FOURCC
-        except RuntimeError:
-            write_video(files["summary_video"], rgb_frames(), fps=fps, fourcc=FALLBACK_FOURCC)
-            codec = FALLBACK_FOURCC
-            notes.append("this OpenCV has no VP9 encoder; the summary is MPEG-4 Part 2, "
-                         "which browsers do not play")
+        codec, note = write_browser_video(files["summary_video"], rgb_frames, fps, what="summary")
+        if note:
+            notes.append(note)
 
         os.makedirs(os.path.join(out, "keyframes"), exist_ok=True)
         keyframes = []

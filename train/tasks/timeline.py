@@ -28,7 +28,7 @@ The answer for the video averages the windows' class probabilities; its
 probability of every class) and `timeline.png` (the probability of the
 video's top classes over time). `result.json` holds the printed result.
 
-With `options.explain`, the run's `train.tasks.explain` explainer runs on
+With `options.explain`, the run's `train.serving.explain` explainer runs on
 the same batches, and once the video is predicted its explanation is
 written for every window: the video is decoded a second time for the
 frames the model read, at a size people can see.
@@ -40,7 +40,8 @@ import os
 import numpy as np
 
 from common.files import pyplot, save_figure, write_json
-from train.tasks.prediction import seconds, video_fps
+from train.metrics.classification import two_columns
+from train.serving.prediction import seconds, video_fps
 
 BATCH_SIZE = 8
 PLOTTED_CLASSES = 5
@@ -53,11 +54,14 @@ class WindowEncoder:
         size: (height, width) frames are kept at while the video decodes.
         encode: `(frames uint8 [n, H, W, 3], frame indices [n]) -> {input
             name: array}`.
+        positions: `frames in a window -> the window's frame index of every
+            model step`, the frames an explanation is drawn on.
     """
 
-    def __init__(self, size, encode):
+    def __init__(self, size, encode, positions):
         self.size = tuple(int(s) for s in size)
         self.encode = encode
+        self.positions = positions
 
 
 def window_bounds(window_frames, stride_frames):
@@ -86,7 +90,7 @@ class ClassifierPredictor:
     Args:
         model: the run's Keras model.
         record: the run's `config.json` (with `class_names`).
-        options: `train.tasks.prediction.PredictOptions`.
+        options: `train.serving.prediction.PredictOptions`.
         encoder: the task's `WindowEncoder`.
     """
 
@@ -100,13 +104,11 @@ class ClassifierPredictor:
         self.family = models.get_family(record["model"])
         self.explainer = None
         if options.explain:
-            from train.tasks import explain
+            from train.serving import explain
 
             self.explainer = explain.explainer_for(model, record)
 
     def _probabilities(self, batch):
-        from train.tasks.classification import two_columns
-
         inputs = {name: np.stack([example[name] for example in batch]) for name in batch[0]}
         outputs = self.family.name_outputs(self.model, self.model(inputs, training=False))
         if self.explainer is not None:
@@ -162,10 +164,9 @@ class ClassifierPredictor:
     def _explain(self, video, out, fps, windows, probabilities, result):
         """Writes the explanation of every window, in order, and adds it to
         the result (and `result.json`)."""
-        from train.tasks import explain
+        from train.serving import explain
 
-        positions = explain.window_positions(self.record)
-        steps = [start + positions(stop - start) for start, stop in windows]
+        steps = [start + self.encoder.positions(stop - start) for start, stop in windows]
         display = explain.read_frames(video, np.unique(np.concatenate(steps)))
         label = int(np.argmax(probabilities.mean(axis=0)))
         best = int(np.argmax(probabilities[:, label]))

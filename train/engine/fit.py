@@ -13,7 +13,7 @@ With a run folder (`out`), the engine also keeps everything a run folder
 promises: `last.keras` and `best.keras` (best on the recipe's monitor),
 `history.csv`, TensorBoard logs, and a crash-safe backup from which a
 re-run of the same command resumes at the next epoch (see
-`train.callbacks.BackupAndRestore`); a stage that finished leaves
+`train.engine.callbacks.BackupAndRestore`); a stage that finished leaves
 `stage_<name>.weights.h5` and is not trained again. A resumed run is the run
 it would have been: the backup holds the optimizer, the dropout seed
 generators and early stopping's progress, and when the data can give any
@@ -38,8 +38,8 @@ import keras
 import numpy as np
 
 from common.files import read_json, write_json
-from train import callbacks as callbacks_lib
-from train import distribute
+from train.engine import callbacks as callbacks_lib
+from train.engine import distribute
 
 
 @dataclasses.dataclass(frozen=True)

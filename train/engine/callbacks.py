@@ -106,7 +106,7 @@ def seed_generators(model):
     every step. `save_weights` does not keep it, so a resumed run would
     draw other masks than an uninterrupted one; the backup keeps them.
     """
-    from train.distribute import nested_layers
+    from train.engine.distribute import nested_layers
 
     found = {}
     for index, layer in enumerate([model, *nested_layers(model)]):

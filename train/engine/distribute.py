@@ -11,7 +11,7 @@
   variables, model outputs and the loss stay float32.
 - `--jit-compile auto|on|off` compiles the train step with XLA or not
   (`resolve_jit_compile`); `auto` follows the step times recorded per model
-  and device kind in `train/jit_choices.json` by
+  and device kind in `train/engine/jit_choices.json` by
   `python -m benchmarks --measure-jit`.
 
 `--batch-size` is the global batch, the Keras convention: with N replicas
@@ -71,7 +71,7 @@ def add_arguments(parser):
     group.add_argument(
         "--jit-compile", choices=JIT_FLAGS, default="auto",
         help="XLA for the train step; auto follows the measurements in "
-        "train/jit_choices.json",
+        "train/engine/jit_choices.json",
     )
     group.add_argument(
         "--run-eagerly", action="store_true",

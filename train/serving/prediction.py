@@ -22,10 +22,14 @@ Example:
 import dataclasses
 import os
 import re
+import shutil
 import tempfile
 
 import cv2
 import numpy as np
+
+from common.files import atomic_path
+from data.video import is_video_file
 
 # When a file gives no frame rate, this one is assumed (and said so in the result).
 FALLBACK_FPS = 25.0
@@ -50,7 +54,7 @@ class PredictOptions:
             file or "none" (default: what the features were extracted with).
         run: the run folder, for messages.
         explain: also write what the model looked at
-            (`train.tasks.explain`): `explanation.mp4`, `explanation.png`
+            (`train.serving.explain`): `explanation.mp4`, `explanation.png`
             and `explanation.json`.
     """
 
@@ -79,6 +83,29 @@ class PredictOptions:
         """The options from a dict (e.g. parsed flags); other keys are ignored."""
         names = {field.name for field in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in values.items() if key in names and value is not None})
+
+
+def list_videos(folder):
+    """The video files under `folder`, sorted; hidden files left out."""
+    found = []
+    for directory, subfolders, names in os.walk(folder):
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        found.extend(
+            os.path.join(directory, name) for name in sorted(names)
+            if is_video_file(name) and not name.startswith(".")
+        )
+    return found
+
+
+def predict_one(predictor, video, root):
+    """Runs `predictor` on one video in a new result folder under `root`;
+    the folder is removed again when the prediction fails."""
+    out = result_folder(root, video)
+    try:
+        return predictor(video, out)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def result_folder(root, video):
@@ -167,8 +194,6 @@ class FrameSpool:
 
 def write_image(path, frame_bgr):
     """Writes a BGR frame as JPEG or PNG (by extension), atomically."""
-    from common.files import atomic_path
-
     with atomic_path(path) as temporary:
         extension = os.path.splitext(path)[1]
         ok, data = cv2.imencode(extension, frame_bgr)
@@ -188,6 +213,8 @@ __all__ = [
     "FALLBACK_FPS",
     "FrameSpool",
     "PredictOptions",
+    "list_videos",
+    "predict_one",
     "result_folder",
     "safe_name",
     "seconds",

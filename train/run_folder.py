@@ -1,0 +1,158 @@
+"""The run folder: how `train.run` writes it and how every command reads it.
+
+    runs/<model>/<timestamp>/
+        config.json        the resolved config, seed, data options and flags
+        class_names.json   the class names, in id order
+        best.keras         best epoch on the recipe's monitor
+        last.keras         the last epoch
+        history.csv, logs/, backup/, progress.json, metrics.json, *_report.json
+
+`read_config` reads `config.json` without importing TensorFlow (the web
+page refuses a folder that is not a run before it loads anything);
+`load_record` adds the class names and checks the model is registered;
+`load_run` loads a checkpoint. `check_output_folder` and `check_resumable`
+are what `train.run` checks before it writes into a folder.
+
+Example:
+
+>>> import tempfile
+>>> folder = tempfile.mkdtemp()
+>>> write_json(os.path.join(folder, CONFIG), {"model": "convlstm", "config": {}})
+>>> read_config(folder, "--run x")["model"]
+'convlstm'
+"""
+
+import json
+import os
+
+from common.files import read_json, write_json
+
+CONFIG = "config.json"
+CLASS_NAMES = "class_names.json"
+BEST = "best.keras"
+LAST = "last.keras"
+METRICS = "metrics.json"
+
+
+def read_config(run, label):
+    """A run folder's `config.json`, checked to be a mapping that names a
+    model (read without importing TensorFlow). `label` names the folder in
+    messages (e.g. "--run runs/x")."""
+    path = os.path.join(run, CONFIG)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{label}: no {CONFIG}; is it a run folder?")
+    record = read_json(path, "run config")
+    if not isinstance(record, dict) or not isinstance(record.get("model"), str):
+        raise ValueError(f"{path}: expected a JSON mapping with a 'model' name, as train.run writes")
+    return record
+
+
+def check_servable(run, label=None):
+    """Refuses a folder that is not a finished run, without importing
+    TensorFlow: it must hold a `config.json` naming a model and a
+    `best.keras`. Returns the record."""
+    label = label or f"--run {run}"
+    if not os.path.isdir(run):
+        raise FileNotFoundError(f"{label}: no such folder")
+    record = read_config(run, label)
+    if not os.path.isfile(os.path.join(run, BEST)):
+        raise FileNotFoundError(f"{label}: no {BEST}; has the run finished an epoch?")
+    return record
+
+
+def load_record(run):
+    """Reads a run folder's `config.json` (and `class_names.json`).
+
+    Raises:
+        FileNotFoundError: the folder has no config.json.
+        ValueError: config.json is not a JSON mapping naming a registered model.
+    """
+    import models  # Keras: the page reads configs before it may load it
+
+    record = read_config(run, run)
+    models.get_family(record["model"])
+    names_path = os.path.join(run, CLASS_NAMES)
+    if os.path.isfile(names_path):
+        record["class_names"] = read_json(names_path, "class name list")
+    return record
+
+
+def load_run(run, checkpoint=BEST):
+    """Reads a run folder; returns (record, the checkpoint's model)."""
+    import keras  # see load_record
+
+    record = load_record(run)
+    path = os.path.join(run, checkpoint)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{run}: no {checkpoint}; has the run finished an epoch?")
+    try:
+        model = keras.saving.load_model(path)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{path}: cannot be loaded as a Keras model ({first})") from None
+    return record, model
+
+
+def check_output_folder(out, model_name):
+    """Refuses a folder that holds another model's run or a finished run;
+    returns whether it holds a run to resume."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise NotADirectoryError(f"--out {out} is a file; expected a run folder")
+    config_path = os.path.join(out, CONFIG)
+    if os.path.exists(config_path):
+        recorded = read_json(config_path, "run config")
+        recorded = recorded.get("model") if isinstance(recorded, dict) else None
+        if recorded != model_name:
+            raise ValueError(
+                f"--out {out} holds a run of model {recorded!r}, not {model_name!r}; "
+                "choose another --out"
+            )
+    if os.path.exists(os.path.join(out, METRICS)):
+        raise FileExistsError(
+            f"--out {out} holds a finished run ({METRICS} exists); "
+            "choose another --out to train again"
+        )
+    return os.path.exists(config_path)
+
+
+def check_resumable(out, resolved, class_names):
+    """Refuses to resume a run whose config, data options, seed or classes
+    differ from what it recorded: its weights would continue on other data
+    (or with label ids that mean other classes)."""
+    recorded = read_json(os.path.join(out, CONFIG), "run config")
+    for key in ("config", "data_options", "seed"):
+        now = json.loads(json.dumps(resolved[key]))
+        if recorded.get(key) != now:
+            raise ValueError(
+                f"--out {out} holds a run with a different {key}"
+                f"{differences(recorded.get(key), now)}; "
+                "resume it with the same flags or choose another --out"
+            )
+    names_path = os.path.join(out, CLASS_NAMES)
+    if os.path.exists(names_path):
+        trained = read_json(names_path, "class name list")
+        if list(trained) != list(class_names):
+            raise ValueError(
+                f"--out {out} was trained on classes {trained} but the data now has "
+                f"{list(class_names)}; label ids would change under the trained weights. "
+                "Restore the data or choose another --out"
+            )
+
+
+def differences(recorded, now):
+    """' (field: recorded A, now B, ...)' for two dicts, '' otherwise."""
+    if not isinstance(recorded, dict) or not isinstance(now, dict):
+        return ""
+    changed = [
+        f"{key}: recorded {recorded.get(key)!r}, now {now.get(key)!r}"
+        for key in sorted(set(recorded) | set(now))
+        if recorded.get(key) != now.get(key)
+    ]
+    return f" ({'; '.join(changed)})" if changed else ""
+
+
+def write_start(out, resolved, class_names):
+    """Writes what a run records before it trains: `config.json` and
+    `class_names.json`."""
+    write_json(os.path.join(out, CONFIG), resolved)
+    write_json(os.path.join(out, CLASS_NAMES), class_names)

@@ -1,0 +1,315 @@
+"""What a trained model looked at: `train.predict --explain`.
+
+A family declares what its explanation looks at
+(`models.capabilities`, `Family.explain`); `explainer_for(model, record)`
+turns that declaration into a callable from a batch of model inputs to
+one explanation per example:
+
+- `AttentionCurve` (bilstm_attention's attention-pooling weights, the
+  keyframe transformer's global attention received): a weight per step
+  that sums to 1 over the real steps, computed by the model's own layer;
+- `AttentionMap` (the Perceiver's cross-attention): a heat map per token
+  frame, scaled so the clip's largest value is 1;
+- `GradCamTarget` (the convolutional classifiers): Grad-CAM (Selvaraju et
+  al., 2017) of the predicted class on the declared feature map: the
+  channels of the map weighted by the mean gradient of the class logit
+  over time and space, summed, ReLU.
+
+Heat maps are [T', H', W'] at the feature map's resolution, scaled so the
+largest value of the clip is 1 (0 everywhere when the class has no positive
+evidence); `resample` brings them to the model's frames. The logit of a
+softmax layer is recomputed from its input and kernel (the softmax itself
+saturates and would give vanishing gradients); a sigmoid output's logit is
+the logit of class 1 and its negation for class 0. Gradients use
+TensorFlow's GradientTape, as elsewhere in train/.
+
+Rendering: `overlay_heat` colours a frame by a heat map (OpenCV's jet
+colour map, 45% opacity), `overlay_curve` draws a frame's weight as a bar;
+`write_strip` writes a PNG strip of up to `STRIP_FRAMES` frames (a curve
+model's strip also plots the whole curve); `write_overlay_video` a VP9 MP4
+that browsers play.
+"""
+
+import os
+
+import cv2
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+import models
+from common.files import pyplot, save_figure, write_json
+from data.stream import FrameStream, rgb, short_side_size
+from models.capabilities import AttentionCurve, AttentionMap, GradCamTarget
+from train.serving.media import write_browser_video
+
+STRIP_FRAMES = 8
+DISPLAY_SHORT_SIDE = 240
+OVERLAY_FPS = 8.0
+HEAT_OPACITY = 0.45
+
+
+class Explainer:
+    """Inputs -> one explanation per example.
+
+    Attributes:
+        kind: "curve" (a weight per step, [B, T]) or "heatmap" ([B, T', H', W']).
+        method: what the values are, for the result and the plots.
+    """
+
+    kind = "curve"
+    method = ""
+
+    def __call__(self, inputs):
+        raise NotImplementedError
+
+
+def _numpy(value):
+    return np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+
+
+def _scale_to_max(maps):
+    """[B, ...] non-negative maps scaled so each example's maximum is 1."""
+    maps = np.maximum(np.asarray(maps, np.float32), 0.0)
+    peak = maps.reshape(len(maps), -1).max(axis=1)
+    return maps / np.where(peak > 0, peak, 1.0).reshape(-1, *([1] * (maps.ndim - 1)))
+
+
+class CurveExplainer(Explainer):
+    """An `AttentionCurve`: the model's own weights per step."""
+
+    def __init__(self, declared):
+        self.declared = declared
+        self.method = declared.method
+
+    def __call__(self, inputs):
+        return _numpy(self.declared.weights(inputs)).astype(np.float32)
+
+
+class MapExplainer(Explainer):
+    """An `AttentionMap`: heat maps per token frame, scaled to a peak of 1."""
+
+    kind = "heatmap"
+
+    def __init__(self, declared):
+        self.declared = declared
+        self.method = declared.method
+
+    def __call__(self, inputs):
+        return _scale_to_max(_numpy(self.declared.maps(inputs)))
+
+
+class GradCam(Explainer):
+    """Grad-CAM of the predicted class on a `GradCamTarget`'s feature map
+    [B, T', H', W', C], through its output `Dense` layer's logit.
+
+    Args:
+        model: the classifier.
+        target: the family's `GradCamTarget`.
+    """
+
+    kind = "heatmap"
+
+    def __init__(self, model, target):
+        try:
+            self.output = model.get_layer(target.output_layer)
+        except ValueError:
+            raise ValueError(f"--explain: the model has no layer {target.output_layer!r}") from None
+        self.sub = keras.Model(model.input, [target.features, self.output.input])
+        self.grid = tuple(int(s) for s in target.features.shape[1:4])
+        self.method = f"which regions raise the predicted class (Grad-CAM on {target.where})"
+
+    def logits(self, pooled):
+        logits = ops.matmul(pooled, ops.cast(self.output.kernel, pooled.dtype))
+        logits = logits + ops.cast(self.output.bias, pooled.dtype)
+        if self.output.units == 1:
+            logits = ops.concatenate([-logits, logits], axis=-1)
+        return logits
+
+    def __call__(self, inputs, classes=None):
+        with tf.GradientTape() as tape:
+            features, pooled = self.sub(inputs, training=False)
+            logits = self.logits(ops.cast(pooled, "float32"))
+            chosen = ops.argmax(logits, axis=-1) if classes is None else ops.convert_to_tensor(classes)
+            score = ops.sum(ops.take_along_axis(logits, ops.cast(chosen[:, None], "int32"), axis=1))
+        gradients = tape.gradient(score, features)
+        features = ops.cast(features, "float32")
+        weights = ops.mean(ops.cast(gradients, "float32"), axis=(1, 2, 3), keepdims=True)
+        return _scale_to_max(_numpy(ops.relu(ops.sum(features * weights, axis=-1))))
+
+
+def explainer_for(model, record):
+    """The `Explainer` of a run's model, from what its family declares.
+
+    Raises:
+        ValueError: the model has no explanation (the message says why).
+    """
+    declared = models.get_family(record["model"]).explain(model)
+    if isinstance(declared, AttentionCurve):
+        return CurveExplainer(declared)
+    if isinstance(declared, AttentionMap):
+        return MapExplainer(declared)
+    if isinstance(declared, GradCamTarget):
+        return GradCam(model, declared)
+    raise TypeError(f"{record['model']}: unknown explanation {type(declared).__name__}")
+
+
+def resample(maps, frames, height, width):
+    """Heat maps [T', H', W'] -> [frames, height, width]: each frame takes the
+    map of the time step it falls in, bilinearly resized.
+
+    Example:
+
+    >>> resample(np.arange(8, dtype="float32").reshape(2, 2, 2), 4, 2, 2)[:, 0, 0].tolist()
+    [0.0, 0.0, 4.0, 4.0]
+    """
+    maps = np.asarray(maps, np.float32)
+    steps = np.minimum((np.arange(frames) * len(maps)) // max(frames, 1), len(maps) - 1)
+    return np.stack([
+        cv2.resize(maps[step], (int(width), int(height)), interpolation=cv2.INTER_LINEAR)
+        for step in steps
+    ])
+
+
+def overlay_heat(frame, heat):
+    """An RGB uint8 frame with `heat` ([H, W] in [0, 1]) laid over it in jet colours."""
+    heat = cv2.resize(np.asarray(heat, np.float32), (frame.shape[1], frame.shape[0]))
+    colours = cv2.applyColorMap(np.uint8(np.clip(heat, 0, 1) * 255), cv2.COLORMAP_JET)[..., ::-1]
+    mixed = (1 - HEAT_OPACITY) * frame.astype(np.float32) + HEAT_OPACITY * colours
+    return np.clip(mixed, 0, 255).astype(np.uint8)
+
+
+def overlay_curve(frame, weight, peak):
+    """An RGB uint8 frame with its weight drawn as a bar along the bottom
+    (full width at the curve's peak) and written as a number."""
+    frame = np.ascontiguousarray(frame.copy())
+    height, width = frame.shape[:2]
+    bar = max(4, height // 16)
+    share = 0.0 if peak <= 0 else float(weight) / peak
+    frame[height - bar:] = (frame[height - bar:] * 0.4).astype(np.uint8)
+    frame[height - bar:, :int(round(share * width))] = (255, 140, 0)
+    cv2.putText(frame, f"{weight:.3f}", (4, height - bar - 4), cv2.FONT_HERSHEY_SIMPLEX,
+                max(0.35, height / 480), (255, 255, 255), 1, cv2.LINE_AA)
+    return frame
+
+
+def strip_positions(count, wanted=STRIP_FRAMES):
+    """Up to `wanted` positions spread evenly over `count` frames."""
+    return np.unique(np.linspace(0, count - 1, min(count, wanted)).astype(np.int64))
+
+
+def write_strip(path, frames, times, title, heat=None, weights=None, curve_times=None):
+    """A PNG strip: frames with their heat maps, or for a curve the whole
+    curve over time above frames marked with their weights."""
+    plt = pyplot()
+    chosen = strip_positions(len(frames))
+    height, width = frames[0].shape[:2]
+    columns = len(chosen)
+    curve = weights is not None
+    figure = plt.figure(figsize=(1.9 * columns, 1.9 * height / width + 0.5 + (1.8 if curve else 0)))
+    grid = figure.add_gridspec(2 if curve else 1, columns,
+                               height_ratios=[1.0, 1.9 * height / width / 1.8] if curve else None)
+    if curve:
+        axis = figure.add_subplot(grid[0, :])
+        axis.plot(curve_times, weights, color="tab:orange", linewidth=1.2, marker="o", markersize=2)
+        axis.scatter(np.asarray(curve_times)[chosen], np.asarray(weights)[chosen], color="black",
+                     s=10, zorder=3)
+        axis.set_xlabel("time (s)", fontsize=8)
+        axis.set_ylabel("weight", fontsize=8)
+        axis.tick_params(labelsize=7)
+        axis.set_ylim(bottom=0)
+    for column, index in enumerate(chosen):
+        axis = figure.add_subplot(grid[-1, column])
+        image = overlay_heat(frames[index], heat[index]) if heat is not None else frames[index]
+        axis.imshow(image)
+        axis.axis("off")
+        caption = f"{times[index]:.2f}s"
+        if curve:
+            caption += f"  {weights[index]:.3f}"
+        axis.set_title(caption, fontsize=7)
+    figure.suptitle(title, fontsize=8)
+    figure.tight_layout()
+    save_figure(figure, path)
+    return path
+
+
+def write_overlay_video(path, frames):
+    """RGB frames as a video browsers play; returns (codec, note)."""
+    return write_browser_video(path, frames, OVERLAY_FPS, what="explanation video")
+
+
+def read_frames(video, indices, short_side=DISPLAY_SHORT_SIDE):
+    """{index: RGB uint8 frame at most `short_side` on its short side} for
+    the wanted frame indices, decoding the video once."""
+    wanted = set(int(i) for i in indices)
+    stream = FrameStream(video)
+    size = short_side_size(stream.info.height, stream.info.width, short_side)
+    found = {}
+    for index, frame in stream:
+        if index in wanted:
+            found[index] = rgb(frame, size)
+    return found
+
+
+def write_explanation(out, explainer, frames, times, values, title, extra=None, strip=None):
+    """Writes `explanation.mp4`, `explanation.png` and `explanation.json`.
+
+    Args:
+        out: the result folder.
+        explainer: the `Explainer` that made `values`.
+        frames: [N] RGB display frames, in order.
+        times: [N] their times in seconds.
+        values: a weight per frame [N] (curves) or a heat map per frame [N, h, w].
+        title: the strip's title.
+        extra: more fields of `explanation.json`.
+        strip: (frames, times, values) of the PNG strip, when it should show
+            only part of them (a classifier's strip shows its best window).
+
+    Returns:
+        (files, summary, notes): the written files by name, what the result
+        records of the explanation, and notes.
+    """
+    files = {
+        "explanation_video": os.path.join(out, "explanation.mp4"),
+        "explanation_strip": os.path.join(out, "explanation.png"),
+        "explanation": os.path.join(out, "explanation.json"),
+    }
+    values = np.asarray(values, np.float32)
+    strip_frames, strip_times, strip_values = strip or (frames, times, values)
+    strip_values = np.asarray(strip_values, np.float32)
+    if explainer.kind == "curve":
+        peak = float(values.max()) if len(values) else 0.0
+        rendered = [overlay_curve(frame, weight, peak) for frame, weight in zip(frames, values)]
+        write_strip(files["explanation_strip"], strip_frames, strip_times, title,
+                    weights=strip_values, curve_times=strip_times)
+    else:
+        rendered = [overlay_heat(frame, heat) for frame, heat in zip(frames, values)]
+        write_strip(files["explanation_strip"], strip_frames, strip_times, title,
+                    heat=strip_values)
+    codec, note = write_overlay_video(files["explanation_video"], rendered)
+    record = {"method": explainer.method, "kind": explainer.kind,
+              "times": np.round(np.asarray(times, np.float64), 3).tolist(), **(extra or {})}
+    if explainer.kind == "curve":
+        record["weights"] = np.round(values, 5).tolist()
+    else:
+        record["heat_map_shape"] = list(values.shape)
+        record["frame_heat"] = np.round(values.reshape(len(values), -1).mean(axis=1), 4).tolist()
+    write_json(files["explanation"], record)
+    summary = {"method": explainer.method, "kind": explainer.kind, "codec": codec}
+    return files, summary, [note] if note else []
+
+
+__all__ = [
+    "CurveExplainer",
+    "Explainer",
+    "GradCam",
+    "MapExplainer",
+    "explainer_for",
+    "overlay_curve",
+    "overlay_heat",
+    "read_frames",
+    "resample",
+    "write_explanation",
+    "write_strip",
+]
