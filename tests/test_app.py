@@ -23,7 +23,8 @@ import pytest
 from common.cli import run_main
 from tests import video_files
 from tests.prediction_fixtures import keyframe_run, make_run, write_scene_video
-from train import app as app_lib
+from train import app as app_cli
+from train.serving import app as app_lib
 
 # One worker runs the module: its module-scoped runs are built once.
 pytestmark = pytest.mark.xdist_group("test_app")
@@ -165,7 +166,7 @@ def test_a_classifier_page_gives_labels_and_a_timeline(classifier_server):
 
 def test_a_folder_that_is_not_a_run_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
-        run_main(app_lib.main, ["--run", str(tmp_path), "--port", "0"])
+        run_main(app_cli.main, ["--run", str(tmp_path), "--port", "0"])
     assert stop.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines == [f"error: --run {tmp_path}: no config.json; is it a run folder?"]

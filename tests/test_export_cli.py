@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.cli_calls import call
-from train import export, export_formats, run
+from train import export, formats, run
 
 # One worker runs the module: its module-scoped runs are built once.
 pytestmark = pytest.mark.xdist_group("test_export_cli")
@@ -148,7 +148,7 @@ def test_an_unsupported_pair_is_refused_before_any_work(trained_run, tmp_path, c
 
 
 def test_a_failed_gate_leaves_nothing_behind(trained_run, tmp_path, capsys, monkeypatch):
-    class Drifting(export_formats.Runner):
+    class Drifting(formats.Runner):
         """An export whose probabilities are 1e-3 off Keras'."""
 
         def __init__(self, model):
@@ -162,13 +162,14 @@ def test_a_failed_gate_leaves_nothing_behind(trained_run, tmp_path, capsys, monk
 
     model = keras.saving.load_model(os.path.join(trained_run, "best.keras"))
 
-    def write(format_name, model_, name, folder, calibration=None, source=None):
+    def write(model_, name, folder, calibration=None, source=None):
         path = os.path.join(folder, "model.tflite")
         open(path, "wb").close()
-        return export_formats.Written(path, [], None)
+        return formats.Written(path, [], None)
 
-    monkeypatch.setattr(export_formats, "write", write)
-    monkeypatch.setattr(export_formats, "load_runner", lambda *args: Drifting(model))
+    litert = formats.get_format("litert")
+    monkeypatch.setattr(litert, "write", write)
+    monkeypatch.setattr(litert, "load_runner", lambda *args: Drifting(model))
     base = str(tmp_path / "saved_models")
     code, _, err = call(export.main, ["--run", trained_run, "--out", base, "--format", "litert"],
                         capsys)
@@ -200,7 +201,7 @@ def test_streaming_litert_export(trained_run, tmp_path, capsys):
 def test_streaming_a_model_without_a_streaming_form_is_refused(trained_run, tmp_path, capsys):
     copy = copy_run(trained_run, tmp_path / "run", model="r2plus1d")
     code, _, err = call(export.main, ["--run", copy, "--streaming"], capsys)
-    assert code == 2 and "r2plus1d has no frame-by-frame form" in err and err.count("\n") == 1
+    assert code == 2 and "a r2plus1d run has no frame-by-frame form" in err and err.count("\n") == 1
 
 
 def test_saved_model_versions_ignore_the_other_formats_folders(tmp_path):

@@ -6,10 +6,18 @@ import numpy as np
 import pytest
 
 import models
-from train import export_check, export_formats
+from train import formats, tasks
+from train.formats import matrix
+from train.formats.rewrite import inference_copy
 
 
-class Shifted(export_formats.Runner):
+def verify(format_name, model, name, runner, batches):
+    """The gate of `format_name` for the model's task, as `train.export` runs it."""
+    return formats.verify(formats.get_format(format_name), model, name, runner, batches,
+                          tasks.task_for(name).export_gate())
+
+
+class Shifted(formats.Runner):
     """A fake export: Keras' outputs changed by `change(name, value, inputs)`."""
 
     def __init__(self, model, name, change):
@@ -28,7 +36,7 @@ def tiny(name, **overrides):
 
 def test_inference_copy_rewrites_the_convlstm_and_keeps_its_outputs():
     model, config = tiny("convlstm")
-    copy, rewrites = export_formats.inference_copy(model)
+    copy, rewrites = inference_copy(model)
     layers = {layer.name: layer for layer in copy.layers}
     assert isinstance(layers["frame_max_pool_1"], keras.layers.TimeDistributed)
     assert isinstance(layers["frame_max_pool_1"].layer, keras.layers.MaxPool2D)
@@ -42,7 +50,7 @@ def test_inference_copy_rewrites_the_convlstm_and_keeps_its_outputs():
 
 def test_models_without_rnns_or_3d_pools_are_not_copied():
     model, _ = tiny("r2plus1d")
-    assert export_formats.inference_copy(model) == (model, [])
+    assert inference_copy(model) == (model, [])
 
 
 @pytest.mark.parametrize("name, format_name, batch_size", [
@@ -53,7 +61,7 @@ def test_models_without_rnns_or_3d_pools_are_not_copied():
 ])
 def test_signature_batch_size(name, format_name, batch_size):
     model, _ = tiny(name)
-    assert export_formats.signature_batch_size(format_name, model) == batch_size
+    assert formats.signature_batch_size(format_name, model) == batch_size
 
 
 def test_float_gate_is_the_largest_difference_of_the_probabilities():
@@ -61,17 +69,17 @@ def test_float_gate_is_the_largest_difference_of_the_probabilities():
     batches = [models.get_family("bilstm_attention").example_batch(config, 4, seed)[0]
                for seed in (1, 2)]
 
-    def verify(delta):
+    def shifted_by(delta):
         runner = Shifted(model, "bilstm_attention",
                          lambda key, value, _: value + (delta if key == "probabilities" else 1.0))
-        return export_formats.verify("onnx", model, "bilstm_attention", runner, batches)
+        return verify("onnx", model, "bilstm_attention", runner, batches)
 
-    report = verify(5e-5)
+    report = shifted_by(5e-5)
     assert report["examples"] == 8
     assert report["max_abs_diff"]["probabilities"] == pytest.approx(5e-5, rel=1e-3)
     assert report["max_abs_diff"]["logits"] == pytest.approx(1.0)  # reported, not gated
     assert report["gate"]["passed"]
-    assert not verify(2e-4)["gate"]["passed"]
+    assert not shifted_by(2e-4)["gate"]["passed"]
 
 
 def test_int8_classifier_gate_counts_changed_decisions():
@@ -84,7 +92,7 @@ def test_int8_classifier_gate_counts_changed_decisions():
         return value
 
     runner = Shifted(model, "r2plus1d", flip_first)
-    report = export_formats.verify("litert-int8", model, "r2plus1d", runner, [batch])
+    report = verify("litert-int8", model, "r2plus1d", runner, [batch])
     assert report["gate"]["metric"] == "top1_agreement"
     assert report["gate"]["value"] == 0.75 and not report["gate"]["passed"]
     probabilities = np.sort(np.asarray(model(batch))[0])
@@ -101,20 +109,20 @@ def test_int8_score_gate_ranks_each_videos_real_frames():
         return np.where(inputs["mask"], value, 5.0)
 
     runner = Shifted(model, "keyframe_transformer", garbage_at_padding)
-    report = export_formats.verify("litert-int8", model, "keyframe_transformer", runner, [batch])
+    report = verify("litert-int8", model, "keyframe_transformer", runner, [batch])
     assert report["gate"]["value"] == pytest.approx(1.0) and report["videos"] == 3
 
     def reversed_order(key, value, inputs):
         return np.where(inputs["mask"], 1.0 - value, 0.0)
 
     runner = Shifted(model, "keyframe_transformer", reversed_order)
-    report = export_formats.verify("litert-int8", model, "keyframe_transformer", runner, [batch])
+    report = verify("litert-int8", model, "keyframe_transformer", runner, [batch])
     assert report["gate"]["value"] == pytest.approx(-1.0) and not report["gate"]["passed"]
 
 
 def test_teacher_task_separates_the_classes():
     model, config = tiny("convlstm")
-    inputs, labels, levels = export_check.teacher_data("convlstm", config, 40, seed=0)
+    inputs, labels, levels = matrix.teacher_data("convlstm", config, 40, seed=0)
     assert labels.shape == (40, 1) and set(np.unique(labels)) == {0.0, 1.0}
     assert np.all((levels <= 0.35) | (levels >= 0.65))
     assert np.all((levels >= 0.65) == (labels[:, 0] == 1))
@@ -127,6 +135,8 @@ def test_teacher_task_separates_the_classes():
 
 def test_unknown_and_unsupported_formats_are_refused():
     with pytest.raises(ValueError, match="unknown export format 'tflite'; formats are: "):
-        export_formats.check_format("tflite")
-    assert "litert-int8" not in export_formats.supported_formats("keyframe_transformer")
-    assert export_formats.supported_formats("convlstm") == export_formats.FORMATS
+        formats.check_format("tflite")
+    with pytest.raises(ValueError, match="keyframe_transformer does not export to litert-int8: "):
+        formats.check_format("litert-int8", "keyframe_transformer")
+    assert "litert-int8" not in formats.supported_formats("keyframe_transformer")
+    assert formats.supported_formats("convlstm") == formats.names()

@@ -52,20 +52,21 @@ def test_export_cli_writes_a_saved_model_that_serves_like_the_run(name, tmp_path
 
 def test_an_export_that_differs_from_keras_is_refused_and_its_staging_removed(
         tmp_path, monkeypatch):
-    from train import export_formats
+    from train import formats
 
     run = make_run(tmp_path / "run", "convlstm", data={"data": "synthetic"})
-    written = export_formats.write
+    saved_model = formats.get_format("saved_model")
+    written = saved_model.write
 
-    def export_then_change_the_model(format_name, model, *args, **kwargs):
-        result = written(format_name, model, *args, **kwargs)
+    def export_then_change_the_model(model, *args, **kwargs):
+        result = written(model, *args, **kwargs)
         # The SavedModel keeps the weights it wrote; Keras now computes
         # something else, as a wrong export would.
         for variable in model.trainable_variables:
             variable.assign(variable + 0.5)
         return result
 
-    monkeypatch.setattr(export_formats, "write", export_then_change_the_model)
+    monkeypatch.setattr(saved_model, "write", export_then_change_the_model)
     base = tmp_path / "saved_models"
     with pytest.raises(export.ExportRefused, match="saved_model export of .* refused: max_abs_diff"):
         export.export_run(run, out_root=str(base))

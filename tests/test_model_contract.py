@@ -6,8 +6,9 @@ import pytest
 import tensorflow as tf
 
 import models
-from train import export_check, export_formats
-from train.export import export_saved_model
+from train import formats
+from train.formats import export_saved_model, matrix
+from train.formats.saved_model import write_source
 from tests.model_contract import assert_outputs_close, masked_garbage, tiny_cases
 from train import engine
 
@@ -120,11 +121,11 @@ def real_steps(outputs, mask):
 
 # Every model through every format besides the SavedModel (checked above at
 # every tiny preset), at its "tiny" preset trained on a learnable task
-# (`train.export_check.trained_tiny`): the int8 gates compare decisions and
+# (`train.formats.matrix.trained_tiny`): the int8 gates compare decisions and
 # rankings, which an untrained model does not have.
 EXPORT_CASES = [
     (name, format_name)
-    for name in models.NAMES for format_name in export_formats.FORMATS
+    for name in models.NAMES for format_name in formats.names()
     if format_name != "saved_model"
 ]
 
@@ -137,7 +138,7 @@ def trained_exportable(tmp_path_factory):
 
     def get(name):
         if name not in cache:
-            model, config, fit = export_check.trained_tiny(name)
+            model, config, fit = matrix.trained_tiny(name)
             cache[name] = (model, config, fit, {})
         return cache[name]
 
@@ -147,10 +148,10 @@ def trained_exportable(tmp_path_factory):
 
 def source_for(trained, name, format_name):
     model, _, _, sources = trained(name)
-    batch_size = export_formats.signature_batch_size(format_name, model)
+    batch_size = formats.signature_batch_size(format_name, model)
     if batch_size not in sources:
         path = str(trained.folder / f"{name}-batch-{batch_size}")
-        sources[batch_size] = export_formats.write_source(model, name, path, batch_size)
+        sources[batch_size] = write_source(model, name, path, batch_size)
     return sources[batch_size]
 
 
@@ -162,15 +163,15 @@ def source_for(trained, name, format_name):
     for name, format_name in EXPORT_CASES
 ])
 def test_export_passes_its_gate(name, format_name, trained_exportable, tmp_path):
-    if (name, format_name) in export_formats.UNSUPPORTED:
+    if format_name in models.get_family(name).export_refusals:
         with pytest.raises(ValueError, match=f"{name} does not export to {format_name}: "):
-            export_formats.check_format(format_name, name)
+            formats.check_format(format_name, name)
         return
     model, config, fit, _ = trained_exportable(name)
     if format_name == "litert-int8":
         # Agreement of decisions only means something if there are decisions.
         assert fit["accuracy"] >= 0.9, fit
-    report = export_check.check(
+    report = matrix.check(
         model, name, config, format_name, str(tmp_path),
         source=source_for(trained_exportable, name, format_name),
     )
@@ -182,9 +183,9 @@ def test_export_passes_its_gate(name, format_name, trained_exportable, tmp_path)
         assert gate["threshold"] == 1e-4 and gate["value"] <= 1e-4
 
     # Reloaded here by the runtime's own API, not the suite's runner.
-    inputs = export_check.held_out_batches(name, config, seed=0)[0]
+    inputs = matrix.held_out_batches(name, config, seed=0)[0]
     expected = models.get_family(name).name_outputs(model, model(inputs, training=False))
-    actual = run_in_own_runtime(format_name, str(tmp_path / export_formats.FILE_NAMES[format_name]),
+    actual = run_in_own_runtime(format_name, formats.get_format(format_name).path_in(str(tmp_path)),
                                 inputs)
     tolerance = 1e-4 if format_name != "litert-int8" else 0.5
     for key, value in expected.items():

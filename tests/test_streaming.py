@@ -11,7 +11,10 @@ import tensorflow as tf
 import models
 from data import video as video_lib
 from models import convlstm
-from train import streaming
+from train.formats import streaming
+from train.serving.streaming import stream_video
+
+STREAMING = models.get_family("convlstm").streaming
 
 
 def clip_model(preset, seed=0, **overrides):
@@ -37,7 +40,7 @@ def clips_of(config, count, seed=1):
 def test_the_step_model_gives_the_clip_models_output_after_every_frame(preset):
     model, config = clip_model(preset)
     clips = clips_of(config, 3)
-    per_frame = streaming.stream_clips(streaming.KerasStepper(model, config), clips)
+    per_frame = streaming.stream_clips(streaming.KerasStepper(model, config, STREAMING), clips)
     steps = config.input_shape[0]
     assert per_frame.shape == (3, steps, max(config.num_classes, 1))
     np.testing.assert_allclose(per_frame[:, -1], model({"frames": clips}), atol=1e-5, rtol=0)
@@ -65,7 +68,7 @@ def test_the_step_model_refuses_another_models_weights():
 def test_streaming_exports_reproduce_the_clip_model(format_name, tmp_path):
     model, config = clip_model("tiny")
     clips = clips_of(config, 2)
-    written = streaming.write(format_name, model, config, str(tmp_path))
+    written = streaming.write(format_name, model, config, STREAMING, str(tmp_path))
     stepper = streaming.load_stepper(format_name, str(tmp_path))
     states = stepper.init(2)
     assert {name: value.shape for name, value in states.items()} == {
@@ -99,7 +102,7 @@ def test_stream_video_gives_the_clip_models_probability_after_every_frame(tmp_pa
     model, config = clip_model("tiny", input_shape=(12, 16, 16, 3), num_classes=3)
     record = {"model": "convlstm", "config": config.to_dict(), "class_names": ["a", "b", "c"]}
     path = write_moving_video(tmp_path / "clip.avi")
-    result = streaming.stream_video(model, record, path)
+    result = stream_video(model, record, path)
     assert result.frames.tolist() == list(range(12))
     assert result.probabilities.shape == (12, 3)
     np.testing.assert_allclose(result.probabilities.sum(-1), 1.0, atol=1e-5)
@@ -113,7 +116,7 @@ def test_stream_video_gives_the_clip_models_probability_after_every_frame(tmp_pa
     assert body["class_names"] == ["a", "b", "c"] and len(body["frames"]) == 12
 
     # Five frames a second of a 10 fps video: every other frame.
-    half = streaming.stream_video(model, record, path, fps=5)
+    half = stream_video(model, record, path, fps=5)
     assert half.frames.tolist() == [0, 2, 4, 6, 8, 10]
 
 
@@ -122,11 +125,11 @@ def test_stream_video_refuses_what_it_cannot_stream(tmp_path):
     record = {"model": "convlstm", "config": config.to_dict()}
     path = write_moving_video(tmp_path / "clip.avi")
     with pytest.raises(ValueError, match="2-channel frames; video frames are RGB"):
-        streaming.stream_video(model, record, path)
+        stream_video(model, record, path)
     with pytest.raises(FileNotFoundError, match="no such file"):
-        streaming.stream_video(model, record, os.path.join(tmp_path, "missing.mp4"))
-    with pytest.raises(ValueError, match="r2plus1d has no frame-by-frame form"):
-        streaming.stream_video(model, {"model": "r2plus1d", "config": {}}, path)
+        stream_video(model, record, os.path.join(tmp_path, "missing.mp4"))
+    with pytest.raises(ValueError, match="a r2plus1d run has no frame-by-frame form"):
+        stream_video(model, {"model": "r2plus1d", "config": {}}, path)
 
 
 @pytest.mark.slow
@@ -135,7 +138,7 @@ def test_predict_stream_writes_the_probability_after_every_frame(tmp_path, capsy
 
     from common.cli import run_main
     from tests.prediction_fixtures import make_run
-    from train import evaluate, predict
+    from train import predict, run_folder
 
     run = make_run(tmp_path / "run", "convlstm", {"data": "synthetic"}, ["a", "b", "c"],
                    input_shape=(12, 16, 16, 3), num_classes=3)
@@ -149,8 +152,8 @@ def test_predict_stream_writes_the_probability_after_every_frame(tmp_path, capsy
     assert printed["folder"] == str(out / "clip")
     assert [row["frame"] for row in written["frames"]] == [0, 2, 4, 6, 8, 10]
     assert [row["time"] for row in written["frames"]][:2] == [0.0, 0.2]
-    record, model = evaluate.load_run(run)
-    direct = streaming.stream_video(model, record, path, fps=5)
+    record, model = run_folder.load_run(run)
+    direct = stream_video(model, record, path, fps=5)
     np.testing.assert_allclose([row["probabilities"] for row in written["frames"]],
                                direct.probabilities, atol=1e-6)
 

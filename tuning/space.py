@@ -114,7 +114,7 @@ def grid_architectures(grid):
     if not grid.endswith((".yaml", ".yml")):
         names = [f"'{name}'" for name in (*ablation.rows, FULL_GRID_NAME)]
         raise ValueError(
-            f"--grid {grid!r}: expected {', '.join(names[:-1])} or {names[-1]} or a .yaml file"
+            f"--grid {grid!r}: expected {', '.join(names)} or a .yaml file"
         )
     values = read_yaml_mapping(grid, "--grid")
     file_keys = ("architectures", *ablation.fields)

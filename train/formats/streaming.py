@@ -41,14 +41,14 @@ STREAMING_FORMATS = ("saved_model", "litert")
 LITERT_FILE = LiteRTFormat.file_name
 
 
-def streaming_form(model_name):
-    """The family's `Streaming` form; ValueError naming the models that
-    have one when it has none."""
+def streaming_form(model_name, flag="--streaming"):
+    """The family's `Streaming` form; ValueError naming `flag` and the
+    models that have one when it has none."""
     family = models.get_family(model_name)
     if family.streaming is None:
         having = [name for name in models.names() if models.get_family(name).streaming is not None]
         raise ValueError(
-            f"--streaming: {model_name} has no frame-by-frame form; streaming models: "
+            f"{flag}: a {model_name} run has no frame-by-frame form; streaming models: "
             f"{', '.join(having) or 'none'}"
         )
     return family.streaming

@@ -107,7 +107,7 @@ def stream_video(model, record, video, fps=None, stepper=None):
             not RGB, or `fps` is not positive.
         VideoError: the video cannot be read.
     """
-    streaming = streaming_form(record["model"])
+    streaming = streaming_form(record["model"], flag="--stream")
     if not os.path.isfile(video):
         raise FileNotFoundError(f"--video {video}: no such file")
     if fps is not None and not fps > 0:
