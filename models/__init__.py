@@ -22,7 +22,7 @@ Example:
 (4, 12, 12, 2)
 """
 
-from models.registry import Family, Stage, TrainingSpec, get_family, names, register
+from models.registry import Family, Stage, TrainingSpec, get_family, names, register, unregister
 
 # Importing a family module registers its names.
 from models import convlstm  # noqa: E402,F401
@@ -75,4 +75,5 @@ __all__ = [
     "names",
     "presets",
     "register",
+    "unregister",
 ]

@@ -172,7 +172,13 @@ def register(family: Family):
     return family
 
 
+def unregister(name):
+    """Removes a registered family (for families a test registers)."""
+    _FAMILIES.pop(name, None)
+
+
 def names():
+    """Every registered model name, in registration order."""
     return tuple(_FAMILIES)
 
 

@@ -9,7 +9,9 @@ import models
 from train import formats
 from train.formats import export_saved_model, matrix
 from train.formats.saved_model import write_source
-from tests.model_contract import assert_outputs_close, masked_garbage, tiny_cases
+from tests.model_contract import (
+    assert_outputs_close, check_export_contract, masked_garbage, tiny_cases,
+)
 from train import engine
 
 CASES = tiny_cases()
@@ -168,52 +170,5 @@ def test_export_passes_its_gate(name, format_name, trained_exportable, tmp_path)
             formats.check_format(format_name, name)
         return
     model, config, fit, _ = trained_exportable(name)
-    if format_name == "litert-int8":
-        # Agreement of decisions only means something if there are decisions.
-        assert fit["accuracy"] >= 0.9, fit
-    report = matrix.check(
-        model, name, config, format_name, str(tmp_path),
-        source=source_for(trained_exportable, name, format_name),
-    )
-    gate = report["gate"]
-    assert gate["passed"], report
-    if format_name == "litert-int8":
-        assert gate["threshold"] == (0.98 if "scores" in report["max_abs_diff"] else 0.99)
-    else:
-        assert gate["threshold"] == 1e-4 and gate["value"] <= 1e-4
-
-    # Reloaded here by the runtime's own API, not the suite's runner.
-    inputs = matrix.held_out_batches(name, config, seed=0)[0]
-    expected = models.get_family(name).name_outputs(model, model(inputs, training=False))
-    actual = run_in_own_runtime(format_name, formats.get_format(format_name).path_in(str(tmp_path)),
-                                inputs)
-    tolerance = 1e-4 if format_name != "litert-int8" else 0.5
-    for key, value in expected.items():
-        value = np.asarray(value)
-        if "mask" in inputs and value.shape[:2] == inputs["mask"].shape:
-            value, got = value[inputs["mask"]], actual[key][inputs["mask"]]
-        else:
-            got = actual[key]
-        np.testing.assert_allclose(got, value, atol=tolerance, rtol=0)
-
-
-def run_in_own_runtime(format_name, path, inputs):
-    """Outputs of an exported file run one example at a time by
-    ai_edge_litert or onnxruntime directly."""
-    rows = len(next(iter(inputs.values())))
-    outputs = []
-    if format_name == "onnx":
-        import onnxruntime
-
-        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-        names = [o.name for o in session.get_outputs()]
-        for row in range(rows):
-            feed = {i.name: inputs[i.name][row:row + 1] for i in session.get_inputs()}
-            outputs.append(dict(zip(names, session.run(None, feed))))
-    else:
-        from ai_edge_litert.interpreter import Interpreter
-
-        runner = Interpreter(model_path=path).get_signature_runner("serving_default")
-        for row in range(rows):
-            outputs.append(runner(**{k: np.ascontiguousarray(v[row:row + 1]) for k, v in inputs.items()}))
-    return {key: np.concatenate([np.asarray(o[key]) for o in outputs]) for key in outputs[0]}
+    check_export_contract(model, name, config, fit, format_name, str(tmp_path),
+                          source=source_for(trained_exportable, name, format_name))
