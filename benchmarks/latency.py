@@ -48,7 +48,6 @@ in its own child process; `--threads` sets the runtimes' threads and
 OpenCV's decoder threads.
 """
 
-import dataclasses
 import json
 import os
 import queue

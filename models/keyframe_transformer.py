@@ -41,6 +41,7 @@ features were extracted), so it trains stage 1 only.
 """
 
 import dataclasses
+import random
 from typing import ClassVar
 
 import keras
@@ -464,7 +465,7 @@ class TemporalSelfAttention(keras.layers.Layer):
     """
 
     def __init__(self, num_heads, key_dim, window=None, dropout=0.0, implementation="direct",
-                 **kwargs):
+                 seed=None, **kwargs):
         super().__init__(**kwargs)
         if window is not None and int(window) < 1:
             raise ValueError(f"window must be None or >= 1, got {window!r}")
@@ -478,18 +479,22 @@ class TemporalSelfAttention(keras.layers.Layer):
         self.key_dim = int(key_dim)
         self.window = None if window is None else int(window)
         self.dropout = float(dropout)
+        # One seed for both implementations' dropout of the attention
+        # weights (MultiHeadAttention's own on the "keras" path, ours on the
+        # direct one), so that they draw the same masks; drawn from Python's
+        # generator, which `keras.utils.set_random_seed` seeds.
+        self.seed = random.randrange(2**31) if seed is None else int(seed)
         self.attention = keras.layers.MultiHeadAttention(
             num_heads=self.num_heads,
             key_dim=self.key_dim,
             dropout=self.dropout,
             sliding_window=None if self.window is None else self.window + 1,
+            seed=self.seed,
             dtype=self.dtype_policy,
             name="attention",
         )
-        # The attention weights' dropout of the direct path (the "keras"
-        # path uses MultiHeadAttention's own).
         self.weights_dropout = keras.layers.Dropout(
-            self.dropout, dtype=self.dtype_policy, name="weights_dropout"
+            self.dropout, seed=self.seed, dtype=self.dtype_policy, name="weights_dropout"
         )
 
     def build(self, inputs_shape, padding_mask_shape=None, attention_mask_shape=None):
@@ -562,6 +567,7 @@ class TemporalSelfAttention(keras.layers.Layer):
             window=self.window,
             dropout=self.dropout,
             implementation=self.implementation,
+            seed=self.seed,
         )
         return config
 

@@ -15,7 +15,7 @@ import tensorflow as tf
 import models
 from tests.cli_calls import call
 from tests.cluster_processes import run_together
-from train import engine, export, run
+from train import engine, export, formats, run
 from train.engine import distribute
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -387,7 +387,7 @@ def test_mixed_precision_export_has_float32_signatures(name, tmp_path):
     config = models.get_config(name, preset="tiny")
     model = models.build_from_config(name, config)
     path = str(tmp_path / "export")
-    export.export_saved_model(model, name, path)
+    formats.export_saved_model(model, name, path)
     keras.config.set_dtype_policy("float32")
     serve = tf.saved_model.load(path).signatures["serving_default"]
     for key, spec in {**serve.structured_input_signature[1], **serve.structured_outputs}.items():

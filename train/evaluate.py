@@ -22,7 +22,10 @@ from common.files import write_json
 from train import tasks
 from train.run_folder import load_record, load_run
 from train.tasks.base import (
-    add_option_arguments, option_flags, options_from_args, options_from_record,
+    add_option_arguments,
+    option_flags,
+    options_from_args,
+    options_from_record,
 )
 
 

@@ -34,11 +34,5 @@ def main(argv=None):
     return 0
 
 
-def markdown_table(rows, columns):
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 if __name__ == "__main__":
     raise SystemExit(run_main(main, sys.argv[1:]))

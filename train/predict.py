@@ -42,7 +42,13 @@ from common.cli import ArgumentParser, run_main
 from common.files import write_json
 from common.progress import Progress
 from data.stream import FrameStream
-from train.serving.prediction import PredictOptions, list_videos, predict_one, result_folder
+from train.serving.prediction import (
+    PredictOptions,
+    describe_result,
+    list_videos,
+    predict_one,
+    result_folder,
+)
 
 
 def build_parser():
@@ -156,7 +162,10 @@ def main(argv=None):
     if os.path.exists(root) and not os.path.isdir(root):
         raise NotADirectoryError(f"--out {root}: a file, but a folder is expected")
     if not batch:
-        print(json.dumps(predict_one(predictor, args.video, root), indent=2))
+        result = predict_one(predictor, args.video, root)
+        print(json.dumps(result, indent=2))
+        for line in describe_result(result):  # for a person; stdout stays the JSON
+            print(line, file=sys.stderr)
         return 0
 
     progress = Progress(len(videos))

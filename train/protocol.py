@@ -30,6 +30,7 @@ import numpy as np
 
 from common.cli import run_main
 from common.files import read_json, write_json
+from train import run, run_folder
 from train.tasks.base import check_path
 
 SPLITS = (1, 2, 3)
@@ -44,8 +45,6 @@ REPORT_NAME = "protocol_report.json"
 def parse_args(argv):
     """train.run's flags for `--model`; --split and --ensemble are the
     protocol's to refuse, and the data must name its split lists."""
-    from train import run
-
     peek = argparse.ArgumentParser(add_help=False)
     peek.add_argument("--model")
     known, _ = peek.parse_known_args(argv)
@@ -73,8 +72,6 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    from train import run
-
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     out = args.out or os.path.join(
@@ -105,8 +102,6 @@ def check_settings(args, out):
     """Records the command's settings in `<out>/protocol.json`, or refuses
     a folder whose recorded settings differ (the flags other than --out and
     --verbose)."""
-    from train import run
-
     settings = json.loads(json.dumps(
         {key: value for key, value in sorted(vars(args).items()) if key not in ("out", "verbose")}
     ))
@@ -116,7 +111,7 @@ def check_settings(args, out):
         if recorded != settings:
             raise ValueError(
                 f"--out {out} holds a protocol run with other flags"
-                f"{run.differences(recorded, settings)}; rerun with its flags or choose another --out"
+                f"{run_folder.differences(recorded, settings)}; rerun with its flags or choose another --out"
             )
         return
     os.makedirs(out, exist_ok=True)

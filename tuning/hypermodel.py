@@ -7,7 +7,6 @@ import keras_tuner as kt
 import models
 from train import engine
 
-
 # The history keys of a trial's size metrics (the family's `size_metrics`,
 # e.g. "size: CNN params"); the results table shows them as columns.
 SIZE_PREFIX = "size: "

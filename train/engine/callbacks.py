@@ -10,6 +10,8 @@ import keras
 import numpy as np
 
 from common.files import atomic_path, read_json, write_json
+from data.video import check_decoding, forget_decoding_errors
+from models.introspection import nested_layers
 
 
 def save_model_atomic(model, path):
@@ -57,13 +59,9 @@ class RaiseDataErrors(keras.callbacks.Callback):
     so training stops with the video's own one-line message."""
 
     def on_train_begin(self, logs=None):
-        from data.video import forget_decoding_errors
-
         forget_decoding_errors()
 
     def _check(self, *args, **kwargs):
-        from data.video import check_decoding
-
         check_decoding()
 
     on_train_batch_end = on_test_batch_end = on_epoch_end = _check
@@ -106,8 +104,6 @@ def seed_generators(model):
     every step. `save_weights` does not keep it, so a resumed run would
     draw other masks than an uninterrupted one; the backup keeps them.
     """
-    from train.engine.distribute import nested_layers
-
     found = {}
     for index, layer in enumerate([model, *nested_layers(model)]):
         for attribute, value in vars(layer).items():

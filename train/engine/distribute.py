@@ -33,6 +33,7 @@ import os
 import keras
 
 from common.cluster import read_tf_config
+from models.introspection import nested_layers
 
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
 JIT_FLAGS = ("auto", "on", "off")
@@ -452,16 +453,6 @@ def export_tolerance(model):
 
 
 # XLA.
-
-
-def nested_layers(model):
-    """Every layer inside `model`, through nested models and wrappers.
-
-    Keras 3 has no public walk that reaches into wrappers such as
-    `Bidirectional`; `_flatten_layers` is the one Keras itself uses to
-    decide whether a model supports XLA.
-    """
-    return list(model._flatten_layers(include_self=False, recursive=True))
 
 
 def jit_blockers(model):

@@ -37,6 +37,7 @@ import warnings
 import keras
 import numpy as np
 
+import models
 from common.files import read_json, write_json
 from train.engine import callbacks as callbacks_lib
 from train.engine import distribute
@@ -71,8 +72,6 @@ def default_setup():
 def build(model_name, config, setup_=None, steps_per_epoch=1):
     """(model, training spec) of `model_name` at `config`, built in the
     strategy's scope and checked against the dtype policy."""
-    import models
-
     setup_ = setup_ or default_setup()
     with setup_.strategy.scope():
         model = models.build_from_config(model_name, config)
@@ -83,8 +82,6 @@ def build(model_name, config, setup_=None, steps_per_epoch=1):
 
 def stages_of(spec, config):
     """The recipe's stages; one stage of `config.epochs` when it lists none."""
-    import models
-
     return spec.stages or (models.Stage("train", config.epochs, spec.optimizer),)
 
 

@@ -331,12 +331,12 @@ pre { background: #f6f6f6; padding: .6em; overflow: auto; max-height: 20em; font
 <p id="working"></p>
 <p id="error"></p>
 <div id="result" hidden>
-  <section id="summary-section" hidden><h2>Summary</h2>
+  <section id="summary_video-section" hidden><h2>Summary</h2>
     <video id="summary" controls muted playsinline preload="auto"></video>
     <p id="summary-caption"></p></section>
   <section id="keyframes-section" hidden><h2>Keyframes</h2><div class="keyframes" id="keyframes"></div></section>
-  <section id="scores-section" hidden><h2>Score curve</h2><img class="plot" id="score-plot" alt="score over time"></section>
-  <section id="top-section" hidden><h2>Top labels</h2><table id="top"></table></section>
+  <section id="curve-section" hidden><h2>Score curve</h2><img class="plot" id="score-plot" alt="score over time"></section>
+  <section id="labels-section" hidden><h2>Top labels</h2><table id="top"></table></section>
   <section id="timeline-section" hidden><h2>Timeline</h2>
     <img class="plot" id="timeline-plot" alt="class probability over time"><table id="timeline"></table></section>
   <section id="explanation-section" hidden><h2>What the model looked at</h2>
@@ -368,47 +368,55 @@ async function poll() {
     if (status.state === 'loading') setTimeout(poll, 500);
   } catch (e) { setTimeout(poll, 1000); }
 }
+const RENDERERS = {
+  summary_video(data, urls) {
+    const v = $('summary'); v.src = urls.summary_video; v.load();
+    $('summary-caption').textContent = `${data.summary_seconds} s of ${data.duration} s, ${(data.shots || []).length} shots`;
+  },
+  keyframes(data) {
+    const frames = $('keyframes'); frames.innerHTML = '';
+    for (const k of data.keyframes || []) {
+      const fig = document.createElement('figure'); const img = document.createElement('img');
+      img.src = k.url; img.className = 'keyframe'; img.alt = `frame ${k.frame}`;
+      const cap = document.createElement('figcaption'); cap.textContent = `${k.time.toFixed(2)} s · ${k.score.toFixed(2)}`;
+      fig.appendChild(img); fig.appendChild(cap); frames.appendChild(fig);
+    }
+  },
+  curve(data, urls) { $('score-plot').src = urls.score_plot; },
+  labels(data) {
+    const top = $('top'); top.innerHTML = '';
+    for (const t of data.top || []) {
+      const row = document.createElement('tr'); row.className = 'label';
+      cell(row, t.label); cell(row, t.probability.toFixed(3));
+      const bar = cell(row, ''); bar.className = 'bar'; const fill = document.createElement('div');
+      fill.style.width = (100 * t.probability).toFixed(1) + '%'; bar.appendChild(fill);
+      top.appendChild(row);
+    }
+  },
+  timeline(data, urls) {
+    const timeline = $('timeline'); timeline.innerHTML = '';
+    for (const w of data.timeline || []) {
+      const row = document.createElement('tr');
+      cell(row, `${w.start.toFixed(1)}–${w.end.toFixed(1)} s`); cell(row, w.label); cell(row, w.probability.toFixed(3));
+      timeline.appendChild(row);
+    }
+    $('timeline-plot').src = urls.timeline_plot;
+  },
+  explanation(data, urls) {
+    $('explanation-method').textContent = (data.explanation || {}).method || '';
+    $('explanation-strip').src = urls.explanation_strip;
+    const v = $('explanation-video'); v.src = urls.explanation_video; v.load();
+  },
+};
 function render(data) {
   show('result', true);
   $('json').textContent = JSON.stringify(data, null, 1);
   const urls = data.urls || {};
-  show('summary-section', !!urls.summary_video);
-  if (urls.summary_video) {
-    const v = $('summary'); v.src = urls.summary_video; v.load();
-    $('summary-caption').textContent = `${data.summary_seconds} s of ${data.duration} s, ${(data.shots || []).length} shots`;
-  }
-  const frames = $('keyframes'); frames.innerHTML = '';
-  for (const k of data.keyframes || []) {
-    const fig = document.createElement('figure'); const img = document.createElement('img');
-    img.src = k.url; img.className = 'keyframe'; img.alt = `frame ${k.frame}`;
-    const cap = document.createElement('figcaption'); cap.textContent = `${k.time.toFixed(2)} s · ${k.score.toFixed(2)}`;
-    fig.appendChild(img); fig.appendChild(cap); frames.appendChild(fig);
-  }
-  show('keyframes-section', (data.keyframes || []).length > 0);
-  show('scores-section', !!urls.score_plot);
-  if (urls.score_plot) $('score-plot').src = urls.score_plot;
-  const top = $('top'); top.innerHTML = '';
-  for (const t of data.top || []) {
-    const row = document.createElement('tr'); row.className = 'label';
-    cell(row, t.label); cell(row, t.probability.toFixed(3));
-    const bar = cell(row, ''); bar.className = 'bar'; const fill = document.createElement('div');
-    fill.style.width = (100 * t.probability).toFixed(1) + '%'; bar.appendChild(fill);
-    top.appendChild(row);
-  }
-  show('top-section', (data.top || []).length > 0);
-  const timeline = $('timeline'); timeline.innerHTML = '';
-  for (const w of data.timeline || []) {
-    const row = document.createElement('tr');
-    cell(row, `${w.start.toFixed(1)}–${w.end.toFixed(1)} s`); cell(row, w.label); cell(row, w.probability.toFixed(3));
-    timeline.appendChild(row);
-  }
-  show('timeline-section', !!urls.timeline_plot);
-  if (urls.timeline_plot) $('timeline-plot').src = urls.timeline_plot;
-  show('explanation-section', !!urls.explanation_strip);
-  if (urls.explanation_strip) {
-    $('explanation-method').textContent = (data.explanation || {}).method || '';
-    $('explanation-strip').src = urls.explanation_strip;
-    const v = $('explanation-video'); v.src = urls.explanation_video; v.load();
+  for (const name of Object.keys(RENDERERS)) show(`${name}-section`, false);
+  for (const name of data.sections || []) {
+    if (!RENDERERS[name]) continue;  // a section this page does not know
+    RENDERERS[name](data, urls);
+    show(`${name}-section`, true);
   }
   document.body.dataset.done = String(Number(document.body.dataset.done || 0) + 1);
 }

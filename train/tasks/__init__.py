@@ -36,8 +36,6 @@ def get_task(kind) -> Task:
 
 def task_for(model_name) -> Task:
     """The task of a registered model, from its config's `input_kind`."""
-    import models
-
     return get_task(type(models.get_family(model_name).config).input_kind)
 
 
@@ -45,6 +43,7 @@ def kinds():
     return tuple(_TASKS)
 
 
+import models
 # Importing a task module defines its task; registering here keeps the
 # list in one place.
 from train.tasks.clips import ClipTask  # noqa: E402

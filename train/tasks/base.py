@@ -22,6 +22,7 @@ import typing
 import numpy as np
 
 import models
+from train.serving.prediction import PredictOptions
 
 SPLITS = ("train", "val", "test")
 
@@ -193,8 +194,6 @@ class Task:
         """Runs a trained model on one video, writes its files into `out`
         and returns the JSON-able result (see `predictor`). `options` may
         also be a dict of `PredictOptions` fields."""
-        from train.serving.prediction import PredictOptions
-
         if not isinstance(options, PredictOptions):
             options = PredictOptions.from_dict(dict(options))
         return self.predictor(model, record, options)(video, out)

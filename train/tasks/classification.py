@@ -10,11 +10,13 @@ import os
 
 import numpy as np
 
+import models
 from common.files import pyplot, save_figure, write_json
 from data.video import check_decoding, forget_decoding_errors
 from train.formats.gates import Top1Agreement
 from train.metrics.classification import average_views, classification_report, two_columns
 from train.tasks.base import Task
+from train.tasks.timeline import ClassifierPredictor
 
 # The 51 classes of HMDB51 (Kuehne et al., ICCV 2011), as its folders and
 # split lists name them.
@@ -45,8 +47,6 @@ def predict_probabilities(model, model_name, dataset, views=None):
     (frames [B, V, T, H, W, C]); the model sees every view and a video's
     probabilities are the mean over its views (`average_views`).
     """
-    import models
-
     family = models.get_family(model_name)
     probabilities, labels = [], []
     forget_decoding_errors()
@@ -160,6 +160,4 @@ class ClassifierTask(Task):
         raise NotImplementedError
 
     def predictor(self, model, record, options):
-        from train.tasks.timeline import ClassifierPredictor
-
         return ClassifierPredictor(model, record, options, self.window_encoder(model, record, options))

@@ -38,11 +38,19 @@ import re
 
 import numpy as np
 
-from data import pipeline, synthetic
+from data import datasets, pipeline, synthetic, video
+from data.video import sample_frame_indices
 from train.tasks.base import (
-    DataBundle, check_class_names, check_fraction, check_path, option, run_config, split_rows,
+    DataBundle,
+    check_class_names,
+    check_fraction,
+    check_path,
+    option,
+    run_config,
+    split_rows,
 )
 from train.tasks.classification import HMDB51_CLASSES, ClassifierTask
+from train.tasks.timeline import WindowEncoder
 
 # Frames generated beyond the model's, so the start frame can be jittered.
 JITTER_FRAMES = 4
@@ -322,7 +330,6 @@ def load_video_clips(options, config, seed, split_seed, views=None):
     check_path(options.data, "--data")
     if options.split_dir is not None:
         check_path(options.split_dir, "--split-dir")
-    from data import datasets, video
 
     check_fraction(options.val_fraction, "--val-fraction")
     augmentation, mixing = training_augmentation(options)
@@ -495,10 +502,6 @@ def clip_window_encoder(record):
     notes' 4, each channel drawn independently) gets RGB followed by the
     luminance for the extra channels, or the luminance alone for fewer.
     """
-    import models
-    from data.video import sample_frame_indices
-    from train.tasks.timeline import WindowEncoder
-
     config = run_config(record)
     frames, height, width, channels = config.input_shape
 

@@ -46,13 +46,21 @@ import os
 import numpy as np
 
 from data import synthetic_features
+from data.features import FrameFeatureExtractor, read_feature_file, rescale_indices, scale_lengths
 from data.pipeline import epoch_stream
-from data.features import read_feature_file
 from data.sequences import SequenceAugmentation, sequence_dataset, validate_sequences
+from data.video import sample_frame_indices
 from train.tasks.base import (
-    DataBundle, check_fraction, check_path, check_class_names, option, split_rows,
+    DataBundle,
+    check_class_names,
+    check_fraction,
+    check_path,
+    option,
+    run_config,
+    split_rows,
 )
 from train.tasks.classification import ClassifierTask
+from train.tasks.timeline import WindowEncoder
 
 DEFAULT_FEATURE_CACHE = os.path.join("runs", ".cache")
 
@@ -132,9 +140,7 @@ class FeatureTask(ClassifierTask):
     def load(self, options, config, seed, split_seed=None):
         return load_for_training(options, config, seed, seed if split_seed is None else split_seed)
 
-    def load_split(self, options, record, split, given=frozenset()):
-        import models
-
+    def load_split(self, options, record, split, given=frozenset(), evaluation=None):
         config = run_config(record)
         bundle = load_for_evaluation(options, config, record, split, given)
         check_class_names(bundle.class_names, record, "the evaluated data")
@@ -413,11 +419,6 @@ def feature_window_encoder(record, options):
     sampled and averaged over the temporal scales exactly as
     `FrameFeatureExtractor.video_features` does for a whole video. Frames
     shared by overlapping windows are encoded once."""
-    import models
-    from data.features import FrameFeatureExtractor, rescale_indices, scale_lengths
-    from data.video import sample_frame_indices
-    from train.tasks.timeline import WindowEncoder
-
     config = run_config(record)
     settings = extraction_settings(record)
     backbone = options.backbone or settings["backbone"]

@@ -36,11 +36,14 @@ import os
 import numpy as np
 
 from common.files import atomic_path, read_json, write_json
+from data import summarization
 from data.pipeline import epoch_stream
 from data.sequences import sequence_dataset
-from train.metrics import summarization as summary_eval
+from data.video import VIDEO_EXTENSIONS, probe_video, read_frames
 from train.formats.gates import MeanRankCorrelation
+from train.metrics import summarization as summary_eval
 from train.tasks.base import DataBundle, Task, check_fraction, check_path, option
+from train.tasks.keyframes import KeyframePredictor
 
 SYNTHETIC_FEATURE_FRAME_SIZE = (32, 32)
 
@@ -157,15 +160,11 @@ class FrameScoreTask(Task):
         return MeanRankCorrelation()
 
     def predictor(self, model, record, options):
-        from train.tasks.keyframes import KeyframePredictor
-
         return KeyframePredictor(model, record, options)
 
 
 def load_frame_scores(options, config, seed, split_seed):
     """Builds the bundle for a frame-scoring model (see the module doc)."""
-    from data import summarization
-
     mode = "frames" if config.reads_frames else "features"
     if options.dataset is not None:
         check_path(options.dataset, "--dataset")
@@ -278,7 +277,6 @@ def frames_at_picks(videos, folder, size, cache):
     """
     import hashlib
 
-    from data.video import VIDEO_EXTENSIONS, probe_video, read_frames
 
     files = {}
     for directory, _, names in sorted(os.walk(folder)):
@@ -344,8 +342,6 @@ def recognise_benchmark(videos):
 def write_splits(splits, path):
     """Saves the generated splits, never over a file that holds others (a
     resumed run finds its own splits there and leaves them)."""
-    from data import summarization
-
     if os.path.exists(path):
         if os.path.isdir(path) or read_json(path, "split file") != splits:
             raise FileExistsError(
@@ -358,8 +354,6 @@ def write_splits(splits, path):
 
 def synthetic_set(config, count, seed):
     """The embedded videos as records and model inputs, plus what to record."""
-    from data import summarization
-
     if not config.reads_frames:
         dim = config.input_shape[-1]
         videos = summarization.synthetic_summary_records(

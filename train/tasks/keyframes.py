@@ -53,8 +53,15 @@ import os
 import numpy as np
 
 from common.files import pyplot, save_figure, write_json
+from data import shots as shot_lib
+from data import summarization
+from data.features import FrameFeatureExtractor
+from data.stream import FrameStream, rgb, short_side_size
 from train.metrics import summarization as summary_eval
+from train.serving import explain
+from train.serving.media import write_browser_video
 from train.serving.prediction import FrameSpool, seconds, video_fps, write_image
+from train.tasks.base import run_config
 
 SUMMARY_SHORT_SIDE = 360
 THUMBNAIL_WIDTH = 240
@@ -86,8 +93,6 @@ def frame_encoder(record, config, options):
     if config.reads_frames:
         return FrameEncoder("frames", config.input_shape[1:3], lambda f: f.astype(np.float32))
     if data.get("features") == "synthetic_projection":
-        from data import summarization
-
         dim = config.input_shape[-1]
         return FrameEncoder(
             "features", data["frame_size"],
@@ -98,7 +103,6 @@ def frame_encoder(record, config, options):
             f"--run {options.run} was trained on features from {data.get('data', 'a file')}; "
             "give --backbone (and --backbone-weights) of the extractor that made them"
         )
-    from data.features import FrameFeatureExtractor
 
     weights = options.backbone_weights or "imagenet"
     extractor = FrameFeatureExtractor(
@@ -231,8 +235,6 @@ class KeyframePredictor:
     """
 
     def __init__(self, model, record, options):
-        import models
-
         self.model = model
         self.record = record
         self.options = options
@@ -241,14 +243,9 @@ class KeyframePredictor:
         self.max_steps = MAX_STEPS[self.encoder.name]
         self.explainer = None
         if options.explain:
-            from train.serving import explain
-
             self.explainer = explain.explainer_for(model, record)
 
     def __call__(self, video, out):
-        from data import shots as shot_lib
-        from data.stream import FrameStream, rgb, short_side_size
-
         options = self.options
         stream = FrameStream(video)
         fps, fps_note = video_fps(stream)
@@ -287,8 +284,6 @@ class KeyframePredictor:
         """Writes the attention curve over the sampled frames (windows of
         `max_steps` as for the scores, overlaps averaged) and adds it to the
         result (and `result.json`)."""
-        from train.serving import explain
-
         attention = score_in_windows(
             self.model, encoded, self.encoder.name, self.max_steps, per_step=self.explainer
         )
@@ -300,13 +295,12 @@ class KeyframePredictor:
         )
         result["files"].update(files)
         result["explanation"] = summary
+        result["sections"].append("explanation")
         result["notes"].extend(notes)
         write_json(result["files"]["result"], result)
 
     def _write(self, video, out, spool, fps, fps_note, n_frames, picks, scores, frame_scores,
                change_points, candidates, values, chosen, budget):
-        from data.video import write_video
-
         notes = [fps_note] if fps_note else []
         files = {
             "summary_video": os.path.join(out, "summary.mp4"),
@@ -378,6 +372,7 @@ class KeyframePredictor:
             "keyframes": keyframes,
             "files": files,
             "notes": notes,
+            "sections": ["summary_video", "keyframes", "curve"],
         }
         write_json(files["result"], result)
         return result

@@ -39,8 +39,11 @@ import os
 
 import numpy as np
 
+import models
 from common.files import pyplot, save_figure, write_json
+from data.stream import FrameStream, rgb
 from train.metrics.classification import two_columns
+from train.serving import explain
 from train.serving.prediction import seconds, video_fps
 
 BATCH_SIZE = 8
@@ -95,8 +98,6 @@ class ClassifierPredictor:
     """
 
     def __init__(self, model, record, options, encoder):
-        import models
-
         self.model = model
         self.record = record
         self.options = options
@@ -104,8 +105,6 @@ class ClassifierPredictor:
         self.family = models.get_family(record["model"])
         self.explainer = None
         if options.explain:
-            from train.serving import explain
-
             self.explainer = explain.explainer_for(model, record)
 
     def _probabilities(self, batch):
@@ -116,8 +115,6 @@ class ClassifierPredictor:
         return two_columns(np.asarray(outputs["probabilities"], dtype=np.float64))
 
     def __call__(self, video, out):
-        from data.stream import FrameStream, rgb
-
         options = self.options
         stream = FrameStream(video)
         fps, fps_note = video_fps(stream)
@@ -164,8 +161,6 @@ class ClassifierPredictor:
     def _explain(self, video, out, fps, windows, probabilities, result):
         """Writes the explanation of every window, in order, and adds it to
         the result (and `result.json`)."""
-        from train.serving import explain
-
         steps = [start + self.encoder.positions(stop - start) for start, stop in windows]
         display = explain.read_frames(video, np.unique(np.concatenate(steps)))
         label = int(np.argmax(probabilities.mean(axis=0)))
@@ -191,6 +186,7 @@ class ClassifierPredictor:
         )
         result["files"].update(files)
         result["explanation"] = summary
+        result["sections"].append("explanation")
         result["notes"].extend(notes)
         write_json(result["files"]["result"], result)
 
@@ -245,6 +241,7 @@ class ClassifierPredictor:
             "timeline": timeline,
             "files": files,
             "notes": [fps_note] if fps_note else [],
+            "sections": ["labels"] + (["timeline"] if timeline else []),
         }
         write_json(files["result"], result)
         return result
