@@ -52,7 +52,7 @@ class _HelpFormatter(HelpFormatter):
 
 
 def build_parser():
-    from models.backbones import BACKBONES
+    from models.backbones import BACKBONES  # Keras: loaded once the flags parse
 
     parser = ArgumentParser(
         prog="python -m data.extract",

@@ -212,7 +212,7 @@ class FrameFeatureExtractor:
         import keras
         import tensorflow as tf
 
-        from models.backbones import build_frame_backbone
+        from models.backbones import build_frame_backbone  # Keras, for a backbone only
 
         self.size = normalize_size(size)
         self.batch_size = int(batch_size)
@@ -805,7 +805,7 @@ def extract_features(dataset, out, backbone=DEFAULT_BACKBONE, weights="imagenet"
             format at `out`, no video readable at all, or (with
             on_error="fail") the first unreadable video.
     """
-    from models.backbones import BACKBONES
+    from models.backbones import BACKBONES  # Keras, for a backbone only
 
     log = log or (lambda line: print(line, file=sys.stderr))
     if backbone not in BACKBONES:

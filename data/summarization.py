@@ -428,7 +428,7 @@ def summary_dataset(videos, keys, batch_size=4, shuffle=False, seed=0):
     missing = [key for key in keys if key not in videos]
     if missing:
         raise ValueError(f"videos not in the dataset: {', '.join(missing[:5])}")
-    from data.sequences import sequence_dataset
+    from data.sequences import sequence_dataset  # TensorFlow: reading a file needs none
 
     return sequence_dataset(
         [videos[key].features for key in keys],

@@ -165,6 +165,7 @@ def render_synthetic_videos(folder, settings):
     Returns:
         A `data.datasets.VideoDataset` with the splits marked.
     """
+    # TensorFlow (tf.data): only when the videos are written.
     from data import synthetic
     from data.datasets import VideoDataset
 

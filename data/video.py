@@ -48,6 +48,8 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from common.files import atomic_path  # noqa: E402
+
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 DEFAULT_NUM_FRAMES = 64
 DEFAULT_SIZE = (256, 256)
@@ -236,8 +238,6 @@ def write_video(path, frames, fps=25.0, fourcc=None):
             extension with no known codec.
         RuntimeError: OpenCV cannot open a writer for this codec.
     """
-    from common.files import atomic_path
-
     path = os.fspath(path)
     extension = os.path.splitext(path)[1].lower()
     fourcc = fourcc or WRITER_FOURCC.get(extension)
@@ -505,7 +505,7 @@ def video_clip_dataset(
     """
     import tensorflow as tf
 
-    from data.pipeline import traced_as_written
+    from data.pipeline import traced_as_written  # TensorFlow: decoding alone needs none
 
     if on_error not in ("skip", "fail"):
         raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
@@ -540,7 +540,7 @@ def _decoded(dataset, on_error):
     """`(array, label, ok)` elements -> `(array, label)` of the decoded
     files: an undecodable one is dropped (`"skip"`) or ends the stream
     (`"fail"`, for `check_decoding()` to raise)."""
-    from data.pipeline import traced_as_written
+    from data.pipeline import traced_as_written  # TensorFlow: decoding alone needs none
 
     decoded = traced_as_written(lambda array, label, ok: ok)
     dataset = dataset.filter(decoded) if on_error == "skip" else dataset.take_while(decoded)
@@ -554,7 +554,7 @@ def _guarded_loader(read, shape, on_error):
     `check_decoding()` to raise."""
     import tensorflow as tf
 
-    from data.pipeline import traced_as_written
+    from data.pipeline import traced_as_written  # TensorFlow: decoding alone needs none
 
     empty = np.zeros(shape, np.uint8)
 

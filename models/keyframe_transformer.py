@@ -238,7 +238,7 @@ class KeyframeTransformerConfig(ModelConfig):
         """D of the sequence entering the projection."""
         if self.input_mode == "features":
             return self.input_shape[-1]
-        from models.backbones import feature_dim
+        from models.backbones import feature_dim  # keras.applications: frames mode only
 
         return feature_dim(self.backbone)
 
@@ -623,7 +623,7 @@ def build_keyframe_transformer(config: KeyframeTransformerConfig) -> keras.Model
         inputs = {"features": features, "mask": mask}
         x = features
     else:
-        from models.backbones import build_frame_backbone
+        from models.backbones import build_frame_backbone  # keras.applications: see above
 
         frames = keras.Input(shape=config.input_shape, name="frames")
         inputs = {"frames": frames, "mask": mask}
@@ -736,7 +736,7 @@ def keyframe_training(config: KeyframeTransformerConfig, steps_per_epoch: int) -
     stages = (Stage("train", config.first_stage_epochs, keyframe_optimizer(config)),)
     if config.input_mode == "frames":
         def unfreeze(model):
-            from models.backbones import unfreeze_last_blocks
+            from models.backbones import unfreeze_last_blocks  # keras.applications
 
             unfreeze_last_blocks(backbone_of(model), config.unfreeze_blocks)
 

@@ -4,6 +4,7 @@ import dataclasses
 import types
 from typing import Any, Callable
 
+from common.registry import Registry
 from models.capabilities import parameter_count
 
 
@@ -162,29 +163,12 @@ class Family:
         return {model.output_names[0]: outputs}
 
 
-_FAMILIES: dict[str, Family] = {}
-
-
-def register(family: Family):
-    if family.name in _FAMILIES:
-        raise ValueError(f"model {family.name!r} is registered twice")
-    _FAMILIES[family.name] = family
-    return family
-
-
-def unregister(name):
-    """Removes a registered family (for families a test registers)."""
-    _FAMILIES.pop(name, None)
-
-
-def names():
-    """Every registered model name, in registration order."""
-    return tuple(_FAMILIES)
+_FAMILIES = Registry("model", "name", "unknown model {name!r}; valid names are: {known}")
+register = _FAMILIES.register
+unregister = _FAMILIES.unregister
+names = _FAMILIES.names
 
 
 def get_family(name: str) -> Family:
-    if name not in _FAMILIES:
-        raise ValueError(
-            f"unknown model {name!r}; valid names are: {', '.join(_FAMILIES)}"
-        )
-    return _FAMILIES[name]
+    """The registered family `name`; ValueError listing the names otherwise."""
+    return _FAMILIES.get(name)

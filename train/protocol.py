@@ -32,6 +32,7 @@ from common.cli import run_main
 from common.files import read_json, write_json
 from train import run, run_folder
 from train.tasks.base import check_path
+from train.tasks.classification import published_comparison
 
 SPLITS = (1, 2, 3)
 METRICS = (
@@ -164,8 +165,6 @@ def protocol_table(report):
     | 3 | 0.700 | - | - |
     | mean +- std | 0.600 +- 0.100 | - | - |
     """
-    from train.tasks.classification import published_comparison
-
     def cell(summary, key):
         return f"{summary[key]:.3f}" if key in summary else "-"
 

@@ -19,20 +19,18 @@ import os
 import sys
 import warnings
 
+import models
 from common.cli import ArgumentParser, run_main
 from common.files import write_json
-from train import run_folder
+from train import engine, evaluate, run_folder, tasks
+from train.engine import config as config_lib
+from train.engine import distribute
+from train.tasks.base import add_option_arguments, options_from_args, options_to_dict
 
 RUNS_DIR = "runs"
 
 
 def build_parser(model_name=None):
-    import models
-    from train.engine import config as config_lib
-    from train import tasks
-    from train.engine import distribute
-    from train.tasks.base import add_option_arguments
-
     parser = ArgumentParser(
         prog="python -m train.run",
         description="Train a video model. Flags after --model depend on the model: "
@@ -89,7 +87,6 @@ def main(argv=None):
         member = os.path.join(out, f"member_{index}")
         train_one(args, member, args.seed + index)
         members.append(member)
-    from train import evaluate
 
     # The test data when there is any, else the validation data.
     report = evaluate.evaluate_runs(members, split=None, out=out)
@@ -99,9 +96,6 @@ def main(argv=None):
 
 def resolve_config(args, task, options):
     """(config, preset, user fields): defaults < preset < YAML < flags."""
-    import models
-    from train.engine import config as config_lib
-
     family = models.get_family(args.model)
     user = config_lib.user_overrides(family.config, args.config, config_lib.field_overrides(args))
     preset = args.preset
@@ -125,8 +119,6 @@ def apply_data_updates(config, data, user, source):
     """The config with the fields the data fixes; a field the user set to
     something else is refused, naming both values (unless the data adapts
     that field, see `DataBundle.adapted_fields`)."""
-    from train.engine import config as config_lib
-
     updates = data.config_updates
     for field, value in updates.items():
         if field in data.adapted_fields:
@@ -142,10 +134,6 @@ def apply_data_updates(config, data, user, source):
 
 def train_one(args, out, seed):
     import keras
-
-    from train import engine, evaluate, tasks
-    from train.engine import distribute
-    from train.tasks.base import options_from_args, options_to_dict
 
     # First: a multi-worker strategy must exist before any TensorFlow op runs.
     setup = engine.setup(args.strategy, args.mixed_precision)

@@ -23,7 +23,15 @@ import json
 import os
 import sys
 
+import models
 from common.cli import ArgumentParser, run_main
+from common.files import write_json
+from train import tasks
+from train.engine import steps_per_epoch
+from train.tasks.base import add_option_arguments, options_from_args, options_to_dict
+from tuning import results
+from tuning import space as space_lib
+from tuning.hypermodel import SuiteHyperModel
 
 RUNS_DIR = os.path.join("runs", "tuning")
 TUNERS = ("grid", "random", "hyperband")
@@ -77,8 +85,6 @@ def build_parser(task=None):
         help="0 silent, 1 one summary per trial, 2 also one line per epoch",
     )
     if task is not None:
-        from train.tasks.base import add_option_arguments
-
         add_option_arguments(parser.add_argument_group("data"), task.Options)
     return parser
 
@@ -86,10 +92,6 @@ def build_parser(task=None):
 def searched_task(model, grid):
     """The task of the searched model (an architecture grid searches the
     families that declare it, whose task is the same), or None."""
-    import models
-    from train import tasks
-    from tuning import space as space_lib
-
     if model is not None and model in models.names():
         return tasks.task_for(model)
     if grid is not None:
@@ -110,8 +112,6 @@ def parse_args(argv):
 
 
 def check_target(args):
-    import models
-
     if (args.grid is None) == (args.model is None):
         raise ValueError("give exactly one of --grid NAME|FILE.yaml and --model NAME")
     if args.model is not None:
@@ -126,8 +126,6 @@ def check_target(args):
 
 def base_overrides(args):
     """Fields every trial starts from: --config, then --set, then --epochs."""
-    from tuning import space as space_lib
-
     overrides = {}
     if args.config:
         overrides.update(space_lib.read_yaml_mapping(args.config, "--config"))
@@ -144,8 +142,6 @@ def base_overrides(args):
 def make_space(args, base, task, options):
     """The search space; trials on the embedded data start from each
     family's preset for it, beneath the search's own base fields."""
-    from tuning import space as space_lib
-
     if args.grid is not None:
         return space_lib.grid_space(args.grid, base, args.space, embedded=embedded_presets(
             task, options, base, tuple(space_lib.grid_families())))
@@ -158,8 +154,6 @@ def make_space(args, base, task, options):
 def embedded_presets(task, options, base, names):
     """Per model name, the preset's fields that the embedded data asks for
     (those the base does not set); empty for the user's own data."""
-    import models
-
     fields = {}
     for name in names:
         family = models.get_family(name)
@@ -196,8 +190,6 @@ def distributed_role():
 
 def record_search(out, description):
     """Writes `search.json`, or checks that a re-run searches the same."""
-    from common.files import write_json
-
     path = os.path.join(out, "search.json")
     description = json.loads(json.dumps(description))
     if os.path.exists(path):
@@ -237,7 +229,6 @@ def make_tuner(args, hypermodel, objective, out, epochs):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     check_target(args)
-    from train.tasks.base import options_from_args, options_to_dict
 
     role = distributed_role()
     base = base_overrides(args)
@@ -250,10 +241,6 @@ def main(argv=None):
     import keras
     import keras_tuner as kt
 
-    import models
-    from tuning import results
-    from tuning import space as space_lib
-    from tuning.hypermodel import SuiteHyperModel
 
     keras.utils.set_random_seed(args.seed)
     data, updates, data_batch_size = load_data(task, options, space, args.seed)
@@ -292,7 +279,6 @@ def main(argv=None):
         flush=True,
     )
 
-    from train.engine import steps_per_epoch
 
     hypermodel = SuiteHyperModel(
         space, data, updates, steps_per_epoch=steps_per_epoch(data, first_config),

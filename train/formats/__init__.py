@@ -26,42 +26,19 @@ Example:
 """
 
 import models
+from common.registry import Registry
 from train.formats.base import ExportFormat, Runner, Written
 from train.formats.gates import FLOAT_TOLERANCE, verify
 from train.formats.litert import LiteRTFormat, LiteRTInt8Format
 from train.formats.onnx import OnnxFormat
 from train.formats.saved_model import SavedModelFormat, export_saved_model, serving_signature
 
-_FORMATS = {}
-
-
-def register(export_format):
-    """Registers an `ExportFormat` instance under its `name`."""
-    if export_format.name in _FORMATS:
-        raise ValueError(f"export format {export_format.name!r} is registered twice")
-    _FORMATS[export_format.name] = export_format
-    return export_format
-
-
-def unregister(name):
-    """Removes a registered format (for formats registered by a test)."""
-    _FORMATS.pop(name, None)
-
-
-def names():
-    """The registered formats' names, in registration order."""
-    return tuple(_FORMATS)
-
-
-def get_format(name):
-    """The registered `ExportFormat` called `name`.
-
-    Raises:
-        ValueError: no such format; the message lists them.
-    """
-    if name not in _FORMATS:
-        raise ValueError(f"unknown export format {name!r}; formats are: {', '.join(_FORMATS)}")
-    return _FORMATS[name]
+_FORMATS = Registry("export format", "name",
+                    "unknown export format {name!r}; formats are: {known}")
+register = _FORMATS.register
+unregister = _FORMATS.unregister
+names = _FORMATS.names
+get_format = _FORMATS.get
 
 
 def check_format(name, model_name=None):
@@ -76,7 +53,7 @@ def check_format(name, model_name=None):
 def supported_formats(model_name):
     """The formats `model_name` exports to."""
     family = models.get_family(model_name)
-    return tuple(name for name in _FORMATS if name not in family.export_refusals)
+    return tuple(name for name in names() if name not in family.export_refusals)
 
 
 def signature_batch_size(format_name, model):

@@ -60,6 +60,17 @@ def write_source(model, model_name, path, batch_size=None):
     return Written(path, rewrites, batch_size)
 
 
+def describe_signature(function):
+    """`({input: (shape, dtype)}, {output: (shape, dtype)})` of a loaded
+    SavedModel signature."""
+    specs = function.structured_input_signature[1]
+    return (
+        {key: (spec.shape.as_list(), spec.dtype.name) for key, spec in specs.items()},
+        {key: (spec.shape.as_list(), spec.dtype.name)
+         for key, spec in function.structured_outputs.items()},
+    )
+
+
 class SavedModelRunner(Runner):
     def __init__(self, folder, threads=None):
         self.function = tf.saved_model.load(folder).signatures["serving_default"]
@@ -69,12 +80,7 @@ class SavedModelRunner(Runner):
         return {key: value.numpy() for key, value in outputs.items()}
 
     def signature(self):
-        specs = self.function.structured_input_signature[1]
-        return (
-            {key: (spec.shape.as_list(), spec.dtype.name) for key, spec in specs.items()},
-            {key: (spec.shape.as_list(), spec.dtype.name)
-             for key, spec in self.function.structured_outputs.items()},
-        )
+        return describe_signature(self.function)
 
 
 class SavedModelFormat(ExportFormat):

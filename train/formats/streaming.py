@@ -36,6 +36,7 @@ import models
 from train.formats.base import Written
 from train.formats.gates import FLOAT_TOLERANCE, decision
 from train.formats.litert import LiteRTFormat, convert_litert
+from train.formats.saved_model import describe_signature
 
 STREAMING_FORMATS = ("saved_model", "litert")
 LITERT_FILE = LiteRTFormat.file_name
@@ -113,12 +114,7 @@ class SavedModelStepper(Stepper):
         return outputs["probabilities"].numpy(), {name: outputs[name].numpy() for name in states}
 
     def signature(self):
-        specs = self.step_function.structured_input_signature[1]
-        return (
-            {key: (spec.shape.as_list(), spec.dtype.name) for key, spec in specs.items()},
-            {key: (spec.shape.as_list(), spec.dtype.name)
-             for key, spec in self.step_function.structured_outputs.items()},
-        )
+        return describe_signature(self.step_function)
 
 
 class LiteRTStepper(Stepper):

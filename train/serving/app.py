@@ -36,6 +36,7 @@ import sys
 import threading
 import time
 
+from data.video import VideoError
 from train import run_folder
 from train.serving.prediction import list_videos, safe_name
 
@@ -163,8 +164,6 @@ def create_app(run, out=None, videos=None, max_upload_bytes=DEFAULT_MAX_UPLOAD_M
         return JSONResponse({"error": message}, status_code=status)
 
     async def predict(video, name, uploaded=False):
-        from data.video import VideoError
-
         try:
             result = await run_in_threadpool(holder.predict, video, root)
         except (VideoError, ValueError, ModelNotLoaded) as problem:

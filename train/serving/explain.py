@@ -239,7 +239,7 @@ def write_overlay_video(path, frames):
     return write_browser_video(path, frames, OVERLAY_FPS, what="explanation video")
 
 
-def read_frames(video, indices, short_side=DISPLAY_SHORT_SIDE):
+def read_display_frames(video, indices, short_side=DISPLAY_SHORT_SIDE):
     """{index: RGB uint8 frame at most `short_side` on its short side} for
     the wanted frame indices, decoding the video once."""
     wanted = set(int(i) for i in indices)
@@ -308,7 +308,7 @@ __all__ = [
     "explainer_for",
     "overlay_curve",
     "overlay_heat",
-    "read_frames",
+    "read_display_frames",
     "resample",
     "write_explanation",
     "write_strip",

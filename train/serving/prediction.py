@@ -34,42 +34,57 @@ from data.video import is_video_file
 # When a file gives no frame rate, this one is assumed (and said so in the result).
 FALLBACK_FPS = 25.0
 
+def _describe_labels(result):
+    return "labels: " + ", ".join(
+        f"{entry['label']} {entry['probability']:.3f}" for entry in result["top"])
+
+
+def _describe_timeline(result):
+    return (f"timeline: {len(result['timeline'])} windows of {result['window']:g} s "
+            f"-> {result['files']['timeline_plot']}")
+
+
+def _describe_summary(result):
+    return (f"summary: {result['summary_seconds']:g} s of {result['duration']:g} s in "
+            f"{len(result['shots'])} shots -> {result['files']['summary_video']}")
+
+
+def _describe_keyframes(result):
+    return f"keyframes: {len(result['keyframes'])} -> {result['files']['contact_sheet']}"
+
+
+def _describe_curve(result):
+    return f"scores: {result['frames_scored']} frames -> {result['files']['score_plot']}"
+
+
+def _describe_explanation(result):
+    return f"explanation: {result['explanation']['method']} -> {result['files']['explanation_strip']}"
+
+
 # The sections a result may declare (its "sections" list), in the order the
-# page shows them; the page and the command line render each declared one.
-SECTIONS = {
-    "summary_video": "the summary played as a video (files.summary_video)",
-    "keyframes": "one frame per chosen shot (keyframes)",
-    "curve": "a score per sampled frame over time (files.score_plot)",
-    "labels": "the video's top labels with probabilities (top)",
-    "timeline": "the label of every window over time (timeline, files.timeline_plot)",
-    "explanation": "what the model looked at (explanation, files.explanation_*)",
+# page shows them, and the line the command prints for each: the summary
+# played as a video, one frame per chosen shot, a score per sampled frame
+# over time, the top labels with probabilities, the label of every window
+# over time, and what the model looked at.
+DESCRIBE_SECTION = {
+    "summary_video": _describe_summary,
+    "keyframes": _describe_keyframes,
+    "curve": _describe_curve,
+    "labels": _describe_labels,
+    "timeline": _describe_timeline,
+    "explanation": _describe_explanation,
 }
 
 
+SECTIONS = tuple(DESCRIBE_SECTION)
+
+
 def describe_result(result):
-    """Lines a person reads about a result, one or more per declared section."""
-    lines = []
-    for section in result.get("sections", []):
-        if section == "labels":
-            lines.append("labels: " + ", ".join(
-                f"{entry['label']} {entry['probability']:.3f}" for entry in result["top"]))
-        elif section == "timeline":
-            lines.append(f"timeline: {len(result['timeline'])} windows of {result['window']:g} s "
-                         f"-> {result['files']['timeline_plot']}")
-        elif section == "summary_video":
-            lines.append(f"summary: {result['summary_seconds']:g} s of {result['duration']:g} s "
-                         f"in {len(result['shots'])} shots -> {result['files']['summary_video']}")
-        elif section == "keyframes":
-            lines.append(f"keyframes: {len(result['keyframes'])} -> "
-                         f"{result['files']['contact_sheet']}")
-        elif section == "curve":
-            lines.append(f"scores: {result['frames_scored']} frames -> "
-                         f"{result['files']['score_plot']}")
-        elif section == "explanation":
-            lines.append(f"explanation: {result['explanation']['method']} -> "
-                         f"{result['files']['explanation_strip']}")
-    lines += [f"note: {note}" for note in result.get("notes", [])]
-    return lines
+    """Lines a person reads about a result: one per declared section, then
+    its notes."""
+    lines = [DESCRIBE_SECTION[section](result) for section in result.get("sections", [])
+             if section in DESCRIBE_SECTION]
+    return lines + [f"note: {note}" for note in result.get("notes", [])]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,32 +15,19 @@ Example:
 ('clips', 'ClipOptions')
 """
 
+from common.registry import Registry
 from train.tasks.base import DataBundle, Task
 
-_TASKS = {}
-
-
-def register(task):
-    """Registers a `Task` instance under its `kind`."""
-    if task.kind in _TASKS:
-        raise ValueError(f"task {task.kind!r} is registered twice")
-    _TASKS[task.kind] = task
-    return task
-
-
-def get_task(kind) -> Task:
-    if kind not in _TASKS:
-        raise ValueError(f"no task for input kind {kind!r}; known: {', '.join(_TASKS)}")
-    return _TASKS[kind]
+_TASKS = Registry("task", "kind", "no task for input kind {name!r}; known: {known}")
+register = _TASKS.register
+get_task = _TASKS.get
+kinds = _TASKS.names
 
 
 def task_for(model_name) -> Task:
     """The task of a registered model, from its config's `input_kind`."""
     return get_task(type(models.get_family(model_name).config).input_kind)
 
-
-def kinds():
-    return tuple(_TASKS)
 
 
 import models

@@ -162,7 +162,7 @@ class ClassifierPredictor:
         """Writes the explanation of every window, in order, and adds it to
         the result (and `result.json`)."""
         steps = [start + self.encoder.positions(stop - start) for start, stop in windows]
-        display = explain.read_frames(video, np.unique(np.concatenate(steps)))
+        display = explain.read_display_frames(video, np.unique(np.concatenate(steps)))
         label = int(np.argmax(probabilities.mean(axis=0)))
         best = int(np.argmax(probabilities[:, label]))
         frames, times, values = [], [], []
