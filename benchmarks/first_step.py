@@ -65,9 +65,9 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3, help="rounds; the table gives their medians")
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.models.split(",") if name.strip()]
-    unknown = [name for name in names if name not in models.NAMES]
+    unknown = [name for name in names if name not in models.names()]
     if unknown or not names:
-        raise ValueError(f"--models: unknown {unknown or args.models!r}; choose from {', '.join(models.NAMES)}")
+        raise ValueError(f"--models: unknown {unknown or args.models!r}; choose from {', '.join(models.names())}")
     if args.repeats < 1:
         raise ValueError(f"--repeats must be at least 1, got {args.repeats}")
     print("| model | optimizer built in the first step (s) | built before fit (s) | ratio |")

@@ -160,7 +160,7 @@ def main(argv=None):
     from common.tables import markdown_table
 
     parser = ArgumentParser(prog="python -m benchmarks.profile", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, choices=models.NAMES)
+    parser.add_argument("--model", required=True, choices=models.names())
     parser.add_argument("--preset", default="benchmark", help="the model's preset")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="config override, repeatable")

@@ -225,7 +225,7 @@ def main(argv=None):
     from train.engine.distribute import JIT_CHOICES_PATH
 
     parser = ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
-    parser.add_argument("--models", nargs="+", default=list(models.NAMES), choices=models.NAMES)
+    parser.add_argument("--models", nargs="+", default=list(models.names()), choices=models.names())
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per model (median)")
     parser.add_argument(
         "--measure-jit", action="store_true",

@@ -43,7 +43,8 @@ CHILD = textwrap.dedent(
     import gc, os, shutil, signal, sys
     import keras
     import models
-    from train import callbacks, engine, run
+    from train import engine, run
+    from train.engine import callbacks
 
     gc.freeze()  # as tests/conftest.py: collections skip the imported objects
 

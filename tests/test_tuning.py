@@ -211,7 +211,7 @@ def test_an_architecture_grid_writes_the_table_and_resumes(tmp_path, capsys):
         rows = list(csv.DictReader(file))
     assert [r for r in rows[0]] == [
         "trial", "architecture", "model", "train loss", "val loss", "val acc",
-        "CNN params", "attention params", "status",
+        "CNN params", "attention params", "params", "status",
     ]
     assert sorted(r["architecture"] for r in rows) == sorted(GRID_ROWS)
     assert all(r["status"] == "completed" for r in rows)

@@ -36,7 +36,7 @@ def build_parser(model_name=None):
         description="Train a video model. Flags after --model depend on the model: "
         "see `python -m train.run --model NAME --help`.",
     )
-    parser.add_argument("--model", required=True, choices=models.NAMES, help="model to train")
+    parser.add_argument("--model", required=True, choices=models.names(), help="model to train")
     parser.add_argument(
         "--preset", default=None,
         help="a named configuration of the model (see its presets in --help) applied "
@@ -55,7 +55,7 @@ def build_parser(model_name=None):
         help="Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch",
     )
     distribute.add_arguments(parser)
-    if model_name in models.NAMES:
+    if model_name in models.names():
         family = models.get_family(model_name)
         parser.epilog = f"presets of {model_name}: {', '.join(family.presets) or 'none'}"
         add_option_arguments(parser.add_argument_group("data"), tasks.task_for(model_name).Options)

@@ -12,18 +12,22 @@ encoder's frame size.
 
 Which windows:
 
-- a video no longer than one window is one window over the whole video:
+- a video shorter than two windows is one window over the whole video:
   frames sampled uniformly over it, exactly as a training video;
 - a longer one gets windows at 0, stride, 2 * stride, ... that end inside
   the video, plus one window ending at the last frame when those leave a
-  tail uncovered.
+  tail uncovered; that last window replaces the one before it when their
+  starts are less than half a stride apart, so no window nearly repeats
+  another.
 
 The default window, 5 s with a 2.5 s stride, is our choice: the classifiers
 train on whole videos sampled uniformly, and the videos of HMDB51 and
 UCF101 (the notes' data) last 3 to 7 seconds on average.
 
-The answer for the video averages the windows' class probabilities; its
-`top_k` labels are printed. A video of several windows also gets
+The answer for the video averages the windows' class probabilities,
+weighted so that every moment of the video counts once
+(`moment_weights`: where windows overlap, each gets its share of the
+shared frames); its `top_k` labels are printed. A video of several windows also gets
 `timeline.json` (every window: start and end in seconds, its label and the
 probability of every class) and `timeline.png` (the probability of the
 video's top classes over time). `result.json` holds the printed result.
@@ -133,26 +137,46 @@ class ClassifierPredictor:
                 probabilities.append(self._probabilities(pending))
                 pending.clear()
 
+        # Until the video is known to span two windows, every frame is kept
+        # and no window is final: a shorter video is one window over all
+        # of it, as training reads a video.
+        long_enough = 2 * window_frames
+        planned = []
         next_start = 0
         for index, frame in stream:
             kept.append((index, rgb(frame, self.encoder.size)))
             start = ends_window(index)
             if start is not None:
-                add_window(start, index + 1)
+                planned.append((start, index + 1))
                 next_start = start + stride_frames
+            if index + 1 < long_enough:
+                continue
+            for window in planned:
+                add_window(*window)
+            planned.clear()
             # Keep what the next window, or a last window ending at the
             # video's end, may need.
             keep_from = min(next_start, index + 1 - window_frames)
             while kept and kept[0][0] < keep_from:
                 kept.popleft()
         n_frames = stream.info.frame_count
-        if not windows:
+        replaces_last = False
+        if n_frames < long_enough:
             add_window(0, n_frames)
         elif windows[-1][1] < n_frames:
-            add_window(n_frames - window_frames, n_frames)
+            # A last window ends at the video's end; when it starts within
+            # half a stride of the one before, it takes that one's place.
+            last_start = n_frames - window_frames
+            replaces_last = last_start - windows[-1][0] < stride_frames / 2
+            add_window(last_start, n_frames)
         if pending:
             probabilities.append(self._probabilities(pending))
         probabilities = np.concatenate(probabilities)
+        if replaces_last:
+            del windows[-2]
+            probabilities = np.delete(probabilities, -2, axis=0)
+            if self._explained:
+                del self._explained[-2]
         result = self._write(video, out, fps, fps_note, n_frames, windows, probabilities)
         if self.explainer is not None:
             self._explain(video, out, fps, windows, probabilities, result)
@@ -194,7 +218,7 @@ class ClassifierPredictor:
         class_names = list(self.record.get("class_names") or [])
         if len(class_names) != probabilities.shape[1]:
             class_names = [str(i) for i in range(probabilities.shape[1])]
-        mean = probabilities.mean(axis=0)
+        mean = moment_weights(windows, n_frames) @ probabilities
         order = np.argsort(-mean, kind="stable")
         top = [
             {"label": class_names[i], "probability": round(float(mean[i]), 4)}
@@ -245,6 +269,26 @@ class ClassifierPredictor:
         }
         write_json(files["result"], result)
         return result
+
+
+def moment_weights(windows, n_frames):
+    """Each window's weight in the video's answer, so that every frame counts
+    once: a frame covered by k windows gives 1/k to each; the weights sum
+    to 1.
+
+    Example:
+
+    >>> moment_weights([(0, 4), (2, 6)], 6).tolist()
+    [0.5, 0.5]
+    >>> moment_weights([(0, 4), (2, 6), (3, 6)], 6).round(3).tolist()
+    [0.472, 0.306, 0.222]
+    """
+    coverage = np.zeros(max(n_frames, max(stop for _, stop in windows)))
+    for start, stop in windows:
+        coverage[start:stop] += 1
+    share = np.divide(1.0, coverage, out=np.zeros_like(coverage), where=coverage > 0)
+    weights = np.array([share[start:stop].sum() for start, stop in windows])
+    return weights / weights.sum()
 
 
 def summary_window(window, fps):
