@@ -204,23 +204,57 @@ def test_predict_summarizes_a_video_with_a_trained_run(synthetic_run, tmp_path, 
 
 def test_keyshots_of_a_hand_made_score_curve():
     # Four 20-frame shots, one sample every 5 frames; a budget of
-    # floor(0.3 * 80) = 24 frames, so shots are cut to their best 24 // 3 = 8.
+    # floor(0.3 * 80) = 24 frames, pieces of 24 // 5 = 4 frames.
     picks = np.arange(0, 80, 5)
     scores = [0.1, 0.9, 0.8, 0.2,   # shot 0: frames 5-9 score 0.9, 10-14 0.8
               0.3, 0.3, 0.3, 0.3,   # shot 1: flat
               0.0, 0.5, 0.6, 0.7,   # shot 2: rising
               0.4, 0.4, 0.1, 0.1]   # shot 3: high first half
     shots = np.array([[0, 19], [20, 39], [40, 59], [60, 79]])
-    frame_scores, candidates, values, chosen, budget = keyframes.select_keyshots(
+    frame_scores, pieces, values, budget, note = keyframes.select_keyshots(
         scores, picks, 80, shots, 0.3)
     np.testing.assert_array_equal(frame_scores, np.repeat(scores, 5))
-    assert budget == 24
-    # Best 8-frame windows: 5-12 (5 x 0.9 + 3 x 0.8), 20-27 (flat: earliest),
-    # 52-59 (3 x 0.6 + 5 x 0.7), 60-67 (8 x 0.4).
-    assert candidates.tolist() == [[5, 12], [20, 27], [52, 59], [60, 67]]
-    np.testing.assert_allclose(values, [6.9 / 8, 0.3, 5.3 / 8, 0.4])
-    # Three 8-frame parts fill the budget: the three best-scored ones.
-    assert list(chosen) == [0, 2, 3]
+    assert budget == 24 and note is None
+    # The six best 4-frame pieces by mean: 8-11 (0.85), 4-7 and 56-59
+    # (0.7), 12-15 (0.65), 52-55 (0.625), 48-51 (0.55): 24 frames, and the
+    # touching pieces of each shot become one.
+    assert pieces.tolist() == [[4, 15], [48, 59]]
+    np.testing.assert_allclose(values, [8.8 / 12, 7.5 / 12])
+
+
+def test_a_summary_fills_its_budget_within_shots_in_pieces_of_a_second():
+    rng = np.random.default_rng(4)
+    for trial in range(30):
+        n_frames = int(rng.integers(40, 400))
+        bounds = np.unique(np.concatenate([[0, n_frames], rng.integers(1, n_frames, 6)]))
+        shots = np.stack([bounds[:-1], bounds[1:] - 1], axis=1)
+        picks = np.arange(0, n_frames, 5)
+        scores = rng.uniform(size=len(picks))
+        ratio = float(rng.uniform(0.05, 0.4))
+        shortest = int(rng.integers(1, 30))
+        _, pieces, _, budget, note = keyframes.select_keyshots(
+            scores, picks, n_frames, shots, ratio, shortest=shortest)
+        lengths = pieces[:, 1] - pieces[:, 0] + 1
+        assert lengths.sum() <= budget
+        for first, last in pieces:  # never across a cut
+            assert any(a <= first and last <= b for a, b in shots), (first, last, shots)
+        assert (lengths >= min(shortest, budget)).all() or (
+            shots[:, 1] - shots[:, 0] + 1 < min(shortest, budget)).all()
+        usable = sum(b - a + 1 for a, b in shots if b - a + 1 >= min(shortest, budget))
+        if usable >= budget:
+            assert lengths.sum() >= 0.8 * budget and note is None, (trial, lengths, budget)
+        elif lengths.sum() < 0.8 * budget:
+            assert "frames asked for" in note
+
+
+def test_a_single_shot_video_gets_its_whole_budget():
+    # 5.28 s at 25 fps, one shot: the budget (19 frames) is under a second,
+    # so the summary is one piece of the whole budget, at its best frames.
+    scores = np.linspace(0, 1, 11)
+    _, pieces, _, budget, note = keyframes.select_keyshots(
+        scores, np.arange(0, 132, 12), 132, np.array([[0, 131]]), 0.15, shortest=25)
+    assert budget == 19 and note is None
+    assert pieces.tolist() == [[113, 131]]
 
 
 def public_file(tmp_path, count=6, dim=16):

@@ -14,7 +14,6 @@ from data import video as video_lib
 from tests import video_files
 from tests.prediction_fixtures import SCENE_COLOURS, keyframe_run, make_run, write_scene_video
 from train import predict
-from train.metrics import summarization as summary_eval
 from train.tasks import keyframes
 
 # One worker runs the module: its module-scoped runs are built once.
@@ -95,10 +94,12 @@ def test_keyframe_run_renders_a_summary_of_a_ten_second_video(summary_run, scene
             break
         summary.append(frame[..., ::-1])
     capture.release()
-    # Playable, no longer than the ratio, and made of the listed shots.
+    # Playable, no longer than the ratio but at least 80% of it, and made
+    # of the listed pieces, none shorter than a second.
     shots = result["shots"]
     lengths = [shot["frames"][1] - shot["frames"][0] + 1 for shot in shots]
-    assert 0 < len(summary) == sum(lengths) <= budget
+    assert 0.8 * budget <= len(summary) == sum(lengths) <= budget
+    assert min(lengths) >= 25
     assert len(summary) / 25.0 <= 0.15 * 10.0
     scenes = set()
     position = 0
@@ -112,7 +113,6 @@ def test_keyframe_run_renders_a_summary_of_a_ten_second_video(summary_run, scene
         corner = summary[position][:8, :8].reshape(-1, 3).mean(0)
         assert np.abs(corner - SCENE_COLOURS[scene]).max() < 25
         position += length
-    assert len(scenes) >= 3  # shots from at least three different parts of the video
 
     with open(files["keyshots"]) as file:
         keyshots = json.load(file)
@@ -127,25 +127,6 @@ def test_keyframe_run_renders_a_summary_of_a_ten_second_video(summary_run, scene
         assert cv2.imread(keyframe["image"]) is not None
     with open(files["result"]) as file:
         assert json.load(file) == result
-
-
-def test_knapsack_choice_is_the_protocols_when_no_shot_is_trimmed():
-    rng = np.random.default_rng(4)
-    picks = np.arange(0, 300, 15)
-    scores = rng.uniform(size=len(picks))
-    bounds = [0, 12, 40, 61, 95, 130, 170, 200, 236, 270, 300]
-    change_points = np.array([[a, b - 1] for a, b in zip(bounds[:-1], bounds[1:])])
-    # A budget of 0.4 * 300 = 120 frames: no shot is longer than a third of it.
-    frame_scores, candidates, _, chosen, budget = keyframes.select_keyshots(
-        scores, picks, 300, change_points, 0.4
-    )
-    assert (candidates == change_points).all() and budget == 120
-    protocol = summary_eval.keyshot_summary(scores, picks, 300, change_points,
-                                            np.diff(bounds), proportion=0.4)
-    ours = np.zeros(300)
-    for index in chosen:
-        ours[candidates[index, 0]:candidates[index, 1] + 1] = 1
-    assert (ours == protocol).all() and ours.sum() <= budget
 
 
 @pytest.mark.parametrize("name", list(CLASSIFIERS))
