@@ -34,6 +34,70 @@ from data.video import is_video_file
 # When a file gives no frame rate, this one is assumed (and said so in the result).
 FALLBACK_FPS = 25.0
 
+# Top-two probabilities closer than this make an answer a coin toss, and
+# keyframe scores spread over less than this rank nothing.
+LOW_MARGIN = 0.1
+FLAT_SCORES = 0.05
+
+
+def trained_on(record):
+    """What a run was trained on, for results: its data (said plainly for
+    the embedded synthetic sets), classes and preset; and a note when the
+    data was the embedded synthetic set, whose labels mean nothing for a
+    real video.
+
+    Example:
+
+    >>> described, note = trained_on({"data": {"data": "synthetic", "synthetic_task": "motion"},
+    ...                                "class_names": ["up", "down"], "preset": "demo"})
+    >>> described["data"], note.startswith("this run learned from")
+    ('the embedded synthetic set (motion)', True)
+    """
+    data = record.get("data") or {}
+    source = str(data.get("data", "unknown"))
+    synthetic = source.startswith("synthetic")
+    if source == "features":
+        source = str(data.get("features"))
+    if synthetic:
+        detail = data.get("synthetic_task") or data.get("features")
+        source = "the embedded synthetic set" + (f" ({detail})" if detail else "")
+    described = {"data": source, "classes": list(record.get("class_names") or []),
+                 "preset": record.get("preset")}
+    note = None
+    if synthetic:
+        note = ("this run learned from the embedded synthetic set, moving shapes drawn by "
+                "the suite; on a real video its answer means nothing")
+    return described, note
+
+
+def margin_note(probabilities, labels):
+    """A note when the best two classes are within `LOW_MARGIN`, else None.
+
+    Example:
+
+    >>> margin_note([0.504, 0.496], ["vertical", "horizontal"])
+    'low confidence: vertical 0.504 and horizontal 0.496 are within 0.1 of each other'
+    """
+    order = np.argsort(-np.asarray(probabilities, np.float64), kind="stable")
+    if len(order) < 2:
+        return None
+    first, second = float(probabilities[order[0]]), float(probabilities[order[1]])
+    if first - second >= LOW_MARGIN:
+        return None
+    return (f"low confidence: {labels[order[0]]} {first:.3f} and {labels[order[1]]} "
+            f"{second:.3f} are within {LOW_MARGIN:g} of each other")
+
+
+def flat_scores_note(scores):
+    """A note when scores spread over less than `FLAT_SCORES`, else None."""
+    scores = np.asarray(scores, np.float64)
+    if not len(scores) or scores.max() - scores.min() >= FLAT_SCORES:
+        return None
+    return (f"low confidence: every frame scores between {scores.min():.3f} and "
+            f"{scores.max():.3f}; the model prefers no part of this video, so the summary "
+            "is close to arbitrary")
+
+
 def _describe_labels(result):
     return "labels: " + ", ".join(
         f"{entry['label']} {entry['probability']:.3f}" for entry in result["top"])

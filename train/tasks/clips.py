@@ -509,7 +509,15 @@ def clip_window_encoder(record):
         clip = window[sample_frame_indices(len(window), frames)]
         return {"frames": to_channels(clip, channels).astype(np.float32) / 255.0}
 
-    return WindowEncoder((height, width), encode, lambda count: sample_frame_indices(count, frames))
+    adaptation = None
+    if channels != 3:
+        adaptation = (
+            f"the model takes {channels}-channel frames and videos are RGB: "
+            + ("RGB, then the luminance as the extra channels" if channels > 3 else
+               "the luminance stands in for the colours")
+        )
+    return WindowEncoder((height, width), encode, lambda count: sample_frame_indices(count, frames),
+                         adaptation)
 
 
 def to_channels(frames, channels):

@@ -65,7 +65,9 @@ from data.stream import FrameStream, rgb, short_side_size
 from train.metrics import summarization as summary_eval
 from train.serving import explain
 from train.serving.media import write_browser_video
-from train.serving.prediction import FrameSpool, seconds, video_fps, write_image
+from train.serving.prediction import (
+    FrameSpool, flat_scores_note, seconds, trained_on, video_fps, write_image,
+)
 from train.tasks.base import run_config
 
 SUMMARY_SHORT_SIDE = 360
@@ -407,7 +409,9 @@ class KeyframePredictor:
 
     def _write(self, video, out, spool, fps, fps_note, n_frames, picks, scores, frame_scores,
                change_points, pieces, values, budget, short_note):
-        notes = [note for note in (fps_note, short_note) if note]
+        described, trained_note = trained_on(self.record)
+        notes = [note for note in (fps_note, trained_note, flat_scores_note(scores), short_note)
+                 if note]
         files = {
             "summary_video": os.path.join(out, "summary.mp4"),
             "keyshots": os.path.join(out, "keyshots.json"),
@@ -466,6 +470,7 @@ class KeyframePredictor:
             "video": os.path.abspath(video),
             "run": os.path.abspath(self.options.run) if self.options.run else None,
             "model": self.record["model"],
+            "trained_on": described,
             "fps": fps,
             "frame_count": n_frames,
             "duration": round(duration, 3),

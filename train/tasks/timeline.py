@@ -48,7 +48,7 @@ from common.files import pyplot, save_figure, write_json
 from data.stream import FrameStream, rgb
 from train.metrics.classification import two_columns
 from train.serving import explain
-from train.serving.prediction import seconds, video_fps
+from train.serving.prediction import margin_note, seconds, trained_on, video_fps
 
 BATCH_SIZE = 8
 PLOTTED_CLASSES = 5
@@ -63,12 +63,16 @@ class WindowEncoder:
             name: array}`.
         positions: `frames in a window -> the window's frame index of every
             model step`, the frames an explanation is drawn on.
+        adaptation: how a video's frames are made to fit a model trained on
+            something else (e.g. other channels), said in every result; None
+            when they fit as they are.
     """
 
-    def __init__(self, size, encode, positions):
+    def __init__(self, size, encode, positions, adaptation=None):
         self.size = tuple(int(s) for s in size)
         self.encode = encode
         self.positions = positions
+        self.adaptation = adaptation
 
 
 def window_bounds(window_frames, stride_frames):
@@ -250,10 +254,14 @@ class ClassifierPredictor:
             })
             write_timeline_plot(windows, probabilities, class_names, order, fps, n_frames,
                                 files["timeline_plot"])
+        described, trained_note = trained_on(self.record)
+        notes = [note for note in (fps_note, trained_note, self.encoder.adaptation,
+                                   margin_note(mean, class_names)) if note]
         result = {
             "video": os.path.abspath(video),
             "run": os.path.abspath(self.options.run) if self.options.run else None,
             "model": self.record["model"],
+            "trained_on": described,
             "fps": fps,
             "frame_count": n_frames,
             "duration": round(n_frames / fps, 3),
@@ -264,7 +272,7 @@ class ClassifierPredictor:
             "top": top,
             "timeline": timeline,
             "files": files,
-            "notes": [fps_note] if fps_note else [],
+            "notes": notes,
             "sections": ["labels"] + (["timeline"] if timeline else []),
         }
         write_json(files["result"], result)
