@@ -1,0 +1,7 @@
+"""Keras Tuner searches over the training engine."""
+
+# The commands of this package print TensorFlow's native start-up lines only
+# when asked (see common.native_logs).
+from common.native_logs import hide_tensorflow_start
+
+hide_tensorflow_start()

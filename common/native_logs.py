@@ -1,0 +1,61 @@
+"""TensorFlow's native start-up lines, kept off a command's stderr.
+
+Importing TensorFlow 2.21 prints lines from its C++ libraries (oneDNN,
+CUDA, CPU features, absl) straight to file descriptor 2, which
+`TF_CPP_MIN_LOG_LEVEL` no longer silences; a command's stderr is for its
+own messages. `hide_tensorflow_start()` makes the first `import tensorflow`
+of the process run with descriptor 2 pointed at /dev/null, then restores
+it: Python's own errors and everything after the import are unchanged.
+It leaves them on when the user set `TF_CPP_MIN_LOG_LEVEL` (asking for
+TensorFlow's own filtering) or runs a command with `--verbose 2`.
+
+Example:
+
+>>> hide_tensorflow_start(argv=["--verbose", "2"])
+False
+"""
+
+import contextlib
+import importlib.abc
+import os
+import sys
+
+
+@contextlib.contextmanager
+def native_stderr_hidden():
+    """Points file descriptor 2 at /dev/null for the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: on the first `import tensorflow` it imports
+    TensorFlow with native stderr hidden, then leaves the import system."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        with native_stderr_hidden():
+            import tensorflow  # noqa: F401  (the import whose output is hidden)
+        return None  # already in sys.modules: the normal import finds it
+
+
+def hide_tensorflow_start(argv=None):
+    """Hides the native lines of the first TensorFlow import of this
+    process (see the module doc); returns whether it will."""
+    argv = sys.argv[1:] if argv is None else argv
+    verbose = any(a == "--verbose=2" for a in argv) or any(
+        a == "--verbose" and b == "2" for a, b in zip(argv, argv[1:]))
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or verbose or "tensorflow" in sys.modules:
+        return False
+    if not any(isinstance(finder, _QuietTensorFlowImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowImport())
+    return True
