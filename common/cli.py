@@ -24,7 +24,13 @@ def run_main(main, argv=None):
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each flag's default, except where there is none."""
+    """Shows each flag's default, except where there is none; a description
+    or epilog written in lines keeps its lines."""
+
+    def _fill_text(self, text, width, indent):
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
 
     def _get_help_string(self, action):
         if action.default is None or action.default is False:

@@ -19,3 +19,13 @@ def test_a_command_prints_no_tensorflow_start_up_lines(tmp_path):
     # only the command's own line reached stderr.
     assert done.stderr.splitlines() == [
         f"error: {tmp_path / 'missing'}: no config.json; is it a run folder?"]
+
+
+def test_help_shows_the_values_the_embedded_data_uses_and_every_preset():
+    from train import run
+
+    text = " ".join(run.build_parser("convlstm").format_help().split())
+    assert "(default: 30,120,160,4; on the embedded data, preset demo: 16,48,64,4)" in text
+    assert "presets of convlstm (--preset NAME): tiny: input_shape=4,12,12,2 filters=3,4" in text
+    help_lines = run.build_parser("convlstm").format_help().splitlines()
+    assert "  demo: input_shape=16,48,64,4" in help_lines

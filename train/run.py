@@ -57,9 +57,13 @@ def build_parser(model_name=None):
     distribute.add_arguments(parser)
     if model_name in models.names():
         family = models.get_family(model_name)
-        parser.epilog = f"presets of {model_name}: {', '.join(family.presets) or 'none'}"
-        add_option_arguments(parser.add_argument_group("data"), tasks.task_for(model_name).Options)
-        config_lib.add_field_arguments(parser, family.config)
+        task = tasks.task_for(model_name)
+        parser.epilog = config_lib.presets_epilog(model_name, family.presets)
+        add_option_arguments(parser.add_argument_group("data"), task.Options)
+        # Without --data the embedded synthetic data runs, at its preset.
+        preset = task.embedded_preset(task.Options(), family.config)
+        embedded = (preset, family.preset(preset)) if preset in family.presets else None
+        config_lib.add_field_arguments(parser, family.config, embedded)
     return parser
 
 

@@ -7,25 +7,37 @@ import os
 import yaml
 
 
-def add_field_arguments(parser, config):
-    """Adds one `--field-name` flag per config field, default shown."""
+def add_field_arguments(parser, config, embedded=None):
+    """Adds one `--field-name` flag per config field, default shown; with
+    `embedded` (a preset's name and fields), a field that preset changes
+    also shows the value the embedded data will use."""
     group = parser.add_argument_group(
         f"{type(config).__name__} fields (override the defaults and --config)"
     )
     descriptions = field_descriptions(type(config))
+    preset, preset_fields = embedded or (None, {})
     for field in dataclasses.fields(config):
         default = getattr(config, field.name)
-        if isinstance(default, tuple):
-            shown = ",".join("none" if d is None else str(d) for d in default)
-        else:
-            shown = default
+        shown = f"default: {flag_value(default)}"
+        if field.name in preset_fields and differs(preset_fields[field.name], default):
+            shown += (f"; on the embedded data, preset {preset}: "
+                      f"{flag_value(preset_fields[field.name])}")
         group.add_argument(
             "--" + field.name.replace("_", "-"),
             dest=f"field__{field.name}",
             default=argparse.SUPPRESS,
             metavar=_metavar(default),
-            help=f"{descriptions.get(field.name, '')} (default: {shown})".strip(),
+            help=f"{descriptions.get(field.name, '')} ({shown})".strip(),
         )
+
+
+def presets_epilog(name, presets):
+    """One line per preset: its name and the fields it sets."""
+    lines = [f"presets of {name} (--preset NAME):"]
+    for preset, fields in presets.items():
+        values = " ".join(f"{key}={flag_value(value)}" for key, value in fields.items())
+        lines.append(f"  {preset}: {values or '(the defaults)'}")
+    return "\n".join(lines)
 
 
 def field_descriptions(config_class):
@@ -125,7 +137,7 @@ def flag_value(value):
     """A config value as a command-line flag spells it: `4,16,16,1`."""
     if isinstance(value, (tuple, list)):
         return ",".join("none" if v is None else str(v) for v in value)
-    return str(value)
+    return "none" if value is None else str(value)
 
 
 def differs(value, other):
