@@ -14,6 +14,7 @@ import models
 from common.files import pyplot, save_figure, write_json
 from data.video import check_decoding, forget_decoding_errors
 from train.formats.gates import Top1Agreement
+from train.metrics.baselines import classification_baselines
 from train.metrics.classification import average_views, classification_report, two_columns
 from train.tasks.base import Task
 from train.tasks.timeline import ClassifierPredictor
@@ -97,6 +98,22 @@ def published_comparison(summary, benchmark, ours=None):
     return "\n".join(rows)
 
 
+def baselines_table(report):
+    """Markdown rows: our numbers beside the majority-class and the
+    uniform-random baselines of the same data."""
+    columns = [("accuracy", "top-1"), ("mean_class_accuracy", "mean class acc"),
+               ("top5_accuracy", "top-5"), ("auc", "ROC AUC")]
+    summary = report["summary"]
+    shown = [(key, label) for key, label in columns if key in summary]
+    rows = ["| | " + " | ".join(label for _, label in shown) + " |",
+            "|---|" + "---:|" * len(shown),
+            "| ours | " + " | ".join(f"{summary[key]:.3f}" for key, _ in shown) + " |"]
+    for name, values in (report.get("baselines") or {}).items():
+        rows.append(f"| {name} | " + " | ".join(
+            f"{values[key]:.3f}" if key in values else "" for key, _ in shown) + " |")
+    return "\n".join(rows)
+
+
 def plot_confusion_matrix(report, path):
     plt = pyplot()
     matrix = np.asarray(report["confusion_matrix"])
@@ -139,13 +156,17 @@ class ClassifierTask(Task):
         )
         report["kind"] = self.kind
         report["split"] = split
+        report["baselines"] = classification_baselines(
+            labels, len(bundle.class_names), bundle.train_labels)
         if views:
             report["views"] = dict(views)
         report["benchmark"] = bundle.info.get("benchmark")
         return report
 
     def describe(self, report):
-        return published_comparison(report["summary"], report.get("benchmark"))
+        return "\n\n".join(part for part in (
+            baselines_table(report), published_comparison(report["summary"], report.get("benchmark"))
+        ) if part)
 
     def export_gate(self):
         return Top1Agreement()

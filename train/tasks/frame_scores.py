@@ -41,6 +41,7 @@ from data.pipeline import epoch_stream
 from data.sequences import sequence_dataset
 from data.video import VIDEO_EXTENSIONS, probe_video, read_frames
 from train.formats.gates import MeanRankCorrelation
+from train.metrics.baselines import summarization_baselines
 from train.metrics import summarization as summary_eval
 from train.tasks.base import DataBundle, Task, check_fraction, check_path, option
 from train.tasks.keyframes import KeyframePredictor
@@ -424,6 +425,15 @@ def score_videos(model, bundle, keys, batch_size=None):
     return predictions
 
 
+# Why a report reduces the F-scores over users the way it does.
+REDUCTION_WHY = {
+    "avg": "F is the mean over the user summaries, as the public protocol scores TVSum "
+           "(every user's summary counts)",
+    "max": "F is the max over the user summaries, as the public protocol scores SumMe "
+           "(the best-matching user)",
+}
+
+
 def summary_report(predictions, bundle, split="test"):
     """The protocol's numbers for one split, as JSON-able data."""
     keys = list(predictions)
@@ -435,7 +445,10 @@ def summary_report(predictions, bundle, split="test"):
         "kind": "frame_scores",
         "split": split,
         "summary": summary,
+        "reduction_why": REDUCTION_WHY[bundle.reduction],
         "per_video": per_video,
+        "baselines": summarization_baselines(
+            {key: bundle.videos[key] for key in keys}, bundle.reduction),
         "benchmark": bundle.benchmark,
         "anchors": published_anchors(bundle.benchmark),
     }
@@ -471,6 +484,20 @@ def comparison_table(report):
         f"| ours ({s['videos']} videos, {s['reduction']}) | {100 * s['fscore']:.2f} "
         f"| {s['kendall_tau']:.3f} | {s['spearman_rho']:.3f} |",
     ]
+    baselines = report.get("baselines") or {}
+    if "random scores" in baselines:
+        rows.append(f"| random scores, same shots ({baselines['random scores']['draws']} draws) "
+                    f"| {100 * baselines['random scores']['fscore']:.2f} | | |")
+        rows.append(f"| uniform intervals | {100 * baselines['uniform intervals']['fscore']:.2f} "
+                    "| | |")
+    human_here = baselines.get("human") or {}
+    if human_here:
+        cells = [f"{100 * human_here['fscore']:.2f}" if "fscore" in human_here else ""]
+        cells += [f"{human_here[name]:.3f}" if name in human_here else ""
+                  for name in ("kendall_tau", "spearman_rho")]
+        rows.append("| human annotators, this data (leave one out) | " + " | ".join(cells) + " |")
+    if report.get("reduction_why"):
+        rows.append(f"\n{report['reduction_why']}.")
     if column is None:
         rows.append(
             "\nNo published anchors: they were measured on TVSum and SumMe, and this "
