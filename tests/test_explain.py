@@ -144,7 +144,7 @@ def runs(tmp_path_factory):
 def test_predict_explain_writes_an_overlay_video_a_strip_and_the_values(name, runs, tmp_path, capsys):
     video, found = runs
     code = predict.main(["--run", found[name], "--video", video, "--out", str(tmp_path),
-                         "--window", "2", "--stride", "1", "--explain"])
+                         "--window", "1", "--stride", "1", "--explain"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     files = result["files"]
@@ -157,13 +157,13 @@ def test_predict_explain_writes_an_overlay_video_a_strip_and_the_values(name, ru
     if name == "keyframe_transformer":  # every sampled frame: 2 per second of 3 s
         assert record["frames"] == [0, 12, 25, 38, 50, 62]
         frames = 6
-    else:  # two 2-second windows (0-2 s, 1-3 s), each the model's steps
+    else:  # three 1-second windows, each the model's steps
         config = models.get_config(name, "tiny", **CLASSIFIERS[name][1])
         # bilstm_attention: 16 sampled frames at the scales 1, 0.85 and 1.15
         # give 16, 13 and 18 steps; every step of the longest is drawn.
         steps = 18 if name == "bilstm_attention" else config.input_shape[0]
-        frames = 2 * steps
-        assert record["windows"] == [[0.0, 2.0], [1.0, 3.0]]
+        frames = 3 * steps
+        assert record["windows"] == [[0.0, 1.0], [1.0, 2.0], [2.0, 3.0]]
     assert len(record["times"]) == frames
     if kind == "curve":
         assert len(record["weights"]) == frames and min(record["weights"]) >= 0

@@ -43,8 +43,9 @@ CHILD = textwrap.dedent(
     import gc, os, shutil, signal, sys
     import keras
     import models
-    from train import engine, run
+    from train import run
     from train.engine import callbacks
+    from train.engine import fit as engine_fit
 
     gc.freeze()  # as tests/conftest.py: collections skip the imported objects
 
@@ -72,7 +73,7 @@ CHILD = textwrap.dedent(
             backup(self, epoch, logs)
         callbacks.BackupAndRestore.on_epoch_end = on_epoch_end
     elif where == "backup_cleanup":
-        engine.shutil = type("Shutil", (), {"rmtree": staticmethod(lambda *a, **k: die())})
+        engine_fit.shutil = type("Shutil", (), {"rmtree": staticmethod(lambda *a, **k: die())})
     sys.exit(run.main(sys.argv[1:]))
     """
 )

@@ -309,6 +309,7 @@ section { margin-top: 1.2em; }
 .keyframes figure { margin: 0; font-size: .8em; color: #555; }
 .keyframes img { height: 110px; border-radius: 3px; display: block; }
 img.plot { max-width: 100%; }
+.scroll { overflow-x: auto; } .scroll img { max-width: none; }
 video { width: 480px; max-width: 100%; background: #000; }
 table { border-collapse: collapse; font-size: .9em; }
 td, th { padding: 2px 10px; text-align: left; border-bottom: 1px solid #ddd; }
@@ -341,7 +342,7 @@ pre { background: #f6f6f6; padding: .6em; overflow: auto; max-height: 20em; font
   <section id="explanation-section" hidden><h2>What the model looked at</h2>
     <p id="explanation-method"></p>
     <video id="explanation-video" controls muted loop playsinline preload="auto"></video>
-    <img class="plot" id="explanation-strip" alt="explanation strip"></section>
+    <div class="scroll"><img id="explanation-strip" alt="explanation strip"></div></section>
   <details><summary>JSON</summary><pre id="json"></pre></details>
 </div>
 <script>

@@ -199,37 +199,58 @@ def strip_positions(count, wanted=STRIP_FRAMES):
     return np.unique(np.linspace(0, count - 1, min(count, wanted)).astype(np.int64))
 
 
+# Text in the strips is at least this many points: 10 pt at the strips' 100
+# dpi is about 14 pixels, readable when the PNG is shown at its own size.
+STRIP_FONT = 10
+
+
 def write_strip(path, frames, times, title, heat=None, weights=None, curve_times=None):
-    """A PNG strip: frames with their heat maps, or for a curve the whole
-    curve over time above frames marked with their weights."""
+    """A PNG strip: frames with their heat maps and a colour scale, or for a
+    curve the whole curve over time, with the uniform weight drawn as a
+    reference line, above frames marked with their weights.
+
+    Text is `STRIP_FONT` points (about 14 pixels at the PNG's own size);
+    each frame is drawn about 240 pixels wide."""
     plt = pyplot()
     chosen = strip_positions(len(frames))
     height, width = frames[0].shape[:2]
     columns = len(chosen)
     curve = weights is not None
-    figure = plt.figure(figsize=(1.9 * columns, 1.9 * height / width + 0.5 + (1.8 if curve else 0)))
+    panel = 2.4  # inches per frame: 240 pixels at 100 dpi
+    figure = plt.figure(figsize=(panel * columns + (1.2 if heat is not None else 0),
+                                 panel * height / width + 0.9 + (2.2 if curve else 0)),
+                        layout="constrained")
     grid = figure.add_gridspec(2 if curve else 1, columns,
-                               height_ratios=[1.0, 1.9 * height / width / 1.8] if curve else None)
+                               height_ratios=[1.0, panel * height / width / 2.2] if curve else None)
     if curve:
         axis = figure.add_subplot(grid[0, :])
-        axis.plot(curve_times, weights, color="tab:orange", linewidth=1.2, marker="o", markersize=2)
+        axis.plot(curve_times, weights, color="tab:orange", linewidth=1.4, marker="o",
+                  markersize=3, label="weight of each frame")
         axis.scatter(np.asarray(curve_times)[chosen], np.asarray(weights)[chosen], color="black",
-                     s=10, zorder=3)
-        axis.set_xlabel("time (s)", fontsize=8)
-        axis.set_ylabel("weight", fontsize=8)
-        axis.tick_params(labelsize=7)
+                     s=14, zorder=3, label="frames shown below")
+        uniform = 1.0 / max(1, int(np.count_nonzero(np.asarray(weights) > 0)) or len(weights))
+        axis.axhline(uniform, color="grey", linestyle="--", linewidth=1,
+                     label=f"uniform weight (1/{round(1 / uniform)}): no preference")
+        axis.set_xlabel("time in the video (s)", fontsize=STRIP_FONT)
+        axis.set_ylabel("weight", fontsize=STRIP_FONT)
+        axis.tick_params(labelsize=STRIP_FONT)
         axis.set_ylim(bottom=0)
+        axis.legend(fontsize=STRIP_FONT - 1, loc="upper right", frameon=False)
     for column, index in enumerate(chosen):
         axis = figure.add_subplot(grid[-1, column])
-        image = overlay_heat(frames[index], heat[index]) if heat is not None else frames[index]
-        axis.imshow(image)
+        shown = overlay_heat(frames[index], heat[index]) if heat is not None else frames[index]
+        axis.imshow(shown)
         axis.axis("off")
-        caption = f"{times[index]:.2f}s"
+        caption = f"{times[index]:.2f} s"
         if curve:
-            caption += f"  {weights[index]:.3f}"
-        axis.set_title(caption, fontsize=7)
-    figure.suptitle(title, fontsize=8)
-    figure.tight_layout()
+            caption += f", weight {weights[index]:.3f}"
+        axis.set_title(caption, fontsize=STRIP_FONT)
+    if heat is not None:
+        scale = plt.cm.ScalarMappable(cmap="jet", norm=plt.Normalize(0, 1))
+        bar = figure.colorbar(scale, ax=figure.axes, fraction=0.02, pad=0.01, shrink=0.9)
+        bar.set_label("relative evidence", fontsize=STRIP_FONT)
+        bar.ax.tick_params(labelsize=STRIP_FONT)
+    figure.suptitle(title, fontsize=STRIP_FONT + 1)
     save_figure(figure, path)
     return path
 
@@ -252,7 +273,20 @@ def read_display_frames(video, indices, short_side=DISPLAY_SHORT_SIDE):
     return found
 
 
-def write_explanation(out, explainer, frames, times, values, title, extra=None, strip=None):
+def caption_frame(frame, text):
+    """An RGB frame with `text` written on a dark band along its top."""
+    frame = np.ascontiguousarray(frame.copy())
+    height = frame.shape[0]
+    scale = max(0.4, height / 400)
+    band = int(22 * scale) + 4
+    frame[:band] = (frame[:band] * 0.35).astype(np.uint8)
+    cv2.putText(frame, text, (4, band - 6), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
+                cv2.LINE_AA)
+    return frame
+
+
+def write_explanation(out, explainer, frames, times, values, title, extra=None, strip=None,
+                      captions=None):
     """Writes `explanation.mp4`, `explanation.png` and `explanation.json`.
 
     Args:
@@ -265,6 +299,8 @@ def write_explanation(out, explainer, frames, times, values, title, extra=None, 
         extra: more fields of `explanation.json`.
         strip: (frames, times, values) of the PNG strip, when it should show
             only part of them (a classifier's strip shows its best window).
+        captions: per frame, text written on the explanation video (e.g.
+            which window and its time span); default: the frame's time.
 
     Returns:
         (files, summary, notes): the written files by name, what the result
@@ -287,6 +323,8 @@ def write_explanation(out, explainer, frames, times, values, title, extra=None, 
         rendered = [overlay_heat(frame, heat) for frame, heat in zip(frames, values)]
         write_strip(files["explanation_strip"], strip_frames, strip_times, title,
                     heat=strip_values)
+    captions = captions or [f"{time:.2f} s" for time in times]
+    rendered = [caption_frame(frame, text) for frame, text in zip(rendered, captions)]
     codec, note = write_overlay_video(files["explanation_video"], rendered)
     record = {"method": explainer.method, "kind": explainer.kind,
               "times": np.round(np.asarray(times, np.float64), 3).tolist(), **(extra or {})}

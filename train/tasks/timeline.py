@@ -193,7 +193,7 @@ class ClassifierPredictor:
         display = explain.read_display_frames(video, np.unique(np.concatenate(steps)))
         label = int(np.argmax(probabilities.mean(axis=0)))
         best = int(np.argmax(probabilities[:, label]))
-        frames, times, values = [], [], []
+        frames, times, values, captions = [], [], [], []
         for window, (indices, explained) in enumerate(zip(steps, self._explained)):
             if self.explainer.kind == "curve":
                 explained = explained[:len(indices)]
@@ -205,10 +205,16 @@ class ClassifierPredictor:
             frames.extend(display[int(i)] for i in indices)
             times.extend(seconds(i, fps) for i in indices)
             values.extend(explained)
+            # Windows overlap, so time may step back between them: every
+            # frame names its window.
+            span = summary_window(windows[window], fps)
+            captions.extend(f"window {window + 1}/{len(windows)} ({span}): {seconds(i, fps):.2f} s"
+                            for i in indices)
         files, summary, notes = explain.write_explanation(
-            out, self.explainer, frames, times, values, strip=strip,
-            title=f"{os.path.basename(video)}: {result['label']} "
-                  f"({summary_window(windows[best], fps)}), {self.explainer.method}",
+            out, self.explainer, frames, times, values, strip=strip, captions=captions,
+            title=f"{os.path.basename(video)}: what the model looked at for "
+                  f"'{result['label']}' in {summary_window(windows[best], fps)} "
+                  f"- {self.explainer.method}",
             extra={"label": result["label"], "strip_window": best,
                    "windows": [[seconds(a, fps), seconds(b, fps)] for a, b in windows]},
         )
