@@ -447,3 +447,27 @@ def test_frames_mode_loads_a_real_format_data_set_from_its_videos(tmp_path, caps
     message = user_error(run.main, [*TINY_FLAGS, "--dataset", str(path), "--videos",
                                     str(folder), "--out", str(tmp_path / "features")], capsys)
     assert "--videos is for frames mode" in message
+
+
+def test_an_exported_keyframe_model_scores_a_video_from_the_documented_inputs(tmp_path):
+    from tests.prediction_fixtures import keyframe_run, write_scene_video
+    from train import formats, run_folder, tasks
+    from train.serving.prediction import PredictOptions
+
+    run = keyframe_run(str(tmp_path / "run"))
+    video = str(tmp_path / "clip.mp4")
+    write_scene_video(video, seconds=3.0, fps=25.0, scenes=2, size=(48, 64))
+    # The README's snippet: the run's predictor makes the export's inputs.
+    record, model = run_folder.load_run(run)
+    predictor = tasks.task_for(record["model"]).predictor(model, record, PredictOptions(run=run))
+    inputs = predictor.model_inputs(video)
+    assert inputs["features"].shape == (1, 6, 12) and inputs["mask"].all()  # 2 per second
+
+    formats.export_saved_model(model, record["model"], str(tmp_path / "export"))
+    served = formats.load_runner("saved_model", str(tmp_path / "export"))(inputs)["scores"][0]
+    out = tmp_path / "result"
+    out.mkdir()
+    predicted = predictor(video, str(out))
+    with open(predicted["files"]["keyshots"]) as file:
+        samples = json.load(file)["samples"]
+    np.testing.assert_allclose(served, samples["scores"], atol=1e-4)

@@ -388,6 +388,23 @@ class KeyframePredictor:
                 self._explain(video, out, spool, fps, picks, encoded, result)
             return result
 
+    def model_inputs(self, video):
+        """What the run's exported model takes for `video`: its frames
+        sampled at `sample_rate` per second, made into the run's input
+        (`features` or `frames`, as training made them) with a `mask`, a
+        batch of one. The `serving_default` signature of the run's export
+        returns the same scores as `train.predict` from them."""
+        stream = FrameStream(video)
+        fps, _ = video_fps(stream)
+        positions = sample_positions(fps, self.options.sample_rate)
+        next_pick, frames = next(positions), []
+        for index, frame in stream:
+            if index == next_pick:
+                frames.append(rgb(frame, self.encoder.size))
+                next_pick = next(positions)
+        values = np.asarray(self.encoder(np.stack(frames)), np.float32)[None]
+        return {self.encoder.name: values, "mask": np.ones(values.shape[:2], bool)}
+
     def _explain(self, video, out, spool, fps, picks, encoded, result):
         """Writes the attention curve over the sampled frames (windows of
         `max_steps` as for the scores, overlaps averaged) and adds it to the
