@@ -1,10 +1,9 @@
 """The baselines beside our numbers, against brute force and by hand."""
 
-import itertools
-
 import numpy as np
 import pytest
 
+from tests.test_summary_eval import brute_force_knapsack
 from train.metrics import baselines
 from train.metrics.summarization import summary_fscore
 
@@ -25,13 +24,7 @@ def brute_force_summary(frame_scores, change_points, capacity):
     """The best-valued set of whole shots within `capacity`, by trying them all."""
     lengths = change_points[:, 1] - change_points[:, 0] + 1
     values = [frame_scores[a:b + 1].mean() for a, b in change_points]
-    best, best_value = (), -1.0
-    for size in range(len(lengths) + 1):
-        for subset in itertools.combinations(range(len(lengths)), size):
-            weight = sum(lengths[i] for i in subset)
-            value = sum(values[i] for i in subset)
-            if weight <= capacity and value > best_value + 1e-12:
-                best, best_value = subset, value
+    _, best = brute_force_knapsack(values, lengths, capacity)
     summary = np.zeros(int(change_points[-1, 1]) + 1)
     for i in best:
         summary[change_points[i, 0]:change_points[i, 1] + 1] = 1
