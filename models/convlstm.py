@@ -539,7 +539,10 @@ PRESETS = {
     "benchmark": dict(batch_size=4),
     # The embedded synthetic clips: 16 frames of 48x64, small enough for a
     # CPU demo; the channels stay the notes' 4.
-    "demo": dict(input_shape=(16, 48, 64, 4)),
+    # The embedded clips are an easy task: 4 epochs at 1e-3 reach a test
+    # AUC of 1.0 where the notes' recipe (20 epochs at 8e-5, kept for real
+    # data) takes about 40 minutes on 2 CPU cores.
+    "demo": dict(input_shape=(16, 48, 64, 4), epochs=4, learning_rate=1e-3),
     # The latency benchmark: 30 RGB frames of 120x160, as a camera gives.
     "latency": dict(input_shape=(30, 120, 160, 3)),
 }
