@@ -45,7 +45,7 @@ CHILD = textwrap.dedent(
     import models
     from train import run
     from train.engine import callbacks
-    from train.engine import fit as engine_fit
+    from train.engine import trainer
 
     gc.freeze()  # as tests/conftest.py: collections skip the imported objects
 
@@ -73,7 +73,7 @@ CHILD = textwrap.dedent(
             backup(self, epoch, logs)
         callbacks.BackupAndRestore.on_epoch_end = on_epoch_end
     elif where == "backup_cleanup":
-        engine_fit.shutil = type("Shutil", (), {"rmtree": staticmethod(lambda *a, **k: die())})
+        trainer.shutil = type("Shutil", (), {"rmtree": staticmethod(lambda *a, **k: die())})
     sys.exit(run.main(sys.argv[1:]))
     """
 )

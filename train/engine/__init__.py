@@ -1,6 +1,6 @@
 """The one training engine, and what it is made of.
 
-- `train.engine.fit` (this package's `fit`, `build`, `setup`): compile the
+- `train.engine.trainer` (this package's `fit`, `build`, `setup`): compile the
   recipe's stages and train, with the run folder's checkpoints, backup and
   logs; `train.run` and the tuner's hypermodel both call it.
 - `train.engine.callbacks`: checkpoints, crash-safe backup, early stopping
@@ -10,7 +10,7 @@
   YAML < flags) and the flags of config fields.
 """
 
-from train.engine.fit import (
+from train.engine.trainer import (
     RunClock,
     Setup,
     build,
