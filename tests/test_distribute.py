@@ -21,7 +21,7 @@ from train.engine import distribute
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_FLAGS = [
     "--model", "convlstm", "--synthetic-clips", "8", "--input-shape", "4,16,16,1",
-    "--filters", "2,3", "--batch-size", "4", "--verbose", "0",
+    "--filters", "2,3", "--batch-size", "4", "--learning-rate", "8e-5", "--verbose", "0",
 ]
 CPU_HAS_BFLOAT16 = bool(distribute.cpu_bfloat16_flags())
 

@@ -34,7 +34,7 @@ EPOCHS, BATCHES_PER_EPOCH = 4, 2
 FLAGS = [
     "--model", "convlstm", "--synthetic-clips", "8", "--input-shape", "4,16,16,1",
     "--filters", "2,3", "--batch-size", "4", "--epochs", str(EPOCHS), "--patience", "9",
-    "--verbose", "0", "--run-eagerly",
+    "--learning-rate", "8e-5", "--verbose", "0", "--run-eagerly",
 ]
 
 # Runs train.run with one way of dying patched in; KILL_AT says where.

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.xdist_group("test_train_cli")
 # graph path is trained by test_resume and test_model_contract).
 TINY_FLAGS = [
     "--model", "convlstm", "--synthetic-clips", "8", "--input-shape", "4,16,16,1",
-    "--filters", "2,3", "--batch-size", "4", "--verbose", "0", "--run-eagerly",
+    "--filters", "2,3", "--batch-size", "4", "--learning-rate", "8e-5", "--verbose", "0",
+    "--run-eagerly",
 ]
 
 
