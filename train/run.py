@@ -103,20 +103,22 @@ def resolve_config(args, task, options):
     family = models.get_family(args.model)
     user = config_lib.user_overrides(family.config, args.config, config_lib.field_overrides(args))
     preset = args.preset
+    fields = {}
     if preset is None:
         preset = task.embedded_preset(options, family.config.converted(**user))
         if preset is not None and preset in family.presets:
             fields = {k: v for k, v in family.preset(preset).items() if k not in user}
-            if fields:
-                print(
-                    f"embedded synthetic data: preset {preset!r} of {args.model} "
-                    f"({', '.join(f'{k}={config_lib.flag_value(v)}' for k, v in fields.items())}); "
-                    "set these fields or --preset to change them",
-                    file=sys.stderr,
-                )
         else:
             preset = None
-    return family.get_config(preset, **user), preset, user
+    config = family.get_config(preset, **user)
+    if fields:  # said once the config is valid: a refused one ends in its one line
+        print(
+            f"embedded synthetic data: preset {preset!r} of {args.model} "
+            f"({', '.join(f'{k}={config_lib.flag_value(v)}' for k, v in fields.items())}); "
+            "set these fields or --preset to change them",
+            file=sys.stderr,
+        )
+    return config, preset, user
 
 
 def apply_data_updates(config, data, user, source):
