@@ -31,6 +31,10 @@ Data:
   of 120x160 at 24 fps, RGB, MPEG-4, one shape over a noisy background
   (`data.synthetic.render_clip`), then sampled to 16x48x64x3 clips and kept
   in memory (`--cache memory`) by `train.run`.
+
+Project modules are imported inside the functions that use them: a
+benchmark child sets its threads and Keras backend before TensorFlow loads,
+and the GPU machines run the JAX backend without TensorFlow.
 """
 
 import csv
@@ -64,8 +68,8 @@ def write_motion_videos(root, classes=VIDEO_CLASSES, per_split=None, frames=VIDE
     Returns the manifest's path. The same arguments give the same frames
     (the encoder's bytes may differ between OpenCV builds).
     """
-    from data.synthetic import SHAPES, render_clip
-    from data.video import write_video
+    from data.synthetic import SHAPES, render_clip  # see the module doc: imported when needed
+    from data.video import write_video  # see the module doc: imported when needed
 
     per_split = per_split or VIDEO_SPLITS
     rng = np.random.default_rng(seed)

@@ -12,6 +12,10 @@ prints two Markdown tables:
    peak of Python/NumPy allocations (`tracemalloc`), beside the size of the
    feature array a keep-everything-then-pad extractor would hold. Flat
    numbers from 10 to 40 videos show the streaming writer at work.
+
+Project modules are imported inside the functions that use them: a
+benchmark child sets its threads and Keras backend before TensorFlow loads,
+and the GPU machines run the JAX backend without TensorFlow.
 """
 
 import json
@@ -33,7 +37,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def write_videos(folder, count, num_frames=48, size=(120, 160)):
     """`count` real videos in two class folders (alternating mp4 / avi)."""
-    from data.video import write_video
+    from data.video import write_video  # see the module doc: imported when needed
 
     rng = np.random.default_rng(0)
     paths = []
@@ -47,9 +51,9 @@ def write_videos(folder, count, num_frames=48, size=(120, 160)):
 
 
 def backbone_row(name, videos_dir, size, frames, batch_size):
-    from data.datasets import scan_dataset
-    from data.features import FrameFeatureExtractor, extract_features
-    from data.video import sample_frame_indices
+    from data.datasets import scan_dataset  # see the module doc: imported when needed
+    from data.features import FrameFeatureExtractor, extract_features  # imported when needed
+    from data.video import sample_frame_indices  # see the module doc: imported when needed
 
     extractor = FrameFeatureExtractor(name, None, size, batch_size=batch_size, seed=0)
     batch = np.random.default_rng(0).integers(0, 255, (batch_size, *size, 3), dtype=np.uint8)
@@ -79,8 +83,8 @@ def memory_run(videos_dir, count, backbone, size, frames):
     """Runs in a fresh process: one extraction, then prints peak memory as JSON."""
     import tracemalloc
 
-    from data.datasets import scan_dataset
-    from data.features import FrameFeatureExtractor, extract_features, scale_lengths
+    from data.datasets import scan_dataset  # see the module doc: imported when needed
+    from data.features import FrameFeatureExtractor, extract_features, scale_lengths  # imported when needed
 
     dataset = scan_dataset(videos_dir)
     keep = [i for i in range(len(dataset)) if i < count]

@@ -11,6 +11,10 @@ without it (Keras creates the optimizer's variables inside the first traced
 step, and TensorFlow traces the step again). The two variants alternate
 within each round, so the machine's load hits them alike; the table gives
 the median seconds of `--repeats` rounds and their ratio.
+
+Project modules are imported inside the functions that use them: a
+benchmark child sets its threads and Keras backend before TensorFlow loads,
+and the GPU machines run the JAX backend without TensorFlow.
 """
 
 import json
@@ -56,7 +60,7 @@ def time_once(name, preset, build):
 
 
 def main(argv=None):
-    import models
+    import models  # see the module doc: imported when needed
 
     parser = ArgumentParser(prog="python -m benchmarks.first_step", description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="convlstm,bilstm_attention,r2plus1d_perceiver,keyframe_transformer",

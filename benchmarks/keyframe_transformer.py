@@ -16,6 +16,10 @@ Wall time grows when other processes share the cores; the CPU-time column
 (summed over threads) does not, and on an idle machine the latency is about
 that divided by the cores in use. The design notes quote about 1.8 s for scoring a 60-frame 224x224 clip on
 an RTX 3060 GPU.
+
+Project modules are imported inside the functions that use them: a
+benchmark child sets its threads and Keras backend before TensorFlow loads,
+and the GPU machines run the JAX backend without TensorFlow.
 """
 
 import os
@@ -33,7 +37,7 @@ NOTES_GPU_SECONDS = 1.8
 
 
 def write_video(path, frames, width=320, height=240, fps=30.0):
-    from data import video
+    from data import video  # see the module doc: imported when needed
 
     rng = np.random.default_rng(0)
 
@@ -48,8 +52,8 @@ def write_video(path, frames, width=320, height=240, fps=30.0):
 def measure(frames=60, size=224, repeats=5):
     import keras
 
-    import models
-    from data.video import read_clip
+    import models  # see the module doc: imported when needed
+    from data.video import read_clip  # see the module doc: imported when needed
 
     rows = []
     keras.utils.set_random_seed(0)

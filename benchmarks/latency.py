@@ -46,6 +46,10 @@ per-frame backbone and the temporal head, in every format.
 TensorFlow fixes its thread pools when it starts, so each thread count runs
 in its own child process; `--threads` sets the runtimes' threads and
 OpenCV's decoder threads.
+
+Project modules are imported inside the functions that use them: a
+benchmark child sets its threads and Keras backend before TensorFlow loads,
+and the GPU machines run the JAX backend without TensorFlow.
 """
 
 import json
@@ -73,7 +77,7 @@ KEYFRAME_SAMPLING_FPS = 2.0
 def cases():
     """`{model name: LatencyCase}` of every registered family that declares
     one (`models.capabilities.LatencyCase`)."""
-    import models
+    import models  # see the module doc: imported when needed
 
     return {name: models.get_family(name).latency for name in models.names()
             if models.get_family(name).latency is not None}
@@ -81,7 +85,7 @@ def cases():
 
 def refuses(name, format_name):
     """Whether the family `name` does not export to `format_name`."""
-    import models
+    import models  # see the module doc: imported when needed
 
     return format_name in models.get_family(name).export_refusals
 
@@ -92,7 +96,7 @@ def refuses(name, format_name):
 
 def write_benchmark_video(path, seconds=VIDEO_SECONDS, fps=VIDEO_FPS, size=VIDEO_SIZE):
     """A 1280x720 video of moving shapes over a gradient, with mild noise."""
-    from data import video
+    from data import video  # see the module doc: imported when needed
 
     height, width = size
     rng = np.random.default_rng(0)
@@ -163,8 +167,8 @@ def build(name, case):
     model on features}` sharing its weights."""
     import keras
 
-    import models
-    from models.backbones import build_frame_backbone
+    import models  # see the module doc: imported when needed
+    from models.backbones import build_frame_backbone  # see the module doc: imported when needed
 
     keras.utils.set_random_seed(0)
     family = models.get_family(name)
@@ -215,9 +219,9 @@ def random_inputs(model, steps, seed=0, batch_size=1):
 
 def convert(name, case, part_name, model, format_name, cache):
     """The cached file of one model (or part) in one format."""
-    from train import formats
-    from train.formats.litert import convert_litert
-    from train.formats.onnx import convert_onnx
+    from train import formats  # see the module doc: imported when needed
+    from train.formats.litert import convert_litert  # see the module doc: imported when needed
+    from train.formats.onnx import convert_onnx  # see the module doc: imported when needed
 
     folder = os.path.join(cache, f"{name}-{part_name}-{format_name}")
     path = formats.get_format(format_name).path_in(folder)
@@ -273,7 +277,7 @@ class TensorFlowRunner:
 
 
 def load(format_name, folder, threads, model):
-    from train import formats
+    from train import formats  # see the module doc: imported when needed
 
     if format_name == KERAS_ROW:
         return TensorFlowRunner(model)
@@ -440,7 +444,7 @@ def main(argv=None):
         if result.returncode != 0:
             raise RuntimeError(f"the {threads}-thread measurement failed (exit {result.returncode})")
         rows += [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    from benchmarks.timing import machine_description
+    from benchmarks.timing import machine_description  # see the module doc: imported when needed
 
     frame_count, fps = video_info(args.video)
     print(f"machine: {machine_description()}; video {args.video}: {frame_count} frames at "
@@ -474,6 +478,6 @@ def markdown(rows):
 
 
 if __name__ == "__main__":
-    from common.cli import run_main
+    from common.cli import run_main  # see the module doc: imported when needed
 
     raise SystemExit(run_main(main, sys.argv[1:]))

@@ -16,6 +16,10 @@ strings), so the variants of a model compare in two calls:
     python -m benchmarks.profile --model bilstm_attention --set lstm_implementation=fused
 
 TensorFlow backend only (the profiler is TensorFlow's).
+
+Project modules are imported inside the functions that use them: a
+benchmark child sets its threads and Keras backend before TensorFlow loads,
+and the GPU machines run the JAX backend without TensorFlow.
 """
 
 import ast
@@ -110,7 +114,7 @@ def profile_train_step(name, preset="benchmark", overrides=None, steps=2, warmup
     import keras
     import tensorflow as tf
 
-    import models
+    import models  # see the module doc: imported when needed
 
     family = models.get_family(name)
     preset = preset if preset in models.presets(name) else None
@@ -155,9 +159,9 @@ def top_rows(totals, wall_seconds, steps, top):
 def main(argv=None):
     import keras
 
-    import models
-    from benchmarks.timing import machine_description
-    from common.tables import markdown_table
+    import models  # see the module doc: imported when needed
+    from benchmarks.timing import machine_description  # see the module doc: imported when needed
+    from common.tables import markdown_table  # see the module doc: imported when needed
 
     parser = ArgumentParser(prog="python -m benchmarks.profile", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, choices=models.names())

@@ -31,6 +31,10 @@ different invocations can be merged into one table with `--results FILE`.
 
 Runs on the TensorFlow and on the JAX backend (`KERAS_BACKEND=jax`); on a
 machine without TensorFlow the input-pipeline columns read n/a.
+
+Project modules are imported inside the functions that use them: a
+benchmark child sets its threads and Keras backend before TensorFlow loads,
+and the GPU machines run the JAX backend without TensorFlow.
 """
 
 import datetime
@@ -75,7 +79,7 @@ def matmul_peak_gflops(size=None, repeats=10):
     import keras
     import numpy as np
 
-    from train.engine.distribute import device_kind
+    from train.engine.distribute import device_kind  # see the module doc: imported when needed
 
     size = size or (8192 if device_kind() == "gpu" else 2048)
     rng = np.random.default_rng(0)
@@ -171,7 +175,7 @@ def merge_results(path, rows, machine, peak):
 
 def measure_jit(names, rows, repeats, path, timeout_s=150):
     """Times the XLA train step per model and records the choices."""
-    from train.engine import distribute
+    from train.engine import distribute  # see the module doc: imported when needed
 
     check_jit_backend()
     device = distribute.device_kind()
@@ -220,9 +224,9 @@ def check_jit_backend():
 
 
 def main(argv=None):
-    import models
+    import models  # see the module doc: imported when needed
 
-    from train.engine.distribute import JIT_CHOICES_PATH
+    from train.engine.distribute import JIT_CHOICES_PATH  # see the module doc: imported when needed
 
     parser = ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=list(models.names()), choices=models.names())

@@ -6,6 +6,10 @@ warm-up), counts its forward FLOPs per sample (`benchmarks.flops`) and
 times the input pipeline of its kind for the same batch; `measure_xla`
 times the same step compiled with XLA. `python -m benchmarks` (see
 `benchmarks/report.py`) turns these into the report.
+
+Project modules are imported inside the functions that use them: a
+benchmark child sets its threads and Keras backend before TensorFlow loads,
+and the GPU machines run the JAX backend without TensorFlow.
 """
 
 import time
@@ -29,7 +33,7 @@ def benchmark_config(name, preset="benchmark"):
     """`(config, batch_size)` of the model's benchmark row: its "benchmark"
     preset (the size its documentation quotes), else its defaults; or the
     preset `preset`."""
-    import models
+    import models  # see the module doc: imported when needed
 
     preset = preset if preset in models.presets(name) else None
     config = models.get_config(name, preset=preset)
@@ -44,7 +48,7 @@ def pipeline_rate(config, batch_size, batches=6):
         import tensorflow  # noqa: F401
     except ImportError:
         return None
-    from train import tasks
+    from train import tasks  # see the module doc: imported when needed
 
     dataset = tasks.get_task(type(config).input_kind).example_pipeline(config, batch_size)
     iterator = iter(dataset.repeat())
@@ -53,7 +57,7 @@ def pipeline_rate(config, batch_size, batches=6):
 
 
 def _compiled_model(name, config, jit_compile):
-    import models
+    import models  # see the module doc: imported when needed
 
     family = models.get_family(name)
     model = models.build_from_config(name, config)
@@ -70,8 +74,8 @@ def measure(name, repeats, pipeline=True, before=True, bfloat16=True, preset="be
     (`bfloat16`), see `measure_variants`."""
     import keras
 
-    import models
-    from benchmarks.flops import train_flops
+    import models  # see the module doc: imported when needed
+    from benchmarks.flops import train_flops  # see the module doc: imported when needed
 
     family = models.get_family(name)
     config, batch_size = benchmark_config(name, preset)
@@ -157,8 +161,8 @@ def xla_step(name, repeats, reference_step_s=None):
     """`measure_xla`'s work, in the child process."""
     import keras
 
-    import models
-    from train.engine.distribute import jit_blockers
+    import models  # see the module doc: imported when needed
+    from train.engine.distribute import jit_blockers  # see the module doc: imported when needed
 
     family = models.get_family(name)
     config, batch_size = benchmark_config(name)
@@ -210,8 +214,8 @@ def bfloat16_unavailable(name, config):
     wrong bfloat16 Conv3D kernel gradients (`train.engine.distribute`'s guard)."""
     import keras
 
-    import models
-    from train.engine import distribute
+    import models  # see the module doc: imported when needed
+    from train.engine import distribute  # see the module doc: imported when needed
 
     if distribute.device_kind() == "gpu":
         return "GPU: mixed precision is float16 there"
@@ -244,7 +248,7 @@ def measure_variants(name, repeats, before=True, bfloat16=True, after_model=None
     """
     import keras
 
-    import models
+    import models  # see the module doc: imported when needed
 
     family = models.get_family(name)
     config, batch_size = benchmark_config(name, preset)

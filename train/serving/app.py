@@ -38,7 +38,7 @@ import time
 
 from data.video import VideoError
 from train import run_folder
-from train.serving.prediction import list_videos, safe_name
+from train.serving.prediction import PredictOptions, list_videos, safe_name
 
 DEFAULT_MAX_UPLOAD_MB = 200
 UPLOAD_FIELD = "video"
@@ -74,7 +74,6 @@ class ModelHolder:
         try:
             # TensorFlow loads here, in the background, while the page is served.
             from train import tasks
-            from train.serving.prediction import PredictOptions
 
             options = PredictOptions.from_dict({**self.options, "run": self.run})
             record, model = run_folder.load_run(self.run)
