@@ -1,9 +1,13 @@
-"""Files are written under a temporary name and renamed into place.
+"""Files and folders are written under a temporary name and renamed into place.
 
-A process killed mid-write leaves at most a `.tmp-*` file beside the
-target, never a target that looks complete but is not. The data is flushed
-to disk before the rename and the folder after it, so the rename survives
-a power loss too, and the file gets the mode a plain `open()` would give.
+A process killed mid-write leaves at most a `.tmp-*` file or folder beside
+the target, never a target that looks complete but is not. The data is
+flushed to disk before the rename and the parent folder after it, so the
+rename survives a power loss too, and the result gets the mode a plain
+`open()` or `os.mkdir()` would give. `atomic_path` writes a file,
+`atomic_folder` a folder, and `rename_into_place` is the step both end
+with, for a writer that keeps its own temporary name (a resumable
+`.partial` file).
 
 Example:
 
@@ -20,6 +24,7 @@ Example:
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 
 
@@ -39,14 +44,99 @@ def atomic_path(path):
     os.close(handle)
     try:
         yield temporary
-        _fsync_file(temporary)
         os.chmod(temporary, 0o666 & ~_umask())
-        os.replace(temporary, path)
+        rename_into_place(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
-    fsync_directory(directory)
+
+
+@contextlib.contextmanager
+def atomic_folder(path, replace=False):
+    """Yields a fresh, empty, hidden temporary folder beside `path`; renames
+    it onto `path` when the block succeeds and removes it when it fails.
+
+    Every file and folder inside is flushed to disk before the rename, and
+    the parent folder after it, as `atomic_path` does for one file; the
+    folder gets the mode a plain `os.mkdir` would give (the temporary one
+    is private while it is written).
+
+    Args:
+        path: the folder to create. Its parent must exist.
+        replace: an existing folder at `path` is refused (`FileExistsError`,
+            before the block runs and again before the rename) unless this
+            is set; then it is swapped out after the block succeeded and
+            removed. Between the two renames `path` is briefly absent,
+            never half written.
+
+    Example:
+
+    >>> import tempfile
+    >>> parent = tempfile.mkdtemp()
+    >>> with atomic_folder(os.path.join(parent, "1")) as folder:
+    ...     write_json(os.path.join(folder, "report.json"), {"passed": True})
+    >>> os.listdir(parent), os.listdir(os.path.join(parent, "1"))
+    (['1'], ['report.json'])
+    """
+    path = os.path.abspath(os.fspath(path))
+    parent, name = os.path.split(path)
+    if not replace:
+        _refuse_existing(path)
+    temporary = tempfile.mkdtemp(prefix=".tmp-", suffix=f"-{name}", dir=parent)
+    try:
+        yield temporary
+        os.chmod(temporary, 0o777 & ~_umask())
+        if replace and os.path.lexists(path):
+            _swap_folder(temporary, path)
+        else:
+            _refuse_existing(path)
+            rename_into_place(temporary, path)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+
+
+def rename_into_place(temporary, path):
+    """Flushes the file or folder `temporary` to disk, renames it onto
+    `path` and flushes the folder that holds `path`.
+
+    The last step of `atomic_path` and `atomic_folder`, for writers that
+    keep their own temporary name (an extraction's resumable `.partial`
+    file). A folder is flushed with everything inside it. The flushes come
+    first so that after a power loss `path` is either the old entry or the
+    complete new one.
+    """
+    temporary, path = os.fspath(temporary), os.fspath(path)
+    if os.path.isdir(temporary):
+        _fsync_tree(temporary)
+    else:
+        _fsync_file(temporary)
+    os.replace(temporary, path)
+    fsync_directory(os.path.dirname(os.path.abspath(path)))
+
+
+def _refuse_existing(path):
+    if os.path.lexists(path):
+        raise FileExistsError(f"{path}: exists; it is not replaced")
+
+
+def _swap_folder(temporary, path):
+    """Puts the folder `temporary` at `path` in place of the folder there.
+
+    A folder cannot be renamed onto a folder that has files, so the old one
+    is first moved into a hidden sibling folder, which is removed last.
+    """
+    parent, name = os.path.split(path)
+    aside = tempfile.mkdtemp(prefix=".old-", suffix=f"-{name}", dir=parent)
+    old = os.path.join(aside, name)
+    os.replace(path, old)
+    try:
+        rename_into_place(temporary, path)
+    finally:
+        if not os.path.lexists(path):  # the new one did not get there: the old one goes back
+            os.replace(old, path)
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def write_atomic(path, text):
@@ -113,6 +203,18 @@ def _fsync_file(path):
     if os.path.isfile(path):
         with open(path, "rb+") as file:
             os.fsync(file.fileno())
+
+
+def _fsync_tree(folder):
+    """Flushes every file under `folder`, then every folder, innermost
+    first, `folder` itself last: a folder's entries are worth nothing on
+    disk before the files they name."""
+    for root, folders, names in os.walk(folder, topdown=False):
+        for name in names:
+            _fsync_file(os.path.join(root, name))
+        for name in folders:
+            fsync_directory(os.path.join(root, name))
+    fsync_directory(folder)
 
 
 def _umask():
