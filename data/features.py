@@ -110,7 +110,7 @@ try:
 except ImportError:  # Windows
     fcntl = None
 
-from common.files import fsync_directory
+from common.files import atomic_path, rename_into_place
 from data.video import VideoError, normalize_size, read_frames, sample_frame_indices
 
 SCALES = (1.0, 0.85, 1.15)
@@ -496,59 +496,64 @@ class FeatureWriter:
         }
 
     def _create(self):
-        temporary = self.partial + ".new"
-        file = h5py.File(temporary, "w", libver=("v108", "latest"))
-        steps = int(self.settings["steps"])
-        d = self.feature_dim
-        file.create_dataset(
-            "features", shape=(0, steps, d), maxshape=(None, None, d), dtype="float32",
-            chunks=(1, steps, d), compression="gzip", compression_opts=4, fillvalue=0.0,
-        )
-        file.create_dataset("labels", shape=(0,), maxshape=(None,), dtype="int64", chunks=(1024,))
-        file.create_dataset("num_frames", shape=(0,), maxshape=(None,), dtype="int32", chunks=(1024,))
-        strings = h5py.string_dtype("utf-8")
-        file.create_dataset("sources", shape=(0,), maxshape=(None,), dtype=strings, chunks=(256,))
-        file.create_dataset("splits", shape=(0,), maxshape=(None,), dtype=strings, chunks=(256,))
-        if self.sharded:
-            # Each row's position in the whole video list: the merge's order.
-            file.create_dataset(
-                "video_index", shape=(0,), maxshape=(None,), dtype="int64", chunks=(1024,)
-            )
-        attrs = file.attrs
-        attrs["format"] = FORMAT
-        attrs["format_version"] = FORMAT_VERSION
-        attrs["num_videos"] = 0
-        attrs["max_frames"] = steps
-        attrs["feature_dim"] = d
-        attrs["category_mapping"] = json.dumps(
-            {name: index for index, name in enumerate(self.class_names)}
-        )
-        attrs["multi_scale"] = bool(self.settings["multi_scale"])
-        attrs["backbone"] = self.settings["backbone"]
-        attrs["weights"] = self.settings["weights"]
-        attrs["frames"] = int(self.settings["frames"])
-        attrs["size"] = np.asarray(self.settings["size"], np.int32)
-        attrs["scales"] = json.dumps(list(SCALES) if self.settings["multi_scale"] else [1.0])
-        attrs["scale_source"] = self.settings["scale_source"]
-        attrs["complete"] = False
-        attrs["skipped"] = "[]"
-        attrs["num_skipped"] = 0
-        if self.sharded:
-            attrs["num_shards"] = int(self.settings["num_shards"])
-            attrs["shard_index"] = int(self.settings["shard_index"])
-            attrs["shard_list"] = self.settings["shard_list"]
-        file.close()
-        os.replace(temporary, self.partial)
+        # Created under a temporary name: a `.partial` file always holds the
+        # whole schema, so a resumed run never meets a half-made one.
+        with atomic_path(self.partial) as temporary:
+            self._write_empty_file(temporary)
         self.file = h5py.File(self.partial, "r+")
         self.source_state = "new"
+
+    def _write_empty_file(self, path):
+        """Writes a file of the schema with no rows yet and this run's
+        settings as attributes."""
+        with h5py.File(path, "w", libver=("v108", "latest")) as file:
+            steps = int(self.settings["steps"])
+            d = self.feature_dim
+            file.create_dataset(
+                "features", shape=(0, steps, d), maxshape=(None, None, d), dtype="float32",
+                chunks=(1, steps, d), compression="gzip", compression_opts=4, fillvalue=0.0,
+            )
+            strings = h5py.string_dtype("utf-8")
+            for name, dtype, chunk in (("labels", "int64", 1024), ("num_frames", "int32", 1024),
+                                       ("sources", strings, 256), ("splits", strings, 256)):
+                file.create_dataset(
+                    name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(chunk,)
+                )
+            if self.sharded:
+                # Each row's position in the whole video list: the merge's order.
+                file.create_dataset(
+                    "video_index", shape=(0,), maxshape=(None,), dtype="int64", chunks=(1024,)
+                )
+            attrs = file.attrs
+            attrs["format"] = FORMAT
+            attrs["format_version"] = FORMAT_VERSION
+            attrs["num_videos"] = 0
+            attrs["max_frames"] = steps
+            attrs["feature_dim"] = d
+            attrs["category_mapping"] = json.dumps(
+                {name: index for index, name in enumerate(self.class_names)}
+            )
+            attrs["multi_scale"] = bool(self.settings["multi_scale"])
+            attrs["backbone"] = self.settings["backbone"]
+            attrs["weights"] = self.settings["weights"]
+            attrs["frames"] = int(self.settings["frames"])
+            attrs["size"] = np.asarray(self.settings["size"], np.int32)
+            attrs["scales"] = json.dumps(list(SCALES) if self.settings["multi_scale"] else [1.0])
+            attrs["scale_source"] = self.settings["scale_source"]
+            attrs["complete"] = False
+            attrs["skipped"] = "[]"
+            attrs["num_skipped"] = 0
+            if self.sharded:
+                attrs["num_shards"] = int(self.settings["num_shards"])
+                attrs["shard_index"] = int(self.settings["shard_index"])
+                attrs["shard_list"] = self.settings["shard_list"]
 
     def _ensure_writable(self):
         """A complete `out` is copied to `.partial` before its first new row."""
         if self.file is not None:
             return
-        temporary = self.partial + ".new"
-        shutil.copyfile(self.out, temporary)
-        os.replace(temporary, self.partial)
+        with atomic_path(self.partial) as temporary:
+            shutil.copyfile(self.out, temporary)
         self.file = h5py.File(self.partial, "r+")
         self.file.attrs["complete"] = False
         self.file.flush()
@@ -633,10 +638,7 @@ class FeatureWriter:
         file.flush()
         file.close()
         self.file = None
-        with open(self.partial, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(self.partial, self.out)
-        fsync_directory(os.path.dirname(self.out))
+        rename_into_place(self.partial, self.out)
         self.close()
         return self.out
 
