@@ -12,11 +12,11 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import sys
 
 import numpy as np
 
+from common.files import atomic_folder
 from data.features import FeatureWriter, FrameFeatureExtractor, scale_lengths
 from data.video import normalize_size, write_video
 
@@ -182,16 +182,14 @@ def render_synthetic_videos(folder, settings):
             labels.append(int(label))
             names.append(split)
     if not os.path.isdir(folder):
-        temporary = f"{folder}.tmp-{os.getpid()}"
-        shutil.rmtree(temporary, ignore_errors=True)
-        position = 0
-        for split, (clips, _) in splits.items():
-            os.makedirs(os.path.join(temporary, split))
-            for clip in clips:
-                target = paths[position].replace(folder, temporary, 1)
-                write_video(target, clip, fps=10.0, fourcc=fourcc)
-                position += 1
-        os.replace(temporary, folder)
+        with atomic_folder(folder) as temporary:
+            position = 0
+            for split, (clips, _) in splits.items():
+                os.makedirs(os.path.join(temporary, split))
+                for clip in clips:
+                    target = paths[position].replace(folder, temporary, 1)
+                    write_video(target, clip, fps=10.0, fourcc=fourcc)
+                    position += 1
     return VideoDataset(
         tuple(os.path.abspath(p) for p in paths), tuple(labels), tuple(class_names), tuple(names)
     )
