@@ -32,15 +32,13 @@ the data and is refused without it.
 import datetime
 import importlib.metadata
 import os
-import shutil
 import sys
-import tempfile
 
 import numpy as np
 
 import models
 from common.cli import USER_ERRORS, ArgumentParser, run_main
-from common.files import write_json
+from common.files import atomic_folder, write_json
 from train import formats, tasks
 from train.engine import distribute
 from train.formats import streaming as streaming_lib
@@ -217,8 +215,7 @@ def export_run(run, version=None, out_root=SAVED_MODELS_DIR, checkpoint="best.ke
                 yield example
 
     os.makedirs(model_dir, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir)
-    try:
+    with atomic_folder(target) as staging:
         if streaming:
             written, runner, report = streaming_lib.export_and_verify(
                 format_name, model, config, streaming_form, staging, batches, threads
@@ -257,10 +254,6 @@ def export_run(run, version=None, out_root=SAVED_MODELS_DIR, checkpoint="best.ke
                 f"{report['examples']} examples of {source}; nothing was written"
             )
         write_json(os.path.join(staging, REPORT_NAME), report)
-        os.rename(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target, report
 
 
