@@ -122,7 +122,6 @@ def test_auto_strategy_is_mirrored_over_several_gpus_else_the_default(monkeypatc
     gpus = {"GPU": [Device("/device:GPU:0")]}
     monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: gpus.get(kind, []))
     monkeypatch.setattr(tf.distribute, "MirroredStrategy", FakeMirrored)
-    monkeypatch.setattr(distribute, "_patch_keras_for_distribution", lambda: None)
     monkeypatch.setattr(distribute, "_strategies", {})
     assert distribute.make_strategy("auto") is tf.distribute.get_strategy()  # one GPU
     gpus["GPU"].append(Device("/device:GPU:1"))
@@ -130,6 +129,63 @@ def test_auto_strategy_is_mirrored_over_several_gpus_else_the_default(monkeypatc
     chosen = distribute.make_strategy("auto")
     assert isinstance(chosen, FakeMirrored)
     assert chosen.devices == ["/device:GPU:0", "/device:GPU:1"]
+
+
+def test_the_keras_patch_is_in_place_only_inside_the_engines_block_under_a_mirrored_strategy():
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    def keras_functions():
+        return tf_trainer.reduce_per_replica, tf_trainer.TensorFlowTrainer._maybe_symbolic_build
+
+    class Mirrored:  # any strategy but the default one and OneDeviceStrategy
+        pass
+
+    keras_own = keras_functions()
+    with distribute.keras_patched_for(tf.distribute.get_strategy()):
+        assert keras_functions() == keras_own
+    with distribute.keras_patched_for(tf.distribute.OneDeviceStrategy("/cpu:0")):
+        assert keras_functions() == keras_own
+    with distribute.keras_patched_for(Mirrored()):
+        patched = keras_functions()
+        assert patched[0] is not keras_own[0] and patched[1] is not keras_own[1]
+        with distribute.keras_patched_for(Mirrored()):  # nested: the same patch
+            assert keras_functions() == patched
+        assert keras_functions() == patched  # the outer block still needs it
+    assert keras_functions() == keras_own
+    with pytest.raises(RuntimeError, match="crash"):
+        with distribute.keras_patched_for(Mirrored()):
+            raise RuntimeError("crash")
+    assert keras_functions() == keras_own
+
+
+def test_the_engine_trains_inside_the_keras_patch_of_its_strategy(monkeypatch):
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    from train.tasks.base import DataBundle
+
+    class Mirrored:
+        num_replicas_in_sync = 2
+
+        def scope(self):
+            return tf.distribute.get_strategy().scope()
+
+    keras_reduce = tf_trainer.reduce_per_replica
+    patched_in_fit = []
+
+    def fit(self, *args, **kwargs):  # what Keras' fit would meet; no training needed
+        patched_in_fit.append(tf_trainer.reduce_per_replica is not keras_reduce)
+        history = keras.callbacks.History()
+        history.on_train_begin()
+        return history
+
+    monkeypatch.setattr(keras.Model, "fit", fit)
+    config = models.get_config("convlstm", preset="tiny", epochs=1)
+    model, spec = engine.build("convlstm", config)
+    data = DataBundle(train=None, val=None, test=None, class_names=["a", "b"], config_updates={})
+    for strategy, patched in ((Mirrored(), True), (tf.distribute.get_strategy(), False)):
+        engine.fit(model, spec, data, config, setup_=engine.Setup(strategy), verbose=0)
+        assert patched_in_fit.pop() is patched
+        assert tf_trainer.reduce_per_replica is keras_reduce
 
 
 @pytest.mark.slow
@@ -207,7 +263,8 @@ MIRRORED_SCRIPT = textwrap.dedent(
     synced = bool(np.array_equal(*copies()))
 
     # A feature model: its boolean mask input cannot be averaged across
-    # replicas, which Keras tries before the first step.
+    # replicas, which Keras tries before the first step; it trains only
+    # with the engine's patch of Keras in place.
     overrides = dict(models.presets("bilstm_attention")["tiny"], input_shape=(6, 8), lstm_layers=1)
     config = models.get_config("bilstm_attention", **overrides)
     family = models.get_family("bilstm_attention")
@@ -216,13 +273,19 @@ MIRRORED_SCRIPT = textwrap.dedent(
         features_model.compile(optimizer="adam", loss=family.training(config, 1).loss,
                                run_eagerly=True)
     inputs, labels = family.example_batch(config, 8, seed=0)
-    history = features_model.fit(
-        tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(4), epochs=1, verbose=0
-    )
+    features = tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(4)
+    try:
+        features_model.fit(features, epochs=1, verbose=0)
+        without_patch = "trains"
+    except tf.errors.InvalidArgumentError as error:  # Keras sums the boolean mask
+        without_patch = "fails" if "bool" in str(error) else str(error)
+    with distribute.keras_patched_for(strategy):
+        history = features_model.fit(features, epochs=1, verbose=0)
     print(json.dumps({
         "replicas": strategy.num_replicas_in_sync,
         "drifted": drifted,
         "synced": synced,
+        "masked_model_without_patch": without_patch,
         "masked_model_trains": bool(np.isfinite(history.history["loss"][0])),
     }))
     """
@@ -238,7 +301,8 @@ def test_mirrored_replicas_share_batch_norm_statistics_after_sync():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report == {"replicas": 2, "drifted": True, "synced": True, "masked_model_trains": True}
+    assert report == {"replicas": 2, "drifted": True, "synced": True,
+                      "masked_model_without_patch": "fails", "masked_model_trains": True}
 
 
 def test_a_start_whose_listener_lost_its_port_is_retried_with_new_ports():

@@ -27,8 +27,10 @@ Example:
 'float32'
 """
 
+import contextlib
 import json
 import os
+import threading
 
 import keras
 
@@ -118,7 +120,6 @@ def make_strategy(name):
 
     if name == "multi-worker":
         read_tf_config()
-        _patch_keras_for_distribution()
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
     else:
         gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
@@ -132,8 +133,6 @@ def make_strategy(name):
         else:
             cpus = [device.name for device in tf.config.list_logical_devices("CPU")]
             strategy = tf.distribute.MirroredStrategy(gpus or cpus)
-        if not isinstance(strategy, tf.distribute.OneDeviceStrategy):
-            _patch_keras_for_distribution()
     _strategies[name] = strategy
     return strategy
 
@@ -143,6 +142,9 @@ def is_multi_worker(strategy):
 
     # `_in_multi_worker_mode` is the strategy's own test: a cluster of one
     # worker makes a MultiWorkerMirroredStrategy that behaves as a local one.
+    # It is private and has no public equivalent (TF_CONFIG alone does not
+    # say whether the strategy found a cluster); tests/test_private_apis.py
+    # fails loudly if an upgrade removes it.
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
         strategy.extended._in_multi_worker_mode()
     )
@@ -221,9 +223,60 @@ def distribute_options(bundle, strategy):
     return dataclasses.replace(bundle, **changes)
 
 
+_keras_patch_lock = threading.Lock()
+_keras_patch_users = 0  # `keras_patched_for` blocks open now
+_keras_patch_in_place = None  # the ExitStack that takes the patch out again
+
+
+def needs_keras_patch(strategy):
+    """Whether Keras needs `keras_patched_for` to train under `strategy`:
+    every strategy but TensorFlow's default one and `OneDeviceStrategy`
+    (one replica: its batches are plain tensors, which Keras never
+    reduces across replicas)."""
+    import tensorflow as tf
+
+    if strategy is None or isinstance(strategy, tf.distribute.OneDeviceStrategy):
+        return False
+    return not (strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy())
+
+
+@contextlib.contextmanager
+def keras_patched_for(strategy):
+    """Keras' TensorFlow trainer, patched for `strategy` inside the block.
+
+    The engine trains (and, inside `fit`, validates) in this block; outside
+    it, and under a strategy that does not need it (`needs_keras_patch`),
+    Keras is left as it is. The patch goes in when the first block opens
+    and comes out when the last one closes, so blocks may nest and threads
+    may share it; its functions leave every case but theirs to Keras, so
+    a model trained without a strategy beside one inside the block trains
+    as Keras would train it.
+    """
+    global _keras_patch_users, _keras_patch_in_place
+
+    if not needs_keras_patch(strategy):
+        yield
+        return
+    with _keras_patch_lock:
+        if _keras_patch_users == 0:
+            stack = contextlib.ExitStack()
+            stack.enter_context(_patch_keras_for_distribution())
+            _keras_patch_in_place = stack
+        _keras_patch_users += 1
+    try:
+        yield
+    finally:
+        with _keras_patch_lock:
+            _keras_patch_users -= 1
+            if _keras_patch_users == 0:
+                _keras_patch_in_place.close()
+                _keras_patch_in_place = None
+
+
+@contextlib.contextmanager
 def _patch_keras_for_distribution():
     """Works around two gaps of Keras 3.15's TensorFlow trainer with
-    mirrored strategies (keras-team/keras#20585).
+    mirrored strategies (keras-team/keras#20585), inside the block.
 
     1. Before the first step, `fit` averages a whole input batch across
        replicas with `strategy.reduce`, only to learn the model's input
@@ -236,13 +289,20 @@ def _patch_keras_for_distribution():
        averaged across replicas with `axis=None`, what the single-machine
        mirrored path computes.
 
-    Both patches delegate to Keras when their case does not apply.
+    Both patches delegate to Keras when their case does not apply. They
+    replace private names of `keras.src.backend.tensorflow.trainer` (the
+    module function `reduce_per_replica`, `TensorFlowTrainer.
+    _maybe_symbolic_build`, and the trainer's `_distribute_strategy` and
+    `_symbolic_build` that the replacement calls), since Keras offers no
+    hook for either step; tests/test_private_apis.py fails loudly if an
+    upgrade renames them or changes their signatures, and
+    tests/test_distribute.py shows a masked model failing without the
+    patch. Use `keras_patched_for`, which nests and counts; this one only
+    puts the patch in and takes it out.
     """
     import tensorflow as tf
     from keras.src.backend.tensorflow import trainer as tf_trainer
 
-    if getattr(tf_trainer, "_video_suite_distribution_patch", False):
-        return
     original_reduce = tf_trainer.reduce_per_replica
     original_build = tf_trainer.TensorFlowTrainer._maybe_symbolic_build
 
@@ -269,7 +329,11 @@ def _patch_keras_for_distribution():
 
     tf_trainer.reduce_per_replica = reduce_per_replica
     tf_trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
-    tf_trainer._video_suite_distribution_patch = True
+    try:
+        yield
+    finally:
+        tf_trainer.reduce_per_replica = original_reduce
+        tf_trainer.TensorFlowTrainer._maybe_symbolic_build = original_build
 
 
 class SyncMovingStatistics(keras.callbacks.Callback):

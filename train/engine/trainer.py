@@ -180,7 +180,7 @@ def fit(model, spec, data, config, *, out=None, setup_=None, jit_compile=False,
             # warns that training was interrupted. It was not: no
             # steps_per_epoch is asked for, every epoch is one pass.
             warnings.filterwarnings("ignore", message="Your input ran out of data")
-            with clock.running():
+            with clock.running(), distribute.keras_patched_for(setup_.strategy):
                 stage_history = model.fit(
                     train,
                     validation_data=data.val,
