@@ -190,7 +190,9 @@ def counting_flops():
     import keras
 
     # The counter wraps the ops where Keras defines them (`keras.src`): the
-    # public `keras.ops` names are re-exports of those functions.
+    # public `keras.ops` names are re-exports of those functions, and the
+    # backend's `rnn` has no public name at all. Private, so
+    # tests/test_private_apis.py fails loudly if an upgrade moves them.
     from keras.src import backend, ops
 
     count = FlopCount()
