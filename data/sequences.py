@@ -287,82 +287,149 @@ def sequence_dataset(
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if isinstance(features, (list, tuple)):
-        sequences, lengths, step_targets = _scored_sequences(features, targets, source)
-        labels = np.zeros(len(sequences), np.int32)
-
-        def real_steps(index):
-            return np.asarray(sequences[index], np.float32)
-
-        def step_targets_of(index):
-            return step_targets[index]
-
-        step_shape = sequences[0].shape[1:]
+        rows = _scored_rows(features, targets, source)
     else:
-        features = np.asarray(features)
-        if features.dtype.kind != "f":
-            raise ValueError(f"{source}: features must be floating point, got dtype {features.dtype}")
-        lengths, labels = validate_sequences(
+        rows = _labelled_rows(
             features, num_frames, targets, num_classes, feature_dim, max_frames, source
         )
-        features = features.astype(np.float32, copy=False)
-        step_targets = None
-
-        def real_steps(index):
-            return features[index, : lengths[index]]
-
-        step_shape = features.shape[2:]
-    count = len(lengths)
-    if pad_to is not None and pad_to < int(lengths.max()):
+    if pad_to is not None and pad_to < int(rows.lengths.max()):
         raise ValueError(
             f"pad_to={pad_to} is shorter than the longest sequence in {source} "
-            f"({int(lengths.max())} frames)"
+            f"({int(rows.lengths.max())} frames)"
         )
     if augmentation is not None and not augmentation.enabled:
         augmentation = None
-    per_step = step_targets is not None
+    prepare = _element_maker(rows, augmentation)
+    if epoch is not None:
+        elements = _elements_of_epoch(rows, prepare, seed, epoch, shuffle)
+    else:
+        elements = _elements_drawn_anew(rows, prepare, seed, shuffle)
+    dataset = _masked_batches(elements, rows, batch_size, input_name, pad_to, drop_remainder)
+    return dataset if epoch is not None else dataset.prefetch(tf.data.AUTOTUNE)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Rows:
+    """The sequences a pipeline reads, whichever layout they came in.
+
+    Args:
+        lengths: int [N], the real steps of each row.
+        labels: int [N], one label per row (zeros for frame-scored rows).
+        step_shape: the shape of one step ((D,) or (H, W, 3)).
+        real_steps: `index -> float32 [lengths[index], *step_shape]`.
+        step_targets: `index -> float32 [lengths[index]]`, the per-step
+            targets of frame-scored rows; None for labelled rows.
+    """
+
+    lengths: np.ndarray
+    labels: np.ndarray
+    step_shape: tuple
+    real_steps: object
+    step_targets: object = None
+
+    @property
+    def per_step(self):
+        return self.step_targets is not None
+
+
+def _labelled_rows(features, num_frames, labels, num_classes, feature_dim, max_frames, source):
+    """`_Rows` of a feature file's arrays, checked (`validate_sequences`)."""
+    features = np.asarray(features)
+    if features.dtype.kind != "f":
+        raise ValueError(f"{source}: features must be floating point, got dtype {features.dtype}")
+    lengths, labels = validate_sequences(
+        features, num_frames, labels, num_classes, feature_dim, max_frames, source
+    )
+    features = features.astype(np.float32, copy=False)
+
+    def real_steps(index):
+        return features[index, : lengths[index]]
+
+    return _Rows(lengths, labels, features.shape[2:], real_steps)
+
+
+def _scored_rows(sequences, targets, source):
+    """`_Rows` of frame-scored sequences, each made float32 only when the
+    pipeline reads it (they may be uint8 frames or memory-mapped files)."""
+    sequences, lengths, step_targets = _scored_sequences(sequences, targets, source)
+
+    def real_steps(index):
+        return np.asarray(sequences[index], np.float32)
+
+    return _Rows(
+        lengths, np.zeros(len(sequences), np.int32), sequences[0].shape[1:], real_steps,
+        step_targets=lambda index: step_targets[index],
+    )
+
+
+def _element_maker(rows, augmentation):
+    """The function that turns a row (index, label) and its seed into one
+    element `(steps [n, ...], n, target)`, its steps augmented.
+
+    Rows are read through `tf.numpy_function`, so an h5py dataset or a
+    memory-mapped file is read one row at a time, when it is needed.
+    """
 
     def prepare(row, draw):
         index, label = row
-        frames = tf.numpy_function(real_steps, [index], tf.float32, stateful=False)
-        frames = tf.ensure_shape(frames, [None, *step_shape])
+        frames = tf.numpy_function(rows.real_steps, [index], tf.float32, stateful=False)
+        frames = tf.ensure_shape(frames, [None, *rows.step_shape])
         if augmentation is not None:
             frames = augment_sequence(frames, draw, augmentation)
-        if per_step:
-            target = tf.numpy_function(step_targets_of, [index], tf.float32, stateful=False)
+        if rows.per_step:
+            target = tf.numpy_function(rows.step_targets, [index], tf.float32, stateful=False)
             target = tf.ensure_shape(target, [None])
         else:
             target = label
         return frames, tf.shape(frames)[0], target
 
-    if epoch is not None:
-        order = pipeline.epoch_order(count, seed, epoch) if shuffle else tf.range(count, dtype=tf.int64)
-        all_labels = tf.constant(labels.astype(np.int32))
-        rows = tf.data.Dataset.from_tensor_slices(order).map(
-            pipeline.traced_as_written(lambda index: (index, tf.gather(all_labels, index)))
-        )
-        # Each row's augmentation is seeded by the seed, the epoch and the row.
-        dataset = rows.map(
-            pipeline.traced_as_written(lambda index, label: prepare(
-                (index, label), pipeline.element_seed(seed, epoch, index)
-            )),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-    else:
-        rows = tf.data.Dataset.from_tensor_slices(
-            (np.arange(count, dtype=np.int64), labels.astype(np.int32))
-        )
-        if shuffle:
-            rows = rows.shuffle(count, seed=seed, reshuffle_each_iteration=True)
-        # One random draw per element seeds its augmentation; a new iteration
-        # gets new draws.
-        draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        dataset = tf.data.Dataset.zip(rows, draws).map(
-            pipeline.traced_as_written(lambda row, draw: prepare(row, tf.stack([draw, row[0]]))),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-    dataset = dataset.padded_batch(
+    return prepare
+
+
+def _elements_of_epoch(rows, prepare, seed, epoch, shuffle):
+    """The elements of epoch `epoch`: its order and each row's augmentation
+    depend on the seed, the epoch and the row only (resumable)."""
+    count = len(rows.lengths)
+    order = pipeline.epoch_order(count, seed, epoch) if shuffle else tf.range(count, dtype=tf.int64)
+    all_labels = tf.constant(rows.labels.astype(np.int32))
+    indices = tf.data.Dataset.from_tensor_slices(order).map(
+        pipeline.traced_as_written(lambda index: (index, tf.gather(all_labels, index)))
+    )
+    return indices.map(
+        pipeline.traced_as_written(lambda index, label: prepare(
+            (index, label), pipeline.element_seed(seed, epoch, index)
+        )),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+
+
+def _elements_drawn_anew(rows, prepare, seed, shuffle):
+    """The elements with a new order and new augmentation every time the
+    dataset is iterated (seeded, so every run draws the same sequence)."""
+    count = len(rows.lengths)
+    indices = tf.data.Dataset.from_tensor_slices(
+        (np.arange(count, dtype=np.int64), rows.labels.astype(np.int32))
+    )
+    if shuffle:
+        indices = indices.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+    # One random draw per element seeds its augmentation; a new iteration
+    # gets new draws.
+    draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    return tf.data.Dataset.zip(indices, draws).map(
+        pipeline.traced_as_written(lambda row, draw: prepare(row, tf.stack([draw, row[0]]))),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+
+
+def _masked_batches(elements, rows, batch_size, input_name, pad_to, drop_remainder):
+    """Batches of `({input_name, "mask"}, targets)`: zero-padded at the end
+    to the batch's longest sequence (or `pad_to`), the mask True on the
+    real steps, per-step targets padded with `PADDED_TARGET`; the
+    cardinality is declared, so Keras knows an epoch's length."""
+    per_step = rows.per_step
+    dataset = elements.padded_batch(
         batch_size,
-        padded_shapes=([pad_to, *step_shape], [], [pad_to] if per_step else []),
+        padded_shapes=([pad_to, *rows.step_shape], [], [pad_to] if per_step else []),
         padding_values=(0.0, 0, PADDED_TARGET if per_step else 0),
         drop_remainder=drop_remainder,
     )
@@ -372,9 +439,9 @@ def sequence_dataset(
         return {input_name: frames, "mask": mask}, target
 
     dataset = dataset.map(pipeline.traced_as_written(to_inputs), num_parallel_calls=tf.data.AUTOTUNE)
+    count = len(rows.lengths)
     batches = count // batch_size if drop_remainder else -(-count // batch_size)
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
-    return dataset if epoch is not None else dataset.prefetch(tf.data.AUTOTUNE)
+    return dataset.apply(tf.data.experimental.assert_cardinality(batches))
 
 
 def _scored_sequences(sequences, targets, source):
