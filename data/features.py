@@ -812,6 +812,60 @@ def extract_features(dataset, out, backbone=DEFAULT_BACKBONE, weights="imagenet"
     log = log or (lambda line: print(line, file=sys.stderr))
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; expected one of {sorted(BACKBONES)}")
+    size = _check_extraction_arguments(
+        dataset, on_error, size, num_frames, scale_source, batch_size, num_shards, shard_index
+    )
+    weights_setting = _checked_weights_setting(weights)
+    settings = {
+        "backbone": backbone,
+        "weights": weights_setting,
+        "frames": int(num_frames),
+        "size": list(size),
+        "multi_scale": bool(multi_scale),
+        "scale_source": scale_source,
+        "steps": max(scale_lengths(num_frames, multi_scale)),
+    }
+    sources = [os.path.abspath(path) for path in dataset.paths]
+    share, out, settings = _share_of_videos(
+        dataset, sources, out, settings, int(num_shards), int(shard_index)
+    )
+    writer = FeatureWriter(out, settings, dataset.class_names, BACKBONES[backbone], log=log)
+    already_done, todo = _videos_to_do(writer, share, sources, retry_skipped, log)
+    if not todo:
+        try:
+            writer.finish()
+        finally:
+            writer.close()
+        log(f"{writer.out} is up to date ({already_done} videos)")
+        return ExtractionSummary(writer.out, 0, already_done, dict(writer.skipped), 0.0)
+
+    try:
+        if weights_setting == "none":
+            log(RANDOM_WEIGHTS_WARNING)
+        extractor = _extractor_for(
+            extractor, backbone, BACKBONES[backbone], weights_setting, size, batch_size, seed
+        )
+        written, seconds = _extract_videos(
+            writer, extractor, dataset, sources, todo, (num_frames, multi_scale, scale_source),
+            on_error, progress, log,
+        )
+        writer.finish()
+    finally:
+        writer.close()
+    if writer.skipped:
+        log(f"{len(writer.skipped)} video(s) skipped; listed in the 'skipped' attribute of {writer.out}")
+    return ExtractionSummary(writer.out, written, already_done, dict(writer.skipped), seconds)
+
+
+def _check_extraction_arguments(dataset, on_error, size, num_frames, scale_source, batch_size,
+                                num_shards, shard_index):
+    """Refuses bad arguments of `extract_features` before anything is
+    opened; returns the frame size as (height, width).
+
+    Raises:
+        ValueError: naming the argument (as its command-line flag where the
+            user gives it as one) and what was expected.
+    """
     if on_error not in ("skip", "fail"):
         raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
     size = normalize_size(size)
@@ -832,89 +886,111 @@ def extract_features(dataset, out, backbone=DEFAULT_BACKBONE, weights="imagenet"
             f"--num-shards {num_shards} is more than the {len(dataset.paths)} videos; "
             "every share needs at least one"
         )
-    weights_setting = _weights_setting(weights)
-    if weights_setting not in ("none", "imagenet") and not os.path.isfile(weights_setting):
-        raise ValueError(f"weights file {weights!r} does not exist")
+    return size
 
-    settings = {
-        "backbone": backbone,
-        "weights": weights_setting,
-        "frames": int(num_frames),
-        "size": list(size),
-        "multi_scale": bool(multi_scale),
-        "scale_source": scale_source,
-        "steps": max(scale_lengths(num_frames, multi_scale)),
-    }
-    sources = [os.path.abspath(path) for path in dataset.paths]
-    share = range(len(sources))
-    if num_shards > 1:
-        share = shard_indices(len(sources), shard_index, num_shards)
-        settings.update(
-            num_shards=num_shards, shard_index=shard_index,
-            shard_list=_video_list_digest(sources, dataset.labels),
-        )
-        out = part_path(out, shard_index, num_shards)
-    writer = FeatureWriter(out, settings, dataset.class_names, BACKBONES[backbone], log=log)
+
+def _checked_weights_setting(weights):
+    """The weights as the file records them (`_weights_setting`); a local
+    weights file must exist.
+
+    Raises:
+        ValueError: `weights` names a file that does not exist.
+    """
+    setting = _weights_setting(weights)
+    if setting not in ("none", "imagenet") and not os.path.isfile(setting):
+        raise ValueError(f"weights file {weights!r} does not exist")
+    return setting
+
+
+def _share_of_videos(dataset, sources, out, settings, num_shards, shard_index):
+    """(positions of the videos this process extracts, the file it writes,
+    its settings): every video into `out`, or with `num_shards` > 1 share
+    `shard_index` into its part file, whose settings also identify the
+    share and the whole list (so parts of other lists never mix)."""
+    if num_shards == 1:
+        return range(len(sources)), out, settings
+    settings = dict(
+        settings, num_shards=num_shards, shard_index=shard_index,
+        shard_list=_video_list_digest(sources, dataset.labels),
+    )
+    share = shard_indices(len(sources), shard_index, num_shards)
+    return share, part_path(out, shard_index, num_shards), settings
+
+
+def _videos_to_do(writer, share, sources, retry_skipped, log):
+    """Opens the writer and says where it resumes; returns (rows the file
+    already holds, positions of the share's videos still to extract).
+
+    A video an earlier run skipped stays skipped unless `retry_skipped`.
+    """
     done, skipped_before = writer.open()
-    already_done = len(done)
     todo = [
         index for index in share
         if sources[index] not in done and (retry_skipped or sources[index] not in skipped_before)
     ]
-    if already_done or skipped_before:
+    if done or skipped_before:
         log(
             f"resuming {writer.partial if writer.source_state == 'partial' else writer.out}: "
-            f"{already_done} videos done, {len(skipped_before)} skipped before, {len(todo)} to go"
+            f"{len(done)} videos done, {len(skipped_before)} skipped before, {len(todo)} to go"
         )
-    if not todo:
-        try:
-            writer.finish()
-        finally:
-            writer.close()
-        log(f"{writer.out} is up to date ({already_done} videos)")
-        return ExtractionSummary(writer.out, 0, already_done, dict(writer.skipped), 0.0)
+    return len(done), todo
 
-    try:
-        if weights_setting == "none":
-            log(RANDOM_WEIGHTS_WARNING)
-        if extractor is None:
-            extractor = FrameFeatureExtractor(
-                backbone, None if weights_setting == "none" else weights_setting, size,
-                batch_size, seed,
-            )
-        elif extractor.size != size or extractor.feature_dim != BACKBONES[backbone]:
-            raise ValueError(
-                f"the extractor given takes {extractor.size} frames with {extractor.feature_dim} "
-                f"features; this run asks for {size} and backbone {backbone!r}"
-            )
-        started = time.perf_counter()
-        bar = _progress_bar(len(todo)) if progress else None
-        written = 0
-        for step, index in enumerate(todo, start=1):
-            source = sources[index]
-            try:
-                features, _ = extractor.video_features(
-                    source, num_frames, multi_scale, scale_source
-                )
-            except VideoError as error:
-                if on_error == "fail":
-                    raise
-                writer.skip(source, error.problem)
-                log(f"skipped {error}")
-            else:
-                split = dataset.splits[index] if dataset.splits is not None else None
-                writer.append(features, dataset.labels[index], source, split, video_index=index)
-                written += 1
-            if bar is not None:
-                elapsed = max(time.perf_counter() - started, 1e-9)
-                bar.update(step, values=[("videos/s", step / elapsed)])
-        seconds = time.perf_counter() - started
-        writer.finish()
-    finally:
-        writer.close()
-    if writer.skipped:
-        log(f"{len(writer.skipped)} video(s) skipped; listed in the 'skipped' attribute of {writer.out}")
-    return ExtractionSummary(writer.out, written, already_done, dict(writer.skipped), seconds)
+
+def _extractor_for(extractor, backbone, feature_dim, weights_setting, size, batch_size, seed):
+    """The extractor given (checked against the run's backbone and size),
+    or a new `FrameFeatureExtractor`.
+
+    Raises:
+        ValueError: the extractor given takes another frame size or gives
+            another feature size than the backbone asked for.
+    """
+    if extractor is None:
+        return FrameFeatureExtractor(
+            backbone, None if weights_setting == "none" else weights_setting, size, batch_size,
+            seed,
+        )
+    if extractor.size != size or extractor.feature_dim != feature_dim:
+        raise ValueError(
+            f"the extractor given takes {extractor.size} frames with {extractor.feature_dim} "
+            f"features; this run asks for {size} and backbone {backbone!r}"
+        )
+    return extractor
+
+
+def _extract_videos(writer, extractor, dataset, sources, todo, sampling, on_error, progress,
+                    log):
+    """Appends one row per video of `todo` (positions in the list) to the
+    writer, each committed as soon as it is written, so a killed run
+    resumes after the last one; an unreadable video is skipped (recorded)
+    or, with `on_error="fail"`, stops the run.
+
+    Args:
+        sampling: (num_frames, multi_scale, scale_source), as
+            `FrameFeatureExtractor.video_features` takes them.
+
+    Returns:
+        (rows written, seconds spent).
+    """
+    started = time.perf_counter()
+    bar = _progress_bar(len(todo)) if progress else None
+    written = 0
+    for step, index in enumerate(todo, start=1):
+        source = sources[index]
+        try:
+            features, _ = extractor.video_features(source, *sampling)
+        except VideoError as error:
+            if on_error == "fail":
+                raise
+            writer.skip(source, error.problem)
+            log(f"skipped {error}")
+        else:
+            split = dataset.splits[index] if dataset.splits is not None else None
+            writer.append(features, dataset.labels[index], source, split, video_index=index)
+            written += 1
+        if bar is not None:
+            elapsed = max(time.perf_counter() - started, 1e-9)
+            bar.update(step, values=[("videos/s", step / elapsed)])
+    return written, time.perf_counter() - started
 
 
 def part_path(out, shard_index, num_shards):
@@ -1005,111 +1081,176 @@ def merge_feature_parts(out, parts=None, log=None):
     files = {}
     try:
         for part in parts:
-            if not os.path.isfile(part):
-                if os.path.exists(partial_path(part)):
-                    raise ValueError(
-                        f"{part}: incomplete (only {partial_path(part)} exists: its extraction "
-                        "is running or was interrupted; re-run it to finish)"
-                    )
-                raise ValueError(f"{part}: no such part file")
-            file = files[part] = _open_h5(part, "r")
-            if _attr(file, "format") != FORMAT or "num_shards" not in file.attrs:
-                raise ValueError(
-                    f"{part}: not a part file of data.extract --num-shards (no num_shards attribute)"
-                )
-            if not bool(_attr(file, "complete", False)):
-                raise ValueError(f"{part}: marked incomplete; re-run its extraction to finish it")
-        reference = parts[0]
-        for part in parts[1:]:
-            for name in _MERGE_ATTRS:
-                stored, wanted = (_attr_value(files[p], name) for p in (part, reference))
-                if stored != wanted:
-                    raise ValueError(
-                        f"{part}: was extracted with {name}={stored!r} but {reference} with "
-                        f"{name}={wanted!r}; merge the parts of one extraction only"
-                    )
-        num_shards = int(files[reference].attrs["num_shards"])
-        by_index = {}
-        for part in parts:
-            index = int(files[part].attrs["shard_index"])
-            if index in by_index:
-                raise ValueError(
-                    f"{part}: holds share {index} of {num_shards}, as {by_index[index]} does"
-                )
-            by_index[index] = part
-        for index in range(num_shards):
-            if index not in by_index:
-                expected = part_path(out, index, num_shards)
-                state = "incomplete (only its .partial exists)" if os.path.exists(
-                    partial_path(expected)) else "missing"
-                raise ValueError(f"{expected}: share {index} of {num_shards} is {state}")
-
-        rows, skipped, seen = [], {}, {}
-        for part in parts:
-            file = files[part]
-            count = int(file.attrs["num_videos"])
-            for row, (position, source) in enumerate(zip(
-                    file["video_index"][:count].tolist(), file["sources"][:count])):
-                source = _decode(source)
-                if source in seen:
-                    raise ValueError(f"{part}: holds {source}, which {seen[source]} holds too")
-                seen[source] = part
-                rows.append((int(position), part, row, source))
-            skipped.update(
-                (entry["path"], entry["error"])
-                for entry in json.loads(_attr(file, "skipped", "[]"))
-            )
-        rows.sort()
-
-        reference_file = files[reference]
-        attrs = reference_file.attrs
-        frames, multi_scale = int(attrs["frames"]), bool(attrs["multi_scale"])
-        settings = {
-            "backbone": _attr(reference_file, "backbone"),
-            "weights": _attr(reference_file, "weights"),
-            "frames": frames,
-            "size": [int(value) for value in attrs["size"]],
-            "multi_scale": multi_scale,
-            "scale_source": _attr(reference_file, "scale_source", DEFAULT_SCALE_SOURCE),
-            "steps": max(scale_lengths(frames, multi_scale)),
-        }
-        class_names = _class_names(reference, _attr(reference_file, "category_mapping"))
-        writer = FeatureWriter(out, settings, class_names, int(attrs["feature_dim"]), log=log)
-        writer.open()
-        try:
-            if writer.source_state == "complete":
-                raise FileExistsError(
-                    f"{out}: exists; a merge never overwrites it (remove it or merge into "
-                    "another file)"
-                )
-            already_done = len(writer.done)
-            if already_done:
-                log(f"resuming {writer.partial}: {already_done} rows merged before")
-            written = 0
-            for _, part, row, source in rows:
-                if source in writer.done:
-                    continue
-                file = files[part]
-                steps = int(file["num_frames"][row])
-                writer.append(
-                    file["features"][row][:steps], int(file["labels"][row]), source,
-                    _decode(file["splits"][row]),
-                )
-                written += 1
-            writer.skipped.update(
-                (path, error) for path, error in skipped.items()
-                if path not in writer.done and path not in seen
-            )
-            writer.finish()
-        finally:
-            writer.close()
+            files[part] = _open_part(part)
+        _check_parts_belong_together(parts, files)
+        _check_every_share_is_there(out, parts, files)
+        rows, skipped, seen = _rows_in_list_order(parts, files)
+        written, already_done, skipped = _write_merged_rows(
+            out, files, parts[0], rows, skipped, seen, log
+        )
     finally:
         for file in files.values():
             file.close()
-    log(f"merged {len(parts)} parts into {out}: {len(rows)} videos, {len(writer.skipped)} skipped")
-    return ExtractionSummary(
-        out, written, already_done, dict(writer.skipped), time.perf_counter() - started
+    log(f"merged {len(parts)} parts into {out}: {len(rows)} videos, {len(skipped)} skipped")
+    return ExtractionSummary(out, written, already_done, skipped, time.perf_counter() - started)
+
+
+def _open_part(part):
+    """Opens a part file for reading, checked to be a complete part file.
+
+    Raises:
+        ValueError: the part is missing, still being extracted (only its
+            `.partial` exists), not a part file or marked incomplete.
+    """
+    if not os.path.isfile(part):
+        if os.path.exists(partial_path(part)):
+            raise ValueError(
+                f"{part}: incomplete (only {partial_path(part)} exists: its extraction "
+                "is running or was interrupted; re-run it to finish)"
+            )
+        raise ValueError(f"{part}: no such part file")
+    file = _open_h5(part, "r")
+    try:
+        if _attr(file, "format") != FORMAT or "num_shards" not in file.attrs:
+            raise ValueError(
+                f"{part}: not a part file of data.extract --num-shards (no num_shards attribute)"
+            )
+        if not bool(_attr(file, "complete", False)):
+            raise ValueError(f"{part}: marked incomplete; re-run its extraction to finish it")
+    except ValueError:
+        file.close()
+        raise
+    return file
+
+
+def _check_parts_belong_together(parts, files):
+    """Refuses parts of different settings or video lists (`_MERGE_ATTRS`),
+    naming the first that differs from the first part."""
+    reference = parts[0]
+    for part in parts[1:]:
+        for name in _MERGE_ATTRS:
+            stored, wanted = (_attr_value(files[p], name) for p in (part, reference))
+            if stored != wanted:
+                raise ValueError(
+                    f"{part}: was extracted with {name}={stored!r} but {reference} with "
+                    f"{name}={wanted!r}; merge the parts of one extraction only"
+                )
+
+
+def _check_every_share_is_there(out, parts, files):
+    """Refuses two parts of the same share, and a share without its part
+    (named as missing, or as incomplete when only its `.partial` exists)."""
+    num_shards = int(files[parts[0]].attrs["num_shards"])
+    by_index = {}
+    for part in parts:
+        index = int(files[part].attrs["shard_index"])
+        if index in by_index:
+            raise ValueError(
+                f"{part}: holds share {index} of {num_shards}, as {by_index[index]} does"
+            )
+        by_index[index] = part
+    for index in range(num_shards):
+        if index not in by_index:
+            expected = part_path(out, index, num_shards)
+            state = "incomplete (only its .partial exists)" if os.path.exists(
+                partial_path(expected)) else "missing"
+            raise ValueError(f"{expected}: share {index} of {num_shards} is {state}")
+
+
+def _rows_in_list_order(parts, files):
+    """Every row of every part, in the order of the whole video list.
+
+    Returns:
+        (rows, skipped, seen): rows as (position in the list, part, row in
+        the part, source), sorted; {path: error} of the videos the parts
+        skipped; {source: part} of the videos the parts hold.
+
+    Raises:
+        ValueError: two parts hold the same video.
+    """
+    rows, skipped, seen = [], {}, {}
+    for part in parts:
+        file = files[part]
+        count = int(file.attrs["num_videos"])
+        for row, (position, source) in enumerate(zip(
+                file["video_index"][:count].tolist(), file["sources"][:count])):
+            source = _decode(source)
+            if source in seen:
+                raise ValueError(f"{part}: holds {source}, which {seen[source]} holds too")
+            seen[source] = part
+            rows.append((int(position), part, row, source))
+        skipped.update(
+            (entry["path"], entry["error"])
+            for entry in json.loads(_attr(file, "skipped", "[]"))
+        )
+    rows.sort()
+    return rows, skipped, seen
+
+
+def _one_process_settings(file):
+    """The settings a one-process extraction with `file`'s would have had
+    (without the share's)."""
+    attrs = file.attrs
+    frames, multi_scale = int(attrs["frames"]), bool(attrs["multi_scale"])
+    return {
+        "backbone": _attr(file, "backbone"),
+        "weights": _attr(file, "weights"),
+        "frames": frames,
+        "size": [int(value) for value in attrs["size"]],
+        "multi_scale": multi_scale,
+        "scale_source": _attr(file, "scale_source", DEFAULT_SCALE_SOURCE),
+        "steps": max(scale_lengths(frames, multi_scale)),
+    }
+
+
+def _write_merged_rows(out, files, reference, rows, skipped, seen, log):
+    """Writes the rows into `out` through a `FeatureWriter`, so an
+    interrupted merge resumes from `<out>.partial` like an extraction.
+
+    A video some part skipped counts as skipped only when no part holds it.
+
+    Returns:
+        (rows written by this call, rows merged before, {path: error} of
+        the merged file's skipped videos).
+
+    Raises:
+        FileExistsError: `out` appeared complete meanwhile.
+    """
+    reference_file = files[reference]
+    class_names = _class_names(reference, _attr(reference_file, "category_mapping"))
+    writer = FeatureWriter(
+        out, _one_process_settings(reference_file), class_names,
+        int(reference_file.attrs["feature_dim"]), log=log,
     )
+    writer.open()
+    try:
+        if writer.source_state == "complete":
+            raise FileExistsError(
+                f"{out}: exists; a merge never overwrites it (remove it or merge into "
+                "another file)"
+            )
+        already_done = len(writer.done)
+        if already_done:
+            log(f"resuming {writer.partial}: {already_done} rows merged before")
+        written = 0
+        for _, part, row, source in rows:
+            if source in writer.done:
+                continue
+            file = files[part]
+            steps = int(file["num_frames"][row])
+            writer.append(
+                file["features"][row][:steps], int(file["labels"][row]), source,
+                _decode(file["splits"][row]),
+            )
+            written += 1
+        writer.skipped.update(
+            (path, error) for path, error in skipped.items()
+            if path not in writer.done and path not in seen
+        )
+        writer.finish()
+    finally:
+        writer.close()
+    return written, already_done, dict(writer.skipped)
 
 
 def _attr_value(file, name):
@@ -1203,79 +1344,18 @@ def read_feature_file(path, expected_dim=None):
                 f"{path}: marked incomplete (an interrupted extraction); re-run data.extract "
                 "with the same arguments to finish it"
             )
-        for name in REQUIRED_DATASETS:
-            if name not in file or not isinstance(file[name], h5py.Dataset):
-                raise ValueError(f"{path}: not a feature file: dataset {name!r} is missing")
-        for name in REQUIRED_ATTRS:
-            if name not in file.attrs:
-                raise ValueError(f"{path}: not a feature file: attribute {name!r} is missing")
-        features, labels, num_frames = (file[name] for name in REQUIRED_DATASETS)
-        if features.ndim != 3 or features.dtype.kind != "f":
-            raise ValueError(
-                f"{path}: dataset 'features' must be float [N, T, D], got {features.dtype} {features.shape}"
-            )
-        count, steps, dim = features.shape
-        feature_dim = int(file.attrs["feature_dim"])
-        if feature_dim != dim:
-            raise ValueError(
-                f"{path}: attribute feature_dim={feature_dim} but 'features' has D={dim}"
-            )
-        if expected_dim is not None and int(expected_dim) != feature_dim:
-            raise ValueError(
-                f"{path}: features have feature_dim {feature_dim} but the model expects "
-                f"{int(expected_dim)}; extract with a backbone of dimension {int(expected_dim)}"
-            )
-        for name, value in (("num_videos", count), ("max_frames", steps)):
-            if int(file.attrs[name]) != value:
-                raise ValueError(
-                    f"{path}: attribute {name}={int(file.attrs[name])} but 'features' has {value}"
-                )
-        for name, dataset, kind in (("labels", labels, "i"), ("num_frames", num_frames, "i")):
-            if dataset.shape != (count,) or dataset.dtype.kind not in "iu":
-                raise ValueError(
-                    f"{path}: dataset {name!r} must be integer [{count}], got {dataset.dtype} {dataset.shape}"
-                )
+        count, steps, feature_dim = _checked_schema(file, path, expected_dim)
         class_names = _class_names(path, _attr(file, "category_mapping"))
-        labels = labels[()].astype(np.int64)
-        num_frames = num_frames[()].astype(np.int32)
-        bad = np.flatnonzero((labels < 0) | (labels >= len(class_names)))
-        if bad.size:
-            raise ValueError(
-                f"{path}: labels row {int(bad[0])} is {int(labels[bad[0]])}, outside the "
-                f"{len(class_names)} classes of category_mapping"
-            )
-        bad = np.flatnonzero((num_frames < 1) | (num_frames > steps))
-        if bad.size:
-            raise ValueError(
-                f"{path}: num_frames row {int(bad[0])} is {int(num_frames[bad[0]])}, "
-                f"expected 1..{steps}"
-            )
-        sources = None
-        if "sources" in file:
-            if file["sources"].shape != (count,):
-                raise ValueError(f"{path}: dataset 'sources' must have {count} rows")
-            sources = tuple(_decode(value) for value in file["sources"][()])
-        splits = None
-        if "splits" in file and file["splits"].shape == (count,):
-            splits = tuple(_decode(value) for value in file["splits"][()])
-            if not any(splits):
-                splits = None
-        data = np.empty((count, steps, dim), np.float32)
-        for start in range(0, count, _READ_ROWS):
-            block = features[start:start + _READ_ROWS]
-            finite = np.isfinite(block).all(axis=(1, 2))
-            if not finite.all():
-                row = start + int(np.flatnonzero(~finite)[0])
-                where = f" ({sources[row]})" if sources else ""
-                raise ValueError(f"{path}: features row {row}{where} contains NaN or Inf")
-            data[start:start + len(block)] = block
+        labels, num_frames = _checked_labels_and_lengths(file, path, len(class_names), steps)
+        sources, splits = _row_sources_and_splits(file, path, count)
+        features = _finite_features(file["features"], path, sources)
         skipped = tuple(
             (entry["path"], entry["error"]) for entry in json.loads(_attr(file, "skipped", "[]"))
         )
         multi_scale = file.attrs.get("multi_scale")
         return FeatureFile(
             path=path,
-            features=data,
+            features=features,
             labels=labels,
             num_frames=num_frames,
             class_names=class_names,
@@ -1286,6 +1366,115 @@ def read_feature_file(path, expected_dim=None):
             splits=splits,
             skipped=skipped,
         )
+
+
+def _checked_schema(file, path, expected_dim):
+    """Checks the datasets and attributes of the schema, their shapes and
+    types against one another, and the feature size against
+    `expected_dim`; returns (N, T_max, D).
+
+    Raises:
+        ValueError: naming the dataset or attribute and what was expected.
+    """
+    for name in REQUIRED_DATASETS:
+        if name not in file or not isinstance(file[name], h5py.Dataset):
+            raise ValueError(f"{path}: not a feature file: dataset {name!r} is missing")
+    for name in REQUIRED_ATTRS:
+        if name not in file.attrs:
+            raise ValueError(f"{path}: not a feature file: attribute {name!r} is missing")
+    features = file["features"]
+    if features.ndim != 3 or features.dtype.kind != "f":
+        raise ValueError(
+            f"{path}: dataset 'features' must be float [N, T, D], got {features.dtype} {features.shape}"
+        )
+    count, steps, dim = features.shape
+    feature_dim = int(file.attrs["feature_dim"])
+    if feature_dim != dim:
+        raise ValueError(
+            f"{path}: attribute feature_dim={feature_dim} but 'features' has D={dim}"
+        )
+    if expected_dim is not None and int(expected_dim) != feature_dim:
+        raise ValueError(
+            f"{path}: features have feature_dim {feature_dim} but the model expects "
+            f"{int(expected_dim)}; extract with a backbone of dimension {int(expected_dim)}"
+        )
+    for name, value in (("num_videos", count), ("max_frames", steps)):
+        if int(file.attrs[name]) != value:
+            raise ValueError(
+                f"{path}: attribute {name}={int(file.attrs[name])} but 'features' has {value}"
+            )
+    for name in ("labels", "num_frames"):
+        dataset = file[name]
+        if dataset.shape != (count,) or dataset.dtype.kind not in "iu":
+            raise ValueError(
+                f"{path}: dataset {name!r} must be integer [{count}], got {dataset.dtype} {dataset.shape}"
+            )
+    return count, steps, dim
+
+
+def _checked_labels_and_lengths(file, path, num_classes, steps):
+    """(labels int64 [N], num_frames int32 [N]), each label one of the
+    `num_classes` classes and each row 1 to `steps` real steps long.
+
+    Raises:
+        ValueError: naming the first row out of range.
+    """
+    labels = file["labels"][()].astype(np.int64)
+    num_frames = file["num_frames"][()].astype(np.int32)
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if bad.size:
+        raise ValueError(
+            f"{path}: labels row {int(bad[0])} is {int(labels[bad[0]])}, outside the "
+            f"{num_classes} classes of category_mapping"
+        )
+    bad = np.flatnonzero((num_frames < 1) | (num_frames > steps))
+    if bad.size:
+        raise ValueError(
+            f"{path}: num_frames row {int(bad[0])} is {int(num_frames[bad[0]])}, "
+            f"expected 1..{steps}"
+        )
+    return labels, num_frames
+
+
+def _row_sources_and_splits(file, path, count):
+    """(each row's video, each row's split): tuples of strings, or None in
+    files without them (the notes'); splits that are all empty are None.
+
+    Raises:
+        ValueError: `sources` has another number of rows than `features`.
+    """
+    sources = None
+    if "sources" in file:
+        if file["sources"].shape != (count,):
+            raise ValueError(f"{path}: dataset 'sources' must have {count} rows")
+        sources = tuple(_decode(value) for value in file["sources"][()])
+    splits = None
+    if "splits" in file and file["splits"].shape == (count,):
+        splits = tuple(_decode(value) for value in file["splits"][()])
+        if not any(splits):
+            splits = None
+    return sources, splits
+
+
+def _finite_features(features, path, sources):
+    """The `features` dataset as float32 [N, T_max, D], read `_READ_ROWS`
+    rows at a time so that the NaN/Inf check never holds a second copy.
+
+    Raises:
+        ValueError: a row holds NaN or Inf (named, with its video when the
+            file lists them).
+    """
+    count = features.shape[0]
+    data = np.empty(features.shape, np.float32)
+    for start in range(0, count, _READ_ROWS):
+        block = features[start:start + _READ_ROWS]
+        finite = np.isfinite(block).all(axis=(1, 2))
+        if not finite.all():
+            row = start + int(np.flatnonzero(~finite)[0])
+            where = f" ({sources[row]})" if sources else ""
+            raise ValueError(f"{path}: features row {row}{where} contains NaN or Inf")
+        data[start:start + len(block)] = block
+    return data
 
 
 def _class_names(path, mapping_json):
