@@ -143,6 +143,20 @@ def read_summary_file(path, expected_dim=None):
 
 
 def _read_video(path, key, group):
+    """One video group of a summarization file, checked field by field.
+
+    Args:
+        path: the file (for messages).
+        key: the group's name.
+        group: the open h5py group.
+
+    Returns:
+        A `SummaryVideo`.
+
+    Raises:
+        ValueError: a missing field or one that breaks the schema, named
+            with the file and the video.
+    """
     where = f"{path}: video {key!r}"
     missing = [name for name in REQUIRED_FIELDS if name not in group]
     if missing:
@@ -150,33 +164,70 @@ def _read_video(path, key, group):
             f"{where} has no field {', '.join(map(repr, missing))}; expected fields "
             f"{', '.join(REQUIRED_FIELDS)}"
         )
+    # Checked in this order, so a file broken in several fields is named
+    # by the same field every time.
+    features = _checked_features(where, group)
+    n_picks = features.shape[0]
+    n_frames = _checked_n_frames(where, group)
+    gtscore = _checked_gtscore(where, group, n_picks)
+    picks = _checked_picks(where, group, n_picks, n_frames)
+    user_summary = _checked_user_summary(where, group, n_frames)
+    change_points, n_frame_per_seg = _checked_shots(where, group, n_frames)
+    user_scores = _checked_user_scores(where, group, n_frames)
+    return SummaryVideo(
+        key=key,
+        features=features.astype(np.float32),
+        video_name=_video_name(group),
+        gtscore=gtscore,
+        user_summary=user_summary,
+        change_points=change_points,
+        n_frame_per_seg=n_frame_per_seg,
+        n_frames=n_frames,
+        picks=picks,
+        user_scores=user_scores,
+    )
 
-    def read(name):
-        item = group[name]
-        if not isinstance(item, h5py.Dataset):
-            raise ValueError(f"{where}: field {name!r} must be a dataset, not a group")
-        value = item[()]
-        if not isinstance(value, np.ndarray):
-            value = np.asarray(value)
-        if value.dtype.kind not in "iufb":
-            raise ValueError(f"{where}: field {name!r} must be numeric, got {value.dtype}")
-        return value
 
-    features = read("features")
+def _numeric_field(where, group, name):
+    """The dataset `name` of a video group as a NumPy array.
+
+    Raises:
+        ValueError: the field is a group, or not numeric.
+    """
+    item = group[name]
+    if not isinstance(item, h5py.Dataset):
+        raise ValueError(f"{where}: field {name!r} must be a dataset, not a group")
+    value = item[()]
+    if not isinstance(value, np.ndarray):
+        value = np.asarray(value)
+    if value.dtype.kind not in "iufb":
+        raise ValueError(f"{where}: field {name!r} must be numeric, got {value.dtype}")
+    return value
+
+
+def _checked_features(where, group):
+    """`features` [n_picks, D], at least one pick and one dimension, finite."""
+    features = _numeric_field(where, group, "features")
     if features.ndim != 2 or features.shape[0] < 1 or features.shape[1] < 1:
         raise ValueError(f"{where}: field 'features' must be [n_picks, D], got shape {features.shape}")
     if not np.all(np.isfinite(features)):
         raise ValueError(f"{where}: field 'features' holds NaN or Inf")
-    n_picks = features.shape[0]
+    return features
 
-    n_frames = read("n_frames").reshape(-1)
+
+def _checked_n_frames(where, group):
+    """`n_frames` as an int: one positive integer (stored as any number)."""
+    n_frames = _numeric_field(where, group, "n_frames").reshape(-1)
     if n_frames.size != 1 or not n_frames[0] >= 1 or n_frames[0] != np.round(n_frames[0]):
         raise ValueError(
             f"{where}: field 'n_frames' must be one positive integer, got {n_frames.tolist()}"
         )
-    n_frames = int(n_frames[0])
+    return int(n_frames[0])
 
-    gtscore = read("gtscore")
+
+def _checked_gtscore(where, group, n_picks):
+    """`gtscore` as float32 [n_picks]: one finite score per pick."""
+    gtscore = _numeric_field(where, group, "gtscore")
     if gtscore.ndim != 1 or gtscore.shape[0] != n_picks:
         raise ValueError(
             f"{where}: field 'gtscore' must hold one score per pick ({n_picks}), "
@@ -185,8 +236,12 @@ def _read_video(path, key, group):
     gtscore = gtscore.astype(np.float32)
     if not np.all(np.isfinite(gtscore)):
         raise ValueError(f"{where}: field 'gtscore' holds NaN or Inf")
+    return gtscore
 
-    picks = _integers(where, "picks", read("picks")).reshape(-1)
+
+def _checked_picks(where, group, n_picks, n_frames):
+    """`picks` as int64 [n_picks]: increasing frame indices of the video."""
+    picks = _integers(where, "picks", _numeric_field(where, group, "picks")).reshape(-1)
     if picks.shape != (n_picks,):
         raise ValueError(
             f"{where}: field 'picks' must list one frame per feature row ({n_picks}), "
@@ -196,16 +251,25 @@ def _read_video(path, key, group):
         raise ValueError(
             f"{where}: field 'picks' must be increasing frame indices in [0, {n_frames})"
         )
+    return picks
 
-    user_summary = read("user_summary").astype(np.float32)
+
+def _checked_user_summary(where, group, n_frames):
+    """`user_summary` as float32 [n_users, n_frames], finite, one user at least."""
+    user_summary = _numeric_field(where, group, "user_summary").astype(np.float32)
     if user_summary.ndim != 2 or user_summary.shape[1] != n_frames or user_summary.shape[0] < 1:
         raise ValueError(
             f"{where}: field 'user_summary' must be [n_users, n_frames={n_frames}], "
             f"got shape {user_summary.shape}"
         )
     _check_finite(where, "user_summary", user_summary, "user")
+    return user_summary
 
-    change_points = _integers(where, "change_points", read("change_points"))
+
+def _checked_shots(where, group, n_frames):
+    """(`change_points` int64 [n_segs, 2], `n_frame_per_seg` int64 [n_segs]):
+    shots as [first, last] frames of the video, and their frame counts."""
+    change_points = _integers(where, "change_points", _numeric_field(where, group, "change_points"))
     if change_points.ndim != 2 or change_points.shape[1] != 2 or change_points.shape[0] < 1:
         raise ValueError(
             f"{where}: field 'change_points' must be [n_segs, 2], got shape {change_points.shape}"
@@ -216,14 +280,24 @@ def _read_video(path, key, group):
         raise ValueError(
             f"{where}: field 'change_points' must hold [first, last] frames in [0, {n_frames})"
         )
-    n_frame_per_seg = _integers(where, "n_frame_per_seg", read("n_frame_per_seg")).reshape(-1)
+    n_frame_per_seg = _integers(
+        where, "n_frame_per_seg", _numeric_field(where, group, "n_frame_per_seg")
+    ).reshape(-1)
     if n_frame_per_seg.shape != (change_points.shape[0],):
         raise ValueError(
             f"{where}: field 'n_frame_per_seg' must have one entry per change point "
             f"({change_points.shape[0]}), got {n_frame_per_seg.size}"
         )
-    # The evaluation spreads shot scores with change_points and sizes the
-    # knapsack with n_frame_per_seg, so the two must describe the same shots.
+    _check_shot_lengths(where, change_points, n_frame_per_seg)
+    return change_points, n_frame_per_seg
+
+
+def _check_shot_lengths(where, change_points, n_frame_per_seg):
+    """Refuses `n_frame_per_seg` that disagrees with `change_points`.
+
+    The evaluation spreads shot scores with change_points and sizes the
+    knapsack with n_frame_per_seg, so the two must describe the same shots.
+    """
     segment_frames = change_points[:, 1] - change_points[:, 0] + 1
     differ = np.flatnonzero(segment_frames != n_frame_per_seg)
     if differ.size:
@@ -236,33 +310,29 @@ def _read_video(path, key, group):
             + (f" ({differ.size} segments differ)" if differ.size > 1 else "")
         )
 
-    user_scores = None
-    if "user_scores" in group:
-        user_scores = read("user_scores").astype(np.float32)
-        if user_scores.ndim != 2 or user_scores.shape[1] != n_frames:
-            raise ValueError(
-                f"{where}: field 'user_scores' must be [n_annotators, n_frames={n_frames}], "
-                f"got shape {user_scores.shape}"
-            )
-        _check_finite(where, "user_scores", user_scores, "annotator")
 
-    video_name = None
-    if "video_name" in group and isinstance(group["video_name"], h5py.Dataset):
-        value = group["video_name"][()]
-        value = value.item() if isinstance(value, np.ndarray) and value.size == 1 else value
-        video_name = value.decode("utf-8") if isinstance(value, bytes) else str(value)
-    return SummaryVideo(
-        key=key,
-        features=features.astype(np.float32),
-        video_name=video_name,
-        gtscore=gtscore,
-        user_summary=user_summary,
-        change_points=change_points,
-        n_frame_per_seg=n_frame_per_seg,
-        n_frames=n_frames,
-        picks=picks,
-        user_scores=user_scores,
-    )
+def _checked_user_scores(where, group, n_frames):
+    """The optional `user_scores` as float32 [n_annotators, n_frames],
+    finite; None when the group has none."""
+    if "user_scores" not in group:
+        return None
+    user_scores = _numeric_field(where, group, "user_scores").astype(np.float32)
+    if user_scores.ndim != 2 or user_scores.shape[1] != n_frames:
+        raise ValueError(
+            f"{where}: field 'user_scores' must be [n_annotators, n_frames={n_frames}], "
+            f"got shape {user_scores.shape}"
+        )
+    _check_finite(where, "user_scores", user_scores, "annotator")
+    return user_scores
+
+
+def _video_name(group):
+    """The source video's name (`video_name`, a string or bytes), or None."""
+    if "video_name" not in group or not isinstance(group["video_name"], h5py.Dataset):
+        return None
+    value = group["video_name"][()]
+    value = value.item() if isinstance(value, np.ndarray) and value.size == 1 else value
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 def _check_finite(where, name, value, row_name):
