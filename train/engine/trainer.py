@@ -127,94 +127,169 @@ def fit(model, spec, data, config, *, out=None, setup_=None, jit_compile=False,
         if stage.prepare is not None:
             stage.prepare(model)
         end = first_epoch + stage.epochs if epochs is None else min(first_epoch + stage.epochs, epochs)
-        done_marker = os.path.join(out, f"stage_{stage.name}.weights.h5") if out else None
-        if done_marker and os.path.exists(done_marker):
-            model.load_weights(done_marker)
-            print(f"stage {stage.name}: already done, weights restored")
+        if _restore_finished_stage(model, stage, out) or max(first_epoch, initial_epoch) >= end:
             first_epoch += stage.epochs
             continue
-        if max(first_epoch, initial_epoch) >= end:
-            first_epoch += stage.epochs
-            continue
-        with setup_.strategy.scope():
-            model.compile(
-                optimizer=stage.optimizer, loss=spec.loss, metrics=list(spec.metrics),
-                jit_compile=jit_compile, run_eagerly=run_eagerly,
-            )
-            build_optimizer(model)
+        _compile_stage(model, spec, stage, setup_.strategy, jit_compile, run_eagerly)
         guard = callbacks_lib.StopOnNonFiniteLoss()
         early = callbacks_lib.ResumableEarlyStopping(
             monitor=spec.monitor, mode=spec.monitor_mode, patience=config.patience,
             restore_best_weights=True,
         )
-        stage_callbacks = [callbacks_lib.RaiseDataErrors(), guard, early, *callbacks]
         start = max(first_epoch, initial_epoch)
-        if out is not None:
-            backup = callbacks_lib.BackupAndRestore(
-                os.path.join(out, "backup", stage.name), early_stopping=early, clock=clock.seconds
-            )
-            state = backup.restore(model)
-            if state is not None:
-                start = state["epoch"]
-                clock.resume(state.get("train_seconds"))
-            history_path = os.path.join(out, "history.csv")
-            callbacks_lib.truncate_history(history_path, start)
-            stage_callbacks = [
-                callbacks_lib.RaiseDataErrors(),
-                guard,
-                distribute.SyncMovingStatistics(setup_.strategy),
-                callbacks_lib.RunCheckpoint(out, spec.monitor, spec.monitor_mode),
-                early,
-                *callbacks,
-                keras.callbacks.CSVLogger(history_path, append=True),
-                keras.callbacks.TensorBoard(os.path.join(out, "logs")),
-                backup,  # last: it names an epoch only once everything above has it
-            ]
-        if data.train_epochs is not None:
-            train, steps = data.train_epochs(start), data.steps_per_epoch
+        if out is None:
+            stage_callbacks = [callbacks_lib.RaiseDataErrors(), guard, early, *callbacks]
         else:
-            train, steps = data.train, None
-        with warnings.catch_warnings():
-            # A stream of video files skips unreadable ones, so its length is
-            # unknown until the first epoch has run out of data; Keras then
-            # warns that training was interrupted. It was not: no
-            # steps_per_epoch is asked for, every epoch is one pass.
-            warnings.filterwarnings("ignore", message="Your input ran out of data")
-            with clock.running(), distribute.keras_patched_for(setup_.strategy):
-                stage_history = model.fit(
-                    train,
-                    validation_data=data.val,
-                    initial_epoch=start,
-                    epochs=end,
-                    steps_per_epoch=steps,
-                    callbacks=stage_callbacks,
-                    class_weight=class_weight,
-                    shuffle=False,  # the pipeline shuffles
-                    verbose=verbose,
-                )
+            backup, start = _resume_from_backup(model, out, stage, early, clock, start)
+            stage_callbacks = _run_folder_callbacks(
+                out, spec, setup_.strategy, guard, early, callbacks, backup
+            )
+        stage_history = _fit_epochs(
+            model, data, start, end, stage_callbacks, class_weight, verbose, clock, setup_.strategy
+        )
         for epoch, _ in enumerate(stage_history.epoch):
             history.on_epoch_end(
                 stage_history.epoch[epoch],
                 {key: values[epoch] for key, values in stage_history.history.items()},
             )
-        if guard.stopped_at is not None:
-            epoch, loss = guard.stopped_at
-            saved = f"; {out}/best.keras holds the best earlier epoch" if out and os.path.exists(
-                os.path.join(out, "best.keras")) else ""
-            raise ValueError(
-                f"training stopped in epoch {epoch + 1}: the loss became {loss} (a learning "
-                f"rate of {config.learning_rate} may be too high for this model and data){saved}"
-            )
+        _raise_if_the_loss_diverged(guard, out, config)
         if out is not None:
-            callbacks_lib.save_model_atomic(model, done_marker)
-            clock.save()
-            # Only now: a kill before the marker exists resumes from the backup.
-            shutil.rmtree(os.path.join(out, "backup", stage.name), ignore_errors=True)
-            with contextlib.suppress(OSError):  # other stages may still have theirs
-                os.rmdir(os.path.join(out, "backup"))
+            _mark_stage_finished(model, out, stage, clock)
         first_epoch += stage.epochs
     history.train_seconds = clock.seconds()
     return history
+
+
+def _finished_stage_marker(out, stage):
+    """The weights a finished stage leaves in the run folder."""
+    return os.path.join(out, f"stage_{stage.name}.weights.h5")
+
+
+def _restore_finished_stage(model, stage, out):
+    """Loads the weights of a stage an earlier session of the run finished;
+    returns whether there was one (then the stage is not trained again)."""
+    if not out or not os.path.exists(_finished_stage_marker(out, stage)):
+        return False
+    model.load_weights(_finished_stage_marker(out, stage))
+    print(f"stage {stage.name}: already done, weights restored")
+    return True
+
+
+def _compile_stage(model, spec, stage, strategy, jit_compile, run_eagerly):
+    """Compiles the model with the stage's optimizer and the recipe's loss
+    and metrics, in the strategy's scope, and creates the optimizer's
+    variables before the first step (`build_optimizer`)."""
+    with strategy.scope():
+        model.compile(
+            optimizer=stage.optimizer, loss=spec.loss, metrics=list(spec.metrics),
+            jit_compile=jit_compile, run_eagerly=run_eagerly,
+        )
+        build_optimizer(model)
+
+
+def _resume_from_backup(model, out, stage, early, clock, start):
+    """The stage's crash-safe backup callback, and the epoch to start at.
+
+    When an earlier session of the run left a backup of this stage, the
+    model, its optimizer, early stopping and the clock are restored from
+    it and training starts at the epoch after the backed-up one;
+    `history.csv` is cut back to the epochs before that one, so that an
+    epoch a kill interrupted is not listed twice.
+
+    Returns:
+        (the `BackupAndRestore` callback, the first epoch to train).
+    """
+    backup = callbacks_lib.BackupAndRestore(
+        os.path.join(out, "backup", stage.name), early_stopping=early, clock=clock.seconds
+    )
+    state = backup.restore(model)
+    if state is not None:
+        start = state["epoch"]
+        clock.resume(state.get("train_seconds"))
+    callbacks_lib.truncate_history(os.path.join(out, "history.csv"), start)
+    return backup, start
+
+
+def _run_folder_callbacks(out, spec, strategy, guard, early, callbacks, backup):
+    """The callbacks of a stage that writes a run folder, in the order they
+    must run: the moving statistics are averaged across replicas before
+    the checkpoints are written, and the backup comes last, because it
+    names an epoch only once everything before it has it."""
+    return [
+        callbacks_lib.RaiseDataErrors(),
+        guard,
+        distribute.SyncMovingStatistics(strategy),
+        callbacks_lib.RunCheckpoint(out, spec.monitor, spec.monitor_mode),
+        early,
+        *callbacks,
+        keras.callbacks.CSVLogger(os.path.join(out, "history.csv"), append=True),
+        keras.callbacks.TensorBoard(os.path.join(out, "logs")),
+        backup,
+    ]
+
+
+def _fit_epochs(model, data, start, end, callbacks, class_weight, verbose, clock, strategy):
+    """Keras' `fit` over the epochs `[start, end)`, timed by the run's clock,
+    with Keras patched for the strategy (`distribute.keras_patched_for`).
+
+    When the data can give any epoch's batches (`DataBundle.train_epochs`),
+    the stream starts at `start`, so a resumed run sees the batches an
+    uninterrupted one would have seen.
+
+    Returns:
+        The stage's `keras.callbacks.History`.
+    """
+    if data.train_epochs is not None:
+        train, steps = data.train_epochs(start), data.steps_per_epoch
+    else:
+        train, steps = data.train, None
+    with warnings.catch_warnings():
+        # A stream of video files skips unreadable ones, so its length is
+        # unknown until the first epoch has run out of data; Keras then
+        # warns that training was interrupted. It was not: no
+        # steps_per_epoch is asked for, every epoch is one pass.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        with clock.running(), distribute.keras_patched_for(strategy):
+            return model.fit(
+                train,
+                validation_data=data.val,
+                initial_epoch=start,
+                epochs=end,
+                steps_per_epoch=steps,
+                callbacks=callbacks,
+                class_weight=class_weight,
+                shuffle=False,  # the pipeline shuffles
+                verbose=verbose,
+            )
+
+
+def _raise_if_the_loss_diverged(guard, out, config):
+    """Ends the run with the epoch whose loss became NaN or infinite.
+
+    Raises:
+        ValueError: the guard stopped training (the message names the
+            epoch, the learning rate and the best checkpoint kept, if any).
+    """
+    if guard.stopped_at is None:
+        return
+    epoch, loss = guard.stopped_at
+    saved = f"; {out}/best.keras holds the best earlier epoch" if out and os.path.exists(
+        os.path.join(out, "best.keras")) else ""
+    raise ValueError(
+        f"training stopped in epoch {epoch + 1}: the loss became {loss} (a learning "
+        f"rate of {config.learning_rate} may be too high for this model and data){saved}"
+    )
+
+
+def _mark_stage_finished(model, out, stage, clock):
+    """Writes the finished stage's weights (the marker that it is done) and
+    the seconds trained, then removes the stage's backup."""
+    callbacks_lib.save_model_atomic(model, _finished_stage_marker(out, stage))
+    clock.save()
+    # Only now: a kill before the marker exists resumes from the backup.
+    shutil.rmtree(os.path.join(out, "backup", stage.name), ignore_errors=True)
+    with contextlib.suppress(OSError):  # other stages may still have theirs
+        os.rmdir(os.path.join(out, "backup"))
 
 
 class RunClock:
