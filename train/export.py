@@ -156,12 +156,52 @@ def export_run(run, version=None, out_root=SAVED_MODELS_DIR, checkpoint="best.ke
     record = load_record(run)
     model_name = record["model"]
     formats.check_format(format_name, model_name)
+    streaming_form = None
     if streaming:
         streaming_form = streaming_lib.streaming_form(model_name)
         streaming_lib.check_format(format_name)
     if not os.path.exists(os.path.join(run, checkpoint)):
         raise FileNotFoundError(f"--run {run}: no {checkpoint}")
     model_dir = base_folder(out_root, model_name, format_name, streaming)
+    version, target = _new_version(model_dir, version)
+
+    _, model = load_run(run, checkpoint)
+    config = run_config(record)
+    quantized = export_format.needs_calibration
+    bundle, data_problem = _rebuilt_data(record, run, quantized)
+    seen = {}
+    batches, source = _inputs_to_check_on(
+        bundle, data_problem, quantized, run, model_name, config, verify_examples, seen
+    )
+    calibration, calibrated = None, []
+    if quantized:
+        calibration, calibrated = _calibration_examples(model, bundle, calibration_examples)
+
+    os.makedirs(model_dir, exist_ok=True)
+    with atomic_folder(target) as staging:
+        written, runner, report = _write_and_verify(
+            export_format, model, model_name, config, staging, batches, calibration, threads,
+            streaming_form,
+        )
+        _complete_report(
+            report, export_format, written, runner, staging, source, seen,
+            format=format_name, model=model_name, streaming=streaming, run=os.path.abspath(run),
+            checkpoint=checkpoint, version=version,
+        )
+        if quantized:
+            report["calibration"] = {"source": "the run's training data", "examples": len(calibrated)}
+        _refuse_unless_the_gate_passed(report, format_name, run, source)
+        write_json(os.path.join(staging, REPORT_NAME), report)
+    return target, report
+
+
+def _new_version(model_dir, version):
+    """(version, its folder): `version`, or without one the next free one.
+
+    Raises:
+        ValueError: `version` is not a positive integer.
+        FileExistsError: the version exists (exported versions are immutable).
+    """
     version = next_version(model_dir) if version is None else version
     if version < 1:
         raise ValueError(f"--version must be a positive integer, got {version}")
@@ -171,10 +211,19 @@ def export_run(run, version=None, out_root=SAVED_MODELS_DIR, checkpoint="best.ke
             f"{target} already exists; exported versions are immutable, "
             f"choose another --version (next free: {next_version(model_dir)})"
         )
+    return version, target
 
-    _, model = load_run(run, checkpoint)
-    config = run_config(record)
-    quantized = export_format.needs_calibration
+
+def _rebuilt_data(record, run, quantized):
+    """(the run's data bundle or None, why it cannot be rebuilt or None).
+
+    A float export can be checked on random inputs instead; a quantized one
+    is calibrated on the training data, so without it there is no export.
+
+    Raises:
+        ValueError: a quantized export of a run whose training data cannot
+            be rebuilt, or has no training split.
+    """
     bundle, data_problem = None, None
     try:
         bundle = rebuild_data(record)
@@ -188,73 +237,94 @@ def export_run(run, version=None, out_root=SAVED_MODELS_DIR, checkpoint="best.ke
             )
         if bundle.train is None:
             raise ValueError(f"--run {run}: the run's data has no training split to calibrate on")
+    return bundle, data_problem
 
-    seen = {}
+
+def _inputs_to_check_on(bundle, data_problem, quantized, run, model_name, config, limit, seen):
+    """(input batches, what they are): the run's held-out data, at most
+    `limit` examples, or for a float export of a run without any, random
+    inputs of the model's shapes. `seen` counts the examples of each split
+    as the batches are read (random inputs count as `seen["random"] = None`).
+
+    Raises:
+        ValueError: a quantized export of a run without held-out data.
+    """
     if bundle is not None and bundle.first_split(("test", "val")) is not None:
-        batches = held_out_batches(bundle, verify_examples, seen)
-        source = "the run's held-out data"
-    elif quantized:
-        raise ValueError(f"--run {run}: the run's data has no test or validation split to check on")
-    else:
-        batches = random_batches(model_name, config)
-        seen["random"] = None
-        source = "random inputs of the model's shapes" + (
-            f" (the run's data cannot be rebuilt: {data_problem})" if data_problem else
-            " (the run's data has no test or validation split)"
-        )
-
-    calibration, calibrated = None, []
+        return held_out_batches(bundle, limit, seen), "the run's held-out data"
     if quantized:
-        open_steps = any(tensor.shape[1] is None for tensor in model.inputs)
+        raise ValueError(f"--run {run}: the run's data has no test or validation split to check on")
+    seen["random"] = None
+    return random_batches(model_name, config), "random inputs of the model's shapes" + (
+        f" (the run's data cannot be rebuilt: {data_problem})" if data_problem else
+        " (the run's data has no test or validation split)"
+    )
 
-        def calibration():
-            # The converter runs the generator once; count what it saw.
-            calibrated.clear()
-            for example in single_examples(bundle.train, calibration_examples, open_steps):
-                calibrated.append(1)
-                yield example
 
-    os.makedirs(model_dir, exist_ok=True)
-    with atomic_folder(target) as staging:
-        if streaming:
-            written, runner, report = streaming_lib.export_and_verify(
-                format_name, model, config, streaming_form, staging, batches, threads
-            )
-        else:
-            written = export_format.write(model, model_name, staging, calibration)
-            runner = export_format.load_runner(staging, threads)
-            report = formats.verify(export_format, model, model_name, runner, batches,
-                                    tasks.task_for(model_name).export_gate(),
-                                    float_tolerance=float_tolerance(model, export_format))
-        inputs, outputs = runner.signature()
-        report.update(
-            format=format_name,
-            model=model_name,
-            streaming=streaming,
-            run=os.path.abspath(run),
-            checkpoint=checkpoint,
-            version=version,
-            file=os.path.relpath(written.path, staging) if written.path != staging else ".",
-            bytes=_size(written.path),
-            runtime=export_format.runtime,
-            signature={"inputs": inputs, "outputs": outputs},
-            rewrites=written.rewrites,
-            signature_batch_size=written.batch_size,
-            checked_on={"source": source, **{k: v for k, v in seen.items() if v is not None}},
-            versions=tool_versions(export_format),
-            created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+def _calibration_examples(model, bundle, count):
+    """(a generator function of at most `count` training examples, one at a
+    time, each cut to its real steps when the model takes any number; the
+    list its last run appended one entry to per example)."""
+    open_steps = any(tensor.shape[1] is None for tensor in model.inputs)
+    calibrated = []
+
+    def calibration():
+        # The converter runs the generator once; count what it saw.
+        calibrated.clear()
+        for example in single_examples(bundle.train, count, open_steps):
+            calibrated.append(1)
+            yield example
+
+    return calibration, calibrated
+
+
+def _write_and_verify(export_format, model, model_name, config, staging, batches, calibration,
+                      threads, streaming_form=None):
+    """Writes the export into `staging`, reloads it in its own runtime and
+    compares it with Keras on `batches` under the task's gate.
+
+    Returns:
+        (what was written, the runner, the verification report).
+    """
+    if streaming_form is not None:
+        return streaming_lib.export_and_verify(
+            export_format.name, model, config, streaming_form, staging, batches, threads
         )
-        if quantized:
-            report["calibration"] = {"source": "the run's training data", "examples": len(calibrated)}
-        gate = report["gate"]
-        if not gate["passed"]:
-            raise ExportRefused(
-                f"{format_name} export of {run} refused: {gate['metric']} {gate['value']:.4g} "
-                f"{'>' if gate['comparison'] == '<=' else '<'} {gate['threshold']} on "
-                f"{report['examples']} examples of {source}; nothing was written"
-            )
-        write_json(os.path.join(staging, REPORT_NAME), report)
-    return target, report
+    written = export_format.write(model, model_name, staging, calibration)
+    runner = export_format.load_runner(staging, threads)
+    report = formats.verify(export_format, model, model_name, runner, batches,
+                            tasks.task_for(model_name).export_gate(),
+                            float_tolerance=float_tolerance(model, export_format))
+    return written, runner, report
+
+
+def _complete_report(report, export_format, written, runner, staging, source, seen, **fields):
+    """Adds to the verification report what was exported from where, its
+    signature and size, what it was checked on and the tools' versions;
+    `fields` (format, model, run, ...) go in as they are."""
+    inputs, outputs = runner.signature()
+    report.update(
+        **fields,
+        file=os.path.relpath(written.path, staging) if written.path != staging else ".",
+        bytes=_size(written.path),
+        runtime=export_format.runtime,
+        signature={"inputs": inputs, "outputs": outputs},
+        rewrites=written.rewrites,
+        signature_batch_size=written.batch_size,
+        checked_on={"source": source, **{k: v for k, v in seen.items() if v is not None}},
+        versions=tool_versions(export_format),
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def _refuse_unless_the_gate_passed(report, format_name, run, source):
+    """Raises `ExportRefused` with the gate's numbers when it failed."""
+    gate = report["gate"]
+    if not gate["passed"]:
+        raise ExportRefused(
+            f"{format_name} export of {run} refused: {gate['metric']} {gate['value']:.4g} "
+            f"{'>' if gate['comparison'] == '<=' else '<'} {gate['threshold']} on "
+            f"{report['examples']} examples of {source}; nothing was written"
+        )
 
 
 def float_tolerance(model, export_format):
