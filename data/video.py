@@ -1,4 +1,4 @@
-"""Reading real videos: OpenCV decoding, uniform frame sampling, tf.data.
+"""Reading real videos: decoding, uniform frame sampling, tf.data.
 
 A clip is `num_frames` frames sampled uniformly over the whole video,
 resized and in RGB order:
@@ -9,14 +9,28 @@ Frame indices come from `np.linspace(0, n - 1, num_frames)` rounded down
 (`sample_frame_indices`), so the first and the last frame are always in the
 clip; a video shorter than `num_frames` repeats frames instead of failing.
 
+Decoders. `read_frames`, which every reader here goes through, has two:
+OpenCV, which decodes every frame up to the last index needed, and
+FFmpeg's library through PyAV (`data.av_decoder`), which first reads the
+packet index and then decodes only what the wanted frames depend on: from
+the keyframe before each, skipping frames nothing refers to, with FFmpeg's
+frame threads. Both number frames in presentation order and give the same
+pixels up to the decoders' rounding (tests/test_av_decoder.py). By default
+("auto") PyAV decodes where it leaves enough frames out
+(`pyav_pays_off`: sparse samples, keyframe-only codecs, B-frames), OpenCV
+where every frame has to be decoded anyway (it converts frames a little
+faster) and for files PyAV cannot index exactly; `decoder=` or the
+`VIDEO_DECODER` environment variable ("pyav", "opencv") choose one.
+
 Frame counts. Containers report a frame count in their header, exact for
-MP4/MOV/AVI and estimated from the duration for MKV/WebM. Frames are read
-sequentially (seeking is unreliable with many codecs) up to the last index
-needed. When fewer frames decode than the header reports, the shortfall
+MP4/MOV/AVI and estimated from the duration for MKV/WebM. PyAV counts the
+packets of the file. OpenCV reads frames sequentially up to the last index
+needed; when fewer frames decode than the header reports, the shortfall
 decides: up to `max(1, 5%)` of the reported count is taken as an inexact
 header and the clip is sampled again over the frames that do decode; more
-than that is a truncated or corrupt file and raises `VideoError`. A header
-without a frame count is handled by counting the frames first.
+than that is a truncated or corrupt file and raises `VideoError` (PyAV
+applies the same limit to the packets it counts). A header without a frame
+count is handled by counting the frames first.
 
 Errors. Every problem with a file (missing, unreadable, not a video, no
 frames, truncated) raises `VideoError`, a `ValueError` whose message starts
@@ -49,10 +63,17 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from common.files import atomic_path  # noqa: E402
+from data import av_decoder  # noqa: E402
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 DEFAULT_NUM_FRAMES = 64
 DEFAULT_SIZE = (256, 256)
+
+# What `read_frames` decodes with: "auto" chooses per call (`pyav_pays_off`).
+DECODERS = ("auto", "pyav", "opencv")
+# "auto" takes PyAV when its plan sends at most this share of the packets
+# OpenCV would decode (see `pyav_pays_off`).
+PYAV_MAX_SHARE = 0.9
 
 # Fewer decodable frames than the header reports by more than this is a
 # truncated file rather than an inexact header (see the module docstring).
@@ -176,7 +197,7 @@ def crop_corners(frame_size, crop_size, crops):
     return [(spare_rows // 2, left) for left in (0, spare_cols // 2, spare_cols)]
 
 
-def read_views(path, num_frames, size, clips=1, crops=1):
+def read_views(path, num_frames, size, clips=1, crops=1, decoder=None):
     """The test views of a video: `clips` clips x `crops` spatial crops.
 
     Clips come from `sample_view_indices`. With one crop a frame is resized
@@ -201,7 +222,8 @@ def read_views(path, num_frames, size, clips=1, crops=1):
         )
     corners = crop_corners(read_size, (height, width), crops)
     frames, _, _ = read_frames(
-        path, lambda count: sample_view_indices(count, num_frames, clips).reshape(-1), read_size
+        path, lambda count: sample_view_indices(count, num_frames, clips).reshape(-1), read_size,
+        decoder,
     )
     frames = frames.reshape(clips, num_frames, *read_size, 3)
     views = [frames[:, :, top:top + height, left:left + width] for top, left in corners]
@@ -264,7 +286,9 @@ def write_video(path, frames, fps=25.0, fourcc=None):
     return path
 
 
-def _open(path):
+def check_file(path):
+    """Raises `VideoError` for a path that is no readable, non-empty
+    regular file; returns the path as a string."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise VideoError(path, "no such file")
@@ -276,6 +300,11 @@ def _open(path):
         raise VideoError(path, "not readable (permission denied)")
     if os.path.getsize(path) == 0:
         raise VideoError(path, "empty file (0 bytes)")
+    return path
+
+
+def _open(path):
+    path = check_file(path)
     capture = cv2.VideoCapture(path)
     if not capture.isOpened():
         capture.release()
@@ -371,7 +400,7 @@ def _decode_at(path, wanted, size):
     return frames, position
 
 
-def read_frames(path, indices, size=DEFAULT_SIZE):
+def read_frames(path, indices, size=DEFAULT_SIZE, decoder=None):
     """Decodes chosen frames of a video, resized, RGB, uint8.
 
     Args:
@@ -381,6 +410,11 @@ def read_frames(path, indices, size=DEFAULT_SIZE):
             to sample relative to the video's length, as `read_clip` does).
             Repeated indices give repeated frames.
         size: (height, width) of the output frames, or one int for both.
+        decoder: "auto" (PyAV where it decodes less, `pyav_pays_off`;
+            OpenCV otherwise and for files PyAV cannot index exactly),
+            "pyav" or "opencv"; None: the `VIDEO_DECODER` environment
+            variable, else "auto". Both give the same frame indices and
+            pixels up to the decoders' rounding.
 
     Returns:
         (frames uint8 [len(indices), H, W, 3], indices used as int64 array,
@@ -390,17 +424,103 @@ def read_frames(path, indices, size=DEFAULT_SIZE):
         VideoError: the file is missing, unreadable, not a video, has no
             frames, is truncated, or an index lies past its end.
     """
-    path = os.fspath(path)
+    path = check_file(path)
     size = normalize_size(size)
+    decoder = resolve_decoder(decoder)
+    if decoder != "opencv":
+        index = av_decoder.index_packets(path)
+        if index is None and decoder == "pyav":
+            raise VideoError(
+                path, "PyAV cannot open it as a video or cannot index its frames exactly "
+                      "(packets without timestamps); decode it with OpenCV"
+            )
+        if index is not None:
+            chosen, info = _pyav_indices(path, index, indices)
+            wanted_pts = index.presentation_pts[np.unique(chosen)]
+            if decoder == "pyav" or pyav_pays_off(index, wanted_pts):
+                return _read_frames_pyav(path, index, chosen, info, size), chosen, info
+    return _read_frames_opencv(path, indices, size)
+
+
+def resolve_decoder(decoder=None):
+    """The decoder `read_frames` uses: `decoder`, else the `VIDEO_DECODER`
+    environment variable, else "auto"."""
+    decoder = decoder or os.environ.get("VIDEO_DECODER") or "auto"
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+    return decoder
+
+
+def pyav_pays_off(index, wanted_pts):
+    """Whether PyAV is the faster reader for these frames of this file.
+
+    OpenCV decodes every packet up to the last wanted frame and converts
+    each frame a little faster (measured in docs/exports.md, Latency), so
+    PyAV is chosen when it leaves enough of those packets out: when its
+    plan (`data.av_decoder.decode_plan`) sends at most `PYAV_MAX_SHARE` of
+    them, or when the file has B-frames (packets out of presentation
+    order), of which the non-reference ones are skipped, and at most half
+    of the frames up to the last wanted one are wanted.
+    """
+    needed = av_decoder.decode_plan(index, wanted_pts)
+    opencv_decodes = int(np.flatnonzero(np.isin(index.pts, wanted_pts))[-1]) + 1
+    if needed.sum() <= PYAV_MAX_SHARE * opencv_decodes:
+        return True
+    reordered = bool(np.any(np.diff(index.pts[:opencv_decodes]) < 0))
+    return reordered and len(wanted_pts) <= opencv_decodes / 2
+
+
+def _pyav_indices(path, index, indices):
+    """(frame indices, VideoInfo) of a `read_frames` call on a file's
+    packet index, after the checks `read_frames` promises."""
+    shown = int(index.shown.sum())
+    if shown == 0:
+        raise VideoError(path, "the video has no frames")
+    reported = index.header_frames
+    if reported and reported - shown > max(1, int(MAX_SHORTFALL_FRACTION * reported)):
+        raise VideoError(
+            path, f"truncated or corrupt: the header reports {reported} frames "
+                  f"but the file holds {shown}"
+        )
+    chosen = np.asarray(indices(shown) if callable(indices) else indices, np.int64).reshape(-1)
+    _check_indices(path, chosen)
+    if chosen.max() >= shown:
+        raise VideoError(path, f"frame index {int(chosen.max())} is past the end ({shown} frames decode)")
+    return chosen, VideoInfo(path, shown, index.fps, index.width, index.height)
+
+
+def _read_frames_pyav(path, index, chosen, info, size):
+    """The frames at `chosen` through `data.av_decoder`."""
+    presentation = index.presentation_pts
+    wanted_pts = presentation[np.unique(chosen)]
+    frames = av_decoder.decode_frames(
+        path, index, wanted_pts, lambda frame: convert_frame(av_decoder.bgr(frame), size)
+    )
+    missing = [int(np.searchsorted(presentation, pts)) for pts in wanted_pts
+               if int(pts) not in frames]
+    if missing:
+        raise VideoError(
+            path, f"truncated or corrupt: frame {missing[0]} of {info.frame_count} does not decode"
+        )
+    return np.stack([frames[int(presentation[i])] for i in chosen])
+
+
+def _check_indices(path, chosen):
+    if chosen.size == 0:
+        raise ValueError(f"{path}: no frame indices to read")
+    if chosen.min() < 0:
+        raise ValueError(f"{path}: negative frame index {int(chosen.min())}")
+
+
+def _read_frames_opencv(path, indices, size):
+    """`read_frames` through OpenCV: every frame up to the last wanted one
+    is decoded, the wanted ones converted."""
     info = probe_video(path)
     make_indices = indices if callable(indices) else (lambda _count: indices)
 
     for attempt in range(2):
         chosen = np.asarray(make_indices(info.frame_count), dtype=np.int64).reshape(-1)
-        if chosen.size == 0:
-            raise ValueError(f"{path}: no frame indices to read")
-        if chosen.min() < 0:
-            raise ValueError(f"{path}: negative frame index {int(chosen.min())}")
+        _check_indices(path, chosen)
         wanted = np.unique(chosen)
         frames, read = _decode_at(path, wanted, size)
         if len(frames) == len(wanted):
@@ -424,16 +544,18 @@ def read_frames(path, indices, size=DEFAULT_SIZE):
         info = dataclasses.replace(info, frame_count=read)
 
 
-def read_clip(path, num_frames=DEFAULT_NUM_FRAMES, size=DEFAULT_SIZE, return_info=False):
+def read_clip(path, num_frames=DEFAULT_NUM_FRAMES, size=DEFAULT_SIZE, return_info=False,
+              decoder=None):
     """`num_frames` frames sampled uniformly over the video, resized, RGB.
 
     Args:
         path: the video file (.mp4, .avi, .mov, .mkv, .webm or anything else
-            OpenCV's FFmpeg can read).
+            FFmpeg can read).
         num_frames: frames in the clip (default 64); a shorter video
             repeats frames (see `sample_frame_indices`).
         size: (height, width) of the output, default 256x256, or one int.
         return_info: also return the `VideoInfo`.
+        decoder: see `read_frames`.
 
     Returns:
         uint8 [num_frames, H, W, 3], or (clip, info) with `return_info`.
@@ -450,7 +572,7 @@ def read_clip(path, num_frames=DEFAULT_NUM_FRAMES, size=DEFAULT_SIZE, return_inf
     (8, 64, 80, 3)
     """
     clip, _, info = read_frames(
-        path, lambda count: sample_frame_indices(count, num_frames), size
+        path, lambda count: sample_frame_indices(count, num_frames), size, decoder
     )
     return (clip, info) if return_info else clip
 
@@ -637,15 +759,19 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "VideoError",
     "VideoInfo",
+    "DECODERS",
     "check_decoding",
+    "check_file",
     "crop_corners",
     "forget_decoding_errors",
     "is_video_file",
     "normalize_size",
     "probe_video",
+    "pyav_pays_off",
     "read_clip",
     "read_frames",
     "read_views",
+    "resolve_decoder",
     "sample_frame_indices",
     "sample_view_indices",
     "video_clip_dataset",

@@ -98,7 +98,8 @@ def test_inexact_header_is_resampled_over_decodable_frames(tmp_path, monkeypatch
         return dataclasses.replace(info, frame_count=info.frame_count + 1)
 
     monkeypatch.setattr(video, "_header", one_frame_too_many)
-    clip, info = read_clip(path, num_frames=4, size=8, return_info=True)
+    # OpenCV's reader trusts the header first (PyAV counts the packets).
+    clip, info = read_clip(path, num_frames=4, size=8, return_info=True, decoder="opencv")
     assert info.frame_count == 20
     assert [decoded_index(frame) for frame in clip] == [0, 6, 12, 19]
 

@@ -1,4 +1,5 @@
-"""Small real video files for tests, written with cv2.VideoWriter.
+"""Small real video files for tests, written with cv2.VideoWriter (or
+PyAV, for the inter-frame codecs phones and cameras write).
 
 Every frame is one solid colour: red carries the frame's index
 (`frame_code`), green is 128 and blue 40, so a decoded frame tells which
@@ -33,6 +34,47 @@ def write_video(path, num_frames=12, size=(29, 37), fps=10.0, fourcc=None):
     frames[...] = (0, GREEN, BLUE)
     frames[..., 0] = np.array([frame_code(i) for i in range(num_frames)])[:, None, None]
     return video.write_video(path, frames, fps=fps, fourcc=fourcc)
+
+
+def write_av_video(path, codec="libx264", num_frames=40, size=(32, 48), fps=10, gop=12,
+                   b_frames=3, options=None):
+    """Writes the frames of `write_video` with PyAV's encoder `codec`,
+    keyframes every `gop` frames and up to `b_frames` B-frames between
+    reference frames, plus a dark band in the bottom quarter that moves 3
+    pixels a frame, so that frames are predicted from each other (read the
+    index from the top half: `decoded_index(frame[:height // 2])`). x264 is run at its
+    "ultrafast" preset: its slower presets turn these frames' colour jumps
+    into P-frames only. Returns the path."""
+    import av
+
+    height, width = size
+    with av.open(os.fspath(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.gop_size = gop
+        stream.codec_context.max_b_frames = b_frames
+        stream.codec_context.bit_rate = 4_000_000  # enough to keep each frame's colour
+        stream.options = dict(options or ({"preset": "ultrafast"} if codec == "libx264" else {}))
+        for index in range(num_frames):
+            image = np.empty((height, width, 3), np.uint8)
+            image[...] = (frame_code(index), GREEN, BLUE)
+            band = (3 * index) % width
+            image[height * 3 // 4:, band:band + 8] //= 2
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = index
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return os.fspath(path)
+
+
+def frame_types(path):
+    """The picture type of every frame of a file, in order: "I", "P", "B"."""
+    import av
+
+    with av.open(os.fspath(path)) as container:
+        return "".join("?IPBS"[int(frame.pict_type)] for frame in container.decode(video=0))
 
 
 def cut_file(path, keep):
