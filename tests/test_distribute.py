@@ -104,6 +104,8 @@ def test_run_records_the_strategy_precision_and_jit(tmp_path):
     measured = json.load(open(distribute.JIT_CHOICES_PATH))["models"].get("convlstm", {})
     expected = measured.get(distribute.device_kind(), {}).get("choice") == "on"
     assert record["jit_compile"] is expected
+    # Not the default strategy: the optimizer's update stays out of XLA.
+    assert record["xla_update"] is False
 
 
 def test_auto_strategy_is_mirrored_over_several_gpus_else_the_default(monkeypatch):

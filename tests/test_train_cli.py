@@ -63,6 +63,7 @@ def test_run_writes_the_run_folder(finished_run):
     assert record["config"]["input_shape"] == [4, 16, 16, 1]
     assert record["config"]["filters"] == [2, 3]
     assert record["distribute"]["run_eagerly"] is True and record["distribute"]["jit_compile"] is False
+    assert record["distribute"]["xla_update"] is False
     rows = list(csv.DictReader(open(os.path.join(finished_run, "history.csv"))))
     assert [int(r["epoch"]) for r in rows] == [0, 1]
     assert {"val_loss", "val_binary_crossentropy", "val_auc"} <= set(rows[0])

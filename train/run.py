@@ -157,6 +157,8 @@ def train_one(args, out, seed):
     model, spec = engine.build(args.model, config, setup, engine.steps_per_epoch(data, config))
     jit_compile = False if args.run_eagerly else distribute.resolve_jit_compile(
         args.model, args.jit_compile, model)
+    xla_update = distribute.resolve_xla_update(
+        args.model, args.xla_update, jit_compile, setup.strategy, args.run_eagerly)
 
     os.makedirs(out, exist_ok=True)
     resolved = {
@@ -172,6 +174,7 @@ def train_one(args, out, seed):
             "mixed_precision": setup.precision,
             "jit_compile": jit_compile,
             "jit_compile_flag": args.jit_compile,
+            "xla_update": xla_update,
             "run_eagerly": args.run_eagerly,
         },
     }
@@ -182,7 +185,7 @@ def train_one(args, out, seed):
     print(f"run folder: {out}" + (" (resuming)" if resuming else ""))
     history = engine.fit(
         model, spec, data, config, out=out, setup_=setup, jit_compile=jit_compile,
-        run_eagerly=args.run_eagerly, verbose=args.verbose,
+        xla_update=xla_update, run_eagerly=args.run_eagerly, verbose=args.verbose,
     )
     # The report is of the checkpoint the run keeps (best on its monitor),
     # the model train.evaluate and train.export read too; without validation

@@ -1,6 +1,6 @@
 """Where and how fast a model trains: strategies, mixed precision, XLA.
 
-`train.run` takes three flags from here:
+`train.run` takes four flags from here:
 
 - `--strategy auto|one-device|mirrored|multi-worker` picks a
   `tf.distribute` strategy (`make_strategy`). The model, its optimizer and
@@ -13,6 +13,11 @@
   (`resolve_jit_compile`); `auto` follows the step times recorded per model
   and device kind in `train/engine/jit_choices.json` by
   `python -m benchmarks --measure-jit`.
+- `--xla-update auto|on|off` compiles only the optimizer's update
+  (clipping, weight decay and every variable's step) as one XLA
+  computation, the forward and backward pass staying as they are
+  (`compile_optimizer_update`); `auto` follows the measurement recorded
+  beside the XLA choice by `python -m benchmarks --measure-update`.
 
 `--batch-size` is the global batch, the Keras convention: with N replicas
 each replica computes gradients on `batch_size / N` examples per step, and
@@ -57,8 +62,8 @@ _strategies = {}
 
 
 def add_arguments(parser):
-    """Adds `--strategy`, `--mixed-precision`, `--jit-compile` and
-    `--run-eagerly`."""
+    """Adds `--strategy`, `--mixed-precision`, `--jit-compile`,
+    `--xla-update` and `--run-eagerly`."""
     group = parser.add_argument_group("distribution and speed")
     group.add_argument(
         "--strategy", choices=STRATEGIES, default="auto",
@@ -75,6 +80,11 @@ def add_arguments(parser):
         "--jit-compile", choices=JIT_FLAGS, default="auto",
         help="XLA for the train step; auto follows the measurements in "
         "train/engine/jit_choices.json",
+    )
+    group.add_argument(
+        "--xla-update", choices=JIT_FLAGS, default="auto",
+        help="the optimizer's update as one XLA computation while the rest of the "
+        "step runs without XLA; auto follows the measurements in train/engine/jit_choices.json",
     )
     group.add_argument(
         "--run-eagerly", action="store_true",
@@ -595,3 +605,86 @@ def resolve_jit_compile(model_name, flag, model=None, device=None, path=JIT_CHOI
     if not record:
         return device == "gpu"
     return record.get("choice") == "on"
+
+
+# The optimizer's update under XLA.
+
+
+def compile_optimizer_update(optimizer):
+    """Makes `optimizer` run its whole update as one XLA computation.
+
+    A Keras optimizer on the TensorFlow backend updates each variable with
+    a dozen small ops (AdamW: the moments' `Mul`/`Sub`/`Square`/`AssignAdd`,
+    `Sqrt`, `RealDiv`, the weight decay), each one dispatched by the
+    TensorFlow executor; for a model of many small variables that is a
+    tenth of the step. Here the optimizer's `_backend_apply_gradients`
+    (gradient clipping, weight decay, every variable's `update_step`,
+    gradient accumulation and EMA where configured) is traced into one
+    `tf.function(jit_compile=True)`, which XLA fuses into a few loops; the
+    forward and backward pass that produced the gradients stay as they
+    were compiled. Same arithmetic; XLA may round differently in the last
+    bit (tests/test_xla_update.py compares the weights with the plain
+    update's).
+
+    The optimizer's variables, its config and the saved checkpoints are
+    unchanged. Call after `model.compile`, on a model trained without a
+    distribution strategy (a strategy's cross-replica update cannot run
+    inside an XLA computation) and without `jit_compile` (then the whole
+    step is XLA already). Returns the optimizer.
+    """
+    import tensorflow as tf
+
+    # A loss-scaling wrapper (float16 on a GPU) applies its inner optimizer.
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    if getattr(inner, "_xla_update", False):
+        return optimizer
+    plain = inner._backend_apply_gradients
+
+    def apply_gradients(grads, trainable_variables):
+        variables = list(trainable_variables)
+
+        def update(grads):
+            plain(grads, variables)
+
+        # Traced once per trace of the train step that calls it.
+        tf.function(update, jit_compile=True, autograph=False)(list(grads))
+
+    inner._backend_apply_gradients = apply_gradients
+    inner._xla_update = True
+    return optimizer
+
+
+def update_record(model_name, device=None, path=JIT_CHOICES_PATH):
+    """The measurement of `model_name`'s XLA update on `device`, or None."""
+    return (jit_record(model_name, device, path) or {}).get("update")
+
+
+def resolve_xla_update(model_name, flag, jit_compile=False, strategy=None, run_eagerly=False,
+                       device=None, path=JIT_CHOICES_PATH):
+    """Whether to compile `model_name`'s optimizer update with XLA
+    (`compile_optimizer_update`).
+
+    Args:
+        model_name: the registered name.
+        flag: `"on"`, `"off"` or `"auto"`; `auto` reads the choice measured
+            for this model and device kind from `path` and is off without
+            one.
+        jit_compile, strategy, run_eagerly: how the step runs. Off, whatever
+            the flag, on backends other than TensorFlow (JAX compiles the
+            update with the step), with `jit_compile` (the update is XLA
+            already), when running eagerly, and under any strategy but
+            TensorFlow's default one (their updates go through cross-replica
+            calls that cannot run inside an XLA computation).
+        device: `"cpu"` or `"gpu"`; default: this machine's.
+        path: the measurements file.
+    """
+    if flag not in JIT_FLAGS:
+        raise ValueError(f"--xla-update must be one of {', '.join(JIT_FLAGS)}, got {flag!r}")
+    if flag == "off" or keras.backend.backend() != "tensorflow" or jit_compile or run_eagerly:
+        return False
+    if strategy is not None and describe(strategy)["strategy"] != "default":
+        return False
+    if flag == "on":
+        return True
+    record = update_record(model_name, device or device_kind(), path)
+    return bool(record) and record.get("choice") == "on"

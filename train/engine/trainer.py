@@ -4,8 +4,9 @@
 stages of its training recipe (`models.TrainingSpec.stages`): before each
 stage it runs the stage's `prepare` (e.g. unfreezing backbone blocks),
 compiles with the stage's optimizer, the recipe's loss and metrics and the
-XLA choice, then calls `model.fit` with the class weights the config asks
-for and the callbacks below. Epochs are numbered across stages: stage k
+XLA choices (the whole step, or only the optimizer's update), then calls
+`model.fit` with the class weights the config asks for and the callbacks
+below. Epochs are numbered across stages: stage k
 starts at the sum of the epochs planned for the stages before it, so one
 history (and one tuner trial) covers the whole recipe.
 
@@ -86,8 +87,8 @@ def stages_of(spec, config):
 
 
 def fit(model, spec, data, config, *, out=None, setup_=None, jit_compile=False,
-        run_eagerly=False, verbose=1, callbacks=(), class_weight="config", initial_epoch=0,
-        epochs=None):
+        xla_update=False, run_eagerly=False, verbose=1, callbacks=(), class_weight="config",
+        initial_epoch=0, epochs=None):
     """Trains `model` through every stage of `spec`.
 
     Args:
@@ -98,6 +99,9 @@ def fit(model, spec, data, config, *, out=None, setup_=None, jit_compile=False,
         out: the run folder, or None to write nothing.
         setup_: the `Setup` (default: TensorFlow's default placement).
         jit_compile, run_eagerly: passed to `model.compile`.
+        xla_update: compile each stage's optimizer update with XLA
+            (`train.engine.distribute.compile_optimizer_update`; decide with
+            `train.engine.distribute.resolve_xla_update`).
         verbose: Keras progress output.
         callbacks: more callbacks for every stage (e.g. the tuner's).
         class_weight: "config" (from `config.class_weight` and the data's
@@ -130,7 +134,7 @@ def fit(model, spec, data, config, *, out=None, setup_=None, jit_compile=False,
         if _restore_finished_stage(model, stage, out) or max(first_epoch, initial_epoch) >= end:
             first_epoch += stage.epochs
             continue
-        _compile_stage(model, spec, stage, setup_.strategy, jit_compile, run_eagerly)
+        _compile_stage(model, spec, stage, setup_.strategy, jit_compile, xla_update, run_eagerly)
         guard = callbacks_lib.StopOnNonFiniteLoss()
         early = callbacks_lib.ResumableEarlyStopping(
             monitor=spec.monitor, mode=spec.monitor_mode, patience=config.patience,
@@ -175,16 +179,20 @@ def _restore_finished_stage(model, stage, out):
     return True
 
 
-def _compile_stage(model, spec, stage, strategy, jit_compile, run_eagerly):
+def _compile_stage(model, spec, stage, strategy, jit_compile, xla_update, run_eagerly):
     """Compiles the model with the stage's optimizer and the recipe's loss
-    and metrics, in the strategy's scope, and creates the optimizer's
-    variables before the first step (`build_optimizer`)."""
+    and metrics, in the strategy's scope, creates the optimizer's
+    variables before the first step (`build_optimizer`) and, with
+    `xla_update`, compiles the optimizer's update with XLA
+    (`train.engine.distribute.compile_optimizer_update`)."""
     with strategy.scope():
         model.compile(
             optimizer=stage.optimizer, loss=spec.loss, metrics=list(spec.metrics),
             jit_compile=jit_compile, run_eagerly=run_eagerly,
         )
         build_optimizer(model)
+        if xla_update:
+            distribute.compile_optimizer_update(model.optimizer)
 
 
 def _resume_from_backup(model, out, stage, early, clock, start):
