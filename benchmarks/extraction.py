@@ -6,7 +6,8 @@ prints two Markdown tables:
 1. Per backbone (random weights, so nothing is downloaded): frames/s of the
    backbone alone (median over batches) and end-to-end videos/s and
    frames/s of `extract_features` (decode, resize, backbone, HDF5 write)
-   with multi-scale sampling.
+   with multi-scale sampling, each with its CPU seconds (all threads: the
+   figure that holds on a shared machine) and the load average.
 2. Peak memory of an extraction of 10 and of 40 videos, each measured in a
    fresh process: the process's peak resident set (`ru_maxrss`) and the
    peak of Python/NumPy allocations (`tracemalloc`), beside the size of the
@@ -28,7 +29,7 @@ import time
 
 import numpy as np
 
-from benchmarks.timing import machine_description, median_seconds
+from benchmarks.timing import load_average, machine_description, median_times
 from common.tables import markdown_table
 from common.cli import ArgumentParser
 
@@ -57,16 +58,17 @@ def backbone_row(name, videos_dir, size, frames, batch_size):
 
     extractor = FrameFeatureExtractor(name, None, size, batch_size=batch_size, seed=0)
     batch = np.random.default_rng(0).integers(0, 255, (batch_size, *size, 3), dtype=np.uint8)
-    seconds = median_seconds(lambda: extractor.frame_features(batch), repeats=3, warmup=1)
+    seconds, cpu = median_times(lambda: extractor.frame_features(batch), repeats=3, warmup=1)
     dataset = scan_dataset(videos_dir)
     with tempfile.TemporaryDirectory() as scratch:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         summary = extract_features(
             dataset, os.path.join(scratch, "features.h5"), backbone=name, weights=None,
             num_frames=frames, size=size, batch_size=batch_size, progress=False,
             extractor=extractor, log=lambda line: None,
         )
         elapsed = time.perf_counter() - started
+        elapsed_cpu = time.process_time() - cpu_started
     # frames through the backbone per video: the sampled frames (the other
     # scales are resampled from them)
     per_video = len(np.unique(sample_frame_indices(48, frames)))
@@ -74,8 +76,11 @@ def backbone_row(name, videos_dir, size, frames, batch_size):
         "backbone": name,
         "D": extractor.feature_dim,
         "backbone frames/s": batch_size / seconds,
+        "backbone CPU ms/frame": 1000 * cpu / batch_size,
         "videos/s (end to end)": summary.written / elapsed,
         "frames/s (end to end)": summary.written * per_video / elapsed,
+        "CPU s/video (end to end)": elapsed_cpu / summary.written,
+        "load": load_average(),
     }
 
 

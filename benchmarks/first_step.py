@@ -10,7 +10,8 @@ with `train.engine.build_optimizer` before `fit` (what the engine does) and
 without it (Keras creates the optimizer's variables inside the first traced
 step, and TensorFlow traces the step again). The two variants alternate
 within each round, so the machine's load hits them alike; the table gives
-the median seconds of `--repeats` rounds and their ratio.
+the median wall and CPU seconds of `--repeats` rounds, their ratios and
+the load average.
 
 Project modules are imported inside the functions that use them: a
 benchmark child sets its threads and Keras backend before TensorFlow loads,
@@ -18,6 +19,7 @@ and the GPU machines run the JAX backend without TensorFlow.
 """
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -39,13 +41,13 @@ if stage.prepare is not None:
     stage.prepare(model)
 inputs, targets = family.example_batch(config, 4, seed=1)
 data = tf.data.Dataset.from_tensors((inputs, targets)).repeat(2)
-start = time.perf_counter()
+start, cpu_start = time.perf_counter(), time.process_time()
 model.compile(optimizer=stage.optimizer, loss=spec.loss, metrics=list(spec.metrics),
               jit_compile=False)
 if build:
     engine.build_optimizer(model)
 model.fit(data, validation_data=data, epochs=1, verbose=0)
-print(json.dumps({"seconds": time.perf_counter() - start}))
+print(json.dumps({"seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu_start}))
 """
 
 
@@ -56,7 +58,8 @@ def time_once(name, preset, build):
     )
     if result.returncode:
         raise RuntimeError(f"{name}: the timing process failed:\n{result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])["seconds"]
+    timing = json.loads(result.stdout.strip().splitlines()[-1])
+    return timing["seconds"], timing["cpu"]
 
 
 def main(argv=None):
@@ -74,15 +77,19 @@ def main(argv=None):
         raise ValueError(f"--models: unknown {unknown or args.models!r}; choose from {', '.join(models.names())}")
     if args.repeats < 1:
         raise ValueError(f"--repeats must be at least 1, got {args.repeats}")
-    print("| model | optimizer built in the first step (s) | built before fit (s) | ratio |")
-    print("|---|---|---|---|")
+    print("| model | optimizer built in the first step (s) | built before fit (s) | ratio "
+          "| CPU (s), first step | CPU (s), before fit | CPU ratio | load |")
+    print("|---|---|---|---|---|---|---|---|")
     for name in names:
         times = {False: [], True: []}
         for _ in range(args.repeats):
             for build in (False, True):
                 times[build].append(time_once(name, args.preset, build))
-        before, after = statistics.median(times[False]), statistics.median(times[True])
-        print(f"| {name} | {before:.1f} | {after:.1f} | {before / after:.2f}x |", flush=True)
+        before, after = (statistics.median(w for w, _ in times[b]) for b in (False, True))
+        before_cpu, after_cpu = (statistics.median(c for _, c in times[b]) for b in (False, True))
+        print(f"| {name} | {before:.1f} | {after:.1f} | {before / after:.2f}x | {before_cpu:.1f} "
+              f"| {after_cpu:.1f} | {before_cpu / after_cpu:.2f}x | {os.getloadavg()[0]:.1f} |",
+              flush=True)
     return 0
 
 

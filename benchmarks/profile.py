@@ -107,8 +107,9 @@ def op_self_times(xspace_path, by="type"):
 
 
 def profile_train_step(name, preset="benchmark", overrides=None, steps=2, warmup=2, logdir=None):
-    """Profiles `steps` train steps of `name`; returns `(seconds per op
-    label summed over the steps, wall seconds of the steps, trace file)`."""
+    """Profiles `steps` train steps of `name`; returns `(model, wall
+    seconds of the steps, the process's CPU seconds over them, trace
+    file)`."""
     import time
 
     import keras
@@ -129,17 +130,18 @@ def profile_train_step(name, preset="benchmark", overrides=None, steps=2, warmup
     logdir = logdir or tempfile.mkdtemp(prefix="profile-")
     before = set(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True))
     tf.profiler.experimental.start(logdir)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for _ in range(steps):
         model.train_on_batch(inputs, targets)
     wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
     tf.profiler.experimental.stop()
     written = set(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)) - before
     path = max(written, key=os.path.getmtime)
-    return model, wall, path
+    return model, wall, cpu, path
 
 
-def top_rows(totals, wall_seconds, steps, top):
+def top_rows(totals, wall_seconds, steps, top, cpu_seconds=None):
     """Table rows of the `top` labels by self time, per step."""
     busy = sum(totals.values())
     rows = []
@@ -153,6 +155,9 @@ def top_rows(totals, wall_seconds, steps, top):
                  "of busy time": "100%"})
     rows.append({"op": "(wall time of a step)", "self ms/step": 1000 * wall_seconds / steps,
                  "of busy time": ""})
+    if cpu_seconds is not None:
+        rows.append({"op": "(process CPU time of a step, with the profiler's own)",
+                     "self ms/step": 1000 * cpu_seconds / steps, "of busy time": ""})
     return rows
 
 
@@ -186,12 +191,14 @@ def main(argv=None):
     if args.steps < 1 or args.top < 1:
         raise ValueError("--steps and --top must be >= 1")
     overrides = parse_overrides(args.set)
-    _, wall, path = profile_train_step(args.model, args.preset, overrides, args.steps, logdir=args.logdir)
+    _, wall, cpu, path = profile_train_step(args.model, args.preset, overrides, args.steps,
+                                            logdir=args.logdir)
     totals = op_self_times(path, by=args.by)
     print(f"machine: {machine_description()}")
     settings = ", ".join(f"{k}={v!r}" for k, v in overrides.items()) or "defaults"
     print(f"{args.model}, preset {args.preset}, {settings}; {args.steps} steps; trace {path}\n")
-    print(markdown_table(top_rows(totals, wall, args.steps, args.top),
+    print(f"load average {os.getloadavg()[0]:.1f}")
+    print(markdown_table(top_rows(totals, wall, args.steps, args.top, cpu),
                          ["op", "self ms/step", "of busy time"]))
     return 0
 

@@ -11,19 +11,30 @@ backward pass computes gradients for inputs and for weights); layers with
 frozen weights at the input end, such as a frozen backbone, cost only
 their forward pass (`benchmarks.flops.FlopCount`).
 
+Every step time is a median wall time with the median CPU seconds of the
+same steps beside it ("step CPU (s)": the process's user + system time,
+all threads), and each row gives the load average it was measured at: on a
+shared machine the wall time moves with the load, the CPU time much less.
+
 On the TensorFlow backend each model's step is timed interleaved (one
 step each in turn, same process) with the implementation it had before the
 speed-ups (the family's `speedup_baseline`: "step before (s)", "speedup"),
-and with the `mixed_bfloat16` policy where that is measurable ("bf16 step
+for the families that ask for it (`benchmark_xla_update`) with the
+optimizer's update compiled by XLA ("XLA update step (s)", "XLA update
+speedup", see `train.engine.distribute.compile_optimizer_update`), and with
+the `mixed_bfloat16` policy where that is measurable ("bf16 step
 (s)", "bf16 speedup" over float32): on a CPU with native bfloat16
 (AVX-512 BF16 or AMX) and for models that train correctly in it (not
 R(2+1)D's Conv3D, see `train.engine.distribute.bfloat16_conv3d_hazards`); elsewhere
-the column says why it is empty. `--no-before` and `--no-bf16` skip them.
+the column says why it is empty. Speedups read "1.10x (CPU 1.12x)": wall
+and CPU time. `--no-before`, `--no-xla-update` and `--no-bf16` skip them.
 
 `python -m benchmarks --measure-jit` also times every model's train step
 with XLA (`jit_compile=True`) where its layers allow it, and writes the
 step times and the choice into `train/engine/jit_choices.json`, which
-`train.run --jit-compile auto` follows.
+`train.run --jit-compile auto` follows. `--measure-update` times the step
+with the XLA-compiled optimizer update for every model measured and
+records that choice there too, for `train.run --xla-update auto`.
 
 The machine may be shared: every step time is a median of several steps
 after warm-up, the matmul peak the best of ten, and rows measured in
@@ -50,11 +61,15 @@ from common.files import write_json
 
 COLUMNS = [
     "model", "input", "batch", "params", "forward GFLOPs/sample", "train GFLOPs/sample",
-    "train step (s)", "step before (s)", "speedup", "bf16 step (s)", "bf16 speedup",
+    "train step (s)", "step CPU (s)", "step before (s)", "speedup", "XLA update step (s)",
+    "XLA update CPU (s)", "XLA update speedup", "bf16 step (s)", "bf16 speedup",
     "model samples/s", "train GFLOP/s", "peak GFLOP/s", "of peak",
-    "pipeline samples/s", "pipeline >= 3x",
+    "pipeline samples/s", "pipeline >= 3x", "load",
 ]
-JIT_COLUMNS = ["model", "device", "batch", "step (s)", "XLA step (s)", "XLA first call (s)", "choice", "note"]
+JIT_COLUMNS = ["model", "device", "batch", "step (s)", "XLA step (s)", "XLA step CPU (s)",
+               "XLA first call (s)", "choice", "note"]
+UPDATE_COLUMNS = ["model", "device", "step (s)", "step CPU (s)", "XLA update step (s)",
+                  "XLA update CPU (s)", "choice"]
 
 # A train step does the forward pass and a backward pass of about twice its
 # arithmetic (gradients with respect to activations and to weights); used
@@ -65,6 +80,11 @@ PIPELINE_HEADROOM = 3.0
 # XLA is chosen only when its median step is at least this much faster:
 # without it is Keras's default on CPU and costs no compile time.
 XLA_MARGIN = 0.9
+# The XLA-compiled optimizer update is chosen when its step takes at most
+# this share of the plain step's CPU seconds and no more wall time: the
+# CPU time is the steadier figure on a shared machine, and the wall time
+# guards against an update that saves CPU by running on fewer threads.
+UPDATE_MARGIN = 0.95
 
 
 def matmul_peak_gflops(size=None, repeats=10):
@@ -110,11 +130,32 @@ def derive(row, peak_gflops):
     return row
 
 
+ABOUT_CHOICES = (
+    "Median train-step seconds without and with XLA (jit_compile) per model and "
+    "device kind, written by `python -m benchmarks --measure-jit` on the TensorFlow "
+    f"backend. XLA is chosen when its step is at most {XLA_MARGIN:g}x the step without. "
+    "'update': the step with only the optimizer's update compiled by XLA, beside the "
+    "plain step measured interleaved with it, in wall and CPU seconds, written by "
+    "`python -m benchmarks --measure-update`; chosen when its CPU time is at most "
+    f"{UPDATE_MARGIN:g}x the plain step's and its wall time no longer."
+)
+
+
 def choose_jit(step_s, xla_step_s):
     """`"on"` when the XLA step is clearly faster, else `"off"`."""
     if xla_step_s is None or xla_step_s > XLA_MARGIN * step_s:
         return "off"
     return "on"
+
+
+def choose_update(step_s, step_cpu_s, update_s, update_cpu_s):
+    """`"on"` when the step with the XLA-compiled update is clearly cheaper
+    in CPU time and not slower in wall time, else `"off"`."""
+    if update_s is None or update_cpu_s is None:
+        return "off"
+    if update_cpu_s <= UPDATE_MARGIN * step_cpu_s and update_s <= step_s:
+        return "on"
+    return "off"
 
 
 def format_row(row):
@@ -186,29 +227,66 @@ def measure_jit(names, rows, repeats, path, timeout_s=150):
     for name in names:
         step = by_name[name]["train step (s)"]
         record = train_step.measure_xla(name, repeats, reference_step_s=step, timeout_s=timeout_s)
+        previous = choices["models"].get(name, {}).get(device, {})
         entry = {
             "batch": by_name[name]["batch"],
             "input": by_name[name]["input"],
             "step_s": round(step, 4),
             "xla_step_s": None if record["step_s"] is None else round(record["step_s"], 4),
             "xla_first_call_s": record.get("first_call_s"),
+            "xla_cpu_s": None if record.get("cpu_s") is None else round(record["cpu_s"], 4),
             "choice": choose_jit(step, record["step_s"]),
             "note": record["note"],
             "measured": datetime.date.today().isoformat(),
             "machine": machine_description(),
         }
+        if "update" in previous:  # `--measure-update`'s record stays
+            entry["update"] = previous["update"]
         choices["models"].setdefault(name, {})[device] = entry
         table.append({
             "model": name, "device": device, "batch": entry["batch"], "step (s)": step,
             "XLA step (s)": entry["xla_step_s"] or "-",
+            "XLA step CPU (s)": entry["xla_cpu_s"] or "-",
             "XLA first call (s)": entry["xla_first_call_s"] or "-",
             "choice": entry["choice"], "note": entry["note"],
         })
-    choices["about"] = (
-        "Median train-step seconds without and with XLA (jit_compile) per model and "
-        "device kind, written by `python -m benchmarks --measure-jit` on the TensorFlow "
-        f"backend. XLA is chosen when its step is at most {XLA_MARGIN:g}x the step without."
-    )
+    choices["about"] = ABOUT_CHOICES
+    write_json(path, choices)
+    return table
+
+
+def measure_update(rows, path):
+    """Records the XLA-update choice of every row that timed it (rows of a
+    model's "benchmark" preset) beside the XLA choice in `path`; returns
+    the table of what was recorded."""
+    from train.engine import distribute  # see the module doc: imported when needed
+
+    check_jit_backend()
+    device = distribute.device_kind()
+    choices = distribute.read_jit_choices(path)
+    choices.setdefault("models", {})
+    table = []
+    for row in rows:
+        if row.get("XLA update step (s)") is None or row.get("preset", "benchmark") != "benchmark":
+            continue
+        record = {
+            "step_s": round(row["train step (s)"], 4),
+            "step_cpu_s": round(row["step CPU (s)"], 4),
+            "xla_update_step_s": round(row["XLA update step (s)"], 4),
+            "xla_update_cpu_s": round(row["XLA update CPU (s)"], 4),
+            "choice": choose_update(row["train step (s)"], row["step CPU (s)"],
+                                    row["XLA update step (s)"], row["XLA update CPU (s)"]),
+            "load": row.get("load"),
+            "measured": datetime.date.today().isoformat(),
+            "machine": machine_description(),
+        }
+        name = row.get("name", row["model"])
+        choices["models"].setdefault(name, {}).setdefault(device, {})["update"] = record
+        table.append({"model": name, "device": device, "step (s)": record["step_s"],
+                      "step CPU (s)": record["step_cpu_s"],
+                      "XLA update step (s)": record["xla_update_step_s"],
+                      "XLA update CPU (s)": record["xla_update_cpu_s"], "choice": record["choice"]})
+    choices["about"] = ABOUT_CHOICES
     write_json(path, choices)
     return table
 
@@ -248,11 +326,20 @@ def main(argv=None):
     parser.add_argument("--no-before", action="store_true",
                         help="skip timing the implementation before the speed-ups")
     parser.add_argument("--no-bf16", action="store_true", help="skip the bfloat16 columns")
+    parser.add_argument("--no-xla-update", action="store_true",
+                        help="skip timing the step with the XLA-compiled optimizer update")
+    parser.add_argument(
+        "--measure-update", action="store_true",
+        help="time the XLA-compiled optimizer update for every model measured and write "
+             f"the choice into {os.path.relpath(JIT_CHOICES_PATH)}",
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
-    if args.measure_jit:
+    if args.measure_jit or args.measure_update:
         check_jit_backend()
+    if args.measure_update and args.no_xla_update:
+        raise ValueError("--measure-update times the XLA update; drop --no-xla-update")
     read_results(args.results)
 
     machine = machine_description()
@@ -262,9 +349,11 @@ def main(argv=None):
     rows = []
     for name in args.models:
         for preset in models.get_family(name).benchmark_presets:
+            xla_update = (False if args.no_xla_update else
+                          True if args.measure_update else None)
             row = train_step.measure(name, args.repeats, pipeline=not args.no_pipeline,
                                      before=not args.no_before, bfloat16=not args.no_bf16,
-                                     preset=preset)
+                                     preset=preset, xla_update=xla_update)
             rows.append(derive(row, peak))
             print(f"  measured {row['model']}: {row['train step (s)']:.3g} s/step",
                   file=sys.stderr, flush=True)
@@ -274,6 +363,10 @@ def main(argv=None):
         table = measure_jit(args.models, rows, args.repeats, JIT_CHOICES_PATH, args.jit_timeout)
         print(f"\nXLA choices written to {os.path.relpath(JIT_CHOICES_PATH)}:\n")
         print(markdown_table(table, JIT_COLUMNS))
+    if args.measure_update:
+        table = measure_update(rows, JIT_CHOICES_PATH)
+        print(f"\nXLA update choices written to {os.path.relpath(JIT_CHOICES_PATH)}:\n")
+        print(markdown_table(table, UPDATE_COLUMNS))
     return 0
 
 

@@ -4,7 +4,8 @@
 (its "benchmark" preset), times `train_on_batch` on a fixed random batch (median after
 warm-up), counts its forward FLOPs per sample (`benchmarks.flops`) and
 times the input pipeline of its kind for the same batch; `measure_xla`
-times the same step compiled with XLA. `python -m benchmarks` (see
+times the same step compiled with XLA. Every step time has its CPU
+seconds beside it (`benchmarks.timing`). `python -m benchmarks` (see
 `benchmarks/report.py`) turns these into the report.
 
 Project modules are imported inside the functions that use them: a
@@ -16,13 +17,11 @@ import time
 
 import numpy as np
 
-from benchmarks.timing import median_seconds
+from benchmarks.timing import load_average, median_seconds, median_times, timed
 
 # A step clearly slower than this many times the step without XLA ends the
 # XLA measurement after one timed step: the choice is off either way.
 XLA_GIVE_UP_RATIO = 3.0
-
-
 
 
 def row_label(name, preset="benchmark"):
@@ -56,22 +55,30 @@ def pipeline_rate(config, batch_size, batches=6):
     return batch_size / seconds
 
 
-def _compiled_model(name, config, jit_compile):
+def _compiled_model(name, config, jit_compile, xla_update=False):
     import models  # see the module doc: imported when needed
+    from train import engine  # see the module doc: imported when needed
+    from train.engine import distribute  # see the module doc: imported when needed
 
     family = models.get_family(name)
     model = models.build_from_config(name, config)
     spec = family.training(config, steps_per_epoch=100)
     model.compile(optimizer=spec.optimizer, loss=spec.loss, jit_compile=jit_compile)
+    if xla_update:
+        engine.build_optimizer(model)
+        distribute.compile_optimizer_update(model.optimizer)
     return model
 
 
-def measure(name, repeats, pipeline=True, before=True, bfloat16=True, preset="benchmark"):
+def measure(name, repeats, pipeline=True, before=True, bfloat16=True, preset="benchmark",
+            xla_update=None):
     """One row of the report for `name` (train step without XLA on TF).
 
     On the TensorFlow backend the step is timed interleaved with the
-    model's earlier implementation (`before`) and its bfloat16 variant
-    (`bfloat16`), see `measure_variants`."""
+    model's earlier implementation (`before`), its bfloat16 variant
+    (`bfloat16`) and the step with the optimizer's update under XLA
+    (`xla_update`; None: for the families whose `benchmark_xla_update`
+    says so), see `measure_variants`."""
     import keras
 
     import models  # see the module doc: imported when needed
@@ -87,23 +94,34 @@ def measure(name, repeats, pipeline=True, before=True, bfloat16=True, preset="be
     forward, train = train_flops(model, one)
     variants = {}
     if jit:
-        step = median_seconds(lambda: model.train_on_batch(inputs, targets), repeats)
+        step, step_cpu = median_times(lambda: model.train_on_batch(inputs, targets), repeats)
     else:
-        variants = measure_variants(name, repeats, before, bfloat16, model, preset)
-        step = variants["after_s"]
+        if xla_update is None:
+            xla_update = family.benchmark_xla_update
+        variants = measure_variants(name, repeats, before, bfloat16, model, preset, xla_update)
+        step, step_cpu = variants["after_s"], variants["after_cpu_s"]
     row = {
         "model": row_label(name, preset),
+        "name": name,
+        "preset": preset,
         "input": "x".join(str(d) for d in config.input_shape),
         "batch": batch_size,
         "params": model.count_params(),
         "forward GFLOPs/sample": forward / 1e9,
         "train GFLOPs/sample": train / 1e9,
         "train step (s)": step,
+        "step CPU (s)": step_cpu,
         "model samples/s": batch_size / step,
+        "load": load_average(),
     }
     if variants.get("before_s") is not None:
         row["step before (s)"] = variants["before_s"]
-        row["speedup"] = f"{variants['speedup']:.2f}x"
+        row["speedup"] = ratio_text(variants["before_s"], step, variants["before_cpu_s"], step_cpu)
+    if variants.get("xla_update_s") is not None:
+        row["XLA update step (s)"] = variants["xla_update_s"]
+        row["XLA update CPU (s)"] = variants["xla_update_cpu_s"]
+        row["XLA update speedup"] = ratio_text(step, variants["xla_update_s"], step_cpu,
+                                               variants["xla_update_cpu_s"])
     if variants:
         if variants["bf16_s"] is not None:
             row["bf16 step (s)"] = variants["bf16_s"]
@@ -117,6 +135,12 @@ def measure(name, repeats, pipeline=True, before=True, bfloat16=True, preset="be
             row["pipeline samples/s"] = rate
     keras.backend.clear_session()
     return row
+
+
+def ratio_text(before_s, after_s, before_cpu_s, after_cpu_s):
+    """"1.10x (CPU 1.12x)": how many times faster `after` is, in wall and
+    in CPU time."""
+    return f"{before_s / after_s:.2f}x (CPU {before_cpu_s / after_cpu_s:.2f}x)"
 
 
 def measure_xla(name, repeats, reference_step_s=None, timeout_s=150):
@@ -179,31 +203,40 @@ def xla_step(name, repeats, reference_step_s=None):
     started = time.perf_counter()
     model.train_on_batch(inputs, targets)
     first_call = time.perf_counter() - started
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     model.train_on_batch(inputs, targets)
     once = time.perf_counter() - started
     if reference_step_s is not None and once > XLA_GIVE_UP_RATIO * reference_step_s:
         step, note = once, f"one timed step, over {XLA_GIVE_UP_RATIO:g}x slower"
+        cpu = time.process_time() - cpu_started
     else:
-        step = median_seconds(lambda: model.train_on_batch(inputs, targets), repeats, warmup=0)
+        step, cpu = median_times(lambda: model.train_on_batch(inputs, targets), repeats, warmup=0)
         note = f"median of {repeats} steps"
-    return {"step_s": step, "first_call_s": round(first_call, 2), "note": note}
+    return {"step_s": step, "cpu_s": cpu, "first_call_s": round(first_call, 2), "note": note}
 
 
-def interleaved_medians(models_by_label, inputs, targets, repeats, warmup=2):
-    """`{label: median train-step seconds}` of models whose timed steps
-    alternate (a, b, a, b, ...), so that load on a shared machine falls on
-    every variant alike and their ratio is fair."""
+def interleaved_times(models_by_label, inputs, targets, repeats, warmup=2):
+    """`{label: (median wall seconds, median CPU seconds)}` of a train step
+    of models whose timed steps alternate (a, b, a, b, ...), so that load
+    on a shared machine falls on every variant alike and their ratio is
+    fair."""
     import statistics
 
     times = {label: [] for label in models_by_label}
     for index in range(warmup + repeats):
         for label, model in models_by_label.items():
-            started = time.perf_counter()
-            model.train_on_batch(inputs, targets)
+            wall, cpu = timed(lambda: model.train_on_batch(inputs, targets))
             if index >= warmup:
-                times[label].append(time.perf_counter() - started)
-    return {label: statistics.median(values) for label, values in times.items()}
+                times[label].append((wall, cpu))
+    return {label: (statistics.median(w for w, _ in values),
+                    statistics.median(c for _, c in values))
+            for label, values in times.items()}
+
+
+def interleaved_medians(models_by_label, inputs, targets, repeats, warmup=2):
+    """`{label: median train-step wall seconds}`, see `interleaved_times`."""
+    times = interleaved_times(models_by_label, inputs, targets, repeats, warmup)
+    return {label: wall for label, (wall, _) in times.items()}
 
 
 def bfloat16_unavailable(name, config):
@@ -235,16 +268,20 @@ def bfloat16_unavailable(name, config):
 
 
 def measure_variants(name, repeats, before=True, bfloat16=True, after_model=None,
-                     preset="benchmark"):
+                     preset="benchmark", xla_update=False):
     """The step times of `name` measured in one process, interleaved.
 
     Builds the model as it is ("after"), as it was (the family's
-    `speedup_baseline` config fields, when `before` and it has any) and under the `mixed_bfloat16`
-    policy (when `bfloat16` and `bfloat16_unavailable` gives no reason),
+    `speedup_baseline` config fields, when `before` and it has any), under
+    the `mixed_bfloat16` policy (when `bfloat16` and `bfloat16_unavailable`
+    gives no reason) and with its optimizer's update compiled by XLA (when
+    `xla_update`),
     each from the same seed (`after_model`, when given, is the first,
     already compiled), and times their steps alternately. Returns
-    `{"after_s", "before_s", "speedup", "bf16_s", "bf16_speedup",
-    "bf16_note"}`, the absent ones None.
+    `{"after_s", "after_cpu_s", "before_s", "before_cpu_s", "speedup",
+    "bf16_s", "bf16_speedup", "bf16_note", "xla_update_s",
+    "xla_update_cpu_s"}` (seconds are medians of wall or CPU time), the
+    absent ones None.
     """
     import keras
 
@@ -269,12 +306,20 @@ def measure_variants(name, repeats, before=True, bfloat16=True, after_model=None
             variants["bf16"] = _compiled_model(name, config, jit_compile=False)
         finally:
             keras.config.set_dtype_policy(policy)
+    if xla_update:
+        keras.utils.set_random_seed(0)
+        variants["xla_update"] = _compiled_model(name, config, jit_compile=False, xla_update=True)
     inputs, targets = family.example_batch(config, batch_size, seed=0)
-    medians = interleaved_medians(variants, inputs, targets, repeats)
+    times = interleaved_times(variants, inputs, targets, repeats)
     keras.backend.clear_session()
+    medians = {label: wall for label, (wall, _) in times.items()}
     after = medians["after"]
-    result = {"after_s": after, "before_s": medians.get("before"), "speedup": None,
-              "bf16_s": medians.get("bf16"), "bf16_speedup": None, "bf16_note": bf16_note}
+    result = {"after_s": after, "after_cpu_s": times["after"][1],
+              "before_s": medians.get("before"), "speedup": None,
+              "before_cpu_s": times.get("before", (None, None))[1],
+              "bf16_s": medians.get("bf16"), "bf16_speedup": None, "bf16_note": bf16_note,
+              "xla_update_s": medians.get("xla_update"),
+              "xla_update_cpu_s": times.get("xla_update", (None, None))[1]}
     if result["before_s"] is not None:
         result["speedup"] = result["before_s"] / after
     if result["bf16_s"] is not None:

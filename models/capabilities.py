@@ -18,6 +18,9 @@ naming a model:
 - `benchmark_presets`, `speedup_baseline`: the rows of the benchmark
   report, and the config fields that bring back the implementation before
   the family's speed-ups (the report times both, interleaved).
+- `benchmark_xla_update`: whether the report's rows also time the step
+  with the optimizer's update compiled by XLA (for families whose profiles
+  show the per-variable update ops).
 - `ablation`: an `Ablation` grid that `tuning.search --grid` searches.
 
 Example:

@@ -864,6 +864,8 @@ register(
                             split=split_backbone),
         benchmark_presets=("benchmark", "benchmark_features"),
         speedup_baseline={"attention_implementation": "keras"},
+        # Its profile shows the optimizer's per-variable update ops.
+        benchmark_xla_update=True,
     )
 )
 

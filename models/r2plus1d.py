@@ -874,6 +874,8 @@ register(
         explanation=perceiver_explanation,
         size_metrics=size_metrics,
         latency=LatencyCase(preset="latency", frames=8),
+        # Its profile shows the optimizer's per-variable update ops.
+        benchmark_xla_update=True,
         ablation=ABLATION,
     )
 )

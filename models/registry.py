@@ -85,6 +85,9 @@ class Family:
         benchmark_presets: the presets the benchmark report times.
         speedup_baseline: config fields that bring back the implementation
             before the family's speed-ups, for before/after timings.
+        benchmark_xla_update: whether the benchmark report also times the
+            step with the optimizer's update compiled by XLA (`python -m
+            benchmarks --measure-update` times it for every family).
         ablation: an architecture `Ablation` grid, or None.
     """
 
@@ -102,6 +105,7 @@ class Family:
     latency: Any = None
     benchmark_presets: tuple = ("benchmark",)
     speedup_baseline: dict = dataclasses.field(default_factory=dict)
+    benchmark_xla_update: bool = False
     ablation: Any = None
 
     def __post_init__(self):

@@ -25,6 +25,14 @@ def test_variants_alternate_and_every_timed_step_counts():
     assert calls == ["after", "before"] * 4
     assert set(medians) == {"after", "before"}
     assert all(value >= 0 for value in medians.values())
+    calls.clear()
+    times = train_step.interleaved_times(
+        {"after": RecordingModel("after", calls), "fused": RecordingModel("fused", calls)},
+        inputs=None, targets=None, repeats=2, warmup=0,
+    )
+    assert calls == ["after", "fused"] * 2
+    # (wall, CPU) medians per variant.
+    assert all(len(pair) == 2 and min(pair) >= 0 for pair in times.values())
 
 
 def test_every_earlier_variant_is_a_valid_config():

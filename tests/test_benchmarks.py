@@ -127,6 +127,14 @@ def test_jit_choice_needs_a_clear_margin():
     assert report.choose_jit(1.0, None) == "off"
 
 
+def test_the_xla_update_is_chosen_on_cpu_time_and_never_when_slower():
+    assert report.choose_update(1.0, 2.0, 0.9, 1.8) == "on"
+    assert report.choose_update(1.0, 2.0, 1.0, 1.9) == "on"  # exactly 0.95x the CPU, same wall
+    assert report.choose_update(1.0, 2.0, 0.9, 1.92) == "off"  # 0.96x: within noise
+    assert report.choose_update(1.0, 2.0, 1.01, 1.5) == "off"  # less CPU, more wall time
+    assert report.choose_update(1.0, 2.0, None, None) == "off"
+
+
 @pytest.mark.parametrize("content, expected", [
     ("{oops", "not valid JSON"),
     ("[1, 2]", r"expected a JSON object \{\"rows\": \{model: row\}\}, got a list"),
@@ -226,7 +234,8 @@ def test_first_step_table_is_the_median_of_alternating_rounds(monkeypatch, capsy
     from benchmarks import first_step
 
     calls = []
-    seconds = iter([9.0, 5.0, 12.0, 4.0, 10.0, 6.0])  # without, with, without, ...
+    # (wall, CPU) without, with, without, ...
+    seconds = iter([(9.0, 8.0), (5.0, 6.0), (12.0, 9.0), (4.0, 2.0), (10.0, 12.0), (6.0, 3.0)])
 
     def time_once(name, preset, build):
         calls.append((name, preset, build))
@@ -235,8 +244,8 @@ def test_first_step_table_is_the_median_of_alternating_rounds(monkeypatch, capsy
     monkeypatch.setattr(first_step, "time_once", time_once)
     assert first_step.main(["--models", "convlstm", "--repeats", "3"]) == 0
     assert calls == [("convlstm", "tiny", False), ("convlstm", "tiny", True)] * 3
-    # Medians 10.0 and 5.0.
-    assert "| convlstm | 10.0 | 5.0 | 2.00x |" in capsys.readouterr().out
+    # Wall medians 10.0 and 5.0, CPU medians 9.0 and 3.0.
+    assert "| convlstm | 10.0 | 5.0 | 2.00x | 9.0 | 3.0 | 3.00x |" in capsys.readouterr().out
 
 
 def test_first_step_refuses_an_unknown_model(capsys):
