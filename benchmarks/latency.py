@@ -2,34 +2,43 @@
 
     python -m benchmarks.latency [--models keyframe_transformer,...]
         [--formats keras,litert,litert-int8,onnx] [--threads 1,2]
-        [--repeats 5] [--video FILE] [--cache DIR]
+        [--decoders opencv,pyav] [--overlap-batch 6] [--repeats 5]
+        [--video FILE] [--cache DIR]
 
 For each model, format and thread count, the median of `--repeats` rounds
-(formats alternate within a round, so a change in the machine's load hits
-them alike) of:
+(formats and decoders alternate within a round, so a change in the
+machine's load hits them alike) of:
 
 - model only: the model on one clip already in memory;
-- end to end: one video file in, the model's output out: decode, sample,
-  resize to the model's frames, then the model;
-- overlapped (models over per-frame backbone features): the same video,
-  with each sampled frame going through the backbone as soon as it is
-  decoded, in a second thread, and the temporal head run on the features
-  once the last frame is in; the model stops waiting for the decoder.
+- end to end, per decoder: one video file in, the model's output out:
+  decode, sample, resize to the model's frames, then the model;
+- overlapped, per decoder (models over per-frame backbone features): the
+  same video, decoded in a second thread, the sampled frames going
+  through the backbone in batches of `--overlap-batch` as soon as they
+  are out, and the temporal head run on the features once the last frame
+  is in; the model stops waiting for the decoder.
+
+Before those, decoding only: the keyframe samples (60 frames at 224x224)
+decoded by each decoder, with the frames and packets it decoded.
 
 Each also has its CPU time (seconds of CPU the process used in that call,
 all its threads together, median of the rounds): on a shared machine the
 wall time includes waiting for a core, the CPU time does not, so it tells
 what a quiet machine would take (about CPU time / threads when the threads
-are kept busy).
+are kept busy). Every row has the load average it was measured at.
 
 The video is the design notes' input for keyframe scoring: 30 s of
-1280x720 at 25 fps, written once into `--cache` with OpenCV's MPEG-4
-encoder (the only one its FFmpeg writes here; pass `--video` for your own
-file, e.g. H.264). Keyframe scoring samples it at 2 frames per second (60
-frames); the clip classifiers sample their own frame count uniformly over
-it, as training does. Decoding reads the file once in order and converts
-only the sampled frames (`grab` every frame, `retrieve` the sampled ones):
-seeking is slower than decoding through with these codecs.
+1280x720 at 25 fps, written once into `--cache` in H.264 by PyAV's
+libx264 (x264's default settings, a keyframe every second as phone cameras
+write; x264 chooses no B-frames for this noisy content), or with OpenCV's
+MPEG-4 Part 2 encoder where libx264 is missing; `--video` takes your own
+file. Keyframe scoring samples it at 2 frames per second (60 frames); the
+clip classifiers sample their own frame count uniformly over it, as
+training does. The decoders (`data.video`): OpenCV reads the file once in
+order and converts only the sampled frames (`grab` every frame,
+`retrieve` the sampled ones); PyAV (`data.av_decoder`) decodes only the
+stretches from the keyframe before each sampled frame, skipping frames
+nothing refers to, with FFmpeg's threads. Both give the same pixels.
 
 Models are built at their `benchmark` preset sizes with random weights
 (nothing is downloaded; latency does not depend on the weights). `convlstm`
@@ -44,8 +53,8 @@ EfficientNet-B0 features of 224x224 frames) run as two files, the
 per-frame backbone and the temporal head, in every format.
 
 TensorFlow fixes its thread pools when it starts, so each thread count runs
-in its own child process; `--threads` sets the runtimes' threads and
-OpenCV's decoder threads.
+in its own child process; `--threads` sets the runtimes' threads and both
+decoders' threads.
 
 Project modules are imported inside the functions that use them: a
 benchmark child sets its threads and Keras backend before TensorFlow loads,
@@ -63,12 +72,15 @@ import time
 
 import numpy as np
 
+from benchmarks.timing import load_average, machine_description, timed
 from common.cli import ArgumentParser
+from common.files import atomic_path
 
 # "keras" is the Keras model itself traced as one TensorFlow graph (no
 # export); the others are the export formats of `train.formats`.
 KERAS_ROW = "keras"
 FORMATS = (KERAS_ROW, "litert", "litert-int8", "onnx")
+DECODERS = ("opencv", "pyav")
 DEFAULT_CACHE = os.path.join("runs", ".cache", "latency")
 VIDEO_SECONDS, VIDEO_FPS, VIDEO_SIZE = 30, 25.0, (720, 1280)
 KEYFRAME_SAMPLING_FPS = 2.0
@@ -94,8 +106,35 @@ def refuses(name, format_name):
 # The video.
 
 
+# x264's defaults but for the keyframe interval: one a second, as phone
+# cameras write (x264's own default is 250 frames).
+H264_OPTIONS = {"g": str(int(VIDEO_FPS))}
+
+
+def h264_encoder():
+    """The name of an H.264 encoder PyAV's FFmpeg has, or None."""
+    import av
+
+    for name in ("libx264", "h264"):
+        try:
+            av.codec.Codec(name, "w")
+            return name
+        except av.codec.codec.UnknownCodecError:
+            continue
+    return None
+
+
+def benchmark_video_path(cache):
+    """Where the benchmark video lives in `cache`: H.264 when an encoder is
+    there to write it, else MPEG-4 Part 2."""
+    name = "720p_30s_h264.mp4" if h264_encoder() else "720p_30s_mp4v.mp4"
+    return os.path.join(cache, name)
+
+
 def write_benchmark_video(path, seconds=VIDEO_SECONDS, fps=VIDEO_FPS, size=VIDEO_SIZE):
-    """A 1280x720 video of moving shapes over a gradient, with mild noise."""
+    """A 1280x720 video of moving shapes over a gradient, with mild noise:
+    H.264 (`h264_encoder`, `H264_OPTIONS`) for a name ending in `_h264.mp4`,
+    else OpenCV's MPEG-4 Part 2 (mp4v). Returns the path."""
     from data import video  # see the module doc: imported when needed
 
     height, width = size
@@ -113,8 +152,32 @@ def write_benchmark_video(path, seconds=VIDEO_SECONDS, fps=VIDEO_FPS, size=VIDEO
         image += rng.normal(0, 6, size=image.shape[:2] + (1,)).astype(np.float32)
         return np.clip(image, 0, 255).astype(np.uint8)
 
-    return video.write_video(path, (frame(i) for i in range(int(seconds * fps))), fps=fps,
-                             fourcc="mp4v")
+    frames = (frame(i) for i in range(int(seconds * fps)))
+    encoder = h264_encoder()
+    if not path.endswith("_h264.mp4") or encoder is None:
+        return video.write_video(path, frames, fps=fps, fourcc="mp4v")
+    return write_h264(path, frames, fps, encoder)
+
+
+def write_h264(path, frames, fps, encoder, options=H264_OPTIONS):
+    """RGB uint8 frames as an H.264 MP4 written by PyAV's `encoder`, under a
+    temporary name renamed into place."""
+    import av
+
+    frames = iter(frames)
+    first = next(frames)
+    with atomic_path(path) as temporary:
+        with av.open(temporary, "w", format="mp4") as container:
+            stream = container.add_stream(encoder, rate=int(fps))
+            stream.height, stream.width = first.shape[:2]
+            stream.pix_fmt = "yuv420p"
+            stream.options = dict(options)
+            for image in (first, *frames):
+                for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+    return path
 
 
 def sampled_indices(frame_count, fps, frames):
@@ -125,9 +188,15 @@ def sampled_indices(frame_count, fps, frames):
     return np.linspace(0, frame_count - 1, frames).astype(np.int64)
 
 
-def decode_sampled(path, indices, size, threads):
-    """Yields the sampled frames as RGB float32 [H, W, 3] in 0..255, in
-    order, decoding through the file once and converting only those."""
+def decode_sampled(path, indices, size, threads, decoder="opencv", counts=None):
+    """Yields the sampled frames (sorted `indices`) as RGB float32
+    [H, W, 3] in 0..255, in order, as they are decoded: with OpenCV
+    decoding through the file once and converting only those, with PyAV
+    decoding what they need (`data.av_decoder`). `counts` (a dict) gets
+    the packets each decoder sent and the frames it decoded."""
+    if decoder == "pyav":
+        yield from decode_sampled_pyav(path, indices, size, threads, counts)
+        return
     import cv2
 
     capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, threads])
@@ -145,6 +214,29 @@ def decode_sampled(path, indices, size, threads):
                     yield rgb
     finally:
         capture.release()
+        if counts is not None:
+            counts.update(sent=len(wanted), decoded=len(wanted))
+
+
+def decode_sampled_pyav(path, indices, size, threads, counts=None):
+    from data import av_decoder, video  # see the module doc: imported when needed
+
+    index = av_decoder.index_packets(path)
+    if index is None:
+        raise ValueError(f"{path}: PyAV cannot index this file's frames exactly")
+    presentation = index.presentation_pts
+    wanted_pts = presentation[np.unique(indices)]
+    repeats = dict(zip(*np.unique(presentation[indices], return_counts=True)))
+    needed = av_decoder.decode_plan(index, wanted_pts)
+    given = 0
+    for pts, frame in av_decoder.iter_decoded(path, index, needed, wanted_pts, threads,
+                                              counts=counts):
+        rgb = video.convert_frame(av_decoder.bgr(frame), size).astype(np.float32)
+        for _ in range(repeats[pts]):
+            yield rgb
+        given += 1
+    if given < len(wanted_pts):
+        raise ValueError(f"{path}: {len(wanted_pts) - given} sampled frames did not decode")
 
 
 def video_info(path):
@@ -306,17 +398,22 @@ def measure_child(args):
 
     frame_count, fps = video_info(args.video)
     keyframe_indices = sampled_indices(frame_count, fps, None)
-    decode_times, decode_cpu = [], []
-    for _ in range(args.repeats):
-        started, cpu_started = time.perf_counter(), time.process_time()
-        for _frame in decode_sampled(args.video, keyframe_indices, (224, 224), threads):
-            pass
-        decode_times.append(time.perf_counter() - started)
-        decode_cpu.append(time.process_time() - cpu_started)
-    print(json.dumps({"model": "(decoding only)", "format": "OpenCV", "threads": threads,
-                      "frames": len(keyframe_indices), "end to end": statistics.median(decode_times),
-                      "end to end CPU": statistics.median(decode_cpu),
-                      "load": round(os.getloadavg()[0], 1)}), flush=True)
+    decode_times = {decoder: [] for decoder in args.decoders}
+    counts = {decoder: {} for decoder in args.decoders}
+    for index in range(1 + args.repeats):  # the first round warms the file cache
+        for decoder in args.decoders:
+            wall, cpu = timed(lambda: all(True for _ in decode_sampled(
+                args.video, keyframe_indices, (224, 224), threads, decoder, counts[decoder])))
+            if index:
+                decode_times[decoder].append((wall, cpu))
+    for decoder in args.decoders:
+        print(json.dumps({
+            "model": "(decoding only)", "format": "-", "decoder": DECODER_NAMES[decoder],
+            "threads": threads, "frames": len(keyframe_indices),
+            "end to end": statistics.median(w for w, _ in decode_times[decoder]),
+            "end to end CPU": statistics.median(c for _, c in decode_times[decoder]),
+            "decoded": f"{counts[decoder]['decoded']} of {counts[decoder]['sent']} sent",
+            "load": load_average()}), flush=True)
     for name in args.models:
         case = cases()[name]
         model, config, parts = build(name, case)
@@ -351,53 +448,65 @@ def measure_child(args):
             features = first_output(parts_of["backbone"]({"images": images}))
             return first_output(parts_of["head"](head_inputs(features)))
 
-        def end_to_end(parts_of):
-            frames = np.stack(list(decode_sampled(args.video, indices, size, threads)))
+        def end_to_end(parts_of, decoder):
+            frames = np.stack(list(decode_sampled(args.video, indices, size, threads, decoder)))
             if "model" in parts_of:
                 return first_output(parts_of["model"]({"frames": frames[None] / 255.0}))
             features = first_output(parts_of["backbone"]({"images": frames}))
             return first_output(parts_of["head"](head_inputs(features)))
 
-        def overlapped(parts_of):
-            decoded = queue.Queue(maxsize=8)
+        def overlapped(parts_of, decoder):
+            decoded = queue.Queue(maxsize=2 * args.overlap_batch)
 
             def decode():
-                for frame in decode_sampled(args.video, indices, size, threads):
+                for frame in decode_sampled(args.video, indices, size, threads, decoder):
                     decoded.put(frame)
                 decoded.put(None)
 
             worker = threading.Thread(target=decode, daemon=True)
             worker.start()
-            features = []
-            while (frame := decoded.get()) is not None:
-                features.append(first_output(parts_of["backbone"]({"images": frame[None]}))[0])
+            features, batch, done = [], [], False
+            while not done:
+                frame = decoded.get()
+                done = frame is None
+                if not done:
+                    batch.append(frame)
+                if batch and (done or len(batch) == args.overlap_batch):
+                    images = np.stack(batch)
+                    features.append(first_output(parts_of["backbone"]({"images": images})))
+                    batch = []
             worker.join()
-            return first_output(parts_of["head"](head_inputs(np.stack(features))))
+            return first_output(parts_of["head"](head_inputs(np.concatenate(features))))
 
-        measurements = {"model only": model_only, "end to end": end_to_end}
-        if parts is not None:
-            measurements["overlapped"] = overlapped
-        times = {(f, what): [] for f in runners for what in measurements}
-        cpu = {(f, what): [] for f in runners for what in measurements}
-        for what, measure in measurements.items():
+        measurements = {("model only", None): model_only}
+        for decoder in args.decoders:
+            measurements["end to end", decoder] = lambda p, d=decoder: end_to_end(p, d)
+            if parts is not None:
+                measurements["overlapped", decoder] = lambda p, d=decoder: overlapped(p, d)
+        times = {(f, key): [] for f in runners for key in measurements}
+        for key, measure in measurements.items():
             for format_name, parts_of in runners.items():
                 measure(parts_of)  # warm-up
         for _ in range(args.repeats):
-            for what, measure in measurements.items():
+            for key, measure in measurements.items():
                 for format_name, parts_of in runners.items():
-                    started, cpu_started = time.perf_counter(), time.process_time()
-                    measure(parts_of)
-                    times[format_name, what].append(time.perf_counter() - started)
-                    cpu[format_name, what].append(time.process_time() - cpu_started)
+                    times[format_name, key].append(timed(lambda: measure(parts_of)))
         for format_name in runners:
-            row = {"model": name, "format": format_name, "threads": threads, "frames": steps,
-                   "load": round(os.getloadavg()[0], 1)}
+            shown = format_name
             if parts is not None and refuses(name, format_name):
-                row["format"] = f"{format_name} backbone + litert head"
-            for what in measurements:
-                row[what] = statistics.median(times[format_name, what])
-                row[f"{what} CPU"] = statistics.median(cpu[format_name, what])
-            print(json.dumps(row), flush=True)
+                shown = f"{format_name} backbone + litert head"
+            for decoder in args.decoders:
+                row = {"model": name, "format": shown, "decoder": DECODER_NAMES[decoder],
+                       "threads": threads, "frames": steps, "load": load_average()}
+                for what, which in measurements:
+                    if which in (None, decoder):
+                        walls, cpus = zip(*times[format_name, (what, which)])
+                        row[what] = statistics.median(walls)
+                        row[f"{what} CPU"] = statistics.median(cpus)
+                print(json.dumps(row), flush=True)
+
+
+DECODER_NAMES = {"opencv": "OpenCV", "pyav": "PyAV"}
 
 
 def head_inputs(features):
@@ -410,14 +519,24 @@ def main(argv=None):
     parser.add_argument("--models", default=",".join(cases()), help="comma-separated model names")
     parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated formats")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    parser.add_argument("--decoders", default=",".join(DECODERS),
+                        help="comma-separated decoders (data.video's)")
+    parser.add_argument("--overlap-batch", type=int, default=6,
+                        help="frames per backbone call while decoding overlaps it")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds (median)")
     parser.add_argument("--video", default=None,
-                        help="video file (default: a 30 s 1280x720 one written into --cache)")
+                        help="video file (default: a 30 s 1280x720 H.264 one written into --cache)")
     parser.add_argument("--cache", default=DEFAULT_CACHE, help="folder of converted models and the video")
     parser.add_argument("--child-threads", type=int, default=None, help=argparse_hidden())
     args = parser.parse_args(argv)
     args.models = [m for m in args.models.split(",") if m]
     args.formats = [f for f in args.formats.split(",") if f]
+    args.decoders = [d for d in args.decoders.split(",") if d]
+    for name in args.decoders:
+        if name not in DECODERS:
+            raise ValueError(f"--decoders: unknown decoder {name!r}; decoders: {', '.join(DECODERS)}")
+    if args.overlap_batch < 1:
+        raise ValueError(f"--overlap-batch must be >= 1, got {args.overlap_batch}")
     for name in args.models:
         if name not in cases():
             raise ValueError(f"--models: unknown model {name!r}; models: {', '.join(cases())}")
@@ -426,9 +545,12 @@ def main(argv=None):
             raise ValueError(f"--formats: unknown format {name!r}; formats: {', '.join(FORMATS)}")
     os.makedirs(args.cache, exist_ok=True)
     if args.video is None:
-        args.video = os.path.join(args.cache, "720p_30s_mp4v.mp4")
+        args.video = benchmark_video_path(args.cache)
         if not os.path.exists(args.video):
+            started = time.perf_counter()
             write_benchmark_video(args.video)
+            print(f"wrote {args.video} in {time.perf_counter() - started:.0f} s",
+                  file=sys.stderr, flush=True)
     elif not os.path.isfile(args.video):
         raise FileNotFoundError(f"--video {args.video}: no such file")
     if args.child_threads is not None:
@@ -439,18 +561,32 @@ def main(argv=None):
     for threads in [int(t) for t in args.threads.split(",") if t]:
         command = [sys.executable, "-m", "benchmarks.latency", "--child-threads", str(threads),
                    "--models", ",".join(args.models), "--formats", ",".join(args.formats),
+                   "--decoders", ",".join(args.decoders),
+                   "--overlap-batch", str(args.overlap_batch),
                    "--repeats", str(args.repeats), "--video", args.video, "--cache", args.cache]
         result = subprocess.run(command, stdout=subprocess.PIPE, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"the {threads}-thread measurement failed (exit {result.returncode})")
         rows += [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    from benchmarks.timing import machine_description  # see the module doc: imported when needed
-
     frame_count, fps = video_info(args.video)
-    print(f"machine: {machine_description()}; video {args.video}: {frame_count} frames at "
-          f"{fps:g} fps")
+    print(f"machine: {machine_description()}; video {args.video}: {describe_video(args.video)}, "
+          f"{frame_count} frames at {fps:g} fps; backbone batch while overlapping "
+          f"{args.overlap_batch}")
     print(markdown(rows))
     return 0
+
+
+def describe_video(path):
+    """The codec and frame types of a file, e.g. "h264, 32 keyframes, no
+    B-frames"."""
+    from data import av_decoder  # see the module doc: imported when needed
+
+    index = av_decoder.index_packets(path)
+    if index is None:
+        return "not indexable by PyAV"
+    reordered = bool(np.any(np.diff(index.pts) < 0))
+    return (f"{index.codec}, {int(index.keyframe.sum())} keyframes, "
+            f"{'B-frames' if reordered else 'no B-frames'}")
 
 
 def argparse_hidden():
@@ -460,16 +596,17 @@ def argparse_hidden():
 
 
 def markdown(rows):
-    columns = ["model", "format", "threads", "frames", "model only (s)", "end to end (s)",
-               "overlapped (s)", "model only CPU (s)", "end to end CPU (s)", "overlapped CPU (s)",
-               "load"]
+    columns = ["model", "format", "decoder", "threads", "frames", "model only (s)",
+               "end to end (s)", "overlapped (s)", "model only CPU (s)", "end to end CPU (s)",
+               "overlapped CPU (s)", "load"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
 
     def seconds(row, key):
         return f"{row[key]:.3f}" if key in row else ""
 
-    for row in sorted(rows, key=lambda r: (r["model"], r["threads"], r["format"])):
-        cells = [row["model"], row["format"], row["threads"], row["frames"],
+    for row in sorted(rows, key=lambda r: (r["model"], r["threads"], r["format"], r["decoder"])):
+        decoder = row["decoder"] + (f" ({row['decoded']})" if "decoded" in row else "")
+        cells = [row["model"], row["format"], decoder, row["threads"], row["frames"],
                  seconds(row, "model only"), seconds(row, "end to end"),
                  seconds(row, "overlapped"), seconds(row, "model only CPU"),
                  seconds(row, "end to end CPU"), seconds(row, "overlapped CPU"), row["load"]]

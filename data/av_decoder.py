@@ -159,31 +159,34 @@ def decode_plan(index, wanted_pts):
     return needed
 
 
-def decode_packets(path, index, needed, wanted_pts, convert, threads=DEFAULT_THREADS,
-                   skip=True, seek_gap=SEEK_GAP_PACKETS, counts=None):
-    """Decodes the packets marked in `needed`; returns `{pts:
-    convert(frame)}` for the frames whose timestamp is in `wanted_pts`.
+def iter_decoded(path, index, needed, wanted_pts, threads=DEFAULT_THREADS, skip=True,
+                 seek_gap=SEEK_GAP_PACKETS, counts=None):
+    """Decodes the packets marked in `needed` (decode order of `index`) and
+    yields `(pts, frame)` for each frame whose timestamp is in
+    `wanted_pts`, once, as the decoder gives them out (in presentation
+    order).
 
     With `skip`, packets that are not wanted are decoded with
     `skip_frame = "NONREF"`. Where more than `seek_gap` packets in a row
     are not needed, the file is sought to the next needed one (always a
     clean keyframe) instead of being read through. `counts`, a dict, gets
     "sent" (packets given to the decoder), "decoded" (frames it returned)
-    and "seeks"."""
-
+    and "seeks". A damaged packet or tail ends nothing: its frames are
+    just not yielded."""
     wanted = set(int(p) for p in wanted_pts)
     position_of = {int(p): i for i, p in enumerate(index.pts)}
     needed_positions = np.flatnonzero(needed)
     last = int(needed_positions[-1])
-    frames = {}
+    yielded = set()
     counts = {} if counts is None else counts
     counts.update(sent=0, decoded=0, seeks=0)
 
-    def take(decoded):
+    def wanted_of(decoded):
         for frame in decoded:
             counts["decoded"] += 1
-            if frame.pts in wanted and frame.pts not in frames:
-                frames[frame.pts] = convert(frame)
+            if frame.pts in wanted and frame.pts not in yielded:
+                yielded.add(frame.pts)
+                yield frame.pts, frame
 
     container = av.open(path, metadata_errors="ignore")
     try:
@@ -210,28 +213,37 @@ def decode_packets(path, index, needed, wanted_pts, convert, threads=DEFAULT_THR
                         context.skip_frame = mode = want
                     counts["sent"] += 1
                     try:
-                        take(context.decode(packet))
+                        decoded = context.decode(packet)
                     except av.error.InvalidDataError:
-                        pass  # a damaged packet: its frame will be missing
+                        decoded = []  # a damaged packet: its frame will be missing
+                    yield from wanted_of(decoded)
                 if position >= last:
                     break
                 following = needed_positions[np.searchsorted(needed_positions, position, "right")]
                 if following - position > seek_gap and following > sought:
                     sought = int(following)
                     # Seeking drops the frames still in the decoder's threads.
-                    take(context.decode(None))
+                    yield from wanted_of(context.decode(None))
                     container.seek(int(index.dts[following]), stream=stream)
                     counts["seeks"] += 1
                     packets = container.demux(stream)
         except av.error.FFmpegError:
             pass  # a damaged tail: whatever decoded stands
         try:
-            take(context.decode(None))
+            drained = context.decode(None)
         except av.error.FFmpegError:
-            pass
+            drained = []
+        yield from wanted_of(drained)
     finally:
         container.close()
-    return frames
+
+
+def decode_packets(path, index, needed, wanted_pts, convert, threads=DEFAULT_THREADS,
+                   skip=True, seek_gap=SEEK_GAP_PACKETS, counts=None):
+    """`{pts: convert(frame)}` of the frames `iter_decoded` gives (see
+    there for the arguments)."""
+    return {pts: convert(frame) for pts, frame in iter_decoded(
+        path, index, needed, wanted_pts, threads, skip, seek_gap, counts)}
 
 
 def decode_frames(path, index, wanted_pts, convert, threads=DEFAULT_THREADS, counts=None):
@@ -256,4 +268,4 @@ def bgr(frame):
 
 
 __all__ = ["DEFAULT_THREADS", "PacketIndex", "SEEK_GAP_PACKETS", "bgr", "decode_frames",
-           "decode_packets", "decode_plan", "index_packets"]
+           "decode_packets", "decode_plan", "index_packets", "iter_decoded"]
