@@ -54,6 +54,7 @@ import os
 import sys
 
 from benchmarks import train_step
+from benchmarks.train_step import row_label
 from benchmarks.timing import best_seconds, machine_description
 from common.tables import markdown_table
 from common.cli import ArgumentParser, run_main
@@ -135,9 +136,10 @@ ABOUT_CHOICES = (
     "device kind, written by `python -m benchmarks --measure-jit` on the TensorFlow "
     f"backend. XLA is chosen when its step is at most {XLA_MARGIN:g}x the step without. "
     "'update': the step with only the optimizer's update compiled by XLA, beside the "
-    "plain step measured interleaved with it, in wall and CPU seconds, written by "
-    "`python -m benchmarks --measure-update`; chosen when its CPU time is at most "
-    f"{UPDATE_MARGIN:g}x the plain step's and its wall time no longer."
+    "plain step measured interleaved with it, in wall and CPU seconds, per preset the "
+    "report measured, written by `python -m benchmarks --measure-update`; chosen when "
+    f"at one preset its CPU time is at most {UPDATE_MARGIN:g}x the plain step's and its "
+    "wall time no longer, and at no preset is it slower in either."
 )
 
 
@@ -256,39 +258,57 @@ def measure_jit(names, rows, repeats, path, timeout_s=150):
 
 
 def measure_update(rows, path):
-    """Records the XLA-update choice of every row that timed it (rows of a
-    model's "benchmark" preset) beside the XLA choice in `path`; returns
-    the table of what was recorded."""
+    """Records each model's XLA-update choice beside its XLA choice in
+    `path`, from every row that timed it (a model may have rows at several
+    presets, e.g. the keyframe transformer on frames and on features: see
+    `choose_model_update`); returns the table of what was recorded."""
     from train.engine import distribute  # see the module doc: imported when needed
 
     check_jit_backend()
     device = distribute.device_kind()
     choices = distribute.read_jit_choices(path)
     choices.setdefault("models", {})
-    table = []
+    by_model = {}
     for row in rows:
-        if row.get("XLA update step (s)") is None or row.get("preset", "benchmark") != "benchmark":
+        if row.get("XLA update step (s)") is None:
             continue
-        record = {
+        by_model.setdefault(row.get("name", row["model"]), {})[row.get("preset", "benchmark")] = {
             "step_s": round(row["train step (s)"], 4),
             "step_cpu_s": round(row["step CPU (s)"], 4),
             "xla_update_step_s": round(row["XLA update step (s)"], 4),
             "xla_update_cpu_s": round(row["XLA update CPU (s)"], 4),
-            "choice": choose_update(row["train step (s)"], row["step CPU (s)"],
-                                    row["XLA update step (s)"], row["XLA update CPU (s)"]),
             "load": row.get("load"),
+        }
+    table = []
+    for name, presets in by_model.items():
+        record = {
+            "choice": choose_model_update(presets),
+            "presets": presets,
             "measured": datetime.date.today().isoformat(),
             "machine": machine_description(),
         }
-        name = row.get("name", row["model"])
         choices["models"].setdefault(name, {}).setdefault(device, {})["update"] = record
-        table.append({"model": name, "device": device, "step (s)": record["step_s"],
-                      "step CPU (s)": record["step_cpu_s"],
-                      "XLA update step (s)": record["xla_update_step_s"],
-                      "XLA update CPU (s)": record["xla_update_cpu_s"], "choice": record["choice"]})
+        for preset, numbers in presets.items():
+            table.append({"model": row_label(name, preset), "device": device,
+                          "step (s)": numbers["step_s"], "step CPU (s)": numbers["step_cpu_s"],
+                          "XLA update step (s)": numbers["xla_update_step_s"],
+                          "XLA update CPU (s)": numbers["xla_update_cpu_s"],
+                          "choice": record["choice"]})
     choices["about"] = ABOUT_CHOICES
     write_json(path, choices)
     return table
+
+
+def choose_model_update(presets):
+    """A model's XLA-update choice from its rows, `{preset: {"step_s",
+    "step_cpu_s", "xla_update_step_s", "xla_update_cpu_s"}}`: `"on"` when
+    at least one row chooses it (`choose_update`) and no row is slower with
+    it, in wall or in CPU time; else `"off"`."""
+    chosen = [choose_update(p["step_s"], p["step_cpu_s"], p["xla_update_step_s"],
+                            p["xla_update_cpu_s"]) for p in presets.values()]
+    slower = any(p["xla_update_step_s"] > p["step_s"] or p["xla_update_cpu_s"] > p["step_cpu_s"]
+                 for p in presets.values())
+    return "on" if "on" in chosen and not slower else "off"
 
 
 def check_jit_backend():

@@ -8,6 +8,11 @@ each consumer opening the file again. Frames come out as OpenCV gives them
 `data.video.read_frames` does, so a model sees the same pixels as in
 training.
 
+A stream decodes every frame, so it reads with OpenCV: `data.video`'s
+PyAV decoder only pays where frames can be left out (see
+`data.video.pyav_pays_off`), and for every frame OpenCV converts them a
+little faster.
+
 Errors follow `data.video`: a file that is missing, not a video or has no
 decodable frame raises `VideoError` when the stream is made or iterated;
 a stream that ends more than `MAX_SHORTFALL_FRACTION` short of the frame

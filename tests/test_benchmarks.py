@@ -135,6 +135,18 @@ def test_the_xla_update_is_chosen_on_cpu_time_and_never_when_slower():
     assert report.choose_update(1.0, 2.0, None, None) == "off"
 
 
+def test_a_models_xla_update_choice_needs_one_win_and_no_loss():
+    def row(step, cpu, update, update_cpu):
+        return {"step_s": step, "step_cpu_s": cpu, "xla_update_step_s": update,
+                "xla_update_cpu_s": update_cpu}
+
+    win, even, slower_wall = row(1.0, 2.0, 0.9, 1.8), row(4.0, 1.6, 4.0, 1.6), row(7, 4, 8, 3.8)
+    assert report.choose_model_update({"benchmark": even, "features": win}) == "on"
+    assert report.choose_model_update({"benchmark": even}) == "off"
+    assert report.choose_model_update({"benchmark": slower_wall, "features": win}) == "off"
+    assert report.choose_model_update({"a": win, "b": row(1.0, 2.0, 1.0, 2.01)}) == "off"
+
+
 @pytest.mark.parametrize("content, expected", [
     ("{oops", "not valid JSON"),
     ("[1, 2]", r"expected a JSON object \{\"rows\": \{model: row\}\}, got a list"),
