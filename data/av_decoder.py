@@ -27,13 +27,13 @@ anything. Frames are converted as OpenCV's are (BGR first, then
 the decoders' rounding (tests/test_av_decoder.py).
 
 `data.video.read_frames` is the reader every command uses; it calls
-`index_packets` and `decode_frames` here for the codecs it gives PyAV,
-and falls back to OpenCV for a file PyAV cannot index exactly (packets
-without timestamps, or two with the same).
+`index_packets`, `decode_plan` and `decode_frames` here where PyAV pays
+off (`data.video.pyav_pays_off`), and decodes with OpenCV otherwise and
+for a file PyAV cannot index exactly (packets without timestamps, or two
+with the same).
 """
 
 import dataclasses
-import os
 
 import av
 import numpy as np
@@ -246,14 +246,17 @@ def decode_packets(path, index, needed, wanted_pts, convert, threads=DEFAULT_THR
         path, index, needed, wanted_pts, threads, skip, seek_gap, counts)}
 
 
-def decode_frames(path, index, wanted_pts, convert, threads=DEFAULT_THREADS, counts=None):
+def decode_frames(path, index, wanted_pts, convert, threads=DEFAULT_THREADS, counts=None,
+                  needed=None):
     """`{pts: convert(frame)}` of the frames with timestamps `wanted_pts`,
     decoding only what they need (`decode_plan`, `decode_packets`); if a
     frame is missing, everything up to the last wanted frame is decoded
     again without skipping. A frame that still does not decode is absent
-    from the result. `counts`: see `decode_packets` (of the last pass)."""
-    frames = decode_packets(path, index, decode_plan(index, wanted_pts), wanted_pts, convert,
-                            threads, counts=counts)
+    from the result. `counts`: see `decode_packets` (of the last pass);
+    `needed`: the plan when the caller has it already."""
+    if needed is None:
+        needed = decode_plan(index, wanted_pts)
+    frames = decode_packets(path, index, needed, wanted_pts, convert, threads, counts=counts)
     if len(frames) < len(wanted_pts):
         everything = np.zeros(len(index.pts), bool)
         everything[:int(np.flatnonzero(np.isin(index.pts, wanted_pts))[-1]) + 1] = True

@@ -437,8 +437,10 @@ def read_frames(path, indices, size=DEFAULT_SIZE, decoder=None):
         if index is not None:
             chosen, info = _pyav_indices(path, index, indices)
             wanted_pts = index.presentation_pts[np.unique(chosen)]
-            if decoder == "pyav" or pyav_pays_off(index, wanted_pts):
-                return _read_frames_pyav(path, index, chosen, info, size), chosen, info
+            needed = av_decoder.decode_plan(index, wanted_pts)
+            if decoder == "pyav" or pyav_pays_off(index, wanted_pts, needed):
+                frames = _read_frames_pyav(path, index, chosen, wanted_pts, needed, info, size)
+                return frames, chosen, info
     return _read_frames_opencv(path, indices, size)
 
 
@@ -451,18 +453,17 @@ def resolve_decoder(decoder=None):
     return decoder
 
 
-def pyav_pays_off(index, wanted_pts):
+def pyav_pays_off(index, wanted_pts, needed):
     """Whether PyAV is the faster reader for these frames of this file.
 
     OpenCV decodes every packet up to the last wanted frame and converts
     each frame a little faster (measured in docs/exports.md, Latency), so
     PyAV is chosen when it leaves enough of those packets out: when its
-    plan (`data.av_decoder.decode_plan`) sends at most `PYAV_MAX_SHARE` of
-    them, or when the file has B-frames (packets out of presentation
-    order), of which the non-reference ones are skipped, and at most half
-    of the frames up to the last wanted one are wanted.
+    plan `needed` (`data.av_decoder.decode_plan`) sends at most
+    `PYAV_MAX_SHARE` of them, or when the file has B-frames (packets out of
+    presentation order), of which the non-reference ones are skipped, and
+    at most half of the frames up to the last wanted one are wanted.
     """
-    needed = av_decoder.decode_plan(index, wanted_pts)
     opencv_decodes = int(np.flatnonzero(np.isin(index.pts, wanted_pts))[-1]) + 1
     if needed.sum() <= PYAV_MAX_SHARE * opencv_decodes:
         return True
@@ -489,12 +490,13 @@ def _pyav_indices(path, index, indices):
     return chosen, VideoInfo(path, shown, index.fps, index.width, index.height)
 
 
-def _read_frames_pyav(path, index, chosen, info, size):
-    """The frames at `chosen` through `data.av_decoder`."""
+def _read_frames_pyav(path, index, chosen, wanted_pts, needed, info, size):
+    """The frames at `chosen` (timestamps `wanted_pts`, decode plan
+    `needed`) through `data.av_decoder`."""
     presentation = index.presentation_pts
-    wanted_pts = presentation[np.unique(chosen)]
     frames = av_decoder.decode_frames(
-        path, index, wanted_pts, lambda frame: convert_frame(av_decoder.bgr(frame), size)
+        path, index, wanted_pts, lambda frame: convert_frame(av_decoder.bgr(frame), size),
+        needed=needed,
     )
     missing = [int(np.searchsorted(presentation, pts)) for pts in wanted_pts
                if int(pts) not in frames]
