@@ -103,6 +103,37 @@ def test_keras_tf_epoch_iterator_yields_the_batch_iterator_third():
           "TFEpochIterator yielding (begin, end, batch iterator), as _maybe_symbolic_build reads it")
 
 
+# Keras: an optimizer's _backend_apply_gradients, which
+# train/engine/distribute.py's `compile_optimizer_update` replaces on the
+# instance with its XLA-compiled trace.
+
+
+XLA_UPDATE = "train.engine.distribute.compile_optimizer_update"
+
+
+def test_keras_optimizer_apply_calls_backend_apply_gradients_on_the_instance():
+    optimizer = keras.optimizers.AdamW(1e-3)
+    check(callable(getattr(optimizer, "_backend_apply_gradients", None)), XLA_UPDATE,
+          "keras optimizers' _backend_apply_gradients")
+    check(parameters(optimizer._backend_apply_gradients) == ["grads", "trainable_variables"],
+          XLA_UPDATE, "_backend_apply_gradients(grads, trainable_variables)")
+    # apply() must look it up on the instance for the replacement to be seen.
+    calls = []
+    plain = optimizer._backend_apply_gradients
+
+    def recorded(grads, trainable_variables):
+        calls.append(len(grads))
+        plain(grads, trainable_variables)
+
+    optimizer._backend_apply_gradients = recorded
+    variable = keras.Variable(np.ones(2, "float32"))
+    optimizer.apply([tf.ones(2)], [variable])
+    check(calls == [1], XLA_UPDATE,
+          "optimizer.apply calling self._backend_apply_gradients(grads, trainable_variables)")
+    check(not np.allclose(np.asarray(variable), 1.0), XLA_UPDATE,
+          "_backend_apply_gradients updating the variables itself")
+
+
 # TensorFlow: the strategy's own multi-worker test (train/engine/distribute.py: is_multi_worker).
 
 
