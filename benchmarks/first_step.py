@@ -19,11 +19,11 @@ and the GPU machines run the JAX backend without TensorFlow.
 """
 
 import json
-import os
 import statistics
 import subprocess
 import sys
 
+from benchmarks.timing import load_average
 from common.cli import ArgumentParser, run_main
 
 CHILD = """
@@ -88,7 +88,7 @@ def main(argv=None):
         before, after = (statistics.median(w for w, _ in times[b]) for b in (False, True))
         before_cpu, after_cpu = (statistics.median(c for _, c in times[b]) for b in (False, True))
         print(f"| {name} | {before:.1f} | {after:.1f} | {before / after:.2f}x | {before_cpu:.1f} "
-              f"| {after_cpu:.1f} | {before_cpu / after_cpu:.2f}x | {os.getloadavg()[0]:.1f} |",
+              f"| {after_cpu:.1f} | {before_cpu / after_cpu:.2f}x | {load_average():.1f} |",
               flush=True)
     return 0
 

@@ -165,7 +165,7 @@ def main(argv=None):
     import keras
 
     import models  # see the module doc: imported when needed
-    from benchmarks.timing import machine_description  # see the module doc: imported when needed
+    from benchmarks.timing import load_average, machine_description  # see the module doc: imported when needed
     from common.tables import markdown_table  # see the module doc: imported when needed
 
     parser = ArgumentParser(prog="python -m benchmarks.profile", description=__doc__.split("\n")[0])
@@ -197,7 +197,7 @@ def main(argv=None):
     print(f"machine: {machine_description()}")
     settings = ", ".join(f"{k}={v!r}" for k, v in overrides.items()) or "defaults"
     print(f"{args.model}, preset {args.preset}, {settings}; {args.steps} steps; trace {path}\n")
-    print(f"load average {os.getloadavg()[0]:.1f}")
+    print(f"load average {load_average():.1f}")
     print(markdown_table(top_rows(totals, wall, args.steps, args.top, cpu),
                          ["op", "self ms/step", "of busy time"]))
     return 0
