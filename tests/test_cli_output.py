@@ -28,4 +28,4 @@ def test_help_shows_the_values_the_embedded_data_uses_and_every_preset():
     assert "(default: 30,120,160,4; on the embedded data, preset demo: 16,48,64,4)" in text
     assert "presets of convlstm (--preset NAME): tiny: input_shape=4,12,12,2 filters=3,4" in text
     help_lines = run.build_parser("convlstm").format_help().splitlines()
-    assert "  demo: input_shape=16,48,64,4" in help_lines
+    assert "  demo: input_shape=16,48,64,4 epochs=4 learning_rate=0.001" in help_lines
