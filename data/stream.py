@@ -13,7 +13,8 @@ PyAV decoder only pays where frames can be left out (see
 `data.video.pyav_pays_off`), and for every frame OpenCV converts them a
 little faster.
 
-Errors follow `data.video`: a file that is missing, not a video or has no
+Errors follow `data.video`: a file that is missing, not a video (a still
+image, or a file of fewer than `data.video.MIN_VIDEO_FRAMES` frames) or has no
 decodable frame raises `VideoError` when the stream is made or iterated;
 a stream that ends more than `MAX_SHORTFALL_FRACTION` short of the frame
 count in its header is a truncated file and raises `VideoError` at its end.
@@ -57,6 +58,10 @@ class FrameStream:
         self.path = str(path)
         self._capture = video._open(self.path)
         self.info = video._header(self._capture, self.path)
+        problem = video.still_image_problem(self._capture)
+        if problem:
+            self._capture.release()
+            raise video.VideoError(self.path, problem)
         self._header_count = self.info.frame_count
         self._started = False
 
@@ -81,6 +86,9 @@ class FrameStream:
             self._capture.release()
         if read == 0:
             raise video.VideoError(self.path, "no frame could be decoded (corrupt or zero-frame video)")
+        problem = video.too_few_frames_problem(read)
+        if problem:
+            raise video.VideoError(self.path, problem)
         reported = self._header_count
         if reported and reported - read > max(1, int(video.MAX_SHORTFALL_FRACTION * reported)):
             raise video.VideoError(

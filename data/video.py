@@ -78,6 +78,11 @@ PYAV_MAX_SHARE = 0.9
 # Fewer decodable frames than the header reports by more than this is a
 # truncated file rather than an inexact header (see the module docstring).
 MAX_SHORTFALL_FRACTION = 0.05
+# What prediction takes for a video: at least this many frames, and not a
+# still image, which FFmpeg opens as a one-frame "video" at an invented
+# 25 fps (the codecs it gives image files, as cv2's CAP_PROP_FOURCC).
+MIN_VIDEO_FRAMES = 2
+IMAGE_CODECS = {"MPNG": "PNG", "webp": "WebP", "tiff": "TIFF", "gif ": "GIF"}
 
 logger = logging.getLogger(__name__)
 
@@ -322,6 +327,23 @@ def _header(capture, path):
     width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
     height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
     return VideoInfo(os.fspath(path), max(reported, 0), fps, width, height)
+
+
+def still_image_problem(capture):
+    """Why an opened file is a still image rather than a video, or None."""
+    fourcc = int(capture.get(cv2.CAP_PROP_FOURCC)) & 0xFFFFFFFF
+    codec = fourcc.to_bytes(4, "little").decode("latin-1")
+    if codec in IMAGE_CODECS:
+        return f"a still image ({IMAGE_CODECS[codec]}), not a video"
+    return None
+
+
+def too_few_frames_problem(count):
+    """Why `count` decoded frames are not a video, or None."""
+    if count < MIN_VIDEO_FRAMES:
+        return (f"{count} frame only: a still image, not a video (a video has at least "
+                f"{MIN_VIDEO_FRAMES} frames)")
+    return None
 
 
 def _count_frames(path):

@@ -104,6 +104,42 @@ def write_zero_frame_video(path):
     return os.fspath(path)
 
 
+def write_crashing_avi(path, num_frames=3, size=(24, 32)):
+    """An uncompressed 24-bit AVI (BI_RGB frames, no codec) of noise, 2.4 KB
+    for 3 frames of 24x32: OpenCV 4.13's FFmpeg aborts the process that
+    decodes it (`malloc_consolidate(): invalid chunk size`). Returns path."""
+    import struct
+
+    def chunk(tag, data):
+        return tag + struct.pack("<I", len(data)) + data + (b"\0" if len(data) % 2 else b"")
+
+    height, width = size
+    frame_bytes = ((width * 3 + 3) & ~3) * height
+    main_header = struct.pack("<14I", 100_000, 0, 0, 0x10, num_frames, 0, 1, frame_bytes,
+                              width, height, 0, 0, 0, 0)
+    stream_header = b"vids" + b"\0\0\0\0" + struct.pack(
+        "<IHHIIIIIIIIhhhh", 0, 0, 0, 0, 1, 10, 0, num_frames, frame_bytes, 0xFFFFFFFF, 0,
+        0, 0, width, height)
+    bitmap_header = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, frame_bytes,
+                                0, 0, 0, 0)
+    header_list = chunk(b"LIST", b"hdrl" + chunk(b"avih", main_header) + chunk(
+        b"LIST", b"strl" + chunk(b"strh", stream_header) + chunk(b"strf", bitmap_header)))
+    noise = np.random.default_rng(0).integers(0, 255, (num_frames, frame_bytes), dtype=np.uint8)
+    movie = chunk(b"LIST", b"movi" + b"".join(chunk(b"00db", frame.tobytes()) for frame in noise))
+    body = b"AVI " + header_list + movie
+    with open(path, "wb") as file:
+        file.write(b"RIFF" + struct.pack("<I", len(body)) + body)
+    return os.fspath(path)
+
+
+def write_still_image(path, size=(24, 32)):
+    """A PNG image, whatever its name says (e.g. `photo.mp4`)."""
+    ok, data = cv2.imencode(".png", np.full((*size, 3), 90, np.uint8))
+    with open(path, "wb") as file:
+        file.write(data.tobytes())
+    return os.fspath(path)
+
+
 def write_text_file(path, text="this is not a video\n"):
     """A text file, whatever its name says."""
     with open(path, "w") as file:

@@ -1,0 +1,78 @@
+"""data.decoder_process: files are decoded in a separate process first, and
+a crash or a hang there is an undecodable file, not the end of the caller."""
+
+import os
+import time
+
+import pytest
+
+from data import decoder_process
+from data.video import VideoError
+from tests import video_files
+from tests.crashing_decoder import use_crashing_decoder
+
+
+def test_a_real_file_that_aborts_the_decoder_is_an_undecodable_file(tmp_path):
+    crashing = video_files.write_crashing_avi(str(tmp_path / "raw.avi"))
+    good = video_files.write_video(str(tmp_path / "good.avi"), num_frames=5)
+    decoder = decoder_process.DecoderProcess()
+    try:
+        try:
+            decoder.check(crashing)
+        except VideoError as error:  # OpenCV 4.13 aborts; a fixed decoder may read it
+            assert str(error) == (f"{crashing}: could not be decoded: the decoder crashed on "
+                                  "this file (SIGABRT)")
+        # The next file gets a new decoder process.
+        assert decoder.check(good).frame_count == 5
+    finally:
+        decoder.close()
+
+
+def test_crashes_and_hangs_of_the_stand_in_decoder(tmp_path, monkeypatch):
+    decoder = use_crashing_decoder(monkeypatch)
+    crash = tmp_path / "crash.mp4"
+    crash.write_bytes(b"CRASH" + bytes(100))
+    hang = tmp_path / "hang.mp4"
+    hang.write_bytes(b"HANG" + bytes(100))
+    good = video_files.write_video(str(tmp_path / "good.mp4"), num_frames=4)
+    try:
+        with pytest.raises(VideoError, match="the decoder crashed on this file \\(SIGABRT\\)"):
+            decoder_process.check_video(crash)
+        assert decoder_process.check_video(good).frame_count == 4
+        started = time.monotonic()
+        with pytest.raises(VideoError, match="the decoder took longer than 1 s and was stopped"):
+            decoder_process.check_video(hang, timeout=1)
+        assert time.monotonic() - started < 30
+        assert decoder_process.check_video(good).frame_count == 4
+    finally:
+        decoder.close()
+
+
+def test_still_images_and_one_frame_files_are_not_videos(tmp_path):
+    image = video_files.write_still_image(str(tmp_path / "photo.mp4"))
+    with pytest.raises(VideoError, match="photo.mp4: a still image \\(PNG\\), not a video$"):
+        decoder_process.check_video(image)
+    one = video_files.write_video(str(tmp_path / "one.mp4"), num_frames=1)
+    with pytest.raises(VideoError, match="1 frame only: a still image, not a video"):
+        decoder_process.check_video(one)
+    text = video_files.write_text_file(str(tmp_path / "notes.mp4"))
+    with pytest.raises(VideoError, match="notes.mp4: cannot be opened as a video"):
+        decoder_process.check_video(text)
+    with pytest.raises(VideoError, match="no such file"):
+        decoder_process.check_video(str(tmp_path / "none.mp4"))
+    two = video_files.write_video(str(tmp_path / "two.mp4"), num_frames=2, fps=5.0)
+    info = decoder_process.check_video(two)
+    assert (info.frame_count, info.fps) == (2, 5.0)
+
+
+def test_the_decoder_process_never_imports_tensorflow(tmp_path):
+    # It runs `python -m data.decoder_process`: whatever data.video imports.
+    import subprocess
+    import sys
+
+    code = ("import sys, data.decoder_process; "
+            "print('tensorflow' in sys.modules or 'keras' in sys.modules)")
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            check=True).stdout
+    assert output.strip() == "False"
