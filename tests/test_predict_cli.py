@@ -223,6 +223,64 @@ def test_a_folder_is_a_batch_and_results_are_never_overwritten(summary_run, fold
     assert {name: (out / "v1" / name).read_bytes() for name in before} == before
 
 
+def test_a_batch_goes_on_after_files_that_crash_the_decoder(summary_run, tmp_path, capsys,
+                                                             monkeypatch):
+    from tests.crashing_decoder import use_crashing_decoder
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "a_crash.mp4").write_bytes(b"CRASH" + bytes(4000))  # the stand-in aborts on it
+    video_files.write_crashing_avi(str(videos / "b_raw.avi"))  # OpenCV 4.13 aborts on it
+    write_scene_video(str(videos / "c_good.mp4"), seconds=4.0, fps=10.0, scenes=2, size=(48, 64))
+    video_files.write_still_image(str(videos / "d_photo.mp4"))
+    decoder = use_crashing_decoder(monkeypatch)
+    out = tmp_path / "results"
+    try:
+        code, stdout, stderr = call(["--run", summary_run, "--video", str(videos),
+                                     "--out", str(out)], capsys)
+    finally:
+        decoder.close()
+    assert code == 0
+    lines = {os.path.basename(line["video"]): line for line in map(json.loads, stdout.splitlines())}
+    assert sorted(lines) == ["a_crash.mp4", "b_raw.avi", "c_good.mp4", "d_photo.mp4"]
+    assert lines["a_crash.mp4"]["error"].endswith(
+        "could not be decoded: the decoder crashed on this file (SIGABRT)")
+    assert "error" in lines["b_raw.avi"] or "files" in lines["b_raw.avi"]
+    assert lines["d_photo.mp4"]["error"].endswith("d_photo.mp4: a still image (PNG), not a video")
+    assert "files" in lines["c_good.mp4"]
+    # Only the predicted video has a result folder: nothing empty is left.
+    assert sorted(os.listdir(out)) == ["c_good"] + (["b_raw"] if "files" in lines["b_raw.avi"]
+                                                    else [])
+    assert "4/4" in stderr
+
+
+def test_still_images_and_one_frame_files_are_refused_as_videos(summary_run, tmp_path, capsys):
+    image = video_files.write_still_image(str(tmp_path / "photo.mp4"))
+    message = user_error(predict.main, ["--run", summary_run, "--video", image], capsys)
+    assert message == f"error: {image}: a still image (PNG), not a video"
+    one = video_files.write_video(str(tmp_path / "one.mp4"), num_frames=1)
+    message = user_error(predict.main, ["--run", summary_run, "--video", one], capsys)
+    assert message == (f"error: {one}: 1 frame only: a still image, not a video (a video has "
+                       "at least 2 frames)")
+
+
+def test_results_inside_the_video_folder_are_never_read_as_input(summary_run, tmp_path, capsys):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_scene_video(str(videos / "v.mp4"), seconds=3.0, fps=10.0, scenes=2, size=(48, 64))
+    out = videos / "results"
+    for _ in range(2):  # the first run wrote results/v/summary.mp4 into the folder
+        code, stdout, _ = call(["--run", summary_run, "--video", str(videos), "--out", str(out)],
+                               capsys)
+        assert code == 0
+        assert [os.path.basename(json.loads(line)["video"]) for line in stdout.splitlines()] == [
+            "v.mp4"]
+    assert sorted(os.listdir(out)) == ["v", "v-2"]
+    message = user_error(predict.main, ["--run", summary_run, "--video", str(out / "v"),
+                                        "--out", str(out / "v")], capsys)
+    assert "a folder with no video files (.mp4, .avi, .mov, .mkv, .webm) outside --out" in message
+
+
 def test_bad_input_ends_in_one_line(summary_run, scene_video, tmp_path, capsys):
     path, _ = scene_video
     message = user_error(predict.main, ["--run", str(tmp_path), "--video", path], capsys)

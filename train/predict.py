@@ -22,9 +22,15 @@ Every video gets its own new folder, `<out>/<video name>` (default `out`:
 RUN/predictions), or `<video name>-2`, `-3`, ... when that exists, so no
 earlier result is ever replaced. A single video prints its result as JSON;
 a folder is a batch: every video file in it (and its subfolders, in sorted
-order) is predicted and printed as one JSON line, with progress on stderr,
-and a file that does not decode is reported (on stderr and as a JSON line
-with an "error") and skipped.
+order, leaving out the `--out` folder when it lies inside) is predicted and
+printed as one JSON line, with progress on stderr, and a file that does not
+decode is reported (on stderr and as a JSON line with an "error") and
+skipped.
+
+Every file is decoded once in a separate process first
+(`data.decoder_process`): a file that crashes or hangs the decoder is
+reported as one that could not be decoded, and a batch goes on with the
+next file. Still images and files of one frame are refused as videos.
 
 `--stream` (runs whose model has a frame-by-frame form) feeds the video to the model one frame at a
 time (`train.serving.streaming.stream_video`) and writes `stream.json`: the
@@ -34,6 +40,7 @@ second of video), with the frame's index and time
 """
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -41,7 +48,8 @@ import sys
 from common.cli import ArgumentParser, run_main
 from common.files import write_json
 from common.progress import Progress
-from data.stream import FrameStream
+from data.decoder_process import check_video
+from data.video import VideoError
 from train.serving.prediction import (
     PredictOptions,
     describe_result,
@@ -141,26 +149,31 @@ def main(argv=None):
     batch = os.path.isdir(args.video)
     if args.stream_fps is not None and not args.stream:
         raise ValueError("--stream-fps is used only with --stream")
+    if args.stream_fps is not None and not (math.isfinite(args.stream_fps) and args.stream_fps > 0):
+        raise ValueError(
+            f"--stream-fps must be a number of frames per second > 0, got {args.stream_fps}")
+    root = args.out or os.path.join(args.run, "predictions")
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise NotADirectoryError(f"--out {root}: a file, but a folder is expected")
     if args.stream and args.explain:
         raise ValueError("--explain explains whole windows; it does not go with --stream")
     if args.stream and batch:
         raise ValueError(f"--stream: --video {args.video} is a folder; stream one video file")
     if batch:
-        videos = list_videos(args.video)
+        # The results of earlier runs into a folder inside --video are not input.
+        videos = list_videos(args.video, exclude=root)
         if not videos:
             raise ValueError(
                 f"--video {args.video}: a folder with no video files (.mp4, .avi, .mov, .mkv, .webm)"
+                + (f" outside --out {root}" if list_videos(args.video) else "")
             )
     else:
         # A file that is not a video is refused before the model loads.
-        FrameStream(args.video).close()
+        check_video(args.video)
     record, model = run_folder.load_run(args.run)
     if args.stream:
         return stream_one(model, record, args)
     predictor = tasks.task_for(record["model"]).predictor(model, record, options)
-    root = args.out or os.path.join(args.run, "predictions")
-    if os.path.exists(root) and not os.path.isdir(root):
-        raise NotADirectoryError(f"--out {root}: a file, but a folder is expected")
     if not batch:
         result = predict_one(predictor, args.video, root)
         print(json.dumps(result, indent=2))
@@ -172,8 +185,9 @@ def main(argv=None):
     failed = 0
     for video in videos:
         try:
+            check_video(video)  # a file that crashes the decoder crashes it elsewhere
             result = predict_one(predictor, video, root)
-        except ValueError as error:  # a video that does not decode, or too short
+        except (ValueError, VideoError) as error:  # a video that does not decode, or too short
             failed += 1
             print(json.dumps({"video": os.path.abspath(video), "error": str(error)}), flush=True)
             print(f"skipped {error}", file=sys.stderr)

@@ -201,11 +201,18 @@ class PredictOptions:
         return cls(**{key: value for key, value in values.items() if key in names and value is not None})
 
 
-def list_videos(folder):
-    """The video files under `folder`, sorted; hidden files left out."""
+def list_videos(folder, exclude=None):
+    """The video files under `folder`, sorted; hidden files and the folder
+    `exclude` (e.g. where results are written) left out."""
     found = []
+    excluded = os.path.realpath(exclude) if exclude else None
+    if excluded and os.path.commonpath([os.path.realpath(folder), excluded]) == excluded:
+        return found
     for directory, subfolders, names in os.walk(folder):
-        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        subfolders[:] = sorted(
+            name for name in subfolders if not name.startswith(".")
+            and os.path.realpath(os.path.join(directory, name)) != excluded
+        )
         found.extend(
             os.path.join(directory, name) for name in sorted(names)
             if is_video_file(name) and not name.startswith(".")

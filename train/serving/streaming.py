@@ -45,17 +45,34 @@ class StreamResult:
             return [None] * len(self.frames)
         return [round(float(index) / self.fps, 3) for index in self.frames]
 
+    @property
+    def columns(self):
+        """The class each probability column is of: every class, or for one
+        sigmoid output the positive class (the second name; the first
+        class's probability is one minus it)."""
+        names = list(self.class_names)
+        width = int(np.shape(self.probabilities)[-1]) if np.size(self.probabilities) else len(names)
+        if width == 1:
+            return [names[1] if len(names) == 2 else "1"]
+        return names if len(names) == width else [str(index) for index in range(width)]
+
     def to_json(self):
-        return {
+        result = {
             "video": self.video,
             "fps": self.fps,
             "class_names": list(self.class_names),
+            "columns": self.columns,
             "frames": [
                 {"frame": int(index), "time": time,
                  "probabilities": [round(float(p), 6) for p in row]}
                 for index, time, row in zip(self.frames, self.times, self.probabilities)
             ],
         }
+        if len(result["columns"]) == 1:
+            negative = self.class_names[0] if len(self.class_names) == 2 else "0"
+            result["note"] = (f"one sigmoid output: each probability is of class "
+                              f"{result['columns'][0]!r}; {negative!r} has one minus it")
+        return result
 
 
 def video_frames(path, size, fps=None):
@@ -110,8 +127,8 @@ def stream_video(model, record, video, fps=None, stepper=None):
     streaming = streaming_form(record["model"], flag="--stream")
     if not os.path.isfile(video):
         raise FileNotFoundError(f"--video {video}: no such file")
-    if fps is not None and not fps > 0:
-        raise ValueError(f"--fps must be > 0, got {fps}")
+    if fps is not None and not (np.isfinite(fps) and fps > 0):
+        raise ValueError(f"--stream-fps must be a number of frames per second > 0, got {fps}")
     config = models.get_family(record["model"]).config.with_overrides(**record["config"])
     channels = config.input_shape[-1]
     if channels != 3:

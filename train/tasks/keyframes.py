@@ -291,9 +291,17 @@ def select_keyshots(scores, picks, n_frames, change_points, ratio, shortest=1):
     n_frames = int(n_frames)
     budget = int(math.floor(ratio * n_frames))
     if budget < 1:
+        needed = 1.0 / max(n_frames, 1)
+        if needed >= 1.0:
+            raise ValueError(
+                f"a {n_frames}-frame video is too short to summarize: a summary of less than "
+                "the whole video needs at least 2 frames"
+            )
+        smallest = math.ceil(needed * 1000) / 1000  # in (0, 1) for 2 or more frames
         raise ValueError(
             f"--ratio {ratio} of a {n_frames}-frame video is less than one frame; "
-            f"the video needs at least {math.ceil(1 / ratio)} frames at this ratio"
+            f"use a --ratio of at least {smallest:g} (and below 1); the video needs at least "
+            f"{math.ceil(1 / ratio)} frames at this ratio"
         )
     frame_scores = summary_eval.upsample_to_frames(scores, picks, n_frames)
     shortest = max(1, min(int(shortest), budget))
