@@ -14,6 +14,7 @@ import shutil
 import socket
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -30,15 +31,32 @@ from train.serving import app as app_lib
 pytestmark = pytest.mark.xdist_group("test_app")
 
 
-def post(url, body, content_type, chunked=False):
-    """(status, JSON) of a POST. Sent over a plain socket: a server may answer
-    (413) before it has read the whole body and close, which urllib reports
-    as a broken pipe instead of the answer. `chunked` sends the body without
-    a Content-Length."""
+_tokens = {}
+
+
+def page_token(url):
+    """The page's token, as the page's own script reads it."""
+    base = url.split("/api/")[0]
+    if base not in _tokens:
+        _, _, body = get(base + "/api/status")
+        _tokens[base] = json.loads(body)["token"]
+    return _tokens[base]
+
+
+def post(url, body, content_type, chunked=False, headers=None):
+    """(status, JSON) of a POST, sent as the page sends it (its origin and
+    its token) unless `headers` says otherwise (a value of None leaves that
+    header out). Sent over a plain socket: a server may answer (413) before
+    it has read the whole body and close, which urllib reports as a broken
+    pipe instead of the answer. `chunked` sends the body without a
+    Content-Length."""
     parts = urllib.parse.urlsplit(url)
+    sent = {"Host": parts.netloc, "Origin": f"http://{parts.netloc}",
+            "X-Page-Token": page_token(url), **(headers or {})}
     with socket.create_connection((parts.hostname, parts.port), timeout=120) as sock:
         length = ("Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(body)}")
-        head = (f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        extra = "".join(f"{name}: {value}\r\n" for name, value in sent.items() if value is not None)
+        head = (f"POST {parts.path} HTTP/1.1\r\n{extra}"
                 f"Content-Type: {content_type}\r\n{length}\r\nConnection: close\r\n\r\n")
         if chunked:
             body = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
@@ -51,19 +69,28 @@ def post(url, body, content_type, chunked=False):
         return response.status, json.loads(response.read())
 
 
-def upload(url, name, data, field="video", chunked=False):
+def upload(url, name, data, field="video", chunked=False, headers=None):
     boundary = uuid.uuid4().hex
     body = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
         f"Content-Type: application/octet-stream\r\n\r\n"
     ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    return post(url + "/api/predict", body, f"multipart/form-data; boundary={boundary}", chunked)
+    return post(url + "/api/predict", body, f"multipart/form-data; boundary={boundary}", chunked,
+                headers)
 
 
 def get(url, headers=None):
     request = urllib.request.Request(url, headers=headers or {})
     with urllib.request.urlopen(request, timeout=30) as response:
         return response.status, response.headers, response.read()
+
+
+def get_status(url, headers=None):
+    """(status, headers, body) of a GET, error statuses included."""
+    try:
+        return get(url, headers)
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
 
 
 @pytest.fixture(scope="module")
@@ -137,11 +164,11 @@ def test_uploads_are_predicted_and_refused_with_a_message(summary_server, clip, 
     for keyframe in result["keyframes"]:
         _, _, data = get(url + keyframe["url"])
         assert data[:2] == b"\xff\xd8"  # JPEG
-    # The upload is kept beside the results, and a second one never replaces it.
+    # A second result never replaces the first; the uploads are not kept.
     with open(clip, "rb") as file:
         status, again = upload(url, "my clip.mp4", file.read())
     assert status == 200 and again["urls"]["summary_video"] == "/media/my_clip-2/summary.mp4"
-    assert sorted(os.listdir(os.path.join(root, "uploads"))) == ["my_clip-2.mp4", "my_clip.mp4"]
+    assert os.listdir(os.path.join(root, "uploads")) == []
 
 
 def test_a_classifier_page_gives_labels_and_a_timeline(classifier_server):
@@ -170,6 +197,193 @@ def test_a_folder_that_is_not_a_run_is_refused(tmp_path, capsys):
     assert stop.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines == [f"error: --run {tmp_path}: no config.json; is it a run folder?"]
+
+
+def raw_get(url, path, host):
+    """(status, headers, body) of a GET with a `Host` header of our choice
+    (urllib always sends the URL's)."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        connection.putrequest("GET", path, skip_host=True)
+        connection.putheader("Host", host)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        connection.close()
+
+
+def results_of(root):
+    return sorted(name for name in os.listdir(root) if name != "uploads")
+
+
+def test_requests_from_other_sites_and_other_host_names_are_refused(summary_server, clip):
+    url, app = summary_server
+    root = app.state.root
+    host = urllib.parse.urlsplit(url).netloc
+    before = results_of(root)
+    with open(clip, "rb") as file:
+        data = file.read()
+    # A page of another site posting a form (it cannot read or send the token) ...
+    status, body = upload(url, "clip.mp4", data,
+                          headers={"Origin": "http://evil.example", "X-Page-Token": None})
+    assert status == 403 and "http://evil.example" in body["error"]
+    # ... or a script that somehow has the token: the origin is still not the page's.
+    status, body = upload(url, "clip.mp4", data, headers={"Origin": "http://evil.example"})
+    assert status == 403
+    status, body = upload(url, "clip.mp4", data,
+                          headers={"Origin": None, "Referer": "http://evil.example/page.html"})
+    assert status == 403
+    # Without an origin (not a browser), the token is still needed.
+    status, body = upload(url, "clip.mp4", data, headers={"Origin": None, "X-Page-Token": None})
+    assert status == 403 and "token" in body["error"]
+    status, body = post(url + "/api/pick", json.dumps({"name": "clip.mp4"}).encode(), "text/plain",
+                        headers={"Origin": "http://evil.example", "X-Page-Token": None})
+    assert status == 403
+    # DNS rebinding: another name that resolves to 127.0.0.1.
+    status, _, body = raw_get(url, "/", "evil.example")
+    assert status == 400 and b"evil.example" in body
+    status, _, _ = raw_get(url, "/api/status", f"evil.example:{urllib.parse.urlsplit(url).port}")
+    assert status == 400
+    status, body = upload(url, "clip.mp4", data, headers={"Host": "evil.example",
+                                                          "Origin": "http://evil.example"})
+    assert status == 400
+    assert results_of(root) == before and os.listdir(os.path.join(root, "uploads")) == []
+    # The page's own requests still work, by every loopback name it serves.
+    assert raw_get(url, "/api/status", host)[0] == 200
+    assert raw_get(url, "/", host.replace("127.0.0.1", "localhost"))[0] == 200
+
+
+def test_only_the_files_of_its_own_results_are_served(summary_server, clip):
+    url, app = summary_server
+    root = app.state.root
+    planted = [".ssh/id_rsa", "notes.txt", "uploads/someone.mp4", "other/result.json"]
+    for name in planted:
+        os.makedirs(os.path.dirname(os.path.join(root, name)), exist_ok=True)
+        with open(os.path.join(root, name), "w") as file:
+            file.write("secret\n")
+    try:
+        with open(clip, "rb") as file:
+            status, result = upload(url, "served.mp4", file.read())
+        assert status == 200
+        for name in planted + ["served/../notes.txt", "%2e%2e/x", "served"]:
+            status, _, body = get_status(url + "/media/" + name)
+            assert status == 404 and b"secret" not in body, name
+    finally:
+        for name in planted:
+            os.remove(os.path.join(root, name))
+    status, _, _ = raw_get(url, "/media/.ssh/id_rsa", "evil.example")
+    assert status == 400
+    status, _, data = get(url + result["urls"]["result"])
+    assert status == 200 and json.loads(data)["frame_count"] == 150
+    # The usual security headers, on the page and on every answer.
+    for path in ("/", "/api/status", result["urls"]["result"], "/media/notes.txt"):
+        _, headers, _ = get_status(url + path)
+        assert headers["X-Frame-Options"] == "DENY"
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["Referrer-Policy"] == "same-origin"
+        policy = headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in policy and "default-src 'none'" in policy
+    _, headers, page = get(url + "/")
+    nonce = re.search(r"script-src 'nonce-([^']+)'", headers["Content-Security-Policy"]).group(1)
+    assert f'<script nonce="{nonce}">' in page.decode() and f'<style nonce="{nonce}">' in page.decode()
+
+
+def test_pick_takes_only_a_json_name(classifier_server):
+    url, _ = classifier_server
+    status, body = post(url + "/api/pick", b"clip.mp4", "application/json")
+    assert status == 400 and "not JSON" in body["error"] and "None" not in body["error"]
+    status, body = post(url + "/api/pick", json.dumps({"name": "clip.mp4"}).encode(), "text/plain")
+    assert status == 415 and "application/json" in body["error"]
+    status, body = post(url + "/api/pick", b"[1, 2]", "application/json")
+    assert status == 400 and '{"name": VIDEO}' in body["error"]
+
+
+def test_a_file_that_crashes_the_decoder_is_refused_and_the_page_goes_on(summary_server, clip,
+                                                                          tmp_path, monkeypatch):
+    from tests.crashing_decoder import use_crashing_decoder
+
+    url, app = summary_server
+    root = app.state.root
+    # A real file that aborts OpenCV 4.13's decoder: refused, or (with a
+    # decoder that copes) predicted; either way the page lives on.
+    crashing = video_files.write_crashing_avi(str(tmp_path / "raw.avi"))
+    with open(crashing, "rb") as file:
+        status, body = upload(url, "raw.avi", file.read())
+    assert status in (200, 415), body
+    if status == 415:
+        assert body["error"].startswith("raw.avi: could not be decoded: the decoder crashed")
+    assert get(url + "/api/status")[0] == 200
+    # The stand-in decoder aborts on any file starting with CRASH.
+    decoder = use_crashing_decoder(monkeypatch)
+    try:
+        before = results_of(root)
+        status, body = upload(url, "crash.mp4", b"CRASH" + b"\0" * 2000)
+        assert status == 415 and body["error"] == (
+            "crash.mp4: could not be decoded: the decoder crashed on this file (SIGABRT)")
+        assert get(url + "/api/status")[0] == 200
+        assert os.listdir(os.path.join(root, "uploads")) == [] and results_of(root) == before
+        with open(clip, "rb") as file:
+            status, result = upload(url, "after.mp4", file.read())
+        assert status == 200 and result["frame_count"] == 150
+    finally:
+        decoder.close()
+    # Still images are not videos, whatever their names say.
+    image = video_files.write_still_image(str(tmp_path / "photo.png"))
+    with open(image, "rb") as file:
+        status, body = upload(url, "photo.mp4", file.read())
+    assert status == 415 and body["error"] == "photo.mp4: a still image (PNG), not a video"
+    assert os.listdir(os.path.join(root, "uploads")) == []
+
+
+def test_results_are_bounded_and_uploads_removed(folder, clip, tmp_path):
+    run = keyframe_run(str(tmp_path / "run"))
+    app = app_lib.create_app(run, out=str(tmp_path / "out"), max_results_bytes=1)
+    with app_lib.serve_in_thread(app) as url, open(clip, "rb") as file:
+        data = file.read()
+        names = []
+        for name in ("a", "b", "c"):
+            status, result = upload(url, f"{name}.mp4", data)
+            assert status == 200
+            names.append(result["urls"]["summary_video"])
+        # Only the newest result is kept (the bound is one byte); the older
+        # ones are gone from disk and from what the page serves.
+        assert results_of(app.state.root) == ["c"]
+        assert os.listdir(os.path.join(app.state.root, "uploads")) == []
+        assert get_status(url + names[0])[0] == 404 and get(url + names[-1])[0] == 200
+        # A folder the page did not write is never removed.
+        os.makedirs(os.path.join(app.state.root, "mine"))
+        assert upload(url, "d.mp4", data)[0] == 200
+        assert results_of(app.state.root) == ["d", "mine"]
+
+        # The run folder removed under the running page: a JSON answer that
+        # says so, and nothing written.
+        moved = run + ".moved"
+        os.rename(run, moved)
+        try:
+            status, body = upload(url, "clip.mp4", data)
+            assert status == 503 and f"the run folder {run}" in body["error"]
+        finally:
+            os.rename(moved, run)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--max-upload-mb", "nan"], "--max-upload-mb must be a number of MB > 0, got nan"),
+    (["--max-upload-mb", "inf"], "--max-upload-mb must be a number of MB > 0, got inf"),
+    (["--max-results-mb", "0"], "--max-results-mb must be a number of MB > 0, got 0.0"),
+])
+def test_bad_page_flags_end_in_one_line(flags, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:  # refused before the folder is looked at
+        run_main(app_cli.main, ["--run", str(tmp_path), "--port", "0", *flags])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: {message}"]
+
+
+def test_the_page_answers_for_the_names_it_listens_on():
+    assert app_cli.allowed_hosts("127.0.0.1") == ["127.0.0.1", "::1", "localhost"]
+    assert "box.lan" in app_cli.allowed_hosts("127.0.0.1", ["box.lan"])
+    assert "10.0.0.5" in app_cli.allowed_hosts("10.0.0.5")
 
 
 # ---------------------------------------------------------------------------

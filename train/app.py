@@ -3,13 +3,25 @@
 Serves the page of `train.serving.app` on 127.0.0.1 (`--host` to listen
 elsewhere): upload a video, or pick one of `--videos FOLDER`, and see what
 the run's task predicts from it.
+
+The page answers only for the host names it serves: the loopback names
+(127.0.0.1, localhost, ::1), the `--host` address, the machine's own name
+when `--host` listens on every address (0.0.0.0 or ::), and each
+`--allow-host NAME`.
 """
 
+import math
 import os
+import socket
 import sys
 
 from common.cli import ArgumentParser, run_main
-from train.serving.app import DEFAULT_MAX_UPLOAD_MB, create_app
+from train.serving.app import (
+    DEFAULT_MAX_RESULTS_MB,
+    DEFAULT_MAX_UPLOAD_MB,
+    LOOPBACK_HOSTS,
+    create_app,
+)
 
 
 def build_parser():
@@ -29,26 +41,45 @@ def build_parser():
         "--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB, help="largest upload accepted",
     )
     parser.add_argument(
+        "--max-results-mb", type=float, default=DEFAULT_MAX_RESULTS_MB,
+        help="disk the page's own result folders may take; the oldest are removed first",
+    )
+    parser.add_argument(
+        "--allow-host", action="append", default=[], metavar="NAME",
+        help="another host name the page answers for (repeat for more); by default only "
+        "the loopback names and --host",
+    )
+    parser.add_argument(
         "--explain", action="store_true",
         help="explain every prediction as train.predict --explain does, and show it",
     )
     return parser
 
 
-def main(argv=None):
-    import socket
+def allowed_hosts(host, extra=()):
+    """The host names the page answers for when it listens on `host`."""
+    names = set(LOOPBACK_HOSTS) | {host} | set(extra)
+    if host in ("0.0.0.0", "::", ""):
+        names |= {socket.gethostname(), socket.getfqdn()}
+    return sorted(name for name in names if name)
 
+
+def main(argv=None):
     import uvicorn
 
     args = build_parser().parse_args(argv)
-    if args.max_upload_mb <= 0:
-        raise ValueError(f"--max-upload-mb must be > 0, got {args.max_upload_mb}")
+    for flag in ("max_upload_mb", "max_results_mb"):
+        value = getattr(args, flag)
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"--{flag.replace('_', '-')} must be a number of MB > 0, got {value}")
     if args.videos is not None and not os.path.isdir(args.videos):
         raise FileNotFoundError(f"--videos {args.videos}: no such folder")
     if not 0 <= args.port < 65536:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")
     app = create_app(args.run, args.out, args.videos, int(args.max_upload_mb * 2**20),
-                     options={"explain": args.explain})
+                     options={"explain": args.explain},
+                     allowed_hosts=allowed_hosts(args.host, args.allow_host),
+                     max_results_bytes=int(args.max_results_mb * 2**20))
     # The socket is bound here so that a taken port is one line, and the
     # address is printed before the (slow) model has loaded.
     try:
