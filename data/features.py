@@ -111,6 +111,7 @@ except ImportError:  # Windows
     fcntl = None
 
 from common.files import atomic_path, rename_into_place
+from data.decoder_process import check_video
 from data.video import VideoError, normalize_size, read_frames, sample_frame_indices
 
 SCALES = (1.0, 0.85, 1.15)
@@ -977,6 +978,7 @@ def _extract_videos(writer, extractor, dataset, sources, todo, sampling, on_erro
     for step, index in enumerate(todo, start=1):
         source = sources[index]
         try:
+            check_video(source)  # decoded in the decoder process first: a crash there skips it
             features, _ = extractor.video_features(source, *sampling)
         except VideoError as error:
             if on_error == "fail":

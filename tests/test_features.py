@@ -144,6 +144,31 @@ def test_extraction_schema_round_trip_and_skipped_files(tree, extractor):
     assert not np.allclose(data.features[0], data.features[2])
 
 
+def test_a_video_that_crashes_the_decoder_is_skipped_and_the_rest_extracted(
+        tmp_path, extractor, monkeypatch):
+    from tests.crashing_decoder import use_crashing_decoder
+    from tests.video_files import write_crashing_avi, write_still_image
+
+    root = tmp_path / "videos"
+    write_video(root / "walk" / "a.mp4", num_frames=6, size=(24, 32))
+    (root / "walk" / "crash.mp4").write_bytes(b"CRASH" + bytes(2000))  # the stand-in aborts
+    os.makedirs(root / "run")
+    write_crashing_avi(str(root / "run" / "raw.avi"))  # OpenCV 4.13 aborts on it
+    write_still_image(str(root / "run" / "photo.mp4"))
+    write_video(root / "run" / "b.mp4", num_frames=6, size=(24, 32))
+    decoder = use_crashing_decoder(monkeypatch)
+    try:
+        summary, lines = extract(scan_dataset(root), tmp_path / "features.h5", extractor)
+    finally:
+        decoder.close()
+    skipped = {os.path.basename(path): error for path, error in summary.skipped.items()}
+    assert skipped["crash.mp4"] == "could not be decoded: the decoder crashed on this file (SIGABRT)"
+    assert skipped["photo.mp4"] == "a still image (PNG), not a video"
+    assert summary.written + len(summary.skipped) == 5 and summary.written >= 2
+    sources = read_feature_file(tmp_path / "features.h5", expected_dim=DIM).sources
+    assert {"a.mp4", "b.mp4"} <= {os.path.basename(source) for source in sources}
+
+
 def test_rerun_skips_done_videos_and_appends_new_ones(tree, extractor):
     dataset = scan_dataset(tree)
     out = tree.parent / "features.h5"
