@@ -139,11 +139,17 @@ def apply_data_updates(config, data, user, source):
 
 
 def train_one(args, out, seed):
-    import keras
-
     # First: a multi-worker strategy must exist before any TensorFlow op runs.
     setup = engine.setup(args.strategy, args.mixed_precision)
     out = distribute.task_folder(out, setup.strategy)
+    # One train.run at a time writes a run folder.
+    with run_folder.RunLock(out):
+        return _train_locked(args, out, seed, setup)
+
+
+def _train_locked(args, out, seed, setup):
+    import keras
+
     task = tasks.task_for(args.model)
     options = options_from_args(task.Options, args)
     config, preset, user = resolve_config(args, task, options)

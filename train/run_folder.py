@@ -6,12 +6,16 @@
         best.keras         best epoch on the recipe's monitor
         last.keras         the last epoch
         history.csv, logs/, backup/, progress.json, metrics.json, *_report.json
+        run.lock           while a train.run writes the folder: that process's id
 
 `read_config` reads `config.json` without importing TensorFlow (the web
 page refuses a folder that is not a run before it loads anything);
 `load_record` adds the class names and checks the model is registered;
-`load_run` loads a checkpoint. `check_output_folder` and `check_resumable`
-are what `train.run` checks before it writes into a folder.
+`load_run` loads a checkpoint and checks it is the model the run names,
+with as many outputs as the run has class names. `check_output_folder` and
+`check_resumable` are what `train.run` checks before it writes into a
+folder, and `RunLock` keeps a second `train.run` out of a folder one is
+writing.
 
 Example:
 
@@ -22,16 +26,24 @@ Example:
 'convlstm'
 """
 
+import contextlib
+import errno
 import json
 import os
 
 from common.files import read_json, write_json
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock
+    fcntl = None
 
 CONFIG = "config.json"
 CLASS_NAMES = "class_names.json"
 BEST = "best.keras"
 LAST = "last.keras"
 METRICS = "metrics.json"
+LOCK = "run.lock"
 
 
 def read_config(run, label):
@@ -156,3 +168,87 @@ def write_start(out, resolved, class_names):
     `class_names.json`."""
     write_json(os.path.join(out, CONFIG), resolved)
     write_json(os.path.join(out, CLASS_NAMES), class_names)
+
+
+class RunLock:
+    """An exclusive lock on a run folder while one `train.run` writes it.
+
+    `run.lock` in the folder is locked with `flock` and holds the writer's
+    process id. The kernel lets go of the lock when that process ends, how
+    ever it ends, so a `run.lock` left by a killed run (its process gone) is
+    simply taken over; the file is removed on release. A folder that does
+    not exist yet is made, and removed again on release if it is still
+    empty (the run stopped before writing anything).
+
+    Raises:
+        NotADirectoryError: `out` is a file.
+        ValueError: another process holds the lock (the message names its
+            process id).
+
+    Example:
+
+    >>> import tempfile
+    >>> out = os.path.join(tempfile.mkdtemp(), "run")
+    >>> with RunLock(out):
+    ...     sorted(os.listdir(out))
+    ['run.lock']
+    >>> os.path.exists(out)
+    False
+    """
+
+    def __init__(self, out):
+        self.out = os.fspath(out)
+        self.path = os.path.join(self.out, LOCK)
+        self.descriptor = None
+        self.created = False
+
+    def acquire(self):
+        if os.path.exists(self.out) and not os.path.isdir(self.out):
+            raise NotADirectoryError(f"--out {self.out} is a file; expected a run folder")
+        self.created = not os.path.exists(self.out)
+        os.makedirs(self.out, exist_ok=True)
+        if fcntl is None:
+            return self
+        while True:
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as error:
+                holder = os.read(descriptor, 64).decode("ascii", "replace").strip()
+                os.close(descriptor)
+                if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise
+                raise ValueError(
+                    f"--out {self.out} is being written by another train.run (process "
+                    f"{holder or 'id not written yet'}, holding {self.path}); wait for it to "
+                    "finish or choose another --out"
+                ) from None
+            # A lock taken on a file another run removed in the meantime
+            # locks nothing: take it again on the file now at the path.
+            try:
+                same = os.path.samestat(os.fstat(descriptor), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(descriptor)
+        os.ftruncate(descriptor, 0)
+        os.write(descriptor, f"{os.getpid()}\n".encode())
+        self.descriptor = descriptor
+        return self
+
+    def release(self):
+        if self.descriptor is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.path)
+            os.close(self.descriptor)
+            self.descriptor = None
+        if self.created:
+            with contextlib.suppress(OSError):  # only if nothing was written
+                os.rmdir(self.out)
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
