@@ -115,6 +115,34 @@ def test_bad_protocol_flags_end_in_one_line(hmdb_layout, tmp_path, capsys, extra
     assert code == 2 and err.count("\n") == 1 and message in err, err
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--preset", "tny"], "tny"),
+    (["--rand-augment", "1000"], "--rand-augment 1000: expected at most 12"),
+    (["--learning-rate", "-1"], "learning_rate"),
+])
+def test_a_bad_flag_writes_nothing_and_the_corrected_command_runs(
+        hmdb_layout, tmp_path, capsys, monkeypatch, extra, message):
+    out = str(tmp_path / "p")
+    code, _, err = call(protocol.main, flags(hmdb_layout, out) + extra, capsys)
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not os.path.exists(os.path.join(out, "protocol.json"))
+    monkeypatch.setattr(run, "train_one", lambda args, folder, seed: finished_split(folder, 0.5))
+    code, _, err = call(protocol.main, flags(hmdb_layout, out), capsys)
+    assert code == 0, err
+
+
+def test_flags_recorded_before_any_split_trained_are_replaced(hmdb_layout, tmp_path, capsys,
+                                                              monkeypatch):
+    out = tmp_path / "p"
+    out.mkdir()
+    (out / "protocol.json").write_text(json.dumps({"preset": "tny"}))  # an earlier typo
+    monkeypatch.setattr(run, "train_one", lambda args, folder, seed: finished_split(folder, 0.5))
+    code, printed, err = call(protocol.main, flags(hmdb_layout, str(out)), capsys)
+    assert code == 0, err
+    assert "no split has trained with its flags yet" in printed
+    assert json.loads((out / "protocol.json").read_text())["preset"] is None
+
+
 def test_data_without_split_lists_is_refused(tmp_path, capsys):
     for argv in (["--model", "convlstm"], ["--model", "bilstm_attention"]):
         code, _, err = call(protocol.main, argv + ["--out", str(tmp_path / "p")], capsys)

@@ -17,7 +17,10 @@ Run it again with the same flags and `--out` to resume: a finished split
 (its `metrics.json` exists) is not trained again, an interrupted one
 resumes as `train.run` resumes a run. The folder records the command's
 flags (`protocol.json`), and a rerun with other flags is refused, so one
-report never mixes settings.
+report never mixes settings. Every flag is checked as `train.run` checks it
+before `protocol.json` is written, so a typo never pins a folder to its
+flags; a folder whose recorded flags no split has trained with yet takes
+the new ones.
 """
 
 import argparse
@@ -69,6 +72,7 @@ def parse_args(argv):
     # Before anything is written into the protocol folder.
     check_path(args.data, "--data")
     check_path(args.split_dir, "--split-dir")
+    run.check_flags(args)
     return args
 
 
@@ -109,12 +113,19 @@ def check_settings(args, out):
     path = os.path.join(out, "protocol.json")
     if os.path.exists(path):
         recorded = read_json(path, "protocol settings")
-        if recorded != settings:
+        started = [split for split in SPLITS
+                   if os.path.isdir(os.path.join(out, f"split_{split}"))
+                   and os.listdir(os.path.join(out, f"split_{split}"))]
+        if recorded != settings and not started:
+            print(f"{path}: no split has trained with its flags yet; recording this "
+                  f"command's flags instead{run_folder.differences(recorded, settings)}")
+        elif recorded != settings:
             raise ValueError(
                 f"--out {out} holds a protocol run with other flags"
                 f"{run_folder.differences(recorded, settings)}; rerun with its flags or choose another --out"
             )
-        return
+        else:
+            return
     os.makedirs(out, exist_ok=True)
     write_json(path, settings)
 

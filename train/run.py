@@ -75,12 +75,22 @@ def parse_args(argv):
     return build_parser(known.model).parse_args(argv)
 
 
-def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+def check_flags(args):
+    """Checks every flag that can be checked before any data is read (the
+    data options, the preset, the config fields and the YAML file); raises
+    the first problem as a one-line user error."""
     if args.ensemble < 1:
         raise ValueError(f"--ensemble must be >= 1, got {args.ensemble}")
     if args.run_eagerly and args.jit_compile == "on":
         raise ValueError("--run-eagerly traces no graph for XLA to compile; drop --jit-compile on")
+    task = tasks.task_for(args.model)
+    options = options_from_args(task.Options, args)
+    resolve_config(args, task, options, quiet=True)
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    check_flags(args)
     out = args.out or os.path.join(
         RUNS_DIR, args.model, datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     )
@@ -98,8 +108,9 @@ def main(argv=None):
     return 0
 
 
-def resolve_config(args, task, options):
-    """(config, preset, user fields): defaults < preset < YAML < flags."""
+def resolve_config(args, task, options, quiet=False):
+    """(config, preset, user fields): defaults < preset < YAML < flags.
+    `quiet` leaves out the line about the embedded data's preset."""
     family = models.get_family(args.model)
     user = config_lib.user_overrides(family.config, args.config, config_lib.field_overrides(args))
     preset = args.preset
@@ -111,7 +122,7 @@ def resolve_config(args, task, options):
         else:
             preset = None
     config = family.get_config(preset, **user)
-    if fields:  # said once the config is valid: a refused one ends in its one line
+    if fields and not quiet:  # said once the config is valid: a refused one ends in its one line
         print(
             f"embedded synthetic data: preset {preset!r} of {args.model} "
             f"({', '.join(f'{k}={config_lib.flag_value(v)}' for k, v in fields.items())}); "
