@@ -204,8 +204,17 @@ def test_a_run_trains_with_every_option_and_records_them(model, tmp_path, capsys
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--mixup-alpha", "-0.5"], "--mixup-alpha -0.5: expected a number >= 0"),
-        (["--cutmix-alpha", "-1"], "--cutmix-alpha -1.0: expected a number >= 0"),
+        (["--mixup-alpha", "-0.5"], "--mixup-alpha -0.5: expected a finite number >= 0"),
+        (["--cutmix-alpha", "-1"], "--cutmix-alpha -1.0: expected a finite number >= 0"),
+        (["--mixup-alpha", "inf"], "--mixup-alpha inf: expected a finite number >= 0"),
+        (["--cutmix-alpha", "nan"], "--cutmix-alpha nan: expected a finite number >= 0"),
+        (["--rand-augment", "1000"],
+         "--rand-augment 1000: expected at most 12, the number of ops it draws from"),
+        (["--rand-augment", "3", "--rand-augment-ops", "rotate,contrast"],
+         "--rand-augment 3: expected at most 2"),
+        (["--rand-augment-magnitude", "5"],
+         "--rand-augment-magnitude 5.0: used only with --rand-augment N"),
+        (["--rand-augment-ops", "rotate"], "--rand-augment-ops rotate: used only with --rand-augment"),
         (["--rand-augment", "2", "--rand-augment-ops", "rotate,blur"], "unknown op blur"),
         (["--rand-augment", "-1"], "--rand-augment -1: expected"),
         (["--rand-augment-magnitude", "12"], "--rand-augment-magnitude 12.0: expected"),
@@ -219,4 +228,4 @@ def test_bad_augmentation_options_are_one_line_and_exit_2(flags, message, tmp_pa
     )
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1, err
-    assert not os.path.exists(out / "config.json")
+    assert not os.path.exists(out)  # refused before anything is read or written

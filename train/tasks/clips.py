@@ -33,6 +33,7 @@ validation and test keep their clips and hard labels.
 """
 
 import dataclasses
+import math
 import os
 import re
 
@@ -113,6 +114,11 @@ class ClipOptions:
         "CutMix of training clips, the same box on every frame, with area ~ "
         "Beta(alpha, alpha) (0: off); with --mixup-alpha each clip uses one of the two",
     )
+
+    def __post_init__(self):
+        # Checked when the flags are parsed, before any data is read.
+        check_fraction(self.val_fraction, "--val-fraction")
+        rand_augment_op_names(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,7 +228,21 @@ def training_augmentation(options):
     >>> augmentation.rand_augment.num_ops, mixing.mixup_alpha
     (2, 0.2)
     """
-    if options.rand_augment < 0:
+    names = rand_augment_op_names(options)
+    rand_augment = None
+    if options.rand_augment:
+        rand_augment = pipeline.RandAugment(
+            options.rand_augment, options.rand_augment_magnitude, tuple(names)
+        )
+    augmentation = dataclasses.replace(pipeline.Augmentation(), rand_augment=rand_augment)
+    return augmentation, pipeline.Mixing(options.mixup_alpha, options.cutmix_alpha)
+
+
+def rand_augment_op_names(options):
+    """The RandAugment ops the options draw from, once every augmentation
+    flag is checked: ValueError naming the flag and what it expects."""
+    defaults = ClipOptions.__dataclass_fields__
+    if not 0 <= options.rand_augment:
         raise ValueError(
             f"--rand-augment {options.rand_augment}: expected ops per clip >= 0 (0: off)"
         )
@@ -241,17 +261,24 @@ def training_augmentation(options):
             f"{', '.join(unknown) or '(none given)'}; expected 'all' or names from "
             + ", ".join(pipeline.RAND_AUGMENT_OPS)
         )
+    if options.rand_augment > len(names):
+        raise ValueError(
+            f"--rand-augment {options.rand_augment}: expected at most {len(names)}, the number "
+            "of ops it draws from (--rand-augment-ops)"
+        )
+    if not options.rand_augment:
+        for field in ("rand_augment_magnitude", "rand_augment_ops"):
+            if getattr(options, field) != defaults[field].default:
+                flag = "--" + field.replace("_", "-")
+                raise ValueError(
+                    f"{flag} {getattr(options, field)}: used only with --rand-augment N "
+                    "(ops per clip); add --rand-augment or leave it out"
+                )
     for flag, alpha in (("--mixup-alpha", options.mixup_alpha),
                         ("--cutmix-alpha", options.cutmix_alpha)):
-        if not alpha >= 0.0:
-            raise ValueError(f"{flag} {alpha}: expected a number >= 0 (0: off)")
-    rand_augment = None
-    if options.rand_augment:
-        rand_augment = pipeline.RandAugment(
-            options.rand_augment, options.rand_augment_magnitude, tuple(names)
-        )
-    augmentation = dataclasses.replace(pipeline.Augmentation(), rand_augment=rand_augment)
-    return augmentation, pipeline.Mixing(options.mixup_alpha, options.cutmix_alpha)
+        if not (math.isfinite(alpha) and alpha >= 0.0):
+            raise ValueError(f"{flag} {alpha}: expected a finite number >= 0 (0: off)")
+    return names
 
 
 def load_synthetic_clips(options, config, seed, views=None):
@@ -388,6 +415,12 @@ def load_video_clips(options, config, seed, split_seed, views=None):
         )
 
     if not subsets["train"][0]:
+        if subsets["val"][0] and not (found.splits and "val" in found.splits):
+            raise ValueError(
+                f"--val-fraction {options.val_fraction} holds out every training video of "
+                f"--data {options.data} for validation ({len(subsets['val'][0])} videos); use a "
+                "smaller --val-fraction"
+            )
         raise ValueError(f"--data {options.data}: no training videos in split {options.split}")
     return DataBundle(
         train=batches("train", True),

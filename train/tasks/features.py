@@ -212,6 +212,12 @@ def load_for_training(options, config, seed, data_seed):
         carve=options.val_features is None,
     )
     if not rows["train"]:
+        if rows["val"] and options.val_features is None:
+            raise ValueError(
+                f"--val-fraction {options.val_fraction} holds out every training row of "
+                f"--features {train_path} for validation ({len(rows['val'])} rows); use a "
+                "smaller --val-fraction"
+            )
         raise ValueError(f"--features {train_path}: no training rows")
     subsets = {"train": Rows.select(train_file, rows["train"])}
     for split in ("val", "test"):
