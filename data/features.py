@@ -35,7 +35,8 @@ plus our own additions, which readers of the notes' files ignore:
     splits      [N] UTF-8 string: "train"/"val"/"test"/"unused", "" if none
     attrs: backbone, weights, frames, size, scales, scale_source, complete,
            skipped (JSON list of {"path", "error"}), num_skipped, format,
-           format_version
+           format_version, seed, backbone_id (the backbone and its weights:
+           "imagenet", a weights file's SHA-256, or the seed of random ones)
 
 Streaming and crash safety. Rows are appended to `<out>.partial` one video
 at a time (resizable datasets, flushed after each row, so memory stays
@@ -68,7 +69,10 @@ as above; its settings also hold `num_shards`, `shard_index` and
 never resumed or merged with another list), and its rows a `video_index`
 (the position in the whole list). `merge_feature_parts` writes the rows of
 all parts in that order into one file of the schema above, equal to what a
-single process writes.
+single process writes. Parts of another backbone identity (another seed of
+a random backbone, another weights file) are never merged, and an
+interrupted merge is resumed only from parts of the video list it began
+with.
 
 T_max. All rows of one run have the same length, but the writer does not
 rely on it: a longer row widens `features` along its (resizable) time axis,
@@ -316,6 +320,7 @@ class FeatureWriter:
 
     _SETTING_ATTRS = (
         "backbone", "weights", "frames", "size", "multi_scale", "scale_source", "feature_dim",
+        "backbone_id",
     )
     # A part file's share of the video list (absent from a one-process file).
     _SHARD_ATTRS = ("num_shards", "shard_index", "shard_list")
@@ -456,6 +461,8 @@ class FeatureWriter:
             wanted = list(wanted) if isinstance(wanted, tuple) else wanted
             if isinstance(stored, (np.bool_, np.integer)):
                 stored = stored.item()
+            if name == "backbone_id" and stored is None:
+                continue  # a file written before the identity was recorded
             if stored != wanted:
                 differences.append((name, stored, wanted))
         stored_mapping = json.loads(_attr(file, "category_mapping"))
@@ -477,6 +484,11 @@ class FeatureWriter:
 
     def _check_settings(self, file, path):
         for name, stored, wanted in self._settings_differences(file):
+            if name == "shard_list":
+                raise ValueError(
+                    f"{path}: holds a share of another video list (its paths or labels differ "
+                    "from this run's); use the same videos to resume, or another --out"
+                )
             if name == "classes":
                 raise ValueError(
                     f"{path}: holds classes {stored} but the videos have classes {wanted}; "
@@ -541,6 +553,9 @@ class FeatureWriter:
             attrs["size"] = np.asarray(self.settings["size"], np.int32)
             attrs["scales"] = json.dumps(list(SCALES) if self.settings["multi_scale"] else [1.0])
             attrs["scale_source"] = self.settings["scale_source"]
+            for name in ("backbone_id", "seed"):  # absent from merges of older parts
+                if self.settings.get(name) is not None:
+                    attrs[name] = self.settings[name]
             attrs["complete"] = False
             attrs["skipped"] = "[]"
             attrs["num_skipped"] = 0
@@ -735,6 +750,27 @@ def _weights_setting(weights):
     return os.path.abspath(os.fspath(weights))
 
 
+def backbone_identity(backbone, weights_setting, seed):
+    """What makes a backbone's features the same from run to run: its name
+    and its weights (ImageNet's, a weights file's content, or a random
+    initialisation's seed).
+
+    Example:
+
+    >>> backbone_identity("resnet50", "none", 3), backbone_identity("resnet50", "imagenet", 3)
+    ('resnet50 random seed 3', 'resnet50 imagenet')
+    """
+    if weights_setting == "none":
+        return f"{backbone} random seed {int(seed)}"
+    if weights_setting == "imagenet":
+        return f"{backbone} imagenet"
+    digest = hashlib.sha256()
+    with open(weights_setting, "rb") as file:
+        for block in iter(lambda: file.read(2**20), b""):
+            digest.update(block)
+    return f"{backbone} weights sha256 {digest.hexdigest()}"
+
+
 RANDOM_WEIGHTS_WARNING = """\
 ################################################################################
 # WARNING: extracting with --weights none: the backbone is RANDOMLY initialised.
@@ -825,6 +861,8 @@ def extract_features(dataset, out, backbone=DEFAULT_BACKBONE, weights="imagenet"
         "multi_scale": bool(multi_scale),
         "scale_source": scale_source,
         "steps": max(scale_lengths(num_frames, multi_scale)),
+        "seed": int(seed),
+        "backbone_id": backbone_identity(backbone, weights_setting, seed),
     }
     sources = [os.path.abspath(path) for path in dataset.paths]
     share, out, settings = _share_of_videos(
@@ -1132,6 +1170,12 @@ def _check_parts_belong_together(parts, files):
     for part in parts[1:]:
         for name in _MERGE_ATTRS:
             stored, wanted = (_attr_value(files[p], name) for p in (part, reference))
+            if stored != wanted and name == "shard_list":
+                raise ValueError(
+                    f"{part}: was extracted from another video list than {reference} (the "
+                    "paths or labels of the videos differ); merge the parts of one "
+                    "extraction only"
+                )
             if stored != wanted:
                 raise ValueError(
                     f"{part}: was extracted with {name}={stored!r} but {reference} with "
@@ -1202,6 +1246,8 @@ def _one_process_settings(file):
         "multi_scale": multi_scale,
         "scale_source": _attr(file, "scale_source", DEFAULT_SCALE_SOURCE),
         "steps": max(scale_lengths(frames, multi_scale)),
+        "seed": _attr_value(file, "seed"),
+        "backbone_id": _attr(file, "backbone_id"),
     }
 
 
@@ -1231,6 +1277,7 @@ def _write_merged_rows(out, files, reference, rows, skipped, seen, log):
                 f"{out}: exists; a merge never overwrites it (remove it or merge into "
                 "another file)"
             )
+        _check_merge_resumes(writer, _attr(reference_file, "shard_list"), seen)
         already_done = len(writer.done)
         if already_done:
             log(f"resuming {writer.partial}: {already_done} rows merged before")
@@ -1249,10 +1296,33 @@ def _write_merged_rows(out, files, reference, rows, skipped, seen, log):
             (path, error) for path, error in skipped.items()
             if path not in writer.done and path not in seen
         )
+        if "merged_list" in writer.file.attrs:  # the merged file is a one-process file
+            del writer.file.attrs["merged_list"]
         writer.finish()
     finally:
         writer.close()
     return written, already_done, dict(writer.skipped)
+
+
+def _check_merge_resumes(writer, video_list, sources):
+    """Records the parts' video list in a new merge (until it is finished),
+    or refuses to resume a merge begun from parts of another list (another
+    recorded list, or rows the parts do not hold)."""
+    file = writer.file
+    if writer.source_state == "new":
+        file.attrs["merged_list"] = video_list
+        file.flush()
+        return
+    stored = _attr(file, "merged_list")
+    stale = sorted(writer.done - set(sources))
+    if (stored is not None and stored != video_list) or stale:
+        writer.close()
+        raise ValueError(
+            f"{writer.partial}: a merge begun from parts of another video list"
+            + (f" (it holds {len(stale)} video(s) these parts do not, e.g. {stale[0]})"
+               if stale else "")
+            + "; delete it to merge these parts"
+        )
 
 
 def _attr_value(file, name):

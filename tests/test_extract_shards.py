@@ -197,8 +197,9 @@ def test_merge_refuses_an_existing_output_and_missing_incomplete_or_foreign_part
     with h5py.File(other, "r+") as file:
         file.attrs["frames"] = FRAMES
         file.attrs["shard_list"] = "another video list"
-    assert "was extracted with shard_list='another video list'" in refused(
-        ["--merge", str(out), part0, str(other)], capsys)
+    assert refused(["--merge", str(out), part0, str(other)], capsys) == (
+        f"error: {other}: was extracted from another video list than {part0} (the paths or "
+        "labels of the videos differ); merge the parts of one extraction only")
     with h5py.File(other, "r+") as file:
         del file.attrs["num_shards"]
     assert "not a part file" in refused(["--merge", str(out), part0, str(other)], capsys)
@@ -211,8 +212,70 @@ def test_a_part_is_not_resumed_with_another_video_list(videos, parts):
     out, (part0, _) = parts
     before = open(part0, "rb").read()
     fewer = dataclasses.replace(dataset, paths=dataset.paths[:-1], labels=dataset.labels[:-1])
-    with pytest.raises(ValueError, match=r"was written with shard_list='[0-9a-f]{64}' but this run"):
+    with pytest.raises(ValueError, match="holds a share of another video list \\(its paths or "
+                                         "labels differ from this run's\\)"):
         extract_features(fewer, out, backbone=BACKBONE, weights=None, num_frames=FRAMES, size=SIZE,
                          batch_size=BATCH, progress=False, extractor=extractor,
                          log=lambda line: None, num_shards=2, shard_index=0)
     assert open(part0, "rb").read() == before and not os.path.exists(partial_path(part0))
+
+
+def extract_parts(dataset, out, extractor, seeds=(0, 0)):
+    for index, seed in enumerate(seeds):
+        extract_features(dataset, out, backbone=BACKBONE, weights=None, num_frames=FRAMES,
+                         size=SIZE, batch_size=BATCH, progress=False, extractor=extractor,
+                         log=lambda line: None, num_shards=2, shard_index=index, seed=seed)
+    return [part_path(out, index, 2) for index in range(2)]
+
+
+def test_parts_record_their_backbone_and_seed_and_other_seeds_never_merge(videos, tmp_path,
+                                                                        capsys):
+    _, dataset, extractor, _ = videos
+    out = tmp_path / "features.h5"
+    part0, part1 = extract_parts(dataset, out, extractor, seeds=(0, 1))
+    with h5py.File(part0, "r") as file:
+        assert file.attrs["seed"] == 0
+        assert file.attrs["backbone_id"] == f"{BACKBONE} random seed 0"
+    message = refused(["--merge", str(out)], capsys)
+    assert message == (
+        f"error: {part1}: was extracted with backbone_id='{BACKBONE} random seed 1' but {part0} "
+        f"with backbone_id='{BACKBONE} random seed 0'; merge the parts of one extraction only")
+    assert not out.exists()
+
+
+def test_an_interrupted_merge_is_not_resumed_with_parts_of_another_list(videos, tmp_path,
+                                                                       capsys, monkeypatch):
+    from data import features
+
+    root, dataset, extractor, _ = videos
+    out = tmp_path / "features.h5"
+    extract_parts(dataset, out, extractor)
+    appended = []
+    original = features.FeatureWriter.append
+
+    def append_then_die(self, *args, **kwargs):
+        if len(appended) == 2:
+            raise KeyboardInterrupt  # a kill during the merge
+        appended.append(args)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(features.FeatureWriter, "append", append_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        call(extract_main, ["--merge", str(out)], capsys)
+    monkeypatch.setattr(features.FeatureWriter, "append", original)
+    assert os.path.exists(partial_path(out))
+    # The parts are made again from another list of the same settings.
+    for part in find_parts(out):
+        os.remove(part)
+    other = dataclasses.replace(dataset, paths=dataset.paths[1:], labels=dataset.labels[1:])
+    extract_parts(other, out, extractor)
+    message = refused(["--merge", str(out)], capsys)
+    assert message.startswith(f"error: {partial_path(out)}: a merge begun from parts of another "
+                              "video list") and message.endswith("; delete it to merge these parts")
+    assert not out.exists()
+    os.remove(partial_path(out))
+    code, _, err = call(extract_main, ["--merge", str(out)], capsys)
+    assert code == 0, err
+    with h5py.File(out, "r") as file:
+        rows = int(file.attrs["num_videos"])
+    assert f"wrote {out}: {rows} videos" in err and rows == len(other.paths) - 1  # fake.mp4 skipped
