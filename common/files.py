@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 
 
 @contextlib.contextmanager
@@ -53,7 +54,7 @@ def atomic_path(path):
 
 
 @contextlib.contextmanager
-def atomic_folder(path, replace=False):
+def atomic_folder(path, replace=False, taken=None):
     """Yields a fresh, empty, hidden temporary folder beside `path`; renames
     it onto `path` when the block succeeds and removes it when it fails.
 
@@ -69,6 +70,13 @@ def atomic_folder(path, replace=False):
             is set; then it is swapped out after the block succeeded and
             removed. Between the two renames `path` is briefly absent,
             never half written.
+        taken: without `replace`, what to do when another writer created
+            `path` while the block ran: a function of (path, temporary
+            folder) that returns another path to rename onto (and may
+            update what the folder holds to match), or None to refuse.
+
+    The temporary folder is named `.tmp-p<process id>-*`, so that
+    `remove_stale_folders` can tell the ones of a process that is gone.
 
     Example:
 
@@ -83,15 +91,27 @@ def atomic_folder(path, replace=False):
     parent, name = os.path.split(path)
     if not replace:
         _refuse_existing(path)
-    temporary = tempfile.mkdtemp(prefix=".tmp-", suffix=f"-{name}", dir=parent)
+    temporary = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", suffix=f"-{name}",
+                                 dir=parent)
     try:
         yield temporary
         os.chmod(temporary, 0o777 & ~_umask())
         if replace and os.path.lexists(path):
             _swap_folder(temporary, path)
-        else:
-            _refuse_existing(path)
-            rename_into_place(temporary, path)
+            return
+        while True:
+            try:
+                _refuse_existing(path)
+                rename_into_place(temporary, path)
+                return
+            except OSError as error:
+                # A folder is never renamed onto one that has files (ENOTEMPTY).
+                if taken is None or not os.path.lexists(path):
+                    raise
+                path = taken(path, temporary)
+                if path is None:
+                    raise FileExistsError(f"{error.filename or path}: exists; it is not "
+                                          "replaced") from None
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
@@ -114,6 +134,50 @@ def rename_into_place(temporary, path):
         _fsync_file(temporary)
     os.replace(temporary, path)
     fsync_directory(os.path.dirname(os.path.abspath(path)))
+
+
+# atomic_folder's temporary folders: `.tmp-p<process id>-*`.
+STAGING_PREFIX = ".tmp-p"
+
+
+def remove_stale_folders(parent, max_age=24 * 3600):
+    """Removes the temporary folders `atomic_folder` left in `parent`: those
+    of a process that is gone (a killed writer), and unnamed older `.tmp-*`
+    folders once they are `max_age` seconds old. Returns the removed paths.
+
+    Example:
+
+    >>> import tempfile
+    >>> parent = tempfile.mkdtemp()
+    >>> mine = f".tmp-p{os.getpid()}-abc-1"  # this process's: kept
+    >>> os.mkdir(os.path.join(parent, mine))
+    >>> remove_stale_folders(parent), os.listdir(parent) == [mine]
+    ([], True)
+    """
+    removed = []
+    for name in os.listdir(parent) if os.path.isdir(parent) else []:
+        path = os.path.join(parent, name)
+        if not name.startswith(".tmp-") or not os.path.isdir(path):
+            continue
+        owner = name[len(STAGING_PREFIX):].split("-")[0] if name.startswith(STAGING_PREFIX) else ""
+        if owner.isdigit():
+            stale = not _process_exists(int(owner))
+        else:
+            stale = time.time() - os.path.getmtime(path) > max_age
+        if stale:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _process_exists(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _refuse_existing(path):

@@ -38,7 +38,7 @@ import numpy as np
 
 import models
 from common.cli import USER_ERRORS, ArgumentParser, run_main
-from common.files import atomic_folder, write_json
+from common.files import atomic_folder, remove_stale_folders, write_json
 from train import formats, tasks
 from train.engine import distribute
 from train.formats import streaming as streaming_lib
@@ -46,6 +46,8 @@ from train.run_folder import load_record, load_run
 from train.tasks.base import options_from_record, run_config
 
 SAVED_MODELS_DIR = "saved_models"
+# TF Serving reads version folders as int64.
+MAX_VERSION = 2**63 - 1
 REPORT_NAME = "export_report.json"
 DEFAULT_CALIBRATION_EXAMPLES = 100
 DEFAULT_VERIFY_EXAMPLES = 200
@@ -64,11 +66,25 @@ def base_folder(out_root, model_name, format_name="saved_model", streaming=False
 
 
 def next_version(model_dir):
-    """One more than the highest numeric version folder, starting at 1."""
+    """One more than the highest version folder TF Serving can load (a
+    number from 1 to `MAX_VERSION`), starting at 1."""
     if not os.path.isdir(model_dir):
         return 1
-    versions = [int(name) for name in os.listdir(model_dir) if name.isdigit()]
-    return max(versions, default=0) + 1
+    versions = [int(name) for name in os.listdir(model_dir)
+                if name.isdigit() and 1 <= int(name) <= MAX_VERSION]
+    version = max(versions, default=0) + 1
+    if version > MAX_VERSION:
+        raise ValueError(f"{model_dir}: holds version {MAX_VERSION}, the highest TF Serving "
+                         "reads; give a free --version")
+    return version
+
+
+def check_version(version):
+    """`version` if TF Serving can load it (1 to 2^63 - 1), else ValueError."""
+    if not 1 <= version <= MAX_VERSION:
+        raise ValueError(f"--version must be an integer from 1 to {MAX_VERSION} (TF Serving "
+                         f"reads versions as int64), got {version}")
+    return version
 
 
 # ---------------------------------------------------------------------------
@@ -163,6 +179,11 @@ def export_run(run, version=None, out_root=SAVED_MODELS_DIR, checkpoint="best.ke
     if not os.path.exists(os.path.join(run, checkpoint)):
         raise FileNotFoundError(f"--run {run}: no {checkpoint}")
     model_dir = base_folder(out_root, model_name, format_name, streaming)
+    for folder in (out_root, os.path.dirname(model_dir), model_dir):
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise NotADirectoryError(
+                f"--out {out_root}: {folder} is a file; expected a folder of exported versions")
+    chosen = version is None
     version, target = _new_version(model_dir, version)
 
     _, model = load_run(run, checkpoint)
@@ -178,7 +199,21 @@ def export_run(run, version=None, out_root=SAVED_MODELS_DIR, checkpoint="best.ke
         calibration, calibrated = _calibration_examples(model, bundle, calibration_examples)
 
     os.makedirs(model_dir, exist_ok=True)
-    with atomic_folder(target) as staging:
+    remove_stale_folders(model_dir)  # the staging folders of killed exports
+
+    def another_version(taken, staging):
+        """Another export took the version meanwhile: a version chosen here
+        moves on to the next free one; one given with --version is refused."""
+        if not chosen:
+            raise FileExistsError(
+                f"{taken} was written by another export meanwhile; exported versions are "
+                f"immutable, choose another --version (next free: {next_version(model_dir)})"
+            )
+        report["version"] = next_version(model_dir)
+        write_json(os.path.join(staging, REPORT_NAME), report)
+        return os.path.join(model_dir, str(report["version"]))
+
+    with atomic_folder(target, taken=another_version) as staging:
         written, runner, report = _write_and_verify(
             export_format, model, model_name, config, staging, batches, calibration, threads,
             streaming_form,
@@ -192,19 +227,17 @@ def export_run(run, version=None, out_root=SAVED_MODELS_DIR, checkpoint="best.ke
             report["calibration"] = {"source": "the run's training data", "examples": len(calibrated)}
         _refuse_unless_the_gate_passed(report, format_name, run, source)
         write_json(os.path.join(staging, REPORT_NAME), report)
-    return target, report
+    return os.path.join(model_dir, str(report["version"])), report
 
 
 def _new_version(model_dir, version):
     """(version, its folder): `version`, or without one the next free one.
 
     Raises:
-        ValueError: `version` is not a positive integer.
+        ValueError: `version` is not one TF Serving reads (1 to 2^63 - 1).
         FileExistsError: the version exists (exported versions are immutable).
     """
-    version = next_version(model_dir) if version is None else version
-    if version < 1:
-        raise ValueError(f"--version must be a positive integer, got {version}")
+    version = next_version(model_dir) if version is None else check_version(version)
     target = os.path.join(model_dir, str(version))
     if os.path.exists(target):
         raise FileExistsError(
@@ -410,6 +443,10 @@ def main(argv=None):
     for flag in ("calibration_examples", "verify_examples"):
         if getattr(args, flag) < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be a number of threads >= 1, got {args.threads}")
+    if args.version is not None:
+        check_version(args.version)
     target, report = export_run(
         args.run, args.version, args.out, args.checkpoint, args.format_name, args.streaming,
         args.calibration_examples, args.verify_examples, args.threads,
