@@ -18,18 +18,23 @@ import models
 SCENE_COLOURS = [(200, 40, 40), (40, 170, 60), (40, 60, 200), (220, 200, 40), (150, 40, 170)]
 
 
-def make_run(folder, model_name, data, class_names=(), preset="tiny", **overrides):
+def make_run(folder, model_name, data, class_names=None, preset="tiny", **overrides):
     """A run folder holding a freshly built `model_name` model.
 
     Args:
         folder: the run folder to write.
         model_name: a registered model.
         data: what the run records about its data (`config.json` "data").
-        class_names: the run's classes.
+        class_names: the run's classes (default: `c0`, `c1`, ... as many as
+            the model tells apart, none for a model of scores).
         preset, overrides: the model's config.
     """
+    from train.run_folder import model_classes
+
     config = models.get_config(model_name, preset, **overrides)
     model = models.build_from_config(model_name, config)
+    if class_names is None:
+        class_names = [f"c{index}" for index in range(model_classes(model) or 0)]
     os.makedirs(folder, exist_ok=True)
     model.save(os.path.join(folder, "best.keras"))
     record = {

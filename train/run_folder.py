@@ -30,6 +30,7 @@ import contextlib
 import errno
 import json
 import os
+import sys
 
 from common.files import read_json, write_json
 
@@ -52,6 +53,15 @@ def read_config(run, label):
     messages (e.g. "--run runs/x")."""
     path = os.path.join(run, CONFIG)
     if not os.path.isfile(path):
+        members = sorted(name for name in (os.listdir(run) if os.path.isdir(run) else [])
+                         if name.startswith("member_")
+                         and os.path.isfile(os.path.join(run, name, CONFIG)))
+        if members:
+            raise FileNotFoundError(
+                f"{label}: an ensemble folder (members {', '.join(members)}), not one run; "
+                f"pass one member, e.g. {os.path.join(run, members[0])} (train.evaluate --runs "
+                f"{os.path.join(run, 'member_*')} evaluates them together)"
+            )
         raise FileNotFoundError(f"{label}: no {CONFIG}; is it a run folder?")
     record = read_json(path, "run config")
     if not isinstance(record, dict) or not isinstance(record.get("model"), str):
@@ -90,7 +100,8 @@ def load_record(run):
 
 
 def load_run(run, checkpoint=BEST):
-    """Reads a run folder; returns (record, the checkpoint's model)."""
+    """Reads a run folder; returns (record, the checkpoint's model), the
+    model checked to be the one the run names (`check_model`)."""
     import keras  # see load_record
 
     record = load_record(run)
@@ -102,7 +113,65 @@ def load_run(run, checkpoint=BEST):
     except (OSError, ValueError, KeyError, TypeError) as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ValueError(f"{path}: cannot be loaded as a Keras model ({first})") from None
+    check_model(run, record, model, checkpoint)
     return record, model
+
+
+def model_classes(model):
+    """The classes a classifier's first output tells apart (2 for one
+    sigmoid output), or None when its width is open (a score per step)."""
+    width = model.outputs[0].shape[-1] if model.outputs else None
+    if width is None:
+        return None
+    return 2 if width == 1 else int(width)
+
+
+def check_model(run, record, model, checkpoint=BEST):
+    """Refuses a checkpoint that is not the run's model, or class names that
+    do not match its outputs; says once when a classifier has no class names.
+
+    A checkpoint of another family (its model's name is another registered
+    model's), another input shape or another number of outputs than
+    `config.json` records would predict and export under the run's name;
+    class names of another count would label the outputs wrongly.
+    """
+    import models  # see load_record
+
+    path = os.path.join(run, checkpoint)
+    if model.name != record["model"] and model.name in models.names():
+        raise ValueError(
+            f"{path}: holds a {model.name} model but {CONFIG} names {record['model']}; the "
+            "checkpoint is not this run's"
+        )
+    config = record.get("config") or {}
+    recorded = config.get("input_shape")
+    if recorded is not None and model.inputs:
+        actual = list(model.inputs[0].shape[1:])
+        if len(actual) != len(recorded) or any(
+                a is not None and r is not None and a != r for a, r in zip(actual, recorded)):
+            raise ValueError(
+                f"{path}: takes inputs of shape {actual} but {CONFIG} records input_shape "
+                f"{list(recorded)}; the checkpoint is not this run's"
+            )
+    classes = model_classes(model)
+    if classes is None:
+        return
+    recorded_classes = config.get("num_classes")
+    if recorded_classes is not None and max(int(recorded_classes), 2) != classes:
+        raise ValueError(
+            f"{path}: tells {classes} classes apart but {CONFIG} records num_classes "
+            f"{recorded_classes}; the checkpoint is not this run's"
+        )
+    names = record.get("class_names")
+    if names is None:
+        print(f"note: {run} has no {CLASS_NAMES}; its {classes} classes are named by their "
+              f"ids 0 to {classes - 1}", file=sys.stderr)
+    elif not isinstance(names, list) or len(names) != classes:
+        count = len(names) if isinstance(names, list) else "not a list of"
+        raise ValueError(
+            f"{os.path.join(run, CLASS_NAMES)}: {count} names but the model's output tells "
+            f"{classes} classes apart; expected a JSON list of {classes} class names, in id order"
+        )
 
 
 def check_output_folder(out, model_name):
