@@ -308,6 +308,32 @@ def test_a_convlstm_trial_trains_with_its_class_weights(tmp_path, capsys, record
     assert call["class_weight"] == pytest.approx({0: 5 / 6, 1: 1.25})
 
 
+def test_a_batch_size_search_trains_each_trial_at_its_own_batch_size(tmp_path, capsys,
+                                                                     monkeypatch):
+    """The engine trains on the epoch stream; a trial of another batch size
+    gets that stream regrouped, and its epoch counts its own steps."""
+    import keras
+
+    seen = []
+    original = keras.Model.fit
+
+    def fit(self, x=None, *args, **kwargs):
+        first = next(iter(x))
+        seen.append((kwargs.get("steps_per_epoch"), int(first[0]["frames"].shape[0])))
+        return original(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", fit)
+    space = write_yaml(tmp_path / "space.yaml", {"batch_size": [2, 8]})
+    code, _, err = run_search(
+        ["--model", "convlstm", "--space", space, "--tuner", "grid", "--max-trials", "2",
+         "--set", "input_shape=4x12x12x2", "--set", "filters=2,3", "--set", "batch_size=4",
+         "--epochs", "1", "--synthetic-clips", "8", "--run-eagerly", "--verbose", "0",
+         "--out", str(tmp_path / "kt")], capsys)
+    assert code == 0, err
+    # 8 training clips: 4 steps of 2, 1 step of 8 (the base batch size, 4, gave 2 of 4).
+    assert sorted(seen) == [(1, 8), (4, 2)]
+
+
 # ---------------------------------------------------------------------------
 # Distributed: one chief and two workers on loopback
 # ---------------------------------------------------------------------------

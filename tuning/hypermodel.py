@@ -23,9 +23,10 @@ class SuiteHyperModel(kt.HyperModel):
         data: the `DataBundle` every trial trains on.
         data_updates: config fields the data fixes (input shape, classes);
             they override the search's base fields.
-        steps_per_epoch: training batches per epoch, for the schedules.
+        steps_per_epoch: training batches per epoch at `data_batch_size`.
         data_batch_size: batch size of the given datasets; a trial with
-            another `batch_size` rebatches them.
+            another `batch_size` rebatches them (`rebatched`), its epoch
+            stream included, and its schedules count its own steps.
         verbose: Keras progress output of each trial's `fit`.
         jit_compile: passed to `model.compile` ("auto" lets Keras use XLA).
         run_eagerly: passed to `model.compile`; skips graph tracing, which
@@ -50,20 +51,23 @@ class SuiteHyperModel(kt.HyperModel):
         overrides = {**values, **self.data_updates}
         return setting, self.space.config(setting, overrides)
 
+    def trial_data(self, config):
+        """The data at the trial's batch size, and its steps per epoch."""
+        if config.batch_size == self.data_batch_size:
+            return self.data, self.steps_per_epoch
+        data = rebatched(self.data, config.batch_size, self.steps_per_epoch)
+        return data, data.steps_per_epoch
+
     def build(self, hp):
         setting, config = self.trial(hp)
-        model, _ = engine.build(setting.model, config, steps_per_epoch=self.steps_per_epoch)
+        _, steps = self.trial_data(config)
+        model, _ = engine.build(setting.model, config, steps_per_epoch=steps)
         return model
 
     def fit(self, hp, model, *args, callbacks=None, epochs=None, initial_epoch=0, **kwargs):
         setting, config = self.trial(hp)
-        spec = models.get_family(setting.model).training(config, self.steps_per_epoch)
-        data = self.data
-        if config.batch_size != self.data_batch_size:
-            data = dataclasses.replace(data, **{
-                split: getattr(data, split).unbatch().batch(config.batch_size)
-                for split in ("train", "val") if getattr(data, split) is not None
-            })
+        data, steps = self.trial_data(config)
+        spec = models.get_family(setting.model).training(config, steps)
         history = engine.fit(
             model, spec, data, config, callbacks=list(callbacks or []),
             jit_compile=self.jit_compile, run_eagerly=self.run_eagerly, verbose=self.verbose,
@@ -75,3 +79,64 @@ class SuiteHyperModel(kt.HyperModel):
         for label, value in sizes.items():
             history.history[SIZE_PREFIX + label] = [float(value)] * len(history.epoch)
         return history
+
+
+def examples_per_epoch(data, steps_per_epoch):
+    """Training examples in one epoch of the bundle: its training labels, or
+    else those counted in the first epoch of its stream."""
+    if data.train_labels is not None:
+        return len(data.train_labels)
+    stream = data.train_epochs(0).take(steps_per_epoch) if data.train_epochs else data.train
+    return sum(int(_batch_size(batch)) for batch in stream)
+
+
+def _batch_size(batch):
+    import tensorflow as tf
+
+    return tf.shape(tf.nest.flatten(batch)[0])[0]
+
+
+def rebatched(data, batch_size, steps_per_epoch):
+    """The bundle with its training and validation batches regrouped into
+    batches of `batch_size`. The epoch stream (`DataBundle.train_epochs`,
+    what the engine trains on) is regrouped one epoch at a time, so an
+    epoch holds the same examples in the same order, and the bundle's
+    `steps_per_epoch` becomes an epoch's batches at the new size.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> from train.tasks.base import DataBundle
+    >>> def epoch(number):  # 5 examples in batches of 2: 2, 2, 1
+    ...     return tf.data.Dataset.range(5).map(lambda i: (i + 10 * number, i)).batch(2)
+    >>> def stream(first):
+    ...     return tf.data.Dataset.range(first, 100).flat_map(epoch)
+    >>> data = DataBundle(epoch(0), None, None, [], {}, train_labels=[0] * 5,
+    ...                   train_epochs=stream, steps_per_epoch=3)
+    >>> data = rebatched(data, 4, 3)
+    >>> data.steps_per_epoch
+    2
+    >>> [batch[0].numpy().tolist() for batch in data.train_epochs(0).take(4)]
+    [[0, 1, 2, 3], [4], [10, 11, 12, 13], [14]]
+    """
+    import tensorflow as tf
+
+    updates = {
+        split: getattr(data, split).unbatch().batch(batch_size)
+        for split in ("train", "val") if getattr(data, split) is not None
+    }
+    examples = examples_per_epoch(data, steps_per_epoch)
+    updates["steps_per_epoch"] = max(-(-examples // batch_size), 1)
+    if data.train_epochs is not None:
+        make_epochs = data.train_epochs
+
+        def regroup(*parts):
+            return tf.data.Dataset.zip(parts if len(parts) > 1 else parts[0]).unbatch().batch(
+                batch_size)
+
+        def train_epochs(first_epoch):
+            # `steps_per_epoch` batches are one epoch of the stream.
+            return make_epochs(first_epoch).window(steps_per_epoch).flat_map(regroup)
+
+        updates["train_epochs"] = train_epochs
+    return dataclasses.replace(data, **updates)
