@@ -430,6 +430,12 @@ def feature_window_encoder(record, options):
     backbone = options.backbone or settings["backbone"]
     weights = options.backbone_weights or settings["weights"]
     if "grid" in settings and options.backbone is None:
+        if options.backbone_weights is not None:
+            raise ValueError(
+                f"--backbone-weights {options.backbone_weights}: the run's features come from "
+                "the block-mean encoder of the embedded data, which has no weights; give "
+                "--backbone too, or leave --backbone-weights out"
+            )
         extractor = synthetic_features.BlockMeanExtractor(settings["size"], settings["grid"])
     else:
         if backbone is None:

@@ -99,6 +99,16 @@ class FrameEncoder:
 def frame_encoder(record, config, options):
     """The `FrameEncoder` that makes the run's training input from frames."""
     data = record.get("data", {})
+    if (config.reads_frames or data.get("features") == "synthetic_projection") and (
+            options.backbone is not None or options.backbone_weights is not None):
+        flag = "--backbone" if options.backbone is not None else "--backbone-weights"
+        value = options.backbone if options.backbone is not None else options.backbone_weights
+        raise ValueError(
+            f"{flag} {value}: this run "
+            + ("reads frames itself" if config.reads_frames else
+               "was trained on the embedded data's own frame features")
+            + "; leave --backbone and --backbone-weights out"
+        )
     if config.reads_frames:
         return FrameEncoder("frames", config.input_shape[1:3], lambda f: f.astype(np.float32))
     if data.get("features") == "synthetic_projection":
