@@ -254,7 +254,21 @@ def test_a_batch_goes_on_after_files_that_crash_the_decoder(summary_run, tmp_pat
     assert "4/4" in stderr
 
 
-def test_still_images_and_one_frame_files_are_refused_as_videos(summary_run, tmp_path, capsys):
+def test_crashing_files_still_images_and_one_frame_files_are_refused(summary_run, tmp_path, capsys,
+                                                                monkeypatch):
+    from tests.crashing_decoder import use_crashing_decoder
+
+    crash = tmp_path / "crash.mp4"
+    crash.write_bytes(b"CRASH" + bytes(4000))
+    decoder = use_crashing_decoder(monkeypatch)
+    try:
+        message = user_error(predict.main, ["--run", summary_run, "--video", str(crash),
+                                            "--out", str(tmp_path / "out")], capsys)
+    finally:
+        decoder.close()
+    assert message == (f"error: {crash}: could not be decoded: the decoder crashed on this file "
+                       "(SIGABRT)")
+    assert not (tmp_path / "out").exists()
     image = video_files.write_still_image(str(tmp_path / "photo.mp4"))
     message = user_error(predict.main, ["--run", summary_run, "--video", image], capsys)
     assert message == f"error: {image}: a still image (PNG), not a video"
