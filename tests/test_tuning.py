@@ -310,19 +310,26 @@ def test_a_convlstm_trial_trains_with_its_class_weights(tmp_path, capsys, record
 
 def test_a_batch_size_search_trains_each_trial_at_its_own_batch_size(tmp_path, capsys,
                                                                      monkeypatch):
-    """The engine trains on the epoch stream; a trial of another batch size
-    gets that stream regrouped, and its epoch counts its own steps."""
+    """The engine trains on the epoch stream (`train_epochs`, one epoch
+    `steps_per_epoch` batches); a trial of another batch size gets that
+    stream regrouped, and its epoch counts its own steps."""
     import keras
 
+    from tuning import hypermodel
+
     seen = []
-    original = keras.Model.fit
 
-    def fit(self, x=None, *args, **kwargs):
-        first = next(iter(x))
-        seen.append((kwargs.get("steps_per_epoch"), int(first[0]["frames"].shape[0])))
-        return original(self, x, *args, **kwargs)
+    def fit(model, spec, data, config, **kwargs):
+        epoch = list(data.train_epochs(0).take(data.steps_per_epoch))
+        following = next(iter(data.train_epochs(0).skip(data.steps_per_epoch)))
+        seen.append({"batch_size": config.batch_size, "steps": data.steps_per_epoch,
+                     "sizes": [int(batch[0]["frames"].shape[0]) for batch in epoch],
+                     "next_epoch_starts_whole": int(following[0]["frames"].shape[0])})
+        history = keras.callbacks.History()
+        history.epoch, history.history = [0], {"loss": [0.5], "val_loss": [0.6]}
+        return history
 
-    monkeypatch.setattr(keras.Model, "fit", fit)
+    monkeypatch.setattr(hypermodel.engine, "fit", fit)
     space = write_yaml(tmp_path / "space.yaml", {"batch_size": [2, 8]})
     code, _, err = run_search(
         ["--model", "convlstm", "--space", space, "--tuner", "grid", "--max-trials", "2",
@@ -330,8 +337,12 @@ def test_a_batch_size_search_trains_each_trial_at_its_own_batch_size(tmp_path, c
          "--epochs", "1", "--synthetic-clips", "8", "--run-eagerly", "--verbose", "0",
          "--out", str(tmp_path / "kt")], capsys)
     assert code == 0, err
-    # 8 training clips: 4 steps of 2, 1 step of 8 (the base batch size, 4, gave 2 of 4).
-    assert sorted(seen) == [(1, 8), (4, 2)]
+    # 8 training clips: 4 steps of 2, 1 step of 8 (the base batch size, 4, gives 2 of 4).
+    by_size = {call["batch_size"]: call for call in seen}
+    assert sorted(by_size) == [2, 8]
+    assert by_size[2]["steps"] == 4 and by_size[2]["sizes"] == [2, 2, 2, 2]
+    assert by_size[8]["steps"] == 1 and by_size[8]["sizes"] == [8]
+    assert by_size[2]["next_epoch_starts_whole"] == 2 and by_size[8]["next_epoch_starts_whole"] == 8
 
 
 # ---------------------------------------------------------------------------
