@@ -43,7 +43,8 @@ def test_the_ratio_advice_names_a_ratio_that_works():
     with pytest.raises(ValueError) as error:
         keyframes.select_keyshots(scores, picks, 5, shots, 0.15)
     assert str(error.value) == ("--ratio 0.15 of a 5-frame video is less than one frame; use a "
-                                "--ratio of at least 0.2 (and below 1)")
+                                "--ratio of at least 0.2 (and below 1); the video needs at "
+                                "least 7 frames at this ratio")
     keyframes.select_keyshots(scores, picks, 5, shots, 0.2)  # the advice works
     with pytest.raises(ValueError, match="a 1-frame video is too short to summarize"):
         keyframes.select_keyshots([0.5], [0], 1, np.array([[0, 0]]), 0.15)
