@@ -49,7 +49,6 @@ from common.cli import ArgumentParser, run_main
 from common.files import write_json
 from common.progress import Progress
 from data.decoder_process import check_video
-from data.video import VideoError
 from train.serving.prediction import (
     PredictOptions,
     describe_result,
@@ -185,9 +184,9 @@ def main(argv=None):
     failed = 0
     for video in videos:
         try:
-            check_video(video)  # a file that crashes the decoder crashes it elsewhere
+            check_video(video)  # decoded in the decoder process first: a crash there skips it
             result = predict_one(predictor, video, root)
-        except (ValueError, VideoError) as error:  # a video that does not decode, or too short
+        except ValueError as error:  # a video that does not decode (VideoError), or too short
             failed += 1
             print(json.dumps({"video": os.path.abspath(video), "error": str(error)}), flush=True)
             print(f"skipped {error}", file=sys.stderr)
