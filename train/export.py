@@ -16,6 +16,13 @@ folders beside them are ignored by a server pointed at `<out>/<model>`.
 Every version folder holds `export_report.json`: the gate's numbers, what
 the export was checked on, and the versions of the tools.
 
+Versions are the integers TF Serving reads (1 to 2^63 - 1). Two exports
+at once take distinct versions: one whose chosen version another export
+took while it was written moves on to the next free one, and one given
+`--version` is refused in one line. The staging folder of an export that
+was killed is removed by the next export into the same folder, once the
+process that made it is gone (`common.files.remove_stale_folders`).
+
 Each export is written into a hidden staging folder beside its version,
 reloaded in its own runtime (TensorFlow, the LiteRT interpreter,
 onnxruntime) and compared with the Keras model on held-out inputs (the
