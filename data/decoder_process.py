@@ -1,8 +1,9 @@
 """Untrusted video files are decoded once in a separate process first.
 
 OpenCV's FFmpeg can take down the process that decodes a file: a plain
-uncompressed 24-bit AVI of 32x24 frames aborts OpenCV 4.13 with
-`malloc_consolidate(): invalid chunk size`, and other files make a decoder
+uncompressed 24-bit AVI of 32x24 frames corrupts the heap of OpenCV 4.13
+(usually `malloc_consolidate(): invalid chunk size` and SIGABRT, now and
+then SIGBUS), and other files make a decoder
 loop forever. The page (`train.app`), `train.predict` (one video or a
 folder) and `data.extract` therefore hand every file to `check_video`
 before they decode it themselves: a decoder process (`python -m

@@ -19,9 +19,10 @@ def test_a_real_file_that_aborts_the_decoder_is_an_undecodable_file(tmp_path):
     try:
         try:
             decoder.check(crashing)
-        except VideoError as error:  # OpenCV 4.13 aborts; a fixed decoder may read it
-            assert str(error) == (f"{crashing}: could not be decoded: the decoder crashed on "
-                                  "this file (SIGABRT)")
+        except VideoError as error:  # OpenCV 4.13 crashes; a fixed decoder may read it
+            # Heap corruption: usually SIGABRT, sometimes SIGBUS or SIGSEGV.
+            assert str(error).startswith(f"{crashing}: could not be decoded: the decoder "
+                                         "crashed on this file (SIG"), error
         # The next file gets a new decoder process.
         assert decoder.check(good).frame_count == 5
     finally:

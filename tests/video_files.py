@@ -106,8 +106,9 @@ def write_zero_frame_video(path):
 
 def write_crashing_avi(path, num_frames=3, size=(24, 32)):
     """An uncompressed 24-bit AVI (BI_RGB frames, no codec) of noise, 2.4 KB
-    for 3 frames of 24x32: OpenCV 4.13's FFmpeg aborts the process that
-    decodes it (`malloc_consolidate(): invalid chunk size`). Returns path."""
+    for 3 frames of 24x32: OpenCV 4.13's FFmpeg crashes the process that
+    decodes it (usually `malloc_consolidate(): invalid chunk size`, SIGABRT;
+    now and then SIGBUS). Returns path."""
     import struct
 
     def chunk(tag, data):
