@@ -337,35 +337,43 @@ def test_a_file_that_crashes_the_decoder_is_refused_and_the_page_goes_on(summary
     assert os.listdir(os.path.join(root, "uploads")) == []
 
 
-def test_results_are_bounded_and_uploads_removed(folder, clip, tmp_path):
-    run = keyframe_run(str(tmp_path / "run"))
-    app = app_lib.create_app(run, out=str(tmp_path / "out"), max_results_bytes=1)
-    with app_lib.serve_in_thread(app) as url, open(clip, "rb") as file:
+def test_results_are_bounded_and_uploads_removed(summary_server, folder, tmp_path):
+    url, app = summary_server
+    root, store = app.state.root, app.state.store
+    small = str(tmp_path / "small.mp4")
+    write_scene_video(small, seconds=2.0, fps=10.0, scenes=2, size=(48, 64))
+    with open(small, "rb") as file:
         data = file.read()
+    bound, store.max_bytes = store.max_bytes, 1  # one byte: only the newest result stays
+    try:
         names = []
-        for name in ("a", "b", "c"):
+        for name in ("bound_a", "bound_b", "bound_c"):
             status, result = upload(url, f"{name}.mp4", data)
             assert status == 200
             names.append(result["urls"]["summary_video"])
-        # Only the newest result is kept (the bound is one byte); the older
-        # ones are gone from disk and from what the page serves.
-        assert results_of(app.state.root) == ["c"]
-        assert os.listdir(os.path.join(app.state.root, "uploads")) == []
+        # The older ones are gone from disk and from what the page serves.
+        assert [name for name in results_of(root) if name.startswith("bound_")] == ["bound_c"]
+        assert os.listdir(os.path.join(root, "uploads")) == []
         assert get_status(url + names[0])[0] == 404 and get(url + names[-1])[0] == 200
         # A folder the page did not write is never removed.
-        os.makedirs(os.path.join(app.state.root, "mine"))
-        assert upload(url, "d.mp4", data)[0] == 200
-        assert results_of(app.state.root) == ["d", "mine"]
+        os.makedirs(os.path.join(root, "mine"))
+        assert upload(url, "bound_d.mp4", data)[0] == 200
+        assert {"bound_d", "mine"} <= set(results_of(root))
+        assert not {"bound_c"} & set(results_of(root))
+    finally:
+        store.max_bytes = bound
 
-        # The run folder removed under the running page: a JSON answer that
-        # says so, and nothing written.
-        moved = run + ".moved"
-        os.rename(run, moved)
-        try:
-            status, body = upload(url, "clip.mp4", data)
-            assert status == 503 and f"the run folder {run}" in body["error"]
-        finally:
-            os.rename(moved, run)
+    # The run folder removed under the running page: a JSON answer that
+    # says so, and nothing written.
+    run = str(folder / "keyframe_run")
+    before = results_of(root)
+    os.rename(run, run + ".moved")
+    try:
+        status, body = upload(url, "gone.mp4", data)
+        assert status == 503 and f"the run folder {run}" in body["error"]
+    finally:
+        os.rename(run + ".moved", run)
+    assert results_of(root) == before
 
 
 @pytest.mark.parametrize("flags, message", [
