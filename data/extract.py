@@ -2,10 +2,11 @@
 
 VIDEOS is a class-per-folder tree (root/<class>/<video>) or a CSV manifest
 (path,label[,split]); see data/datasets.py. The output schema, resuming and
-crash safety are described in data/features.py. Every video is decoded once
-in a separate process first (`data.decoder_process`): a file that crashes
-or hangs the decoder, a still image and a one-frame file are skipped like
-any unreadable video (or stop the run with `--on-error fail`).
+crash safety are described in data/features.py. Every video's frames are
+decoded in a separate process (`data.decoder_process`) and sent back: a
+file that crashes or hangs the decoder, a still image and a one-frame file
+are skipped like any unreadable video (or stop the run with `--on-error
+fail`).
 
 Example:
 

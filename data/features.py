@@ -98,6 +98,7 @@ Example:
 
 import dataclasses
 import errno
+import functools
 import glob
 import hashlib
 import json
@@ -115,8 +116,8 @@ except ImportError:  # Windows
     fcntl = None
 
 from common.files import atomic_path, rename_into_place
-from data.decoder_process import check_video
-from data.video import VideoError, normalize_size, read_frames, sample_frame_indices
+from data import decoder_process
+from data.video import VideoError, normalize_size, sample_frame_indices
 
 SCALES = (1.0, 0.85, 1.15)
 MIN_SCALE_FRAMES = 5
@@ -267,11 +268,12 @@ class FrameFeatureExtractor:
                 lambda frame_count, length=length: sample_frame_indices(frame_count, length)
                 for length in lengths
             ]
-
-        def all_indices(frame_count):
-            return np.unique(np.concatenate([wanted(frame_count) for wanted in frames_of]))
-
-        frames, unique, info = read_frames(path, all_indices, self.size)
+        # Decoded in the decoder process (`data.decoder_process`): a file
+        # that crashes or hangs the decoder is a VideoError, not the end.
+        counts = [num_frames] if scale_source == "sampled" else lengths
+        frames, unique, info = decoder_process.read_frames(
+            path, functools.partial(frame_indices, counts=[int(count) for count in counts]),
+            self.size)
         features = self.frame_features(frames)
         sequence = np.zeros((max(lengths), self.feature_dim), np.float32)
         if scale_source == "sampled":
@@ -285,6 +287,21 @@ class FrameFeatureExtractor:
                 sequence[:length] += features[np.searchsorted(unique, wanted(info.frame_count))]
         sequence /= len(lengths)
         return sequence, info
+
+
+def frame_indices(frame_count, counts):
+    """The frames `video_features` decodes: those of
+    `sample_frame_indices(frame_count, count)` for every count, each once,
+    sorted (a module-level function, so that the decoder process can call
+    it by name).
+
+    Example:
+
+    >>> frame_indices(10, [4, 3]).tolist()
+    [0, 3, 4, 6, 9]
+    """
+    return np.unique(np.concatenate(
+        [sample_frame_indices(frame_count, count) for count in counts]))
 
 
 def partial_path(out):
@@ -1016,7 +1033,6 @@ def _extract_videos(writer, extractor, dataset, sources, todo, sampling, on_erro
     for step, index in enumerate(todo, start=1):
         source = sources[index]
         try:
-            check_video(source)  # decoded in the decoder process first: a crash there skips it
             features, _ = extractor.video_features(source, *sampling)
         except VideoError as error:
             if on_error == "fail":

@@ -2,7 +2,8 @@
 
 It aborts, as OpenCV's FFmpeg does on some files, on a file whose first
 bytes are `CRASH`, and never answers about a file whose first bytes are
-`HANG`; any other file it decodes as the real decoder process does.
+`HANG`, whether asked to check it or to read its frames; any other file
+it decodes as the real decoder process does.
 `use_crashing_decoder(monkeypatch)` makes it the decoder of the test's
 process.
 """
@@ -14,14 +15,23 @@ import time
 from data import decoder_process
 
 
-def decode(path):
+def misbehave(path):
     with open(path, "rb") as file:
         head = file.read(5)
     if head == b"CRASH":
         os.abort()
     if head.startswith(b"HANG"):
         time.sleep(3600)
+
+
+def decode(path):
+    misbehave(path)
     return decoder_process.decode_file(path)
+
+
+def read(request):
+    misbehave(request["path"])
+    return decoder_process.read_file(request)
 
 
 def use_crashing_decoder(monkeypatch):
@@ -33,4 +43,4 @@ def use_crashing_decoder(monkeypatch):
 
 
 if __name__ == "__main__":
-    decoder_process.serve(decode)
+    decoder_process.serve(decode, read=read)

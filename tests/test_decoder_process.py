@@ -4,6 +4,7 @@ a crash or a hang there is an undecodable file, not the end of the caller."""
 import os
 import time
 
+import numpy as np
 import pytest
 
 from data import decoder_process
@@ -45,6 +46,48 @@ def test_crashes_and_hangs_of_the_stand_in_decoder(tmp_path, monkeypatch):
             decoder_process.check_video(hang, timeout=1)
         assert time.monotonic() - started < 30
         assert decoder_process.check_video(good).frame_count == 4
+    finally:
+        decoder.close()
+
+
+@pytest.mark.parametrize("decoder", ["opencv", "pyav"])
+def test_frames_read_in_the_decoder_process_are_those_read_here(decoder, tmp_path):
+    import functools
+
+    from data.features import frame_indices
+    from data.video import read_frames
+
+    path = video_files.write_av_video(str(tmp_path / "clip.mp4"), num_frames=30)
+    indices = functools.partial(frame_indices, counts=[8, 6])
+    here = read_frames(path, indices, (24, 32), decoder)
+    there = decoder_process.read_frames(path, indices, (24, 32), decoder)
+    np.testing.assert_array_equal(there[0], here[0])
+    np.testing.assert_array_equal(there[1], here[1])
+    assert there[2] == here[2]
+    frames, chosen, _ = decoder_process.read_frames(path, [0, 29, 29], 16, decoder)
+    assert frames.shape == (3, 16, 16, 3) and chosen.tolist() == [0, 29, 29]
+    with pytest.raises(VideoError, match="frame index 30 is past the end"):
+        decoder_process.read_frames(path, [30], 16, decoder)
+    with pytest.raises(TypeError, match="functools.partial of a module-level function"):
+        decoder_process.read_frames(path, lambda count: [0], 16, decoder)
+
+
+def test_reads_that_crash_or_hang_the_decoder(tmp_path, monkeypatch):
+    decoder = use_crashing_decoder(monkeypatch)
+    crash = tmp_path / "crash.mp4"
+    crash.write_bytes(b"CRASH" + bytes(100))
+    hang = tmp_path / "hang.mp4"
+    hang.write_bytes(b"HANG" + bytes(100))
+    good = video_files.write_video(str(tmp_path / "good.mp4"), num_frames=4)
+    image = video_files.write_still_image(str(tmp_path / "photo.mp4"))
+    try:
+        with pytest.raises(VideoError, match="the decoder crashed on this file \\(SIGABRT\\)"):
+            decoder_process.read_frames(crash, [0], 8)
+        with pytest.raises(VideoError, match="the decoder took longer than 1 s and was stopped"):
+            decoder_process.read_frames(hang, [0], 8, timeout=1)
+        with pytest.raises(VideoError, match="a still image \\(PNG\\), not a video"):
+            decoder_process.read_frames(image, [0], 8)
+        assert decoder_process.read_frames(good, [0, 3], 8)[0].shape == (2, 8, 8, 3)
     finally:
         decoder.close()
 
