@@ -481,9 +481,12 @@ class TemporalSelfAttention(keras.layers.Layer):
         self.dropout = float(dropout)
         # One seed for both implementations' dropout of the attention
         # weights (MultiHeadAttention's own on the "keras" path, ours on the
-        # direct one), so that they draw the same masks; drawn from Python's
-        # generator, which `keras.utils.set_random_seed` seeds.
-        self.seed = random.randrange(2**31) if seed is None else int(seed)
+        # direct one), so that they draw the same masks. Drawn as Keras
+        # draws a default seed (from Python's generator, which
+        # `keras.utils.set_random_seed` seeds), once, where the attention
+        # layer's dropout drew it: the model's other initial weights stay
+        # what they were.
+        self.seed = random.randint(1, int(1e9)) if seed is None else int(seed)
         self.attention = keras.layers.MultiHeadAttention(
             num_heads=self.num_heads,
             key_dim=self.key_dim,
