@@ -495,7 +495,7 @@ def comparison_table(report):
         cells = [f"{100 * human_here['fscore']:.2f}" if "fscore" in human_here else ""]
         cells += [f"{human_here[name]:.3f}" if name in human_here else ""
                   for name in ("kendall_tau", "spearman_rho")]
-        rows.append("| human annotators, this data (leave one out) | " + " | ".join(cells) + " |")
+        rows.append("| users against each other, this data (leave one out) | " + " | ".join(cells) + " |")
     if report.get("reduction_why"):
         rows.append(f"\n{report['reduction_why']}.")
     if column is None:
