@@ -22,6 +22,7 @@ Example:
 """
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -315,3 +316,49 @@ def _jsonable(value):
     if isinstance(value, (tuple, set, frozenset)):
         return list(value)
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def lock_file(path, busy):
+    """Takes an exclusive `flock` on the file `path` (made when missing) at
+    once, or refuses: returns the locked descriptor (None where the
+    platform has no `flock`: no lock). A writer that opened the file just
+    before another removed it would hold a lock on a file no longer there,
+    so after locking, the path is checked to still be the locked file, and
+    taken again otherwise.
+
+    Args:
+        path: the lock file.
+        busy: `holder -> message` of the ValueError when another process
+            holds the lock; `holder` is what the file says (e.g. a pid).
+
+    Example:
+
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.lock")
+    >>> descriptor = lock_file(path, lambda holder: "busy")
+    >>> lock_file(path, lambda holder: f"{path}: busy")
+    Traceback (most recent call last):
+    ValueError: ...: busy
+    >>> os.close(descriptor)
+    """
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform
+        return None
+    while True:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            holder = os.read(descriptor, 64).decode("ascii", "replace").strip()
+            os.close(descriptor)
+            if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            raise ValueError(busy(holder)) from None
+        try:
+            same = os.path.samestat(os.fstat(descriptor), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            return descriptor
+        os.close(descriptor)

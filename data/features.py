@@ -97,7 +97,6 @@ Example:
 """
 
 import dataclasses
-import errno
 import functools
 import glob
 import hashlib
@@ -110,12 +109,7 @@ import time
 import h5py
 import numpy as np
 
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None
-
-from common.files import atomic_path, rename_into_place
+from common.files import atomic_path, lock_file, rename_into_place
 from data import decoder_process
 from data.video import VideoError, normalize_size, sample_frame_indices
 
@@ -717,28 +711,9 @@ class _OutputLock:
         self.out = out
         self.path = out + LOCK_SUFFIX
         self.descriptor = None
-        if fcntl is None:  # no flock on this platform: no lock
-            return
-        while True:
-            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as error:
-                os.close(descriptor)
-                if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                    raise
-                raise ValueError(
-                    f"{out}: in use by another extraction (it holds the lock {self.path}); "
-                    "wait for it to finish, or choose another --out"
-                ) from None
-            try:
-                same = os.path.samestat(os.fstat(descriptor), os.stat(self.path))
-            except FileNotFoundError:
-                same = False
-            if same:
-                self.descriptor = descriptor
-                return
-            os.close(descriptor)
+        self.descriptor = lock_file(self.path, lambda holder: (
+            f"{out}: in use by another extraction (it holds the lock {self.path}); "
+            "wait for it to finish, or choose another --out"))
 
     def release(self):
         if self.descriptor is None:

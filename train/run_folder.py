@@ -27,17 +27,12 @@ Example:
 """
 
 import contextlib
-import errno
 import json
 import os
 import sys
 
-from common.files import read_json, write_json
+from common.files import lock_file, read_json, write_json
 
-try:
-    import fcntl
-except ImportError:  # Windows: no flock
-    fcntl = None
 
 CONFIG = "config.json"
 CLASS_NAMES = "class_names.json"
@@ -276,31 +271,12 @@ class RunLock:
             raise NotADirectoryError(f"--out {self.out} is a file; expected a run folder")
         self.created = not os.path.exists(self.out)
         os.makedirs(self.out, exist_ok=True)
-        if fcntl is None:
+        descriptor = lock_file(self.path, lambda holder: (
+            f"--out {self.out} is being written by another train.run (process "
+            f"{holder or 'id not written yet'}, holding {self.path}); wait for it to "
+            "finish or choose another --out"))
+        if descriptor is None:  # no flock on this platform: no lock
             return self
-        while True:
-            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as error:
-                holder = os.read(descriptor, 64).decode("ascii", "replace").strip()
-                os.close(descriptor)
-                if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                    raise
-                raise ValueError(
-                    f"--out {self.out} is being written by another train.run (process "
-                    f"{holder or 'id not written yet'}, holding {self.path}); wait for it to "
-                    "finish or choose another --out"
-                ) from None
-            # A lock taken on a file another run removed in the meantime
-            # locks nothing: take it again on the file now at the path.
-            try:
-                same = os.path.samestat(os.fstat(descriptor), os.stat(self.path))
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            os.close(descriptor)
         os.ftruncate(descriptor, 0)
         os.write(descriptor, f"{os.getpid()}\n".encode())
         self.descriptor = descriptor
