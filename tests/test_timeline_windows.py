@@ -1,0 +1,172 @@
+"""Which windows of a video a classifier reads, and the prediction defaults.
+
+`ClassifierPredictor` runs on a stand-in stream (frame i holds its index)
+and a stand-in model, so what is checked is the windowing itself: which
+frames each window gets, that the last one ends at the video's end, and
+that together they cover the video.
+"""
+
+import contextlib
+import json
+import types
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import data.stream
+from train import predict
+from train.tasks import timeline
+from train.tasks.prediction import PredictOptions
+
+
+class IndexedStream:
+    """`n_frames` frames at `fps`; frame i is [1, 1, 2] holding i in base 256."""
+
+    def __init__(self, n_frames, fps):
+        self.fps = fps
+        self.info = types.SimpleNamespace(frame_count=n_frames)
+        self.n_frames = n_frames
+
+    def __iter__(self):
+        for index in range(self.n_frames):
+            yield index, np.array([[[index // 256, index % 256]]], np.uint8)
+
+
+class Recorder:
+    """A window encoder and a two-class model that record what they see."""
+
+    def __init__(self):
+        self.windows = []  # (frame indices given, frame indices of the frames given)
+        self.encoder = timeline.WindowEncoder((1, 1), self.encode)
+
+    def encode(self, frames, indices):
+        decoded = frames[:, 0, 0, 0].astype(int) * 256 + frames[:, 0, 0, 1]
+        self.windows.append((np.asarray(indices), decoded))
+        return {"frames": np.zeros(1, np.float32)}
+
+    def __call__(self, inputs, training=False):
+        count = len(inputs["frames"])
+        return {"probabilities": np.tile([0.25, 0.75], (count, 1))}
+
+
+@contextlib.contextmanager
+def stream_of(n_frames, fps):
+    """data.stream's FrameStream and rgb replaced by the stand-in stream."""
+    saved = data.stream.FrameStream, data.stream.rgb
+    data.stream.FrameStream = lambda path: IndexedStream(n_frames, fps)
+    data.stream.rgb = lambda frame, size: frame
+    try:
+        yield
+    finally:
+        data.stream.FrameStream, data.stream.rgb = saved
+
+
+def predicted_windows(n_frames, fps, out=None, write=False, **options):
+    """[(start, stop)] of the windows read, after checking that each window
+    got exactly its own frames; with `write`, also the result."""
+    recorder = Recorder()
+    predictor = timeline.ClassifierPredictor(
+        recorder, {"model": "convlstm", "class_names": ["a", "b"]},
+        PredictOptions(**options), recorder.encoder)
+    if not write:
+        predictor._write = lambda *args: None
+    with stream_of(n_frames, fps):
+        result = predictor("video.mp4", out)
+    spans = []
+    for indices, decoded in recorder.windows:
+        np.testing.assert_array_equal(decoded, indices)  # the frames of its own span
+        assert (np.diff(indices) == 1).all()
+        spans.append((int(indices[0]), int(indices[-1]) + 1))
+    return spans, result
+
+
+# 10 fps, 1-second windows every half second: 10 frames, stride 5.
+WINDOWS = dict(window=1.0, stride=0.5)
+
+
+@pytest.mark.parametrize("n_frames, expected", [
+    (30, [(0, 10), (5, 15), (10, 20), (15, 25), (20, 30)]),  # the last stride ends at the end
+    (33, [(0, 10), (5, 15), (10, 20), (15, 25), (20, 30), (23, 33)]),  # one more, ending there
+    (11, [(0, 10), (1, 11)]),
+    (10, [(0, 10)]),   # exactly one window
+    (7, [(0, 7)]),     # shorter than a window: the whole video
+])
+def test_windows_start_every_stride_and_the_last_ends_at_the_video_end(n_frames, expected):
+    spans, _ = predicted_windows(n_frames, 10.0, **WINDOWS)
+    assert spans == expected
+
+
+def test_window_and_stride_are_rounded_to_whole_frames():
+    # 7.5 fps: a 1-second window is 7.5 frames, rounded to 8; the stride 3.75, to 4.
+    spans, _ = predicted_windows(20, 7.5, **WINDOWS)
+    assert spans == [(0, 8), (4, 12), (8, 16), (12, 20)]
+
+
+def test_the_timeline_lists_the_windows_read(tmp_path):
+    spans, result = predicted_windows(33, 10.0, out=str(tmp_path), write=True, **WINDOWS)
+    assert result["windows"] == 6 and result["frame_count"] == 33
+    assert [entry["frames"] for entry in result["timeline"]] == [
+        [start, stop - 1] for start, stop in spans]
+    assert result["timeline"][-1]["end"] == 3.3 and result["timeline"][-1]["start"] == 2.3
+    with open(tmp_path / "timeline.json") as file:
+        assert len(json.load(file)["windows"]) == 6
+    assert result["top"] == [{"label": "b", "probability": 0.75}, {"label": "a", "probability": 0.25}]
+
+
+def test_default_options():
+    options = PredictOptions()
+    assert (options.window, options.stride, options.top_k) == (5.0, 2.5, 5)
+    assert (options.ratio, options.sample_rate) == (0.15, 2.0)
+    assert options.backbone is None and options.explain is False
+    parsed = predict.build_parser().parse_args(["--run", "r", "--video", "v"])
+    assert (parsed.window, parsed.stride, parsed.top_k, parsed.ratio, parsed.sample_rate) == (
+        5.0, 2.5, 5, 0.15, 2.0)
+
+
+def test_default_windows_are_five_seconds_every_two_and_a_half():
+    # 12 s at 10 fps: 50-frame windows every 25 frames, and one ending at 120.
+    spans, _ = predicted_windows(120, 10.0)
+    assert spans == [(0, 50), (25, 75), (50, 100), (70, 120)]
+    spans, _ = predicted_windows(50, 10.0)  # 5 s: one window
+    assert spans == [(0, 50)]
+
+
+@settings(max_examples=30, deadline=None)
+@given(n_frames=st.integers(1, 120), window=st.integers(1, 40), stride=st.integers(1, 40))
+def test_windows_cover_the_video(n_frames, window, stride):
+    spans, _ = predicted_windows(n_frames, 1.0, window=float(window), stride=float(stride))
+    if n_frames <= window:
+        assert spans == [(0, n_frames)]
+        return
+    starts = [start for start, _ in spans]
+    assert all(stop - start == window for start, stop in spans)
+    assert spans[-1][1] == n_frames  # the last window ends at the video's end
+    assert starts == sorted(set(starts))  # in order, none twice
+    # All but a last window start every stride from 0; the last one
+    # is there only when they leave a tail.
+    regular = list(range(0, n_frames - window + 1, stride))
+    assert starts[:len(regular)] == regular
+    assert len(starts) == len(regular) + (regular[-1] + window < n_frames)
+    covered = np.zeros(n_frames, bool)
+    for start, stop in spans:
+        covered[start:stop] = True
+    # Every frame is read when windows overlap or touch; otherwise the
+    # gaps between strides are what is skipped.
+    if stride <= window:
+        assert covered.all()
+
+
+@settings(max_examples=20, deadline=None)
+@given(frames=st.integers(1, 400), steps=st.integers(2, 64))
+def test_a_clip_runs_model_steps_span_the_window(frames, steps):
+    from train.tasks import explain
+
+    record = {"model": "convlstm", "config": {"input_shape": [steps, 8, 8, 1]}}
+    positions = explain.window_positions(record)(frames)
+    assert len(positions) == steps
+    assert positions[0] == 0 and positions[-1] == frames - 1
+    assert (np.diff(positions) >= 0).all()
+    if frames >= steps:  # enough frames: no frame is read twice
+        assert len(set(positions.tolist())) == steps
