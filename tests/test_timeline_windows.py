@@ -133,7 +133,7 @@ def test_default_windows_are_five_seconds_every_two_and_a_half():
     assert spans == [(0, 50)]
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30, deadline=None, derandomize=True, database=None)
 @given(n_frames=st.integers(1, 120), window=st.integers(1, 40), stride=st.integers(1, 40))
 def test_windows_cover_the_video(n_frames, window, stride):
     spans, _ = predicted_windows(n_frames, 1.0, window=float(window), stride=float(stride))
@@ -158,7 +158,7 @@ def test_windows_cover_the_video(n_frames, window, stride):
         assert covered.all()
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=20, deadline=None, derandomize=True, database=None)
 @given(frames=st.integers(1, 400), steps=st.integers(2, 64))
 def test_a_clip_runs_model_steps_span_the_window(frames, steps):
     from train.tasks import explain
