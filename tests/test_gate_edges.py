@@ -20,14 +20,21 @@ RHO = 0.98  # int8 frame scorers
 
 class Table:
     """A model or an export whose outputs are rows of fixed arrays: the
-    input `index` names the examples of a batch."""
+    input `index` names the examples of a batch. With `single`, it returns
+    its one output as an array named by `output_names`, as a one-output
+    Keras model does; `calls` records the `training` flag of every call."""
 
-    def __init__(self, **outputs):
+    def __init__(self, single=False, **outputs):
         self.outputs = {key: np.asarray(value) for key, value in outputs.items()}
+        self.single = single
+        self.output_names = list(self.outputs)
+        self.calls = []
 
-    def __call__(self, inputs, training=False):
+    def __call__(self, inputs, training="not given"):
+        self.calls.append(training)
         rows = np.asarray(inputs["index"])
-        return {key: value[rows] for key, value in self.outputs.items()}
+        found = {key: value[rows] for key, value in self.outputs.items()}
+        return next(iter(found.values())) if self.single else found
 
 
 def batches(count, size, mask=None):
@@ -162,6 +169,104 @@ def test_int8_spearman_is_the_mean_over_videos(total, passed):
     assert report["videos"] == 2 and report["spearman_min"] == pytest.approx(second)
     assert report["gate"]["value"] == pytest.approx((1 + second) / 2)
     assert report["gate"]["passed"] is passed
+
+
+# -- what every report holds -----------------------------------------------------------
+
+
+def test_float_report_takes_the_worst_batch_of_every_output():
+    keras_side = np.array([[0.2, 0.3, 0.5]] * 6)
+    exported = keras_side.copy()
+    exported[1, 0] += 5e-5           # the worst difference, in the first batch
+    exported[5, 2] -= 2e-5
+    logits = np.zeros((6, 3))
+    keras_model = Table(single=True, probabilities=keras_side)
+    report = export_formats.verify(
+        "onnx", keras_model, "r2plus1d", Table(probabilities=exported, logits=logits),
+        batches(6, 4))
+    assert report["examples"] == 6
+    assert report["max_abs_diff"] == {"probabilities": pytest.approx(5e-5, rel=1e-6)}
+    assert report["gate"]["passed"] and report["gate"]["value"] == pytest.approx(5e-5, rel=1e-6)
+    assert keras_model.calls == [False, False]  # inference, never training
+
+
+def test_per_step_outputs_are_compared_at_real_steps_only():
+    mask = np.array([[1, 1, 1, 0], [1, 0, 0, 0], [0, 0, 0, 0]], np.uint8)  # 0/1 works too
+    scores = np.full((3, 4), 0.5)
+    steps = np.full((3, 4, 2), 0.25)  # a per-step output with a last axis
+    exported_scores = np.where(mask, scores + 2e-5, 9.0)
+    exported_steps = np.where(mask[..., None], steps - 3e-5, -9.0)
+    report = export_formats.verify(
+        "litert", Table(scores=scores, steps=steps), "keyframe_transformer",
+        Table(scores=exported_scores, steps=exported_steps), batches(3, 2, mask))
+    # The last batch holds one video with no real step: it adds no difference.
+    assert report["max_abs_diff"] == {"scores": pytest.approx(2e-5, rel=1e-6),
+                                      "steps": pytest.approx(3e-5, rel=1e-6)}
+    assert report["examples"] == 3 and report["gate"]["passed"]
+
+
+def test_an_export_without_an_output_is_refused():
+    keras_side = np.zeros((2, 3))
+    with pytest.raises(ValueError, match=r"the onnx export has outputs \['logits'\], "
+                                         r"not \['probabilities'\]"):
+        export_formats.verify("onnx", Table(probabilities=keras_side), "r2plus1d",
+                              Table(logits=keras_side), batches(2, 2))
+
+
+def test_int8_classifier_report_keeps_the_float_margins():
+    # Margins (top minus second) 0.1, 0.3, 0.5, 0.7 over two batches; the
+    # export flips the examples of margins 0.5 and 0.1.
+    keras_side = np.array([[0.55, 0.45], [0.35, 0.65], [0.75, 0.25], [0.15, 0.85]])
+    exported = keras_side.copy()
+    exported[[2, 0]] = exported[[2, 0]][:, ::-1]
+    report = export_formats.verify(
+        "litert-int8", Table(probabilities=keras_side), "r2plus1d",
+        Table(probabilities=exported), batches(4, 2))
+    assert report["examples"] == 4 and report["gate"]["value"] == 0.5
+    assert report["float_top1_margin"] == {"median": pytest.approx(0.4), "min": pytest.approx(0.1)}
+    assert report["flipped_examples_float_margins"] == [pytest.approx(0.1), pytest.approx(0.5)]
+
+
+def test_int8_scores_without_a_mask_rank_every_step():
+    keras_side = np.array([[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1]])
+    exported = np.array([[0.1, 0.2, 0.4, 0.3], [0.4, 0.3, 0.2, 0.1]])  # one swap: rho 0.8
+    report = export_formats.verify(
+        "litert-int8", Table(scores=keras_side), "keyframe_transformer",
+        Table(scores=exported), batches(2, 2))
+    assert report["videos"] == 2 and report["spearman_min"] == pytest.approx(0.8)
+    assert report["gate"]["value"] == pytest.approx(0.9)
+
+
+def test_int8_spearman_exactly_on_the_threshold_passes():
+    # sum d^2 = 52 of n = 25: rho = 1 - 6 * 52 / 15600 = 0.98, which this
+    # permutation also gives exactly in floating point.
+    order = [0, 1, 3, 5, 2, 7, 4, 8, 6, 9, 10, 11, 13, 15, 12, 18, 14, 16, 17, 19, 20, 22, 23,
+             21, 24]
+    keras_side = np.arange(25, dtype=float)[None] / 25
+    exported = np.asarray(order, float)[None] / 25
+    result = gate("litert-int8", "keyframe_transformer", {"scores": keras_side},
+                  {"scores": exported}, count=1, mask=np.ones((1, 25), bool))
+    assert result["value"] == RHO and result["passed"]
+
+
+def test_spearman_and_average_ranks_hand_worked():
+    assert export_formats.average_ranks([0.5, 0.1, 0.5, 0.9]).tolist() == [2.5, 1.0, 2.5, 4.0]
+    assert export_formats.average_ranks([3, 3, 3]).tolist() == [2.0, 2.0, 2.0]
+    assert export_formats.spearman([1.0], [2.0]) is None         # one value: nothing to rank
+    assert export_formats.spearman([1.0, 2.0], [2.0, 1.0]) == pytest.approx(-1.0)
+    assert export_formats.spearman([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]) is None
+    assert export_formats.spearman([1.0, 2.0, 3.0], [5.0, 5.0, 5.0]) is None
+    # Tied halves have average ranks 1.5, 1.5, 3.5, 3.5 (standard deviation 1).
+    assert export_formats.spearman([0, 0, 1, 1], [0, 1, 2, 3]) == pytest.approx(0.8944, abs=1e-4)
+    assert export_formats.spearman([0, 1, 2, 3], [0, 0, 1, 1]) == pytest.approx(0.8944, abs=1e-4)
+
+
+def test_two_columns_of_one_sigmoid_output():
+    columns = export_formats.two_columns(np.array([[0.25], [0.75]], np.float32))
+    assert columns.dtype == np.float64
+    np.testing.assert_array_equal(columns, [[0.75, 0.25], [0.25, 0.75]])
+    three = np.array([[0.2, 0.3, 0.5]])
+    np.testing.assert_array_equal(export_formats.two_columns(three), three)
 
 
 # -- the streaming export ----------------------------------------------------------

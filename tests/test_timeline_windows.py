@@ -9,6 +9,7 @@ that together they cover the video.
 import contextlib
 import json
 import types
+import weakref
 
 import numpy as np
 import pytest
@@ -18,20 +19,31 @@ from hypothesis import strategies as st
 import data.stream
 from train import predict
 from train.tasks import timeline
+from train.tasks import prediction
 from train.tasks.prediction import PredictOptions
 
 
 class IndexedStream:
-    """`n_frames` frames at `fps`; frame i is [1, 1, 2] holding i in base 256."""
+    """`n_frames` frames at `fps`; frame i is [1, 1, 2] holding i in base 256.
+    `held` counts the frames still referenced (`most_held`: the peak)."""
 
-    def __init__(self, n_frames, fps):
+    def __init__(self, path, n_frames, fps):
+        self.path = path
         self.fps = fps
         self.info = types.SimpleNamespace(frame_count=n_frames)
         self.n_frames = n_frames
+        self.held = self.most_held = 0
 
     def __iter__(self):
         for index in range(self.n_frames):
-            yield index, np.array([[[index // 256, index % 256]]], np.uint8)
+            frame = np.array([[[index // 256, index % 256]]], np.uint8)
+            self.held += 1
+            self.most_held = max(self.most_held, self.held)
+            weakref.finalize(frame, self.release)
+            yield index, frame
+
+    def release(self):
+        self.held -= 1
 
 
 class Recorder:
@@ -39,6 +51,7 @@ class Recorder:
 
     def __init__(self):
         self.windows = []  # (frame indices given, frame indices of the frames given)
+        self.batches = []  # examples per model call
         self.encoder = timeline.WindowEncoder((1, 1), self.encode)
 
     def encode(self, frames, indices):
@@ -46,34 +59,48 @@ class Recorder:
         self.windows.append((np.asarray(indices), decoded))
         return {"frames": np.zeros(1, np.float32)}
 
-    def __call__(self, inputs, training=False):
+    def __call__(self, inputs, training="not given"):
+        assert training is False
         count = len(inputs["frames"])
+        self.batches.append(count)
         return {"probabilities": np.tile([0.25, 0.75], (count, 1))}
 
 
 @contextlib.contextmanager
 def stream_of(n_frames, fps):
-    """data.stream's FrameStream and rgb replaced by the stand-in stream."""
+    """data.stream's FrameStream and rgb replaced by the stand-in stream;
+    yields the streams made."""
     saved = data.stream.FrameStream, data.stream.rgb
-    data.stream.FrameStream = lambda path: IndexedStream(n_frames, fps)
-    data.stream.rgb = lambda frame, size: frame
+    made = []
+
+    def open_stream(path):
+        made.append(IndexedStream(path, n_frames, fps))
+        return made[-1]
+
+    def rgb(frame, size):
+        assert size == (1, 1)  # the encoder's frame size
+        return frame
+
+    data.stream.FrameStream, data.stream.rgb = open_stream, rgb
     try:
-        yield
+        yield made
     finally:
         data.stream.FrameStream, data.stream.rgb = saved
 
 
-def predicted_windows(n_frames, fps, out=None, write=False, **options):
+def predicted_windows(n_frames, fps, out=None, write=False, recorder=None, **options):
     """[(start, stop)] of the windows read, after checking that each window
     got exactly its own frames; with `write`, also the result."""
-    recorder = Recorder()
+    recorder = recorder or Recorder()
     predictor = timeline.ClassifierPredictor(
         recorder, {"model": "convlstm", "class_names": ["a", "b"]},
         PredictOptions(**options), recorder.encoder)
     if not write:
         predictor._write = lambda *args: None
-    with stream_of(n_frames, fps):
+    with stream_of(n_frames, fps) as streams:
         result = predictor("video.mp4", out)
+    assert [stream.path for stream in streams] == ["video.mp4"]
+    recorder.stream = streams[0]
     spans = []
     for indices, decoded in recorder.windows:
         np.testing.assert_array_equal(decoded, indices)  # the frames of its own span
@@ -131,6 +158,49 @@ def test_default_windows_are_five_seconds_every_two_and_a_half():
     assert spans == [(0, 50), (25, 75), (50, 100), (70, 120)]
     spans, _ = predicted_windows(50, 10.0)  # 5 s: one window
     assert spans == [(0, 50)]
+
+
+def test_windows_go_to_the_model_eight_at_a_time():
+    recorder = Recorder()
+    spans, _ = predicted_windows(105, 10.0, recorder=recorder, **WINDOWS)
+    assert len(spans) == 20 and recorder.batches == [8, 8, 4]
+
+
+def test_only_the_frames_of_open_windows_are_held():
+    # 10-frame windows every 5 frames: at most one window's frames (and the
+    # frame being read) are held while the video decodes.
+    recorder = Recorder()
+    predicted_windows(200, 10.0, recorder=recorder, **WINDOWS)
+    assert recorder.stream.most_held <= 11
+    recorder = Recorder()
+    predicted_windows(200, 10.0, recorder=recorder, window=1.0, stride=2.0)  # gaps between
+    assert recorder.stream.most_held <= 11
+
+
+def test_a_file_without_a_frame_rate_is_read_at_25_fps(tmp_path):
+    spans, result = predicted_windows(60, 0.0, out=str(tmp_path), write=True, **WINDOWS)
+    # 1-second windows of 25 frames every 12.5 -> 12 frames (rounded half to even).
+    assert spans == [(0, 25), (12, 37), (24, 49), (35, 60)]
+    assert result["fps"] == 25.0
+    assert result["notes"] == ["the file gives no frame rate; 25 fps assumed"]
+
+
+def test_times_are_rounded_to_milliseconds():
+    assert prediction.seconds(1, 3.0) == 0.333 and prediction.seconds(2, 3.0) == 0.667
+
+
+@pytest.mark.parametrize("field, value", [
+    ("ratio", 0.0), ("ratio", 1.0), ("window", 0.0), ("stride", -1.0),
+    ("sample_rate", float("inf")), ("window", float("nan")), ("top_k", 0),
+])
+def test_options_out_of_range_are_refused(field, value):
+    with pytest.raises(ValueError, match=f"--{field.replace('_', '-')} must be"):
+        PredictOptions(**{field: value})
+
+
+def test_options_at_the_edge_of_their_range_are_kept():
+    options = PredictOptions(ratio=0.999, window=1e-3, stride=1e-3, sample_rate=1e-3, top_k=1)
+    assert options.top_k == 1 and options.ratio == 0.999
 
 
 @settings(max_examples=30, deadline=None, derandomize=True, database=None)

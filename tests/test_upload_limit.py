@@ -106,26 +106,63 @@ def test_counting_stops_at_the_first_byte_over():
     assert asyncio.run(read(3001)) == [1000, 1000, 1000, 1, "refused"]
     assert asyncio.run(read(3000)) == [1000, 1000, 1000, "refused"]
 
+    async def refusal():
+        async def chunks():
+            yield b"x" * 10
 
-def test_the_limit_is_given_in_mebibytes(tmp_path, monkeypatch):
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "config.json").write_text(json.dumps({"model": "convlstm", "config": {}}))
-    (run / "best.keras").write_bytes(b"")
+        async for _ in app_lib._counted(chunks(), 5, "upload"):
+            pass
+
+    with pytest.raises(app_lib.UploadTooLarge) as refused:
+        asyncio.run(refusal())
+    assert refused.value.args == ("upload",)
+
+
+class Stop(Exception):
+    """Raised by a stand-in create_app: main has checked its flags."""
+
+
+@pytest.fixture
+def started(monkeypatch):
+    """main's call of create_app, recorded instead of serving."""
     made = {}
 
-    class Stop(Exception):
-        pass
-
     def create_app(run, out, videos, max_upload_bytes, options=None):
-        made["bytes"] = max_upload_bytes
+        made.update(run=run, out=out, videos=videos, bytes=max_upload_bytes, options=options)
         raise Stop
 
     monkeypatch.setattr(app_lib, "create_app", create_app)
-    for flags, expected in (([], 200 * 2**20), (["--max-upload-mb", "1.5"], 1_572_864)):
+    return made
+
+
+def test_the_limit_is_given_in_mebibytes(started):
+    for flags, expected in (([], 200 * 2**20), (["--max-upload-mb", "1.5"], 1_572_864),
+                            (["--max-upload-mb", "0.5"], 524_288)):
         with pytest.raises(Stop):
-            app_lib.main(["--run", str(run), *flags])
-        assert made["bytes"] == expected
+            app_lib.main(["--run", "r", *flags])
+        assert started["bytes"] == expected
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--max-upload-mb", "0"], "--max-upload-mb must be > 0, got 0.0"),
+    (["--max-upload-mb", "-1"], "--max-upload-mb must be > 0, got -1.0"),
+    (["--port", "-1"], "--port must be in 0..65535, got -1"),
+    (["--port", "65536"], "--port must be in 0..65535, got 65536"),
+    (["--videos", "no/such/folder"], "--videos no/such/folder: no such folder"),
+])
+def test_bad_flags_are_refused_before_the_app_starts(started, flags, message):
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        app_lib.main(["--run", "r", *flags])
+    assert started == {}
+
+
+def test_main_passes_its_flags_to_the_app(started, tmp_path):
+    for port in ("0", "65535"):
+        with pytest.raises(Stop):
+            app_lib.main(["--run", "r", "--out", "o", "--videos", str(tmp_path), "--port", port,
+                          "--explain"])
+        assert started == {"run": "r", "out": "o", "videos": str(tmp_path), "bytes": 200 * 2**20,
+                           "options": {"explain": True}}
 
 
 def test_the_page_states_the_limit_in_megabytes(tmp_path, monkeypatch):

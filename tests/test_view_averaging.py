@@ -14,16 +14,23 @@ VIEWS = CLIPS * CROPS
 
 
 class Brightness:
-    """A stand-in classifier: P(class 1) is a clip's mean pixel value."""
+    """A stand-in classifier: P(class 1) is a clip's mean pixel value. With
+    `single`, its output is one array named by `output_names`, as a
+    one-output Keras model gives."""
 
-    def __init__(self):
+    output_names = ["probabilities"]
+
+    def __init__(self, single=False):
         self.calls = []
+        self.single = single
 
-    def __call__(self, inputs, training=False):
+    def __call__(self, inputs, training="not given"):
+        assert training is False
         frames = np.asarray(inputs["frames"])
         self.calls.append(frames.shape)
         positive = frames.reshape(len(frames), -1).mean(axis=1)
-        return {"probabilities": np.stack([1 - positive, positive], axis=1)}
+        probabilities = np.stack([1 - positive, positive], axis=1)
+        return probabilities if self.single else {"probabilities": probabilities}
 
 
 def view_values():
@@ -61,8 +68,11 @@ def test_binary_views_keep_one_label_per_video():
     batches = view_batches(views_dataset(), Views(CLIPS, CROPS), batch_size=12, binary=True)
     targets = [np.asarray(target) for _, target in batches]
     assert [t.shape for t in targets] == [(2, 1), (2, 1), (1, 1)]
-    _, labels = predict_probabilities(Brightness(), "r2plus1d", batches, views=VIEWS)
-    assert labels.tolist() == [0, 1, 0, 1, 0]
+    probabilities, labels = predict_probabilities(Brightness(single=True), "r2plus1d", batches,
+                                                  views=VIEWS)
+    assert labels.dtype.kind == "i" and labels.tolist() == [0, 1, 0, 1, 0]
+    expected = view_values().astype(np.float64).mean(axis=1) / 255.0
+    np.testing.assert_allclose(probabilities[:, 1], expected, rtol=1e-5)
 
 
 def test_a_batch_smaller_than_the_views_holds_one_video():
@@ -108,3 +118,24 @@ def test_six_classes_report_top5_counting_the_fifth_place():
     summary = classification_report(probabilities, np.array([0, 0, 0, 1]), list("abcdef"))["summary"]
     assert summary["top5_accuracy"] == pytest.approx(3 / 4)
     assert summary["accuracy"] == pytest.approx(1 / 4)
+
+
+def test_report_rows_of_absent_classes_are_zero_and_counts_are_integers():
+    probabilities = ranked([[0, 1, 2, 3, 4, 5], [1, 0, 2, 3, 4, 5], [2, 1, 0, 3, 4, 5]], 6)
+    report = classification_report(probabilities, np.array([0, 0, 2]), list("abcdef"))
+    assert report["class_names"] == list("abcdef")
+    assert all(type(count) is int for row in report["confusion_matrix"] for count in row)
+    # No example of b, d, e, f: zeros, not NaN (b is predicted once, wrongly).
+    for absent in "bdef":
+        assert report["per_class"][absent] == {"precision": 0.0, "recall": 0.0, "f1": 0.0,
+                                               "support": 0}
+    assert report["per_class"]["a"]["recall"] == 0.5 and report["per_class"]["c"]["f1"] == 1.0
+
+
+def test_roc_auc_with_one_example_of_a_class():
+    from train.tasks.classification import roc_auc
+
+    # One positive ranked above two of three negatives; one negative.
+    assert roc_auc(np.array([0.6, 0.9, 0.5, 0.1]), np.array([1, 0, 0, 0])) == pytest.approx(2 / 3)
+    assert roc_auc(np.array([0.6, 0.9, 0.5, 0.1]), np.array([0, 1, 1, 1])) == pytest.approx(1 / 3)
+    assert np.isnan(roc_auc(np.array([0.6, 0.9]), np.array([0, 0])))
