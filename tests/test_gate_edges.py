@@ -205,6 +205,16 @@ def test_per_step_outputs_are_compared_at_real_steps_only():
     assert report["examples"] == 3 and report["gate"]["passed"]
 
 
+def test_differences_of_float32_outputs_are_taken_in_float64():
+    # 0.5 - 0.0001 is not a float32 number: the difference is exact only in float64.
+    keras_side = np.array([[0.0001]], np.float32)
+    exported = np.array([[0.5]], np.float32)
+    report = export_formats.verify("onnx", Table(probabilities=keras_side), "r2plus1d",
+                                   Table(probabilities=exported), batches(1, 1))
+    exact = np.float64(np.float32(0.5)) - np.float64(np.float32(0.0001))
+    assert report["max_abs_diff"]["probabilities"] == exact
+
+
 def test_an_export_without_an_output_is_refused():
     keras_side = np.zeros((2, 3))
     with pytest.raises(ValueError, match=r"the onnx export has outputs \['logits'\], "
@@ -214,11 +224,13 @@ def test_an_export_without_an_output_is_refused():
 
 
 def test_int8_classifier_report_keeps_the_float_margins():
-    # Margins (top minus second) 0.1, 0.3, 0.5, 0.7 over two batches; the
-    # export flips the examples of margins 0.5 and 0.1.
-    keras_side = np.array([[0.55, 0.45], [0.35, 0.65], [0.75, 0.25], [0.15, 0.85]])
+    # Three classes; margins (top minus second) 0.1, 0.3, 0.5, 0.7 over two
+    # batches; the export flips the examples of margins 0.5 and 0.1.
+    keras_side = np.array([[0.5, 0.4, 0.1], [0.0, 0.35, 0.65], [0.75, 0.0, 0.25],
+                           [0.15, 0.0, 0.85]])
     exported = keras_side.copy()
-    exported[[2, 0]] = exported[[2, 0]][:, ::-1]
+    exported[0] = [0.4, 0.5, 0.1]
+    exported[2] = [0.25, 0.0, 0.75]
     report = export_formats.verify(
         "litert-int8", Table(probabilities=keras_side), "r2plus1d",
         Table(probabilities=exported), batches(4, 2))
@@ -235,6 +247,16 @@ def test_int8_scores_without_a_mask_rank_every_step():
         Table(scores=exported), batches(2, 2))
     assert report["videos"] == 2 and report["spearman_min"] == pytest.approx(0.8)
     assert report["gate"]["value"] == pytest.approx(0.9)
+
+
+def test_int8_scores_are_ranked_at_real_steps_only():
+    # Padding (0 in a 0/1 mask) holds reversed scores: it must not count.
+    mask = np.array([[1, 1, 1, 1, 0, 0]], np.uint8)
+    keras_side = np.array([[0.1, 0.2, 0.3, 0.4, 0.5, 0.6]])
+    exported = np.array([[0.1, 0.2, 0.3, 0.4, -5.0, -6.0]])
+    result = gate("litert-int8", "keyframe_transformer", {"scores": keras_side},
+                  {"scores": exported}, count=1, mask=mask)
+    assert result["value"] == pytest.approx(1.0) and result["passed"]
 
 
 def test_int8_spearman_exactly_on_the_threshold_passes():

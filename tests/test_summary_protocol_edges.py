@@ -44,9 +44,9 @@ def test_keyshot_summaries_are_float32_frames():
 
 
 def test_knapsack_refuses_negative_weights_or_capacity():
-    with pytest.raises(ValueError, match="weights and capacity must be >= 0"):
+    with pytest.raises(ValueError, match="^knapsack: weights and capacity must be >= 0$"):
         se.knapsack([1.0, 2.0], [1, -1], 3)
-    with pytest.raises(ValueError, match="weights and capacity must be >= 0"):
+    with pytest.raises(ValueError, match="^knapsack: weights and capacity must be >= 0$"):
         se.knapsack([1.0], [1], -1)
 
 
@@ -66,6 +66,13 @@ def test_fscore_reduces_by_the_mean_by_default():
     assert se.summary_fscore([[1], [1], [0], [0]], users) == pytest.approx((0.5, 0.5, 0.5))
 
 
+def test_rank_correlations_take_column_vectors():
+    assert se.kendall_tau_b([[1], [2], [3]], [1, 3, 2]) == pytest.approx(1 / 3)
+    assert se.kendall_tau_b([1, 2, 3], [[1], [3], [2]]) == pytest.approx(1 / 3)
+    assert se.spearman_rho([[1], [2], [3]], [1, 3, 2]) == pytest.approx(0.5)
+    assert se.average_ranks([[3], [1], [3]]).tolist() == [2.5, 1.0, 2.5]
+
+
 def test_correlation_uses_the_frames_both_have():
     # The prediction is longer than the annotations: its extra frames are left out.
     tau, rho = se.annotator_correlation([[1], [2], [3], [0]], [[1, 2, 3]])
@@ -81,8 +88,10 @@ def test_precision_at_takes_one_item_of_few():
     scores = reference.copy()
     scores[8] = 20.0
     assert se.precision_at(scores, reference) == 0.0
-    # Column vectors: the best of the scores is the worst of the reference.
+    # Column vectors: the best of the scores is the worst of the reference,
+    # or the best of both.
     assert se.precision_at([[0.0], [1.0], [2.0]], [[2.0], [1.0], [0.0]]) == 0.0
+    assert se.precision_at([[0.0], [1.0], [2.0]], [[0.0], [1.0], [2.0]]) == 1.0
 
 
 def test_precision_at_keeps_the_earlier_of_tied_items():
@@ -147,6 +156,14 @@ def test_evaluate_video_mse_and_correlation_against_the_user_summaries():
     frames = se.upsample_to_frames(prediction, video["picks"], 20)
     expected = np.mean([se.kendall_tau_b(frames, user) for user in video["user_summary"]])
     assert metrics["kendall_tau"] == pytest.approx(expected) and expected != 0
+
+
+def test_evaluate_video_takes_column_vectors():
+    video = video_record()
+    prediction = np.linspace(0.0, 1.0, 10)
+    columns = dict(video, gtscore=video["gtscore"][:, None])
+    flat = se.evaluate_video(prediction, **video)
+    assert se.evaluate_video(prediction[:, None], **columns) == pytest.approx(flat)
 
 
 def record_as_object(record):

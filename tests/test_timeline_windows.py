@@ -160,6 +160,44 @@ def test_default_windows_are_five_seconds_every_two_and_a_half():
     assert spans == [(0, 50)]
 
 
+class OneOutput(Recorder):
+    """A one-output model: float32 probabilities as one array, named by
+    `output_names` as Keras names a model's single output."""
+
+    output_names = ["probabilities"]
+
+    def __call__(self, inputs, training="not given"):
+        assert training is False
+        return np.tile(np.array([0.1, 0.9], np.float32), (len(inputs["frames"]), 1))
+
+
+def test_a_one_output_model_and_its_float32_probabilities(tmp_path):
+    spans, result = predicted_windows(15, 10.0, out=str(tmp_path), write=True,
+                                      recorder=OneOutput(), **WINDOWS)
+    assert spans == [(0, 10), (5, 15)]
+    with open(tmp_path / "timeline.json") as file:
+        windows = json.load(file)["windows"]
+    # Rounded in float64: 0.1, not float32's 0.10000000149.
+    assert [window["probabilities"] for window in windows] == [[0.1, 0.9], [0.1, 0.9]]
+    assert result["top"][0] == {"label": "b", "probability": 0.9}
+
+
+def test_explanations_are_gathered_window_by_window():
+    recorder = Recorder()
+    predictor = timeline.ClassifierPredictor(
+        recorder, {"model": "convlstm", "class_names": ["a", "b"]},
+        PredictOptions(**WINDOWS), recorder.encoder)
+    written = {}
+    predictor.explainer = lambda inputs: [f"window {len(written)}"] * len(inputs["frames"])
+    predictor._write = lambda *args: {"files": {}, "notes": []}
+    predictor._explain = lambda video, out, fps, windows, probabilities, result: written.update(
+        windows=windows, explained=list(predictor._explained))
+    with stream_of(105, 10.0):
+        predictor("video.mp4", None)
+    # One explanation per window, from the batches the windows went in.
+    assert len(written["windows"]) == 20 and len(written["explained"]) == 20
+
+
 def test_windows_go_to_the_model_eight_at_a_time():
     recorder = Recorder()
     spans, _ = predicted_windows(105, 10.0, recorder=recorder, **WINDOWS)
