@@ -250,13 +250,14 @@ def test_int8_scores_without_a_mask_rank_every_step():
 
 
 def test_int8_scores_are_ranked_at_real_steps_only():
-    # Padding (0 in a 0/1 mask) holds reversed scores: it must not count.
+    # Padding (0 in a 0/1 mask) holds garbage: it must not count. The real
+    # steps have one swap: rho 1 - 6 * 2 / 60 = 0.8.
     mask = np.array([[1, 1, 1, 1, 0, 0]], np.uint8)
     keras_side = np.array([[0.1, 0.2, 0.3, 0.4, 0.5, 0.6]])
-    exported = np.array([[0.1, 0.2, 0.3, 0.4, -5.0, -6.0]])
+    exported = np.array([[0.2, 0.1, 0.3, 0.4, -5.0, -6.0]])
     result = gate("litert-int8", "keyframe_transformer", {"scores": keras_side},
                   {"scores": exported}, count=1, mask=mask)
-    assert result["value"] == pytest.approx(1.0) and result["passed"]
+    assert result["value"] == pytest.approx(0.8) and not result["passed"]
 
 
 def test_int8_spearman_exactly_on_the_threshold_passes():

@@ -188,14 +188,19 @@ def test_explanations_are_gathered_window_by_window():
         recorder, {"model": "convlstm", "class_names": ["a", "b"]},
         PredictOptions(**WINDOWS), recorder.encoder)
     written = {}
-    predictor.explainer = lambda inputs: [f"window {len(written)}"] * len(inputs["frames"])
-    predictor._write = lambda *args: {"files": {}, "notes": []}
-    predictor._explain = lambda video, out, fps, windows, probabilities, result: written.update(
-        windows=windows, explained=list(predictor._explained))
+    predictor.explainer = lambda inputs: ["one window"] * len(inputs["frames"])
+    result = {"files": {}, "notes": []}
+    predictor._write = lambda *args: result
+    predictor._explain = lambda *args: written.update(
+        args=args, explained=list(predictor._explained))
     with stream_of(105, 10.0):
-        predictor("video.mp4", None)
-    # One explanation per window, from the batches the windows went in.
-    assert len(written["windows"]) == 20 and len(written["explained"]) == 20
+        assert predictor("video.mp4", "out") is result
+    # One explanation per window, from the batches the windows went in,
+    # explained with everything the prediction knows.
+    video, out, fps, windows, probabilities, given = written["args"]
+    assert (video, out, fps, given) == ("video.mp4", "out", 10.0, result)
+    assert len(windows) == 20 and probabilities.shape == (20, 2)
+    assert written["explained"] == ["one window"] * 20
 
 
 def test_windows_go_to_the_model_eight_at_a_time():
