@@ -172,7 +172,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_run(where, reference, killed,
     assert [int(row["epoch"]) for row in history(out)] == list(range(EPOCHS))
     assert_same_run(out, reference, f"at {KILLS[where]}")
     if state is not None:
-        # The whole run's training time, the killed session's epochs too.
+        # The whole run's training time, the killed process's epochs too.
         train_seconds = json.load(open(os.path.join(out, "metrics.json")))["train_seconds"]
         assert train_seconds >= state["train_seconds"]
 
