@@ -14,8 +14,14 @@ import gc
 import keras
 import numpy as np
 import pytest
+from hypothesis import Phase, settings
 
 gc.freeze()
+
+# A mutation run (docs/mutation.md) only needs to know that a property
+# fails, not its smallest failing example: `--hypothesis-profile mutation`
+# skips the shrinking.
+settings.register_profile("mutation", phases=[Phase.explicit, Phase.reuse, Phase.generate])
 
 
 def pytest_collection_finish(session):

@@ -1,16 +1,18 @@
 """A run killed anywhere resumes to the run it would have been.
 
-The child process is really killed with SIGKILL, at a point the test
-chooses (no clock races): after a random training batch, between writing
-an epoch's history row and its backup, or while the finished stage's
-backup is being removed. The resumed run must end with the weights and the
-history of an uninterrupted run with the same seed.
+The child process is really killed with SIGKILL, at points the test fixes
+(no clock races, and every run of the suite checks the same points): early
+(after the first training batch, before anything is backed up), in the
+middle (after the first batch of the second epoch, the first one backed
+up), at the backup (between an epoch's history row and its backup), and
+during clean-up (while the finished stage's backup is being removed). Each
+resumed run must end with the weights and the history of the one
+uninterrupted run with the same seed, which all cases share.
 """
 
 import csv
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -28,7 +30,7 @@ from train import run
 pytestmark = pytest.mark.xdist_group("test_resume")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EPOCHS, BATCHES_PER_EPOCH = 4, 2
+EPOCHS, BATCHES_PER_EPOCH = 3, 2
 # Eagerly: eight steps of a tiny model finish sooner without tracing a
 # graph, and what resumes (weights, optimizer, history, backups) is the same.
 FLAGS = [
@@ -79,13 +81,12 @@ CHILD = textwrap.dedent(
 )
 
 
-# Where each killed run dies: after a random training batch (an epoch's last
-# batch included), between epoch 2's history row and its backup, and while
-# the finished stage's backup folder is being removed.
+# Where each killed run dies (6 batches: 2 per epoch).
 KILLS = {
-    "batch": f"batch:{random.randint(1, EPOCHS * BATCHES_PER_EPOCH - 1)}",
-    "before_backup": "before_backup:2",
-    "backup_cleanup": "backup_cleanup:0",
+    "early": "batch:1",                # the first batch: no epoch backed up yet
+    "middle": "batch:3",               # the second epoch's first batch: epoch 1 backed up
+    "at_backup": "before_backup:2",    # epoch 2's history row written, not its backup
+    "cleanup": "backup_cleanup:0",     # the finished stage's backup being removed
 }
 
 
@@ -113,8 +114,18 @@ def weights(path):
 
 
 def history(out):
-    with open(os.path.join(out, "history.csv")) as file:
+    """The rows of a run's history.csv ([] before it is written)."""
+    path = os.path.join(out, "history.csv")
+    if not os.path.exists(path):
+        return []
+    with open(path) as file:
         return list(csv.DictReader(file))
+
+
+def backup_state(out):
+    """The training backup's state.json, None when nothing is backed up."""
+    path = os.path.join(out, "backup", "train", "state.json")
+    return json.load(open(path)) if os.path.exists(path) else None
 
 
 @pytest.fixture(scope="module")
@@ -137,45 +148,35 @@ def assert_same_run(out, reference, where):
         assert mine.get(key) == theirs.get(key), key
 
 
+# What each killed run left, checked before it resumes: the case tests the
+# state it is meant to.
+LEFT_BEHIND = {
+    "early": lambda out: backup_state(out) is None and history(out) == [],
+    "middle": lambda out: backup_state(out)["epoch"] == 1 and len(history(out)) == 1,
+    # The second epoch's row is written, its backup is not.
+    "at_backup": lambda out: backup_state(out)["epoch"] == 1 and len(history(out)) == 2,
+    "cleanup": lambda out: os.path.exists(os.path.join(out, "stage_train.weights.h5"))
+    and len(history(out)) == EPOCHS,
+}
+
+
 @pytest.mark.slow
-def test_a_kill_after_any_batch_resumes_to_the_same_run(reference, killed, capsys):
-    batch = int(KILLS["batch"].split(":")[1])
-    out = killed["batch"]
-    backed_up = 0
-    state = os.path.join(out, "backup", "train", "state.json")
-    if os.path.exists(state):
-        backed_up = json.load(open(state))["train_seconds"]
-        # Killed after a batch, before that epoch's end when it was its last.
-        assert json.load(open(state))["epoch"] == (batch - 1) // BATCHES_PER_EPOCH
+@pytest.mark.parametrize("where", list(KILLS))
+def test_a_killed_run_resumes_to_the_uninterrupted_run(where, reference, killed, capsys):
+    out = killed[where]
+    assert LEFT_BEHIND[where](out), f"a kill at {KILLS[where]} left {os.listdir(out)}"
+    state = backup_state(out)
     code, stdout, err = call(run.main, FLAGS + ["--out", out], capsys)
     assert code == 0, err
     assert "(resuming)" in stdout
-    assert_same_run(out, reference, f"after batch {batch}")
-    # The whole run's training time, the killed session's finished epochs too.
-    assert json.load(open(os.path.join(out, "metrics.json")))["train_seconds"] >= backed_up
-
-
-@pytest.mark.slow
-def test_a_kill_between_the_history_row_and_the_backup_keeps_each_row_once(
-        reference, killed, capsys):
-    out = killed["before_backup"]
-    assert len(history(out)) == 2  # the second epoch's row is written, not backed up
-    code, _, err = call(run.main, FLAGS + ["--out", out], capsys)
-    assert code == 0, err
+    assert ("stage train: already done" in stdout) == (where == "cleanup")
+    # Each epoch's row once, also the one written before the kill.
     assert [int(row["epoch"]) for row in history(out)] == list(range(EPOCHS))
-    assert_same_run(out, reference, "before the backup of epoch 2")
-
-
-@pytest.mark.slow
-def test_a_kill_while_removing_the_finished_backup_does_not_train_again(
-        reference, killed, capsys):
-    out = killed["backup_cleanup"]
-    assert os.path.exists(os.path.join(out, "stage_train.weights.h5"))
-    code, stdout, err = call(run.main, FLAGS + ["--out", out], capsys)
-    assert code == 0, err
-    assert "stage train: already done" in stdout
-    assert [int(row["epoch"]) for row in history(out)] == list(range(EPOCHS))
-    assert_same_run(out, reference, "while removing the backup")
+    assert_same_run(out, reference, f"at {KILLS[where]}")
+    if state is not None:
+        # The whole run's training time, the killed process's epochs too.
+        train_seconds = json.load(open(os.path.join(out, "metrics.json")))["train_seconds"]
+        assert train_seconds >= state["train_seconds"]
 
 
 def test_a_non_finite_loss_stops_the_run_and_is_never_kept(tmp_path, capsys):

@@ -68,9 +68,10 @@ def test_writer_round_trips_through_the_reader(tmp_path):
         np.testing.assert_allclose(videos[key].features, record.features)
         np.testing.assert_allclose(videos[key].gtscore, record.gtscore)
         np.testing.assert_array_equal(videos[key].user_summary, record.user_summary)
+        np.testing.assert_array_equal(videos[key].user_scores, record.user_scores)
         assert videos[key].n_frames == record.n_frames
     with h5py.File(path) as handle:
-        assert sorted(handle["video_1"]) == sorted(sm.REQUIRED_FIELDS)
+        assert sorted(handle["video_1"]) == sorted([*sm.REQUIRED_FIELDS, "user_scores"])
     assert not list(tmp_path.glob("*.tmp"))
 
 
