@@ -35,6 +35,7 @@ import sys
 
 from common.cli import ArgumentParser, HelpFormatter, run_main
 from common.cluster import read_tf_config, worker_shard
+from data.check import check_before
 from data.datasets import scan_dataset
 from data.features import (
     DEFAULT_BACKBONE,
@@ -102,6 +103,9 @@ def build_parser():
                         help="seeds the backbone's initialisation (matters with --weights none)")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bar")
+    parser.add_argument("--check", action="store_true",
+                        help="first run the quick data check (python -m data.check --quick) "
+                             "on VIDEOS and stop if it finds an error")
     shards = parser.add_argument_group("across machines")
     shards.add_argument("--num-shards", type=int, default=None, metavar="N",
                         help="split the videos in N shares (with --shard-index; default: from "
@@ -148,6 +152,8 @@ def main(argv=None):
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if min(args.size) < 32:
         raise ValueError(f"--size must be at least 32 32 (keras.applications' minimum), got {args.size}")
+    if args.check:
+        check_before([(args.videos, args.split_dir, args.split)])
     dataset = scan_dataset(args.videos, split_dir=args.split_dir, split=args.split)
     print(f"{len(dataset)} videos in {dataset.num_classes} classes from {args.videos}", file=sys.stderr)
     if num_shards > 1:

@@ -22,7 +22,7 @@ import warnings
 import models
 from common.cli import ArgumentParser, run_main
 from common.files import write_json
-from train import engine, evaluate, run_folder, tasks
+from train import data_check, engine, evaluate, run_folder, tasks
 from train.engine import config as config_lib
 from train.engine import distribute
 from train.tasks.base import add_option_arguments, options_from_args, options_to_dict
@@ -53,6 +53,11 @@ def build_parser(model_name=None):
     parser.add_argument(
         "--verbose", type=int, default=1, choices=(0, 1, 2),
         help="Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch",
+    )
+    parser.add_argument(
+        "--check", action="store_true",
+        help="first run the quick data check (python -m data.check --quick) on the data "
+        "files given, and stop if it finds an error",
     )
     distribute.add_arguments(parser)
     if model_name in models.names():
@@ -91,6 +96,8 @@ def check_flags(args):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     check_flags(args)
+    if args.check:  # after the flags: a bad flag ends in its own line first
+        data_check.check_options(options_from_args(tasks.task_for(args.model).Options, args))
     out = args.out or os.path.join(
         RUNS_DIR, args.model, datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     )
