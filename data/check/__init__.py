@@ -81,7 +81,7 @@ def check_before(sources, out=None, what="--check"):
             command += ["--split-dir", os.fspath(split_dir), "--split", str(split)]
         if out is not None:
             command += ["--out", os.path.join(out, _report_name(path))]
-        done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+        done = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=_child_environment())
         if done.returncode == 2:
             raise ValueError(f"{what}: data.check could not check {path} (see the line above)")
         summary = json.loads(done.stdout) if done.stdout.strip() else {}
@@ -91,6 +91,14 @@ def check_before(sources, out=None, what="--check"):
                 f"{summary.get('report', 'the report')}, fix them or leave out {what}")
         if done.returncode != 0:
             raise RuntimeError(f"{what}: data.check ended with exit code {done.returncode}")
+
+
+def _child_environment():
+    """This environment, with the project's folder on the module path (the
+    caller may run from another folder)."""
+    project = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    paths = [project] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def _report_name(path):
