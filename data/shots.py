@@ -15,6 +15,20 @@ number. The number is KTS' model selection:
 with `vmax = 1` for L2-normalised features, as the public KTS code is used
 on them (DSNet's `cpd_auto(..., vmax=1)`).
 
+Long videos. The exact programme costs O(K n^2) for n samples and K
+candidate change points (K grows with n), so an hour at 2 samples per
+second (7200) would take hours. `segment_change_points` runs it exactly up
+to `EXACT_SAMPLES` (6 minutes at 2 fps: about 0.3 s) and beyond that on
+blocks: the samples are cut into cores of `BLOCK_SAMPLES`, each core is
+segmented by exact KTS together with `MARGIN_SAMPLES` of context on either
+side, and the change points that fall inside the core are kept. Each block
+costs the same bounded time, so the whole grows linearly with the length.
+KTS' penalty per change point depends on the shots' density (n / k), not
+on n itself, so a block that sees a few shots on either side of its core
+chooses the cuts the whole-video programme chooses. On sequences of many
+shots the two agree exactly (tests/test_long_video.py); where a cut is
+marginal (very noisy features), the two may differ by that cut.
+
 What the features are. The public files' change points come from KTS on
 GoogLeNet features. A keyframe run here may have a random-weight backbone
 (tests, no network) or none at all (projection features); such features
@@ -41,6 +55,11 @@ import numpy as np
 
 HSV_BINS = (8, 4, 4)
 DEFAULT_VMAX = 1.0
+# Exact KTS up to this many samples; beyond, blocks of BLOCK_SAMPLES cores
+# with MARGIN_SAMPLES of context on either side (see the module docstring).
+EXACT_SAMPLES = 720
+BLOCK_SAMPLES = 360
+MARGIN_SAMPLES = 120
 
 
 def hsv_histogram(frame, bins=HSV_BINS):
@@ -105,6 +124,47 @@ def kts_change_points(features, vmax=DEFAULT_VMAX, max_change_points=None):
     return [int(end) for end in algorithm.predict(n_bkps=best_k)[:-1]]
 
 
+def segment_change_points(features, vmax=DEFAULT_VMAX, exact_samples=EXACT_SAMPLES,
+                          block=BLOCK_SAMPLES, margin=MARGIN_SAMPLES):
+    """KTS change points of a sequence of any length, at a cost that grows
+    linearly with it: exact KTS up to `exact_samples` samples, blocks
+    beyond (see the module docstring).
+
+    Args:
+        features: [n, d] one feature vector per sample.
+        vmax: KTS' penalty weight.
+        exact_samples: the longest sequence segmented in one programme.
+        block: samples of each block's core.
+        margin: samples of context on either side of a core.
+
+    Returns:
+        Sorted sample indices where a new segment starts, as
+        `kts_change_points`.
+
+    Example:
+
+    >>> features = np.repeat(np.eye(4), [30, 25, 40, 35], axis=0)   # four flat segments
+    >>> segment_change_points(features, exact_samples=50, block=40, margin=20)
+    [30, 55, 95]
+    >>> kts_change_points(features)
+    [30, 55, 95]
+    """
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"features must be [n, d], got shape {x.shape}")
+    n = len(x)
+    if n <= exact_samples:
+        return kts_change_points(x, vmax)
+    if block < 1 or margin < 0:
+        raise ValueError(f"block must be >= 1 and margin >= 0, got {block} and {margin}")
+    starts = []
+    for core in range(0, n, block):
+        low, high = max(0, core - margin), min(n, core + block + margin)
+        starts += [low + cut for cut in kts_change_points(x[low:high], vmax)
+                   if core <= low + cut < core + block]
+    return starts
+
+
 def shots_from_change_points(starts, picks, n_frames):
     """Shots in frames, in the summarization files' form.
 
@@ -133,12 +193,13 @@ def color_shots(frames, picks, n_frames, vmax=DEFAULT_VMAX):
         The `shots_from_change_points` pair.
     """
     histograms = np.stack([hsv_histogram(frame) for frame in frames])
-    return shots_from_change_points(kts_change_points(histograms, vmax), picks, n_frames)
+    return shots_from_change_points(segment_change_points(histograms, vmax), picks, n_frames)
 
 
 __all__ = [
     "color_shots",
     "hsv_histogram",
     "kts_change_points",
+    "segment_change_points",
     "shots_from_change_points",
 ]
