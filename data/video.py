@@ -51,6 +51,7 @@ Example:
 """
 
 import dataclasses
+import itertools
 import logging
 import os
 
@@ -255,6 +256,9 @@ WRITER_FOURCC = {".mp4": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG",
 def write_video(path, frames, fps=25.0, fourcc=None):
     """Writes RGB uint8 frames [T, H, W, 3] as a video file; returns `path`.
 
+    `frames` may be any iterable of frames (a generator): they are encoded
+    one at a time and never held together.
+
     The container follows the extension and the codec `WRITER_FOURCC`
     unless `fourcc` is given. The file is written under a temporary name
     and renamed, so an interrupted write never leaves a playable-looking
@@ -284,7 +288,7 @@ def write_video(path, frames, fps=25.0, fourcc=None):
         if not writer.isOpened():
             raise RuntimeError(f"cv2.VideoWriter cannot write {fourcc} into {path}")
         try:
-            for frame in (first, *frames):
+            for frame in itertools.chain([first], frames):  # one frame at a time
                 writer.write(np.ascontiguousarray(np.asarray(frame, np.uint8)[..., ::-1]))
         finally:
             writer.release()

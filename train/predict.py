@@ -107,6 +107,10 @@ def build_parser():
         "--stream-fps", type=float, default=None,
         help="with --stream: frames streamed per second of video (default: every frame)",
     )
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false",
+        help="no progress line (the position in the video and the time left)",
+    )
     features = parser.add_argument_group("runs trained on feature files")
     features.add_argument(
         "--backbone", default=None,

@@ -43,6 +43,7 @@ from common.files import pyplot, save_figure, write_json
 from data.stream import FrameStream, rgb, short_side_size
 from models.capabilities import AttentionCurve, AttentionMap, GradCamTarget
 from train.serving.media import write_browser_video
+from train.serving.prediction import FrameSpool, SpooledFrames
 
 STRIP_FRAMES = 8
 DISPLAY_SHORT_SIDE = 240
@@ -260,16 +261,58 @@ def write_overlay_video(path, frames):
     return write_browser_video(path, frames, OVERLAY_FPS, what="explanation video")
 
 
+class DisplayFrames:
+    """Display frames of one video by frame index, kept as JPEG on disk
+    (`FrameSpool`), so an explanation of a long video holds none of them in
+    memory. Use as a context manager, or `close()` it.
+
+    `frames[index]` is the RGB frame of that frame index;
+    `frames.sequence(indices)` a lazy sequence of several (`SpooledFrames`).
+    """
+
+    def __init__(self):
+        self.spool = FrameSpool()
+        self.position = {}
+
+    def add(self, index, frame_rgb):
+        self.position[int(index)] = self.spool.append(np.ascontiguousarray(frame_rgb[..., ::-1]))
+
+    def __getitem__(self, index):
+        return self.spool[self.position[int(index)]][..., ::-1]
+
+    def __contains__(self, index):
+        return int(index) in self.position
+
+    def __len__(self):
+        return len(self.position)
+
+    def sequence(self, indices):
+        return SpooledFrames(self.spool, [self.position[int(i)] for i in indices])
+
+    def close(self):
+        self.spool.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def read_display_frames(video, indices, short_side=DISPLAY_SHORT_SIDE):
-    """{index: RGB uint8 frame at most `short_side` on its short side} for
-    the wanted frame indices, decoding the video once."""
+    """The wanted frames of a video, at most `short_side` on their short
+    side, decoding the video once, as `DisplayFrames` (on disk)."""
     wanted = set(int(i) for i in indices)
     stream = FrameStream(video)
     size = short_side_size(stream.info.height, stream.info.width, short_side)
-    found = {}
-    for index, frame in stream:
-        if index in wanted:
-            found[index] = rgb(frame, size)
+    found = DisplayFrames()
+    try:
+        for index, frame in stream:
+            if index in wanted:
+                found.add(index, rgb(frame, size))
+    except BaseException:
+        found.close()
+        raise
     return found
 
 
@@ -292,7 +335,8 @@ def write_explanation(out, explainer, frames, times, values, title, extra=None, 
     Args:
         out: the result folder.
         explainer: the `Explainer` that made `values`.
-        frames: [N] RGB display frames, in order.
+        frames: [N] RGB display frames, in order: a list or a lazy
+            sequence (`SpooledFrames`), read once per use.
         times: [N] their times in seconds.
         values: a weight per frame [N] (curves) or a heat map per frame [N, h, w].
         title: the strip's title.
@@ -314,17 +358,26 @@ def write_explanation(out, explainer, frames, times, values, title, extra=None, 
     values = np.asarray(values, np.float32)
     strip_frames, strip_times, strip_values = strip or (frames, times, values)
     strip_values = np.asarray(strip_values, np.float32)
+    captions = captions or [f"{time:.2f} s" for time in times]
+    # The video is rendered frame by frame as it is written: `frames` may be
+    # a lazy sequence (`SpooledFrames`) of a long video's frames.
     if explainer.kind == "curve":
         peak = float(values.max()) if len(values) else 0.0
-        rendered = [overlay_curve(frame, weight, peak) for frame, weight in zip(frames, values)]
+
+        def overlay(frame, value):
+            return overlay_curve(frame, value, peak)
+
         write_strip(files["explanation_strip"], strip_frames, strip_times, title,
                     weights=strip_values, curve_times=strip_times)
     else:
-        rendered = [overlay_heat(frame, heat) for frame, heat in zip(frames, values)]
+        overlay = overlay_heat
         write_strip(files["explanation_strip"], strip_frames, strip_times, title,
                     heat=strip_values)
-    captions = captions or [f"{time:.2f} s" for time in times]
-    rendered = [caption_frame(frame, text) for frame, text in zip(rendered, captions)]
+
+    def rendered():
+        return (caption_frame(overlay(frame, value), text)
+                for frame, value, text in zip(frames, values, captions))
+
     codec, note = write_overlay_video(files["explanation_video"], rendered)
     record = {"method": explainer.method, "kind": explainer.kind,
               "times": np.round(np.asarray(times, np.float64), 3).tolist(), **(extra or {})}
@@ -340,6 +393,7 @@ def write_explanation(out, explainer, frames, times, values, title, extra=None, 
 
 __all__ = [
     "CurveExplainer",
+    "DisplayFrames",
     "Explainer",
     "GradCam",
     "MapExplainer",

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from common.files import atomic_path
+from common.progress import VideoProgress
 from data.video import is_video_file
 
 # When a file gives no frame rate, this one is assumed (and said so in the result).
@@ -172,6 +173,8 @@ class PredictOptions:
         explain: also write what the model looked at
             (`train.serving.explain`): `explanation.mp4`, `explanation.png`
             and `explanation.json`.
+        progress: show the position in the video and the time left on
+            stderr while it decodes (`common.progress.VideoProgress`).
     """
 
     ratio: float = 0.15
@@ -183,6 +186,7 @@ class PredictOptions:
     backbone_weights: str | None = None
     run: str = ""
     explain: bool = False
+    progress: bool = False
 
     def __post_init__(self):
         if not 0.0 < self.ratio < 1.0:
@@ -315,6 +319,49 @@ class FrameSpool:
         self.close()
 
 
+class SpooledFrames:
+    """Frames of a `FrameSpool` at chosen indices, as a sequence of RGB
+    frames read back from disk only when used (a sequence can be iterated
+    again, e.g. to write a video twice).
+
+    Example:
+
+    >>> spool = FrameSpool()
+    >>> _ = [spool.append(np.full((2, 2, 3), value, np.uint8)) for value in (10, 20, 30)]
+    >>> frames = SpooledFrames(spool, [2, 0])
+    >>> len(frames), [int(frame[0, 0, 0]) for frame in frames]
+    (2, [30, 10])
+    """
+
+    def __init__(self, spool, indices):
+        self.spool = spool
+        self.indices = [int(i) for i in indices]
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, position):
+        return self.spool[self.indices[position]][..., ::-1]
+
+    def __iter__(self):
+        for index in self.indices:
+            yield self.spool[index][..., ::-1]
+
+
+def watch(stream, fps, options, video):
+    """The `(index, frame)` pairs of a `FrameStream`; with
+    `options.progress`, the position in the video and the time left are
+    shown on stderr as they go by."""
+    if not options.progress:
+        yield from stream
+        return
+    progress = VideoProgress(stream.info.frame_count, fps, os.path.basename(os.fspath(video)))
+    for index, frame in stream:
+        yield index, frame
+        progress.update(index)
+    progress.close()
+
+
 def write_image(path, frame_bgr):
     """Writes a BGR frame as JPEG or PNG (by extension), atomically."""
     with atomic_path(path) as temporary:
@@ -336,11 +383,13 @@ __all__ = [
     "FALLBACK_FPS",
     "FrameSpool",
     "PredictOptions",
+    "SpooledFrames",
     "list_videos",
     "predict_one",
     "result_folder",
     "safe_name",
     "seconds",
     "video_fps",
+    "watch",
     "write_image",
 ]

@@ -6,15 +6,20 @@
    at most 360 pixels on its short side, as JPEG in a temporary spool (for
    the summary video, rendered once the shots are chosen); the frames at
    `sample_rate` per second (the design notes' 2 fps: frame
-   round(k * fps / 2) for k = 0, 1, ...) become the model's input and an
-   HSV histogram each.
+   round(k * fps / 2) for k = 0, 1, ...) become the model's input, encoded
+   `ENCODE_BATCH` at a time as the video decodes, and an HSV histogram each.
 2. Scores the sampled frames. The model takes any length (a padding mask,
    sinusoidal positions); a video of more than `MAX_STEPS` samples (1024
    features, 8.5 minutes at 2 fps; 128 frames in frames mode, where every
    frame goes through the backbone in one batch) is scored in windows of
    that length, overlapping by half, the scores of overlapping windows
-   averaged.
-3. Cuts shots with KTS (`data.shots`: change points of the histograms).
+   averaged. Each window is scored as soon as its samples are decoded
+   (`WindowScorer`), and only the inputs a later window needs are kept, so
+   memory stays flat over an hour-long video (7200 samples at 2 fps would
+   be 4.3 GB as 224x224 float frames).
+3. Cuts shots with KTS (`data.shots.segment_change_points`: change points
+   of the histograms; exact up to 6 minutes, on overlapping blocks beyond,
+   at a cost linear in the length).
 4. Chooses the summary's pieces (`select_keyshots`) with the protocol's
    pieces (`train.metrics.summarization`): the sample scores spread over the
    frames (`upsample_to_frames`) and the 0/1 `knapsack` with a budget of
@@ -66,13 +71,16 @@ from train.metrics import summarization as summary_eval
 from train.serving import explain
 from train.serving.media import write_browser_video
 from train.serving.prediction import (
-    FrameSpool, flat_scores_note, seconds, trained_on, video_fps, write_image,
+    FrameSpool, SpooledFrames, flat_scores_note, seconds, trained_on, video_fps, watch, write_image,
 )
 from train.tasks.base import run_config
 
 SUMMARY_SHORT_SIDE = 360
 THUMBNAIL_WIDTH = 240
 MAX_STEPS = {"features": 1024, "frames": 128}
+# Sampled frames encoded (frames mode: converted; features mode: through
+# the backbone) at a time while the video decodes.
+ENCODE_BATCH = 32
 # A piece is a fifth of the budget (so the budget fills to 80% or more
 # with whole pieces), but never under MIN_PIECE_SECONDS unless the budget is.
 PIECES_PER_BUDGET = 5
@@ -156,29 +164,108 @@ def sample_positions(fps, sample_rate):
             yield index
 
 
+class WindowScorer:
+    """Per-step values of one video's inputs that arrive a few at a time,
+    in half-overlapping windows of at most `max_steps` steps whose
+    overlapping values are averaged: the windows of `score_in_windows`,
+    each scored as soon as its last input is in. Only the inputs from the
+    last scored window's start on are kept (fewer than `max_steps` plus
+    half of it, plus one added part), so memory does not grow with the
+    video.
+
+    Args:
+        per_step: functions of one window's batch of inputs (`{name: [1,
+            steps, ...], "mask": [1, steps]}`) to [1, steps] values (the
+            model's scores; an explanation).
+        name: the model input the values fill.
+        max_steps: the longest window.
+
+    Example:
+
+    >>> def totals(inputs):
+    ...     return inputs["features"].sum(axis=2)
+    >>> scorer = WindowScorer([totals], "features", max_steps=4)
+    >>> for part in np.arange(12.0).reshape(6, 2, 1):
+    ...     scorer.add(part)
+    >>> scorer.finish()[0].tolist() == list(range(12))
+    True
+    """
+
+    def __init__(self, per_step, name, max_steps):
+        self.per_step = list(per_step)
+        self.name = name
+        self.max_steps = int(max_steps)
+        self.stride = max(1, self.max_steps // 2)
+        self._buffer = None   # inputs [offset, count) at the start of the buffer
+        self._offset = 0
+        self._count = 0
+        self._next = 0        # start of the next full window
+        self._last = None     # start of the last scored window
+        self._scored = []     # (start, [values of each function])
+
+    def add(self, values):
+        """Adds the next inputs [m, ...] and scores every window they complete."""
+        values = np.asarray(values)
+        if self._buffer is None:
+            capacity = self.max_steps + self.stride + max(1, len(values))
+            self._buffer = np.empty((capacity, *values.shape[1:]), values.dtype)
+        done = 0
+        while done < len(values):
+            if self._count - self._offset == len(self._buffer):
+                self._compact()
+            held = self._count - self._offset
+            take = min(len(values) - done, len(self._buffer) - held)
+            self._buffer[held:held + take] = values[done:done + take]
+            self._count += take
+            done += take
+            while self._next + self.max_steps <= self._count:
+                self._score(self._next, self._next + self.max_steps)
+                self._next += self.stride
+
+    def _compact(self):
+        keep = self._last if self._last is not None else self._offset
+        held = self._count - keep
+        self._buffer[:held] = self._buffer[keep - self._offset:self._count - self._offset]
+        self._offset = keep
+
+    def _score(self, start, stop):
+        part = self._buffer[start - self._offset:stop - self._offset]
+        inputs = {self.name: part[None], "mask": np.ones((1, len(part)), dtype=bool)}
+        self._scored.append((start, [np.asarray(f(inputs), dtype=np.float64)[0, :len(part)]
+                                     for f in self.per_step]))
+        self._last = start
+
+    def finish(self):
+        """The values of every function over all inputs, [n] each: one
+        window over all of a video of at most `max_steps` inputs, else
+        the windows every half window plus one ending at the last input."""
+        n = self._count
+        if n == 0:
+            raise ValueError("no inputs to score")
+        if self._last is None:
+            self._score(0, n)
+        elif self._last != n - self.max_steps:
+            self._score(n - self.max_steps, n)
+        results = []
+        for position in range(len(self.per_step)):
+            total, count = np.zeros(n), np.zeros(n)
+            for start, values in self._scored:
+                total[start:start + len(values[position])] += values[position]
+                count[start:start + len(values[position])] += 1
+            results.append(total / count)
+        return results
+
+
 def score_in_windows(model, values, name, max_steps, per_step=None):
     """Scores [n] of one video's inputs [n, ...], in half-overlapping windows
-    of at most `max_steps` steps whose overlapping scores are averaged.
+    of at most `max_steps` steps whose overlapping scores are averaged
+    (`WindowScorer` given all inputs at once).
 
     `per_step`, when given, replaces the model's scores: a function of one
     window's batch of inputs to [1, steps] values (an explanation)."""
-    n = len(values)
-    per_step = per_step or model.predict_on_batch
-
-    def score(part):
-        inputs = {name: part[None], "mask": np.ones((1, len(part)), dtype=bool)}
-        return np.asarray(per_step(inputs), dtype=np.float64)[0, :len(part)]
-
-    if n <= max_steps:
-        return score(values)
-    starts = list(range(0, n - max_steps + 1, max(1, max_steps // 2)))
-    if starts[-1] != n - max_steps:
-        starts.append(n - max_steps)
-    total, count = np.zeros(n), np.zeros(n)
-    for start in starts:
-        total[start:start + max_steps] += score(values[start:start + max_steps])
-        count[start:start + max_steps] += 1
-    return total / count
+    scorer = WindowScorer([per_step or model.predict_on_batch], name, max_steps)
+    scorer.add(values)
+    return scorer.finish()[0]
 
 
 def best_part(frame_scores, start, end, length):
@@ -377,22 +464,33 @@ class KeyframePredictor:
         summary_size = short_side_size(stream.info.height, stream.info.width, SUMMARY_SHORT_SIDE)
         positions = sample_positions(fps, options.sample_rate)
         next_pick = next(positions)
-        picks, model_frames, histograms = [], [], []
+        # Scores (and the explanation) are computed window by window as the
+        # samples arrive, so no array of every sample's input is ever held.
+        per_step = [self.model.predict_on_batch]
+        if self.explainer is not None:
+            per_step.append(self.explainer)
+        scorer = WindowScorer(per_step, self.encoder.name, self.max_steps)
+        picks, waiting, histograms = [], [], []
         with FrameSpool() as spool:
-            for index, frame in stream:
+            for index, frame in watch(stream, fps, options, video):
                 small = rgb(frame, summary_size)
                 spool.append(np.ascontiguousarray(small[..., ::-1]))
                 if index == next_pick:
                     picks.append(index)
-                    model_frames.append(rgb(frame, self.encoder.size))
+                    waiting.append(rgb(frame, self.encoder.size))
                     histograms.append(shot_lib.hsv_histogram(small))
                     next_pick = next(positions)
+                    if len(waiting) == ENCODE_BATCH:
+                        scorer.add(self.encoder(np.stack(waiting)))
+                        waiting.clear()
+            if waiting:
+                scorer.add(self.encoder(np.stack(waiting)))
             n_frames = stream.info.frame_count
             picks = np.asarray(picks, dtype=np.int64)
-            encoded = self.encoder(np.stack(model_frames))
-            scores = score_in_windows(self.model, encoded, self.encoder.name, self.max_steps)
+            outputs = scorer.finish()
+            scores = outputs[0]
             change_points, _ = shot_lib.shots_from_change_points(
-                shot_lib.kts_change_points(np.stack(histograms)), picks, n_frames
+                shot_lib.segment_change_points(np.stack(histograms)), picks, n_frames
             )
             frame_scores, pieces, values, budget, short_note = select_keyshots(
                 scores, picks, n_frames, change_points, options.ratio,
@@ -403,7 +501,7 @@ class KeyframePredictor:
                 change_points, pieces, values, budget, short_note,
             )
             if self.explainer is not None:
-                self._explain(video, out, spool, fps, picks, encoded, result)
+                self._explain(video, out, spool, fps, picks, outputs[1], result)
             return result
 
     def model_inputs(self, video):
@@ -423,16 +521,14 @@ class KeyframePredictor:
         values = np.asarray(self.encoder(np.stack(frames)), np.float32)[None]
         return {self.encoder.name: values, "mask": np.ones(values.shape[:2], bool)}
 
-    def _explain(self, video, out, spool, fps, picks, encoded, result):
-        """Writes the attention curve over the sampled frames (windows of
-        `max_steps` as for the scores, overlaps averaged) and adds it to the
-        result (and `result.json`)."""
-        attention = score_in_windows(
-            self.model, encoded, self.encoder.name, self.max_steps, per_step=self.explainer
-        )
+    def _explain(self, video, out, spool, fps, picks, attention, result):
+        """Writes the attention curve over the sampled frames (computed in
+        the scores' windows, overlaps averaged) and adds it to the result
+        (and `result.json`); the frames are read back from the spool as the
+        explanation video is written."""
         files, summary, notes = explain.write_explanation(
-            out, self.explainer,
-            [spool[int(i)][..., ::-1] for i in picks], [seconds(i, fps) for i in picks], attention,
+            out, self.explainer, SpooledFrames(spool, picks), [seconds(i, fps) for i in picks],
+            attention,
             title=f"{os.path.basename(video)}: {self.explainer.method}",
             extra={"frames": picks.tolist()},
         )

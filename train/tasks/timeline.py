@@ -35,7 +35,8 @@ video's top classes over time). `result.json` holds the printed result.
 With `options.explain`, the run's `train.serving.explain` explainer runs on
 the same batches, and once the video is predicted its explanation is
 written for every window: the video is decoded a second time for the
-frames the model read, at a size people can see.
+frames the model read, at a size people can see, kept as JPEG on disk
+until the explanation video is written from them.
 """
 
 import collections
@@ -48,7 +49,7 @@ from common.files import pyplot, save_figure, write_json
 from data.stream import FrameStream, rgb
 from train.metrics.classification import two_columns
 from train.serving import explain
-from train.serving.prediction import margin_note, seconds, trained_on, video_fps
+from train.serving.prediction import margin_note, seconds, trained_on, video_fps, watch
 
 BATCH_SIZE = 8
 PLOTTED_CLASSES = 5
@@ -147,7 +148,7 @@ class ClassifierPredictor:
         long_enough = 2 * window_frames
         planned = []
         next_start = 0
-        for index, frame in stream:
+        for index, frame in watch(stream, fps, options, video):
             kept.append((index, rgb(frame, self.encoder.size)))
             start = ends_window(index)
             if start is not None:
@@ -190,34 +191,36 @@ class ClassifierPredictor:
         """Writes the explanation of every window, in order, and adds it to
         the result (and `result.json`)."""
         steps = [start + self.encoder.positions(stop - start) for start, stop in windows]
-        display = explain.read_display_frames(video, np.unique(np.concatenate(steps)))
         label = int(np.argmax(probabilities.mean(axis=0)))
         best = int(np.argmax(probabilities[:, label]))
-        frames, times, values, captions = [], [], [], []
-        for window, (indices, explained) in enumerate(zip(steps, self._explained)):
-            if self.explainer.kind == "curve":
-                explained = explained[:len(indices)]
-            else:
-                explained = explain.resample(explained, len(indices), *explained.shape[1:])
-            if window == best:
-                strip = ([display[int(i)] for i in indices], [seconds(i, fps) for i in indices],
-                         explained)
-            frames.extend(display[int(i)] for i in indices)
-            times.extend(seconds(i, fps) for i in indices)
-            values.extend(explained)
-            # Windows overlap, so time may step back between them: every
-            # frame names its window.
-            span = summary_window(windows[window], fps)
-            captions.extend(f"window {window + 1}/{len(windows)} ({span}): {seconds(i, fps):.2f} s"
-                            for i in indices)
-        files, summary, notes = explain.write_explanation(
-            out, self.explainer, frames, times, values, strip=strip, captions=captions,
-            title=f"{os.path.basename(video)}: what the model looked at for "
-                  f"'{result['label']}' in {summary_window(windows[best], fps)} "
-                  f"- {self.explainer.method}",
-            extra={"label": result["label"], "strip_window": best,
-                   "windows": [[seconds(a, fps), seconds(b, fps)] for a, b in windows]},
-        )
+        # The display frames wait on disk: a long video has many windows.
+        with explain.read_display_frames(video, np.unique(np.concatenate(steps))) as display:
+            shown, times, values, captions = [], [], [], []
+            for window, (indices, explained) in enumerate(zip(steps, self._explained)):
+                if self.explainer.kind == "curve":
+                    explained = explained[:len(indices)]
+                else:
+                    explained = explain.resample(explained, len(indices), *explained.shape[1:])
+                if window == best:
+                    strip = ([display[int(i)] for i in indices],
+                             [seconds(i, fps) for i in indices], explained)
+                shown.extend(int(i) for i in indices)
+                times.extend(seconds(i, fps) for i in indices)
+                values.extend(explained)
+                # Windows overlap, so time may step back between them: every
+                # frame names its window.
+                span = summary_window(windows[window], fps)
+                captions.extend(f"window {window + 1}/{len(windows)} ({span}): "
+                                f"{seconds(i, fps):.2f} s" for i in indices)
+            files, summary, notes = explain.write_explanation(
+                out, self.explainer, display.sequence(shown), times, values, strip=strip,
+                captions=captions,
+                title=f"{os.path.basename(video)}: what the model looked at for "
+                      f"'{result['label']}' in {summary_window(windows[best], fps)} "
+                      f"- {self.explainer.method}",
+                extra={"label": result["label"], "strip_window": best,
+                       "windows": [[seconds(a, fps), seconds(b, fps)] for a, b in windows]},
+            )
         result["files"].update(files)
         result["explanation"] = summary
         result["sections"].append("explanation")

@@ -1,0 +1,205 @@
+"""Long videos: prediction memory that does not grow with the length, the
+window-by-window scorer, and shots from a segmentation of linear cost that
+agrees with exact KTS.
+
+The long videos are real files written with cv2.VideoWriter: minutes of
+small frames at a few frames per second, scenes of plain colours with a
+moving disk (`tests.prediction_fixtures.scene_frames`, drawn a scene at a
+time so the test holds none of them whole).
+"""
+
+import functools
+import io
+import os
+import sys
+import tracemalloc
+
+import cv2
+import numpy as np
+import pytest
+
+import models
+from common.progress import VideoProgress
+from data import shots
+from tests.prediction_fixtures import SCENE_COLOURS
+from train.serving.prediction import PredictOptions
+from train.tasks import keyframes
+
+FPS = 4.0
+SIZE = (72, 96)
+
+
+def write_long_video(path, minutes, scene_seconds=20.0, fps=FPS, size=SIZE):
+    """`minutes` of scenes of `scene_seconds`, written frame by frame."""
+    height, width = size
+    writer = cv2.VideoWriter(os.fspath(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    rng = np.random.default_rng(0)
+    count = int(round(minutes * 60 * fps))
+    per_scene = int(round(scene_seconds * fps))
+    for index in range(count):
+        scene, step = divmod(index, per_scene)
+        frame = np.empty((height, width, 3), np.uint8)
+        frame[...] = SCENE_COLOURS[scene % len(SCENE_COLOURS)][::-1]
+        centre = (int(width * (0.1 + 0.8 * step / per_scene)), height // 2)
+        cv2.circle(frame, centre, height // 8, (245, 245, 245), -1)
+        noisy = frame + rng.normal(0, 3, frame.shape)
+        writer.write(np.clip(noisy, 0, 255).astype(np.uint8))
+    writer.release()
+    return os.fspath(path)
+
+
+def frames_mode_record(config):
+    return {"model": "keyframe_transformer", "preset": "tiny_frames", "seed": 0,
+            "config": config.to_dict(), "data": {"data": "synthetic"}, "class_names": []}
+
+
+@pytest.fixture(scope="module")
+def frames_model():
+    """A frames-mode keyframe model at 48x48: its inputs are 27 KB per
+    sample as float, so holding every sample shows."""
+    config = models.get_config("keyframe_transformer", "tiny_frames", input_shape=(None, 48, 48, 3))
+    return models.build_from_config("keyframe_transformer", config), config
+
+
+def peak_allocations(predictor, video, out):
+    """Peak of Python/NumPy allocations while `predictor` runs, in bytes."""
+    tracemalloc.start()
+    try:
+        result = predictor(video, out)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak, result
+
+
+@pytest.mark.slow
+def test_prediction_memory_does_not_grow_with_the_video(frames_model, tmp_path, monkeypatch):
+    model, config = frames_model
+    options = PredictOptions(explain=True, progress=True)
+    predictor = keyframes.KeyframePredictor(model, frames_mode_record(config), options)
+    short = write_long_video(tmp_path / "one_minute.avi", 1)
+    long = write_long_video(tmp_path / "four_minutes.avi", 4)
+    predictor(short, str(tmp_path / "warm"))  # traces the model's functions once
+    os.makedirs(tmp_path / "a")
+    os.makedirs(tmp_path / "b")
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    # A line at every tenth of the video from the start, as a slow run writes them.
+    monkeypatch.setattr(VideoProgress, "__init__", functools.partialmethod(VideoProgress.__init__,
+                                                                           quiet=0))
+    short_peak, short_result = peak_allocations(predictor, short, str(tmp_path / "a"))
+    long_peak, long_result = peak_allocations(predictor, long, str(tmp_path / "b"))
+    monkeypatch.undo()
+
+    assert short_result["frames_scored"] == 120 and long_result["frames_scored"] == 480
+    # Four times the video, less than 1.5 times the memory: what grows is
+    # a few numbers per frame, not a 27 KB input per sample (480 of them
+    # would be 13 MB, and as many frames of the explanation 10 MB more).
+    # What stays is the scorer's buffer (224 inputs, 6 MB) and one
+    # window's work.
+    assert long_peak < 1.5 * short_peak, (short_peak, long_peak)
+    assert long_peak < 20 * 2**20, (short_peak, long_peak)
+    # Shots: the 12 scenes of 20 s, found by the blockwise segmentation
+    # (480 samples is under EXACT_SAMPLES: exact KTS).
+    assert long_result["shots_found"] == 12
+    assert os.path.getsize(long_result["files"]["explanation_video"]) > 0
+    # The progress line tells where in the video the work is and what is left.
+    lines = stderr.getvalue().splitlines()
+    assert any("2:00 / 4:00 of four_minutes.avi (50%)" in line and "left" in line for line in lines)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_window_scorer_scores_as_inputs_arrive_and_keeps_few(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(33, 300))
+    values = rng.normal(size=(n, 3)).astype(np.float32)
+    weights = rng.normal(size=3)
+    calls = []
+
+    def per_step(inputs):
+        part = inputs["features"][0]
+        calls.append(len(part))
+        # A value that depends on the whole window, as attention does.
+        return (part @ weights + part.mean())[None]
+
+    max_steps, stride = 32, 16
+    scorer = keyframes.WindowScorer([per_step], "features", max_steps)
+    position = 0
+    while position < n:
+        size = int(rng.integers(1, 40))
+        scorer.add(values[position:position + size])
+        position = min(n, position + size)
+        # Every window whose inputs are all in has been scored, no other.
+        assert len(calls) == (0 if position < max_steps else (position - max_steps) // stride + 1)
+    [streamed] = scorer.finish()
+    assert len(scorer._buffer) <= max_steps + stride + 40
+
+    starts = list(range(0, n - max_steps + 1, stride))
+    if starts[-1] != n - max_steps:
+        starts.append(n - max_steps)
+    total, count = np.zeros(n), np.zeros(n)
+    for start in starts:
+        window = values[start:start + max_steps]
+        total[start:start + max_steps] += window @ weights + window.mean()
+        count[start:start + max_steps] += 1
+    np.testing.assert_allclose(streamed, total / count, rtol=1e-6)
+    assert len(calls) == len(starts)
+
+
+def test_a_short_input_is_one_window_over_all_of_it():
+    calls = []
+
+    def per_step(inputs):
+        calls.append(inputs["features"].shape[1])
+        return np.cumsum(inputs["features"][..., 0], axis=1)
+
+    scorer = keyframes.WindowScorer([per_step], "features", 8)
+    scorer.add(np.ones((3, 1)))
+    scorer.add(np.ones((2, 1)))
+    assert scorer.finish()[0].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0] and calls == [5]
+    calls.clear()
+    scorer = keyframes.WindowScorer([per_step], "features", 8)
+    scorer.add(np.ones((8, 1)))  # exactly one window: scored once, none added at the end
+    assert scorer.finish()[0].tolist() == list(range(1, 9)) and calls == [8]
+
+
+def scene_features(n, seed, noise):
+    """Histogram-like rows of shots of 4 to 120 samples, L2-normalised."""
+    rng = np.random.default_rng(seed)
+    parts, total = [], 0
+    while total < n:
+        length = int(rng.integers(4, 120))
+        mean = rng.random(32) ** 4
+        parts.append(np.abs(mean + rng.normal(0, noise, (length, 32)) * mean.mean()))
+        total += length
+    x = np.concatenate(parts)[:n]
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("seed,noise", [(0, 0.3), (1, 1.0), (2, 2.0)])
+def test_blockwise_segmentation_gives_the_exact_kts_answer(seed, noise):
+    x = scene_features(900, seed, noise)
+    exact = shots.kts_change_points(x)
+    assert len(exact) > 5
+    assert shots.segment_change_points(x, exact_samples=0) == exact
+
+
+def test_segmentation_is_exact_on_short_videos_and_linear_beyond(monkeypatch):
+    sizes = []
+    original = shots.kts_change_points
+
+    def recorded(features, vmax=shots.DEFAULT_VMAX, max_change_points=None):
+        sizes.append(len(features))
+        return original(features, vmax, max_change_points)
+
+    monkeypatch.setattr(shots, "kts_change_points", recorded)
+    x = scene_features(shots.EXACT_SAMPLES, 3, 0.5)
+    assert shots.segment_change_points(x) == original(x)
+    assert sizes == [shots.EXACT_SAMPLES]  # one exact programme over all of it
+
+    sizes.clear()
+    x = scene_features(3000, 4, 0.5)
+    shots.segment_change_points(x)
+    biggest = shots.BLOCK_SAMPLES + 2 * shots.MARGIN_SAMPLES
+    assert max(sizes) <= biggest and len(sizes) == -(-3000 // shots.BLOCK_SAMPLES)
+    assert sum(sizes) <= 3000 * biggest / shots.BLOCK_SAMPLES
