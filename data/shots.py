@@ -62,8 +62,9 @@ BLOCK_SAMPLES = 360
 MARGIN_SAMPLES = 120
 
 
-def hsv_histogram(frame, bins=HSV_BINS):
-    """L2-normalised HSV colour histogram of an RGB uint8 frame [H, W, 3].
+def hsv_histogram(frame, bins=HSV_BINS, bgr=False):
+    """L2-normalised HSV colour histogram of an RGB uint8 frame [H, W, 3]
+    (of a BGR one, as OpenCV decodes it, with `bgr`).
 
     Example:
 
@@ -72,7 +73,7 @@ def hsv_histogram(frame, bins=HSV_BINS):
     >>> histogram.shape, float(histogram.max())
     ((128,), 1.0)
     """
-    hsv = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2HSV)
+    hsv = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_BGR2HSV if bgr else cv2.COLOR_RGB2HSV)
     counts = cv2.calcHist([hsv], [0, 1, 2], None, list(bins), [0, 180, 0, 256, 0, 256]).ravel()
     return (counts / (np.linalg.norm(counts) + 1e-10)).astype(np.float32)
 

@@ -34,6 +34,7 @@ Example:
 
 import dataclasses
 
+import cv2
 import numpy as np  # noqa: F401  (the examples use it)
 
 from data import video
@@ -107,6 +108,30 @@ def rgb(frame, size):
     return video.convert_frame(frame, video.normalize_size(size))
 
 
+def bgr(frame, size):
+    """One decoded frame as BGR uint8 at `size` (height, width), resized as
+    `rgb` resizes it: for frames that go back to OpenCV (JPEG, video),
+    which would otherwise convert to RGB and back.
+
+    Example:
+
+    >>> frame = np.zeros((24, 32, 3), np.uint8); frame[..., 0] = 200   # blue in BGR
+    >>> small = bgr(frame, (12, 16))
+    >>> small.shape, int(small[0, 0, 0]), bool((rgb(frame, (12, 16)) == small[..., ::-1]).all())
+    ((12, 16, 3), 200, True)
+    """
+    height, width = video.normalize_size(size)
+    if frame.ndim == 2:
+        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    elif frame.shape[2] == 4:
+        frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    if frame.shape[:2] == (height, width):
+        return frame
+    shrinking = height * width < frame.shape[0] * frame.shape[1]
+    return cv2.resize(frame, (width, height),
+                      interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
 def short_side_size(height, width, short_side):
     """(height, width) scaled so the short side is at most `short_side`,
     both even (what video encoders need), never upscaled.
@@ -120,4 +145,4 @@ def short_side_size(height, width, short_side):
     return (max(2, int(round(height * scale)) // 2 * 2), max(2, int(round(width * scale)) // 2 * 2))
 
 
-__all__ = ["FrameStream", "rgb", "short_side_size"]
+__all__ = ["FrameStream", "bgr", "rgb", "short_side_size"]

@@ -289,7 +289,7 @@ def write_video(path, frames, fps=25.0, fourcc=None):
             raise RuntimeError(f"cv2.VideoWriter cannot write {fourcc} into {path}")
         try:
             for frame in itertools.chain([first], frames):  # one frame at a time
-                writer.write(np.ascontiguousarray(np.asarray(frame, np.uint8)[..., ::-1]))
+                writer.write(cv2.cvtColor(np.asarray(frame, np.uint8), cv2.COLOR_RGB2BGR))
         finally:
             writer.release()
     return path

@@ -275,10 +275,10 @@ class DisplayFrames:
         self.position = {}
 
     def add(self, index, frame_rgb):
-        self.position[int(index)] = self.spool.append(np.ascontiguousarray(frame_rgb[..., ::-1]))
+        self.position[int(index)] = self.spool.append(cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR))
 
     def __getitem__(self, index):
-        return self.spool[self.position[int(index)]][..., ::-1]
+        return cv2.cvtColor(self.spool[self.position[int(index)]], cv2.COLOR_BGR2RGB)
 
     def __contains__(self, index):
         return int(index) in self.position

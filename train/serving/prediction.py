@@ -341,11 +341,11 @@ class SpooledFrames:
         return len(self.indices)
 
     def __getitem__(self, position):
-        return self.spool[self.indices[position]][..., ::-1]
+        return cv2.cvtColor(self.spool[self.indices[position]], cv2.COLOR_BGR2RGB)
 
     def __iter__(self):
         for index in self.indices:
-            yield self.spool[index][..., ::-1]
+            yield cv2.cvtColor(self.spool[index], cv2.COLOR_BGR2RGB)
 
 
 def watch(stream, fps, options, video):

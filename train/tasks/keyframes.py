@@ -60,13 +60,14 @@ How frames become the model's input, as the run's training data was made:
 import math
 import os
 
+import cv2
 import numpy as np
 
 from common.files import pyplot, save_figure, write_json
 from data import shots as shot_lib
 from data import summarization
 from data.features import FrameFeatureExtractor
-from data.stream import FrameStream, rgb, short_side_size
+from data.stream import FrameStream, bgr, rgb, short_side_size
 from train.metrics import summarization as summary_eval
 from train.serving import explain
 from train.serving.media import write_browser_video
@@ -168,10 +169,10 @@ class WindowScorer:
     """Per-step values of one video's inputs that arrive a few at a time,
     in half-overlapping windows of at most `max_steps` steps whose
     overlapping values are averaged: the windows of `score_in_windows`,
-    each scored as soon as its last input is in. Only the inputs from the
-    last scored window's start on are kept (fewer than `max_steps` plus
-    half of it, plus one added part), so memory does not grow with the
-    video.
+    each scored as soon as its last input is in. Only the parts holding
+    inputs from the last scored window's start on are kept (fewer than
+    `max_steps` plus half of it, plus one added part), so memory does not
+    grow with the video.
 
     Args:
         per_step: functions of one window's batch of inputs (`{name: [1,
@@ -196,9 +197,8 @@ class WindowScorer:
         self.name = name
         self.max_steps = int(max_steps)
         self.stride = max(1, self.max_steps // 2)
-        self._buffer = None   # inputs [offset, count) at the start of the buffer
-        self._offset = 0
-        self._count = 0
+        self._parts = []      # (index of the first input, inputs [m, ...]), in order
+        self._count = 0       # inputs added
         self._next = 0        # start of the next full window
         self._last = None     # start of the last scored window
         self._scored = []     # (start, [values of each function])
@@ -206,30 +206,30 @@ class WindowScorer:
     def add(self, values):
         """Adds the next inputs [m, ...] and scores every window they complete."""
         values = np.asarray(values)
-        if self._buffer is None:
-            capacity = self.max_steps + self.stride + max(1, len(values))
-            self._buffer = np.empty((capacity, *values.shape[1:]), values.dtype)
-        done = 0
-        while done < len(values):
-            if self._count - self._offset == len(self._buffer):
-                self._compact()
-            held = self._count - self._offset
-            take = min(len(values) - done, len(self._buffer) - held)
-            self._buffer[held:held + take] = values[done:done + take]
-            self._count += take
-            done += take
-            while self._next + self.max_steps <= self._count:
-                self._score(self._next, self._next + self.max_steps)
-                self._next += self.stride
+        if not len(values):
+            return
+        self._parts.append((self._count, values))
+        self._count += len(values)
+        while self._next + self.max_steps <= self._count:
+            self._score(self._next, self._next + self.max_steps)
+            self._next += self.stride
+        # Every later window, and a last one ending at the last input,
+        # starts at or after the last scored window's start.
+        keep = self._last if self._last is not None else 0
+        while self._parts and self._parts[0][0] + len(self._parts[0][1]) <= keep:
+            self._parts.pop(0)
 
-    def _compact(self):
-        keep = self._last if self._last is not None else self._offset
-        held = self._count - keep
-        self._buffer[:held] = self._buffer[keep - self._offset:self._count - self._offset]
-        self._offset = keep
+    def held(self):
+        """Inputs held now (for tests)."""
+        return sum(len(part) for _, part in self._parts)
+
+    def _window(self, start, stop):
+        pieces = [part[max(0, start - first):stop - first] for first, part in self._parts
+                  if first < stop and first + len(part) > start]
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
     def _score(self, start, stop):
-        part = self._buffer[start - self._offset:stop - self._offset]
+        part = self._window(start, stop)
         inputs = {self.name: part[None], "mask": np.ones((1, len(part)), dtype=bool)}
         self._scored.append((start, [np.asarray(f(inputs), dtype=np.float64)[0, :len(part)]
                                      for f in self.per_step]))
@@ -473,12 +473,12 @@ class KeyframePredictor:
         picks, waiting, histograms = [], [], []
         with FrameSpool() as spool:
             for index, frame in watch(stream, fps, options, video):
-                small = rgb(frame, summary_size)
-                spool.append(np.ascontiguousarray(small[..., ::-1]))
+                small = bgr(frame, summary_size)  # BGR, as JPEG and the writer take it
+                spool.append(small)
                 if index == next_pick:
                     picks.append(index)
                     waiting.append(rgb(frame, self.encoder.size))
-                    histograms.append(shot_lib.hsv_histogram(small))
+                    histograms.append(shot_lib.hsv_histogram(small, bgr=True))
                     next_pick = next(positions)
                     if len(waiting) == ENCODE_BATCH:
                         scorer.add(self.encoder(np.stack(waiting)))
@@ -556,7 +556,7 @@ class KeyframePredictor:
 
         def rgb_frames():
             for frame in summary_frames:
-                yield spool[frame][..., ::-1]
+                yield cv2.cvtColor(spool[frame], cv2.COLOR_BGR2RGB)
 
         codec, note = write_browser_video(files["summary_video"], rgb_frames, fps, what="summary")
         if note:
