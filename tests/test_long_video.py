@@ -8,6 +8,7 @@ moving disk (`tests.prediction_fixtures.scene_frames`, drawn a scene at a
 time so the test holds none of them whole).
 """
 
+import dataclasses
 import functools
 import io
 import os
@@ -79,6 +80,7 @@ def test_prediction_memory_does_not_grow_with_the_video(frames_model, tmp_path, 
     predictor = keyframes.KeyframePredictor(model, frames_mode_record(config), options)
     short = write_long_video(tmp_path / "one_minute.avi", 1)
     long = write_long_video(tmp_path / "four_minutes.avi", 4)
+    os.makedirs(tmp_path / "warm")
     predictor(short, str(tmp_path / "warm"))  # traces the model's functions once
     os.makedirs(tmp_path / "a")
     os.makedirs(tmp_path / "b")
@@ -129,10 +131,11 @@ def test_the_window_scorer_scores_as_inputs_arrive_and_keeps_few(seed):
         size = int(rng.integers(1, 40))
         scorer.add(values[position:position + size])
         position = min(n, position + size)
-        # Every window whose inputs are all in has been scored, no other.
+        # Every window whose inputs are all in has been scored, no other,
+        # and only what a later window may need is held.
         assert len(calls) == (0 if position < max_steps else (position - max_steps) // stride + 1)
+        assert scorer.held() < max_steps + stride + 40
     [streamed] = scorer.finish()
-    assert len(scorer._buffer) <= max_steps + stride + 40
 
     starts = list(range(0, n - max_steps + 1, stride))
     if starts[-1] != n - max_steps:
@@ -203,3 +206,57 @@ def test_segmentation_is_exact_on_short_videos_and_linear_beyond(monkeypatch):
     biggest = shots.BLOCK_SAMPLES + 2 * shots.MARGIN_SAMPLES
     assert max(sizes) <= biggest and len(sizes) == -(-3000 // shots.BLOCK_SAMPLES)
     assert sum(sizes) <= 3000 * biggest / shots.BLOCK_SAMPLES
+
+
+@pytest.mark.parametrize("extra_in_header", [0, 15])
+def test_a_classifier_converts_only_the_frames_its_windows_read(extra_in_header, tmp_path,
+                                                                monkeypatch):
+    """The timeline of a long video is the same whether every frame is
+    converted to the model's size or only those the windows sample, also
+    when the header promises more frames than decode (within the 5% a
+    stream accepts), which moves the last window."""
+    from data.stream import FrameStream
+    from train import tasks
+    from train.tasks import timeline
+
+    class HeaderPromisesMore(FrameStream):
+        def __init__(self, path):
+            super().__init__(path)
+            self.info = dataclasses.replace(self.info, frame_count=self.info.frame_count + extra_in_header)
+            self._header_count = self.info.frame_count
+
+    monkeypatch.setattr(timeline, "FrameStream", HeaderPromisesMore)
+    converted = []
+    original_rgb = timeline.rgb
+    monkeypatch.setattr(timeline, "rgb", lambda frame, size: converted.append(1) or original_rgb(frame, size))
+    # 552 frames: the last regular window ends at 540, a last one at 552;
+    # 54 windows, the last batch of 6.
+    video = write_long_video(tmp_path / "two_minutes.avi", 2.3)
+    config = models.get_config("r2plus1d", "tiny")
+    model = models.build_from_config("r2plus1d", config)
+    record = {"model": "r2plus1d", "preset": "tiny", "seed": 0, "config": config.to_dict(),
+              "data": {"data": "synthetic"}, "class_names": ["a", "b", "c"]}
+    predictor = tasks.task_for("r2plus1d").predictor(model, record, PredictOptions(window=5.0,
+                                                                                   stride=2.5))
+    os.makedirs(tmp_path / "sparse")
+    sparse = predictor(video, str(tmp_path / "sparse"))
+    sparse_conversions = len(converted)
+    converted.clear()
+    predictor.encoder.reads = None
+    os.makedirs(tmp_path / "all")
+    every = predictor(video, str(tmp_path / "all"))
+
+    assert len(converted) == 552
+    # 4 of every 20 frames, twice over (windows overlap by half), and the
+    # frames the last window may need.
+    assert sparse_conversions < 552 / 2
+    assert sparse["windows"] == every["windows"] == 54
+    assert sparse["timeline"][-1]["frames"] == [532, 551]
+    if not extra_in_header:
+        # After the first batches a traced function (the last batch padded)
+        # takes over from eager calls; the answers are the same.
+        monkeypatch.setattr(timeline, "EAGER_BATCHES", 1000)
+        os.makedirs(tmp_path / "eager")
+        eager = predictor(video, str(tmp_path / "eager"))
+        assert eager["timeline"] == every["timeline"] and eager["top"] == every["top"]
+    assert sparse["timeline"] == every["timeline"] and sparse["top"] == every["top"]

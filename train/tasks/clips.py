@@ -549,8 +549,10 @@ def clip_window_encoder(record):
             + ("RGB, then the luminance as the extra channels" if channels > 3 else
                "the luminance stands in for the colours")
         )
-    return WindowEncoder((height, width), encode, lambda count: sample_frame_indices(count, frames),
-                         adaptation)
+    def sampled(count):
+        return sample_frame_indices(count, frames)
+
+    return WindowEncoder((height, width), encode, sampled, adaptation, reads=sampled)
 
 
 def to_channels(frames, channels):

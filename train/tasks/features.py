@@ -497,4 +497,10 @@ def feature_window_encoder(record, options):
         def positions(frames):
             return sample_frame_indices(frames, longest)
 
-    return WindowEncoder(extractor.size, encode, positions)
+    def reads(frames):
+        if settings["scale_source"] == "sampled":
+            return sample_frame_indices(frames, num_frames)
+        return np.unique(np.concatenate([sample_frame_indices(frames, length)
+                                         for length in lengths]))
+
+    return WindowEncoder(extractor.size, encode, positions, reads=reads)

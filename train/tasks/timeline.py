@@ -47,11 +47,14 @@ import numpy as np
 import models
 from common.files import pyplot, save_figure, write_json
 from data.stream import FrameStream, rgb
+from data.video import MAX_SHORTFALL_FRACTION
 from train.metrics.classification import two_columns
 from train.serving import explain
 from train.serving.prediction import margin_note, seconds, trained_on, video_fps, watch
 
 BATCH_SIZE = 8
+# Batches of windows run eagerly before a traced function takes over.
+EAGER_BATCHES = 4
 PLOTTED_CLASSES = 5
 
 
@@ -67,13 +70,61 @@ class WindowEncoder:
         adaptation: how a video's frames are made to fit a model trained on
             something else (e.g. other channels), said in every result; None
             when they fit as they are.
+        reads: `frames in a window -> the window's frame indices `encode`
+            reads`; the other frames of a window are passed as zeros and
+            never converted (resizing a 720p frame to a model's size costs
+            about as much as decoding it). None: `encode` may read any.
     """
 
-    def __init__(self, size, encode, positions, adaptation=None):
+    def __init__(self, size, encode, positions, adaptation=None, reads=None):
         self.size = tuple(int(s) for s in size)
         self.encode = encode
         self.positions = positions
         self.adaptation = adaptation
+        self.reads = reads
+
+
+def frames_needed(reads, window_frames, stride_frames, header_count):
+    """A function of the frame index: whether a window may read that frame.
+
+    A window every `stride_frames` reads `reads(window_frames)` of its
+    frames. Which frames the last window (ending at the video's end) and a
+    video shorter than two windows read depends on the real frame count,
+    known only at the end; a stream stops with an error when it is more
+    than `MAX_SHORTFALL_FRACTION` short of its header's count, so every
+    frame from that shortest length less a window on is needed, and every
+    frame when that length is under two windows (or the header gives no
+    count, or `reads` is None).
+
+    Example:
+
+    >>> needed = frames_needed(lambda count: [0, count - 1], 10, 5, 400)
+    >>> [i for i in range(30) if needed(i)]
+    [0, 5, 9, 10, 14, 15, 19, 20, 24, 25, 29]
+    >>> needed(368), needed(370)   # 400 in the header, 380 at least: the last window
+    (False, True)
+    """
+    if reads is None or header_count <= 0:
+        return lambda index: True
+    shortest = header_count - max(1, int(MAX_SHORTFALL_FRACTION * header_count))
+    if shortest < 2 * window_frames:
+        return lambda index: True
+    tail = shortest - window_frames
+    read = np.zeros(window_frames, bool)
+    read[np.asarray(reads(window_frames), np.int64)] = True
+
+    def needed(index):
+        if index >= tail:
+            return True
+        first = max(0, index - window_frames + 1)
+        start = -(-first // stride_frames) * stride_frames  # the first window holding it
+        while start <= index:
+            if read[index - start]:
+                return True
+            start += stride_frames
+        return False
+
+    return needed
 
 
 def window_bounds(window_frames, stride_frames):
@@ -118,10 +169,19 @@ class ClassifierPredictor:
 
     def _probabilities(self, batch):
         inputs = {name: np.stack([example[name] for example in batch]) for name in batch[0]}
-        outputs = self.family.name_outputs(self.model, self.model(inputs, training=False))
+        if self._batches < EAGER_BATCHES:
+            outputs = self.model(inputs, training=False)
+        else:
+            # A long video: one traced function (a batch of BATCH_SIZE, the
+            # last one padded) serves the rest; eager calls cost ~0.2 s a
+            # batch in Keras' layer bookkeeping, tracing once ~1 s.
+            padded = {name: _pad(value, BATCH_SIZE) for name, value in inputs.items()}
+            outputs = self.model.predict_on_batch(padded)
+        self._batches += 1
+        probabilities = self.family.name_outputs(self.model, outputs)["probabilities"]
         if self.explainer is not None:
             self._explained.extend(self.explainer(inputs))
-        return two_columns(np.asarray(outputs["probabilities"], dtype=np.float64))
+        return two_columns(np.asarray(probabilities, dtype=np.float64)[:len(batch)])
 
     def __call__(self, video, out):
         options = self.options
@@ -133,11 +193,26 @@ class ClassifierPredictor:
         kept = collections.deque()
         windows, pending, probabilities = [], [], []
         self._explained = []
+        self._batches = 0
+
+        needed = frames_needed(self.encoder.reads, window_frames, stride_frames,
+                               stream.info.frame_count)
+        height, width = self.encoder.size
 
         def add_window(start, stop):
-            frames = [frame for index, frame in kept if start <= index < stop]
+            frames = np.zeros((stop - start, height, width, 3), np.uint8)
+            converted = np.zeros(stop - start, bool)
+            for index, frame in kept:
+                if start <= index < stop and frame is not None:
+                    frames[index - start] = frame
+                    converted[index - start] = True
+            reads = (np.arange(stop - start) if self.encoder.reads is None
+                     else self.encoder.reads(stop - start))
+            if not converted[reads].all():
+                raise RuntimeError(f"{video}: window {start}-{stop} reads frames that were "
+                                   "not kept")
             windows.append((start, stop))
-            pending.append(self.encoder.encode(np.stack(frames), np.arange(start, stop)))
+            pending.append(self.encoder.encode(frames, np.arange(start, stop)))
             if len(pending) == BATCH_SIZE:
                 probabilities.append(self._probabilities(pending))
                 pending.clear()
@@ -149,7 +224,7 @@ class ClassifierPredictor:
         planned = []
         next_start = 0
         for index, frame in watch(stream, fps, options, video):
-            kept.append((index, rgb(frame, self.encoder.size)))
+            kept.append((index, rgb(frame, self.encoder.size) if needed(index) else None))
             start = ends_window(index)
             if start is not None:
                 planned.append((start, index + 1))
@@ -286,6 +361,13 @@ class ClassifierPredictor:
         }
         write_json(files["result"], result)
         return result
+
+
+def _pad(values, size):
+    """[b, ...] -> [size, ...], the last example repeated."""
+    if len(values) == size:
+        return values
+    return np.concatenate([values, np.repeat(values[-1:], size - len(values), axis=0)])
 
 
 def moment_weights(windows, n_frames):
