@@ -103,6 +103,73 @@ class FrameStream:
         self._capture.release()
 
 
+_END = object()
+
+
+def decode_ahead(stream, depth=8):
+    """The `(index, frame)` pairs of `stream`, decoded in a background
+    thread up to `depth` frames ahead of the consumer.
+
+    OpenCV releases the interpreter lock while it decodes and while it
+    resizes or encodes, so on two cores the consumer's work on one frame
+    runs while the next ones decode. An error of the stream (a truncated
+    file) is raised to the consumer where it would have been; a consumer
+    that stops early stops the thread. Memory: `depth` decoded frames.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> from data.video import write_video
+    >>> path = write_video(os.path.join(tempfile.mkdtemp(), "clip.avi"),
+    ...                    np.zeros((12, 24, 32, 3), np.uint8), fps=6)
+    >>> stream = FrameStream(path)
+    >>> [index for index, _ in decode_ahead(stream, depth=2)] == list(range(12))
+    True
+    >>> stream.info.frame_count
+    12
+    """
+    import queue
+    import threading
+
+    waiting = queue.Queue(maxsize=max(1, int(depth)))
+    stop = threading.Event()
+
+    def put(item):
+        while not stop.is_set():
+            try:
+                waiting.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def decode():
+        frames = iter(stream)
+        try:
+            for item in frames:
+                if not put(item):
+                    return
+            put((_END, None))
+        except BaseException as error:  # raised again in the consumer
+            put((_END, error))
+        finally:
+            frames.close()
+
+    thread = threading.Thread(target=decode, name="decode-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = waiting.get()
+            if item[0] is _END:
+                if item[1] is not None:
+                    raise item[1]
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
 def rgb(frame, size):
     """One decoded frame as RGB uint8 at `size` (height, width)."""
     return video.convert_frame(frame, video.normalize_size(size))
@@ -145,4 +212,4 @@ def short_side_size(height, width, short_side):
     return (max(2, int(round(height * scale)) // 2 * 2), max(2, int(round(width * scale)) // 2 * 2))
 
 
-__all__ = ["FrameStream", "bgr", "rgb", "short_side_size"]
+__all__ = ["FrameStream", "bgr", "decode_ahead", "rgb", "short_side_size"]

@@ -260,3 +260,23 @@ def test_a_classifier_converts_only_the_frames_its_windows_read(extra_in_header,
         eager = predictor(video, str(tmp_path / "eager"))
         assert eager["timeline"] == every["timeline"] and eager["top"] == every["top"]
     assert sparse["timeline"] == every["timeline"] and sparse["top"] == every["top"]
+
+
+def test_decoding_ahead_raises_the_streams_error_and_stops_with_its_consumer(tmp_path):
+    import threading
+
+    from data.stream import FrameStream, decode_ahead
+    from data.video import VideoError
+    from tests.video_files import write_truncated_video
+
+    truncated = write_truncated_video(tmp_path / "cut.mkv", num_frames=40)
+    with pytest.raises(VideoError, match="truncated"):
+        for _ in decode_ahead(FrameStream(truncated)):
+            pass
+    video = write_long_video(tmp_path / "short.avi", 0.5)
+    threads = threading.active_count()
+    frames = decode_ahead(FrameStream(video), depth=2)
+    assert [next(frames)[0] for _ in range(3)] == [0, 1, 2]
+    assert threading.active_count() == threads + 1
+    frames.close()  # the consumer stops: the decoding thread ends
+    assert threading.active_count() == threads

@@ -30,6 +30,7 @@ import numpy as np
 
 from common.files import atomic_path
 from common.progress import VideoProgress
+from data.stream import decode_ahead
 from data.video import is_video_file
 
 # When a file gives no frame rate, this one is assumed (and said so in the result).
@@ -349,14 +350,16 @@ class SpooledFrames:
 
 
 def watch(stream, fps, options, video):
-    """The `(index, frame)` pairs of a `FrameStream`; with
-    `options.progress`, the position in the video and the time left are
-    shown on stderr as they go by."""
+    """The `(index, frame)` pairs of a `FrameStream`, decoded ahead in a
+    thread while the caller works on the frames before
+    (`data.stream.decode_ahead`); with `options.progress`, the position in
+    the video and the time left are shown on stderr as they go by."""
+    frames = decode_ahead(stream)
     if not options.progress:
-        yield from stream
+        yield from frames
         return
     progress = VideoProgress(stream.info.frame_count, fps, os.path.basename(os.fspath(video)))
-    for index, frame in stream:
+    for index, frame in frames:
         yield index, frame
         progress.update(index)
     progress.close()
