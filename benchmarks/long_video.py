@@ -181,7 +181,11 @@ def main(argv=None):
                         help="where the written videos are kept between runs")
     parser.add_argument("--decode-only", default=None, help=argparse_hidden())
     parser.add_argument("--make-runs", default=None, help=argparse_hidden())
+    parser.add_argument("--write", nargs=3, default=None, help=argparse_hidden())
     args = parser.parse_args(argv)
+    if args.write:
+        write_story_video(args.write[0], float(args.write[1]), float(args.write[2]))
+        return 0
     if args.decode_only:
         decode_only(args.decode_only)
         return 0
@@ -196,8 +200,10 @@ def main(argv=None):
     long = args.video or os.path.join(args.cache, f"{name}_{args.minutes:g}min.mp4")
     for path, seconds in ((short, args.short_seconds), (long, 60 * args.minutes)):
         if not os.path.exists(path):
+            # In a child: the measuring process stays small (see make_runs_child).
             started = time.perf_counter()
-            write_story_video(path, seconds, args.fps)
+            subprocess.run([sys.executable, "-m", "benchmarks.long_video", "--write", path,
+                            str(seconds), str(args.fps)], cwd=ROOT, check=True)
             print(f"wrote {path} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
     load_before = os.getloadavg()

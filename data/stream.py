@@ -106,15 +106,20 @@ class FrameStream:
 _END = object()
 
 
-def decode_ahead(stream, depth=8):
+def decode_ahead(stream, depth=8, prepare=None):
     """The `(index, frame)` pairs of `stream`, decoded in a background
-    thread up to `depth` frames ahead of the consumer.
+    thread up to `depth` frames ahead of the consumer; with `prepare`,
+    `(index, frame, prepare(index, frame))`, the preparation done in a
+    second thread, between the two.
 
     OpenCV releases the interpreter lock while it decodes and while it
     resizes or encodes, so on two cores the consumer's work on one frame
-    runs while the next ones decode. An error of the stream (a truncated
-    file) is raised to the consumer where it would have been; a consumer
-    that stops early stops the thread. Memory: `depth` decoded frames.
+    runs while the next ones decode and are prepared (work on every frame
+    that the consumer need not wait for): whichever of the three has work
+    keeps a core busy. An error of the stream (a truncated file) or of
+    `prepare` is raised to the consumer where it would have been; a
+    consumer that stops early stops the threads. Memory: `depth` decoded
+    frames per thread.
 
     Example:
 
@@ -127,7 +132,27 @@ def decode_ahead(stream, depth=8):
     True
     >>> stream.info.frame_count
     12
+    >>> [size for _, _, size in decode_ahead(FrameStream(path), prepare=lambda i, f: f.size)][:2]
+    [2304, 2304]
     """
+    frames = _in_thread(iter(stream), depth)
+    if prepare is None:
+        return frames
+
+    def prepared():
+        try:
+            for index, frame in frames:
+                yield index, frame, prepare(index, frame)
+        finally:
+            frames.close()
+
+    return _in_thread(prepared(), depth)
+
+
+def _in_thread(items, depth):
+    """Iterates the generator `items` in a thread of its own, `depth` items
+    ahead of the consumer; its errors are raised to the consumer; a
+    consumer that stops (closes it) ends the thread and closes `items`."""
     import queue
     import threading
 
@@ -143,31 +168,34 @@ def decode_ahead(stream, depth=8):
                 continue
         return False
 
-    def decode():
-        frames = iter(stream)
+    def run():
         try:
-            for item in frames:
-                if not put(item):
+            for item in items:
+                if not put((None, item)):
                     return
             put((_END, None))
         except BaseException as error:  # raised again in the consumer
             put((_END, error))
         finally:
-            frames.close()
+            items.close()
 
-    thread = threading.Thread(target=decode, name="decode-ahead", daemon=True)
+    thread = threading.Thread(target=run, name="decode-ahead", daemon=True)
     thread.start()
-    try:
-        while True:
-            item = waiting.get()
-            if item[0] is _END:
-                if item[1] is not None:
-                    raise item[1]
-                return
-            yield item
-    finally:
-        stop.set()
-        thread.join()
+
+    def consume():
+        try:
+            while True:
+                kind, item = waiting.get()
+                if kind is _END:
+                    if item is not None:
+                        raise item
+                    return
+                yield item
+        finally:
+            stop.set()
+            thread.join()
+
+    return consume()
 
 
 def rgb(frame, size):

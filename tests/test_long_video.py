@@ -280,3 +280,18 @@ def test_decoding_ahead_raises_the_streams_error_and_stops_with_its_consumer(tmp
     assert threading.active_count() == threads + 1
     frames.close()  # the consumer stops: the decoding thread ends
     assert threading.active_count() == threads
+    # Prepared in a second thread: both end with the consumer.
+    frames = decode_ahead(FrameStream(video), depth=2, prepare=lambda index, frame: index * 10)
+    assert [next(frames)[2] for _ in range(3)] == [0, 10, 20]
+    assert threading.active_count() == threads + 2
+    frames.close()
+    assert threading.active_count() == threads
+
+    def fails_at_five(index, frame):
+        if index == 5:
+            raise RuntimeError("frame 5")
+        return index
+
+    with pytest.raises(RuntimeError, match="frame 5"):
+        list(decode_ahead(FrameStream(video), prepare=fails_at_five))
+    assert threading.active_count() == threads

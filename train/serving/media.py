@@ -66,6 +66,7 @@ def _write_vp9_with_pyav(path, frames, fps):
         with av.open(temporary, "w", format="mp4") as container:
             stream = container.add_stream("libvpx-vp9", rate=_rate(fps), options=VP9_OPTIONS)
             stream.width, stream.height, stream.pix_fmt = int(width), int(height), "yuv420p"
+            stream.thread_count = min(4, os.cpu_count() or 1)
             for frame in _chain(first, frames):
                 image = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame, np.uint8),
                                                    format="rgb24")

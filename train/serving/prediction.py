@@ -291,13 +291,22 @@ class FrameSpool:
         self._offsets = []
         self._quality = int(quality)
 
-    def append(self, frame):
-        """Stores a BGR uint8 frame; returns its index."""
+    def encode(self, frame):
+        """A BGR uint8 frame as the JPEG bytes `append_encoded` stores (may
+        run in another thread)."""
         ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self._quality])
         if not ok:
             raise RuntimeError("cv2 cannot encode a frame as JPEG")
+        return data.tobytes()
+
+    def append(self, frame):
+        """Stores a BGR uint8 frame; returns its index."""
+        return self.append_encoded(self.encode(frame))
+
+    def append_encoded(self, data):
+        """Stores a frame `encode` made; returns its index."""
         offset = self._file.seek(0, os.SEEK_END)
-        self._file.write(data.tobytes())
+        self._file.write(data)
         self._offsets.append((offset, len(data)))
         return len(self._offsets) - 1
 
@@ -349,19 +358,20 @@ class SpooledFrames:
             yield cv2.cvtColor(self.spool[index], cv2.COLOR_BGR2RGB)
 
 
-def watch(stream, fps, options, video):
+def watch(stream, fps, options, video, prepare=None):
     """The `(index, frame)` pairs of a `FrameStream`, decoded ahead in a
     thread while the caller works on the frames before
-    (`data.stream.decode_ahead`); with `options.progress`, the position in
-    the video and the time left are shown on stderr as they go by."""
-    frames = decode_ahead(stream)
+    (`data.stream.decode_ahead`; with `prepare`, triples with what it made
+    of each frame in that thread); with `options.progress`, the position
+    in the video and the time left are shown on stderr as they go by."""
+    frames = decode_ahead(stream, prepare=prepare)
     if not options.progress:
         yield from frames
         return
     progress = VideoProgress(stream.info.frame_count, fps, os.path.basename(os.fspath(video)))
-    for index, frame in frames:
-        yield index, frame
-        progress.update(index)
+    for item in frames:
+        yield item
+        progress.update(item[0])
     progress.close()
 
 

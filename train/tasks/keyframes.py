@@ -472,9 +472,13 @@ class KeyframePredictor:
         scorer = WindowScorer(per_step, self.encoder.name, self.max_steps)
         picks, waiting, histograms = [], [], []
         with FrameSpool() as spool:
-            for index, frame in watch(stream, fps, options, video):
+
+            def spooled(index, frame):  # in the decoding thread: every frame's part
                 small = bgr(frame, summary_size)  # BGR, as JPEG and the writer take it
-                spool.append(small)
+                return small, spool.encode(small)
+
+            for index, frame, (small, jpeg) in watch(stream, fps, options, video, spooled):
+                spool.append_encoded(jpeg)
                 if index == next_pick:
                     picks.append(index)
                     waiting.append(rgb(frame, self.encoder.size))
