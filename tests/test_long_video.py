@@ -10,6 +10,7 @@ time so the test holds none of them whole).
 
 import dataclasses
 import functools
+import gc
 import io
 import os
 import sys
@@ -64,6 +65,7 @@ def frames_model():
 
 def peak_allocations(predictor, video, out):
     """Peak of Python/NumPy allocations while `predictor` runs, in bytes."""
+    gc.collect()  # garbage of earlier work is not this run's
     tracemalloc.start()
     try:
         result = predictor(video, out)
@@ -80,8 +82,12 @@ def test_prediction_memory_does_not_grow_with_the_video(frames_model, tmp_path, 
     predictor = keyframes.KeyframePredictor(model, frames_mode_record(config), options)
     short = write_long_video(tmp_path / "one_minute.avi", 1)
     long = write_long_video(tmp_path / "four_minutes.avi", 4)
-    os.makedirs(tmp_path / "warm")
-    predictor(short, str(tmp_path / "warm"))  # traces the model's functions once
+    # Traces the model's functions for both window lengths (a one-minute
+    # video is one window of 120 samples, longer ones windows of 128).
+    for minutes in (1, 70 / 60):
+        warm = write_long_video(tmp_path / f"warm_{minutes:.2f}.avi", minutes)
+        os.makedirs(tmp_path / f"warm_{minutes:.2f}")
+        predictor(warm, str(tmp_path / f"warm_{minutes:.2f}"))
     os.makedirs(tmp_path / "a")
     os.makedirs(tmp_path / "b")
     stderr = io.StringIO()
