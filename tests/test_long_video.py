@@ -228,13 +228,19 @@ def test_a_classifier_converts_only_the_frames_its_windows_read(extra_in_header,
     class HeaderPromisesMore(FrameStream):
         def __init__(self, path):
             super().__init__(path)
-            self.info = dataclasses.replace(self.info, frame_count=self.info.frame_count + extra_in_header)
+            promised = self.info.frame_count + extra_in_header
+            self.info = dataclasses.replace(self.info, frame_count=promised)
             self._header_count = self.info.frame_count
 
     monkeypatch.setattr(timeline, "FrameStream", HeaderPromisesMore)
     converted = []
     original_rgb = timeline.rgb
-    monkeypatch.setattr(timeline, "rgb", lambda frame, size: converted.append(1) or original_rgb(frame, size))
+
+    def counted_rgb(frame, size):
+        converted.append(1)
+        return original_rgb(frame, size)
+
+    monkeypatch.setattr(timeline, "rgb", counted_rgb)
     # 552 frames: the last regular window ends at 540, a last one at 552;
     # 54 windows, the last batch of 6.
     video = write_long_video(tmp_path / "two_minutes.avi", 2.3)

@@ -140,7 +140,9 @@ def _decode_all(capture, info, result):
     channel statistics, and marks a truncated file as not ok (the rule of
     `data.video`: more than `MAX_SHORTFALL_FRACTION` short of the header)."""
     known = info.frame_count > 0
-    wanted = set(video.sample_frame_indices(info.frame_count, HASH_FRAMES).tolist()) if known else None
+    wanted = None
+    if known:
+        wanted = set(video.sample_frame_indices(info.frame_count, HASH_FRAMES).tolist())
     samples = {}
     decoded = 0
     while capture.grab():
@@ -158,7 +160,8 @@ def _decode_all(capture, info, result):
     if decoded == 0:
         result.update(ok=False, problem="no frame could be decoded (corrupt or zero-frame video)")
         return
-    if known and info.frame_count - decoded > max(1, int(video.MAX_SHORTFALL_FRACTION * info.frame_count)):
+    allowed = max(1, int(video.MAX_SHORTFALL_FRACTION * info.frame_count))
+    if known and info.frame_count - decoded > allowed:
         result.update(
             ok=False,
             problem=f"truncated or corrupt: the header reports {info.frame_count} frames but "

@@ -287,12 +287,14 @@ def split_order(split):
 
 
 def _counts_text(counts):
-    return ", ".join(f"{split} {n}" for split, n in sorted(counts.items(), key=lambda i: split_order(i[0])))
+    ordered = sorted(counts.items(), key=lambda item: split_order(item[0]))
+    return ", ".join(f"{split} {n}" for split, n in ordered)
 
 
 def balance_text(balance):
     splits = sorted({s for counts in balance.values() for s in counts}, key=split_order)
-    rows = [{"class": name, **{s: counts.get(s, 0) for s in splits}} for name, counts in balance.items()]
+    rows = [{"class": name, **{s: counts.get(s, 0) for s in splits}}
+            for name, counts in balance.items()]
     return markdown_table(rows, ["class", *splits])
 
 
@@ -406,8 +408,9 @@ def _duplicate_findings(groups, findings):
         listed = "; ".join(f"{v['path']} ({v['label']}" + (f", {v['split']})" if v["split"] else ")")
                            for v in videos)
         if len(splits) > 1:
-            findings.error("duplicate_across_splits", f"{what} in splits {', '.join(sorted(splits, key=split_order))}: "
-                           f"{listed}; the test would measure memory", paths)
+            named = ", ".join(sorted(splits, key=split_order))
+            findings.error("duplicate_across_splits", f"{what} in splits {named}: {listed}; "
+                           "the test would measure memory", paths)
         elif group["kind"] == "exact" and len(labels) > 1:
             findings.error("duplicate_other_label", f"{what} under labels "
                            f"{', '.join(sorted(labels))}: {listed}", paths)
