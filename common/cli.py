@@ -24,8 +24,9 @@ def run_main(main, argv=None):
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each flag's default, except where there is none; a description
-    or epilog written in lines keeps its lines."""
+    """Shows each flag's default, except where there is none or the flag is a
+    switch (`--no-progress` would read "(default: True)"); a description or
+    epilog written in lines keeps its lines."""
 
     def _fill_text(self, text, width, indent):
         if "\n" in text:
@@ -33,7 +34,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._fill_text(text, width, indent)
 
     def _get_help_string(self, action):
-        if action.default is None or action.default is False:
+        if action.default is None or action.default is False or action.nargs == 0:
             return action.help
         return super()._get_help_string(action)
 

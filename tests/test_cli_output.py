@@ -29,3 +29,15 @@ def test_help_shows_the_values_the_embedded_data_uses_and_every_preset():
     assert "presets of convlstm (--preset NAME): tiny: input_shape=4,12,12,2 filters=3,4" in text
     help_lines = run.build_parser("convlstm").format_help().splitlines()
     assert "  demo: input_shape=16,48,64,4 epochs=4 learning_rate=0.001" in help_lines
+
+
+def test_a_switch_shows_no_default_and_a_value_flag_does():
+    from common.cli import ArgumentParser
+
+    parser = ArgumentParser(prog="demo")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no bar")
+    parser.add_argument("--fast", action="store_true", help="go fast")
+    parser.add_argument("--jobs", type=int, default=2, help="workers")
+    text = parser.format_help()
+    assert "(default: True)" not in text and "(default: False)" not in text
+    assert "workers (default: 2)" in text
