@@ -249,3 +249,19 @@ def test_train_run_check_stops_before_training(tmp_path, capsys, monkeypatch):
     assert code == 2
     assert "--check: " + str(bad) + " has 1 error(s)" in stderr
     assert not os.path.exists(out)
+
+
+def test_grey_means_every_pixel_grey_not_equal_channel_means(tmp_path):
+    """Random colour blocks have equal channel means on average, yet are not grey."""
+    colour = write_clip(tmp_path / "colour.avi", seed=3)
+    rng = np.random.default_rng(3)
+    level = rng.integers(0, 256, (4, 5, 1)).astype(np.uint8).repeat(3, axis=2)
+    grey = write_video(tmp_path / "grey.avi", np.stack(
+        [cv2.resize(level, (40, 32), interpolation=cv2.INTER_NEAREST)] * 8), fps=8.0)
+    records = [probe.inspect_video(path) for path in (colour, grey)]
+    for record in records:
+        record["path"] = "x"
+    assert records[0]["colourfulness"] > 20 > 2 * videos.GREY_COLOURFULNESS
+    assert records[1]["colourfulness"] < videos.GREY_COLOURFULNESS
+    balanced = [dict(records[0], channel_mean=[100.0, 100.0, 100.0]), records[1]]
+    assert videos.statistics(balanced)["greyscale_videos"] == 1

@@ -81,10 +81,13 @@ def file_digest(path, chunk=1 << 20):
 
 
 def _channel_statistics(frame_bgr):
-    """Per-channel mean and standard deviation (R, G, B) of a frame."""
+    """Per-channel mean and standard deviation (R, G, B) of a frame, and its
+    colourfulness: the mean over pixels of max - min channel (0 for a grey
+    frame, where every pixel has R = G = B; equal channel means alone do not
+    make a frame grey)."""
     small = cv2.resize(frame_bgr, (64, 64), interpolation=cv2.INTER_AREA).astype(np.float32)
     rgb = small[..., ::-1].reshape(-1, 3)
-    return rgb.mean(axis=0), rgb.std(axis=0)
+    return rgb.mean(axis=0), rgb.std(axis=0), float(np.ptp(rgb, axis=1).mean())
 
 
 def inspect_video(path, full=True):
@@ -103,7 +106,8 @@ def inspect_video(path, full=True):
         the first decoded frame); with `full` also "decoded" (frames that
         decode), "sha256", "hash" (hex of the fingerprint's bits), "grey"
         (mean grey level of each fingerprint frame) and "channel_mean" /
-        "channel_std" (R, G, B over the fingerprint frames).
+        "channel_std" (R, G, B over the fingerprint frames) and
+        "colourfulness" (mean max - min channel of their pixels).
     """
     path = os.fspath(path)
     target = os.environ.get(ABORT_ENV)
@@ -182,6 +186,7 @@ def _decode_all(capture, info, result):
     if chosen:
         result["channel_mean"] = np.round(np.mean([c[2] for c in chosen], axis=0), 2).tolist()
         result["channel_std"] = np.round(np.mean([c[3] for c in chosen], axis=0), 2).tolist()
+        result["colourfulness"] = round(float(np.mean([c[4] for c in chosen])), 2)
 
 
 def _child(path, full, connection):
