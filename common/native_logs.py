@@ -6,8 +6,10 @@ CUDA, CPU features, absl) straight to file descriptor 2, which
 own messages. `hide_tensorflow_start()` makes the first `import tensorflow`
 of the process run with descriptor 2 pointed at /dev/null, then restores
 it: Python's own errors and everything after the import are unchanged.
-It leaves them on when the user set `TF_CPP_MIN_LOG_LEVEL` (asking for
-TensorFlow's own filtering) or runs a command with `--verbose 2`.
+It leaves them on when the user asks for them: `TF_CPP_MIN_LOG_LEVEL=0`
+(TensorFlow's "log everything") or a command run with `--verbose 2`. Any
+other level (the common `TF_CPP_MIN_LOG_LEVEL=3` habit included) hides
+them too, since that variable no longer filters these lines.
 
 Example:
 
@@ -54,7 +56,8 @@ def hide_tensorflow_start(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     verbose = any(a == "--verbose=2" for a in argv) or any(
         a == "--verbose" and b == "2" for a, b in zip(argv, argv[1:]))
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or verbose or "tensorflow" in sys.modules:
+    asked = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "").strip() == "0"
+    if asked or verbose or "tensorflow" in sys.modules:
         return False
     if not any(isinstance(finder, _QuietTensorFlowImport) for finder in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorFlowImport())

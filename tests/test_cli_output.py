@@ -4,12 +4,18 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_a_command_prints_no_tensorflow_start_up_lines(tmp_path):
+@pytest.mark.parametrize("level", [None, "3"])
+def test_a_command_prints_no_tensorflow_start_up_lines(tmp_path, level):
+    """Unset, or at the common "3": neither lets the native lines through."""
     environment = {key: value for key, value in os.environ.items()
                    if key != "TF_CPP_MIN_LOG_LEVEL"}
+    if level is not None:
+        environment["TF_CPP_MIN_LOG_LEVEL"] = level
     done = subprocess.run(
         [sys.executable, "-m", "train.evaluate", "--runs", str(tmp_path / "missing")],
         cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300,
