@@ -19,6 +19,8 @@ Example:
 ['clip', 'clip-2']
 """
 
+import contextlib
+import contextvars
 import dataclasses
 import os
 import re
@@ -225,12 +227,58 @@ def list_videos(folder, exclude=None):
     return found
 
 
-def predict_one(predictor, video, root):
+# Where the prediction running in this thread reports its stages (see
+# `report_progress`); None when nobody listens.
+_progress_listener = contextvars.ContextVar("progress_listener", default=None)
+
+
+def report_progress(stage, done=None, total=None):
+    """Tells whoever runs the current prediction where it is: `stage` (a
+    short phrase, e.g. "decoding and scoring frames") and, for a stage that
+    counts, `done` of `total` items. Costs nothing when nobody listens, so
+    a task's predictor may call it for every frame.
+
+    Example:
+
+    >>> seen = []
+    >>> with progress_to(lambda *args: seen.append(args)):
+    ...     report_progress("writing the summary video", 3, 10)
+    >>> report_progress("not heard")
+    >>> seen
+    [('writing the summary video', 3, 10)]
+    """
+    listener = _progress_listener.get()
+    if listener is not None:
+        listener(stage, done, total)
+
+
+@contextlib.contextmanager
+def progress_to(listener):
+    """Within the block, `report_progress(stage, done, total)` calls
+    `listener(stage, done, total)` (in this thread; None: nobody listens)."""
+    token = _progress_listener.set(listener)
+    try:
+        yield
+    finally:
+        _progress_listener.reset(token)
+
+
+def predict_one(predictor, video, root, progress=None):
     """Runs `predictor` on one video in a new result folder under `root`;
-    the folder is removed again when the prediction fails."""
+    the folder is removed again when the prediction fails.
+
+    Args:
+        predictor: a task's `(video, out) -> result` callable.
+        video: the video file.
+        root: the folder of result folders.
+        progress: called as `progress(stage, done, total)` as the
+            prediction goes through its stages (`report_progress`); `done`
+            and `total` are None for a stage that does not count.
+    """
     out = result_folder(root, video)
     try:
-        return predictor(video, out)
+        with progress_to(progress):
+            return predictor(video, out)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
@@ -363,16 +411,20 @@ def watch(stream, fps, options, video, prepare=None):
     thread while the caller works on the frames before
     (`data.stream.decode_ahead`; with `prepare`, triples with what it made
     of each frame in that thread); with `options.progress`, the position
-    in the video and the time left are shown on stderr as they go by."""
+    in the video and the time left are shown on stderr as they go by, and
+    every frame is reported as a stage of the prediction (`report_progress`)."""
     frames = decode_ahead(stream, prepare=prepare)
-    if not options.progress:
-        yield from frames
-        return
-    progress = VideoProgress(stream.info.frame_count, fps, os.path.basename(os.fspath(video)))
+    total = stream.info.frame_count
+    progress = None
+    if options.progress:
+        progress = VideoProgress(total, fps, os.path.basename(os.fspath(video)))
     for item in frames:
+        report_progress("decoding and scoring frames", item[0] + 1, total)
         yield item
-        progress.update(item[0])
-    progress.close()
+        if progress is not None:
+            progress.update(item[0])
+    if progress is not None:
+        progress.close()
 
 
 def write_image(path, frame_bgr):
@@ -399,6 +451,8 @@ __all__ = [
     "SpooledFrames",
     "list_videos",
     "predict_one",
+    "progress_to",
+    "report_progress",
     "result_folder",
     "safe_name",
     "seconds",

@@ -72,7 +72,8 @@ from train.metrics import summarization as summary_eval
 from train.serving import explain
 from train.serving.media import write_browser_video
 from train.serving.prediction import (
-    FrameSpool, SpooledFrames, flat_scores_note, seconds, trained_on, video_fps, watch, write_image,
+    FrameSpool, SpooledFrames, flat_scores_note, report_progress, seconds, trained_on, video_fps,
+    watch, write_image,
 )
 from train.tasks.base import run_config
 
@@ -493,6 +494,7 @@ class KeyframePredictor:
             picks = np.asarray(picks, dtype=np.int64)
             outputs = scorer.finish()
             scores = outputs[0]
+            report_progress("finding shots and choosing the summary")
             change_points, _ = shot_lib.shots_from_change_points(
                 shot_lib.segment_change_points(np.stack(histograms)), picks, n_frames
             )
@@ -505,6 +507,7 @@ class KeyframePredictor:
                 change_points, pieces, values, budget, short_note,
             )
             if self.explainer is not None:
+                report_progress("writing the explanation")
                 self._explain(video, out, spool, fps, picks, outputs[1], result)
             return result
 
@@ -559,13 +562,15 @@ class KeyframePredictor:
         summary_frames = [f for first, last, _ in chosen_shots for f in range(first, last + 1)]
 
         def rgb_frames():
-            for frame in summary_frames:
+            for number, frame in enumerate(summary_frames, 1):
+                report_progress("writing the summary video", number, len(summary_frames))
                 yield cv2.cvtColor(spool[frame], cv2.COLOR_BGR2RGB)
 
         codec, note = write_browser_video(files["summary_video"], rgb_frames, fps, what="summary")
         if note:
             notes.append(note)
 
+        report_progress("writing the keyframes and the score plot")
         os.makedirs(os.path.join(out, "keyframes"), exist_ok=True)
         keyframes = []
         for number, (first, last, _) in enumerate(chosen_shots, 1):
@@ -578,7 +583,7 @@ class KeyframePredictor:
             })
         write_contact_sheet(spool, keyframes, os.path.basename(video), files["contact_sheet"])
         write_score_plot(picks, scores, fps, n_frames, change_points, pieces,
-                         files["score_plot"])
+                         files["score_plot"], title=os.path.basename(video))
 
         duration = n_frames / fps
         keyshots = {
@@ -647,8 +652,9 @@ def write_contact_sheet(spool, keyframes, title, path):
     save_figure(figure, path)
 
 
-def write_score_plot(picks, scores, fps, n_frames, change_points, chosen, path):
-    """Importance over time, shot boundaries drawn, chosen shots shaded."""
+def write_score_plot(picks, scores, fps, n_frames, change_points, chosen, path, title=None):
+    """Importance over time, shot boundaries drawn, chosen shots shaded;
+    `title` (e.g. the video's name) above it."""
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(8, 3))
     for number, (first, last) in enumerate(chosen):
@@ -664,5 +670,7 @@ def write_score_plot(picks, scores, fps, n_frames, change_points, chosen, path):
     axis.set_xlabel("time (s)")
     axis.set_ylabel("score")
     axis.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=5, fontsize=8, frameon=False)
+    if title:
+        axis.set_title(title, fontsize=9, pad=22)
     figure.tight_layout()
     save_figure(figure, path)

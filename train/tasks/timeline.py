@@ -50,7 +50,14 @@ from data.stream import FrameStream, rgb
 from data.video import MAX_SHORTFALL_FRACTION
 from train.metrics.classification import two_columns
 from train.serving import explain
-from train.serving.prediction import margin_note, seconds, trained_on, video_fps, watch
+from train.serving.prediction import (
+    margin_note,
+    report_progress,
+    seconds,
+    trained_on,
+    video_fps,
+    watch,
+)
 
 BATCH_SIZE = 8
 # Batches of windows run eagerly before a traced function takes over.
@@ -257,8 +264,10 @@ class ClassifierPredictor:
             probabilities = np.delete(probabilities, -2, axis=0)
             if self._explained:
                 del self._explained[-2]
+        report_progress("writing the timeline")
         result = self._write(video, out, fps, fps_note, n_frames, windows, probabilities)
         if self.explainer is not None:
+            report_progress("writing the explanation")
             self._explain(video, out, fps, windows, probabilities, result)
         return result
 
@@ -337,7 +346,7 @@ class ClassifierPredictor:
                 ],
             })
             write_timeline_plot(windows, probabilities, class_names, order, fps, n_frames,
-                                files["timeline_plot"])
+                                files["timeline_plot"], title=os.path.basename(video))
         described, trained_note = trained_on(self.record)
         notes = [note for note in (fps_note, trained_note, self.encoder.adaptation,
                                    margin_note(mean, class_names)) if note]
@@ -395,8 +404,10 @@ def summary_window(window, fps):
     return f"{seconds(start, fps):.1f}-{seconds(stop, fps):.1f} s"
 
 
-def write_timeline_plot(windows, probabilities, class_names, order, fps, n_frames, path):
-    """The probability of the video's top classes at every window's middle."""
+def write_timeline_plot(windows, probabilities, class_names, order, fps, n_frames, path,
+                        title=None):
+    """The probability of the video's top classes at every window's middle;
+    `title` (e.g. the video's name) above it."""
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(8, 3))
     middles = np.asarray([(start + stop) / 2 for start, stop in windows]) / fps
@@ -408,5 +419,7 @@ def write_timeline_plot(windows, probabilities, class_names, order, fps, n_frame
     axis.set_xlabel("time (s), window middles")
     axis.set_ylabel("probability")
     axis.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=5, fontsize=8, frameon=False)
+    if title:
+        axis.set_title(title, fontsize=9, pad=22)
     figure.tight_layout()
     save_figure(figure, path)
