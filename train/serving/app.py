@@ -11,6 +11,25 @@ the timeline. With `--explain`, every prediction also gets its explanation
 (`train.serving.explain`), and the page plays its overlay video and shows its
 PNG strip under the result.
 
+Jobs. Every upload or pick is a job, run in a thread of its own, one
+prediction at a time. A request that sends `Prefer: respond-async` (the
+page's own requests do) is answered at once (202) with the job: its id, and
+`Location: /api/jobs/<id>`, which tells where the job is (its stage, how
+much of a counting stage is done, the seconds since it started, the stages
+it went through) and, once done, its result or its error; the stages come
+from the prediction itself (`train.serving.prediction.report_progress`).
+Without that header the request waits for the job and answers its result,
+as a script expects. A video that is already being predicted (the same
+bytes, uploaded or picked again, from this page or another) is never
+predicted twice: the request joins the running job (`"joined": true`) and
+gets its result.
+
+What is returned holds no path of the server: a result names its video by
+the name it was uploaded or picked as, its run by the run's last two folder
+names, and its files by the URLs the page serves them at (`urls`, and `url`
+in every keyframe); every other absolute path in a result, in a JSON file
+served under `/media/`, or in a message is cut to its last part.
+
 Starting. Importing TensorFlow and loading the model take seconds, so the
 page is served first and the model loads in a background thread; the page
 says when it is ready, and a prediction asked for earlier waits for it.
@@ -54,9 +73,11 @@ Example (a server in a thread, as the tests run it):
 """
 
 import contextlib
+import hashlib
 import html
 import json
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -74,9 +95,14 @@ UPLOAD_FIELD = "video"
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 TOKEN_HEADER = "x-page-token"
-# Uploads received at once; more are refused (503), so that visitors
-# cannot fill the disk with many uploads in flight.
+# Uploads received or waiting for their prediction at once; more are
+# refused (503), so that visitors cannot fill the disk with many uploads in
+# flight.
 MAX_UPLOADS_IN_FLIGHT = 2
+# Finished jobs kept for the pages that poll them; the oldest go first.
+KEPT_JOBS = 50
+# The header a request sends to be answered at once with its job (RFC 7240).
+ASYNC_PREFERENCE = "respond-async"
 
 
 class UploadTooLarge(Exception):
@@ -124,15 +150,118 @@ class ModelHolder:
             return "loading"
         return "error" if self.error else "ready"
 
-    def predict(self, video, root):
-        """Waits for the model, then predicts `video` into a new folder of `root`."""
+    def predict(self, video, root, progress=None):
+        """Waits for the model, then predicts `video` into a new folder of
+        `root`; `progress(stage, done, total)` hears its stages (see
+        `train.serving.prediction.predict_one`)."""
         from train.serving.prediction import predict_one  # TensorFlow: see _load
 
         self.ready.wait()
         if self.error:
             raise ModelNotLoaded(self.error)
         with self.lock:  # one prediction at a time: one model, two cores
-            return predict_one(self.predictor, video, root)
+            return predict_one(self.predictor, video, root, progress=progress)
+
+
+class Job:
+    """One video's prediction as the page follows it.
+
+    Args:
+        name: the video's name, as uploaded or picked.
+        key: what makes two requests the same video (a digest of its bytes).
+    """
+
+    def __init__(self, name, key):
+        self.id = secrets.token_urlsafe(9)
+        self.name = name
+        self.key = key
+        self.started = time.monotonic()
+        self.stages = []  # (stage, seconds after the start it began)
+        self.stage = None
+        self.done = None
+        self.total = None
+        self.result = None
+        self.error = None
+        self.status = 200
+        self.finished = threading.Event()
+
+    def update(self, stage, done=None, total=None):
+        """The job is at `stage`, `done` of `total` when it counts; returns
+        whether the stage is a new one."""
+        self.done, self.total = done, total
+        if stage == self.stage:
+            return False
+        self.stage = stage
+        self.stages.append((stage, round(time.monotonic() - self.started, 2)))
+        return True
+
+    def succeed(self, result):
+        self.result = result
+        self.finished.set()
+
+    def fail(self, message, status):
+        self.error, self.status = message, status
+        self.finished.set()
+
+    @property
+    def state(self):
+        if not self.finished.is_set():
+            return "running"
+        return "failed" if self.error is not None else "done"
+
+    def to_json(self):
+        """What `/api/jobs/<id>` answers."""
+        answer = {
+            "job": self.id, "video": self.name, "state": self.state, "stage": self.stage,
+            "done": self.done, "total": self.total,
+            "elapsed": round(time.monotonic() - self.started, 2),
+            "stages": [{"stage": stage, "started": started} for stage, started in self.stages],
+        }
+        if self.result is not None:
+            answer["result"] = self.result
+        if self.error is not None:
+            answer["error"] = without_paths(self.error)
+        return answer
+
+
+class JobBoard:
+    """The page's jobs: each runs in a thread of its own, and a video
+    already running is joined, never started again.
+
+    `observers` are called with the job in its thread whenever it enters a
+    new stage (e.g. to log it, or for a test to hold a job at a stage).
+    """
+
+    def __init__(self, keep=KEPT_JOBS):
+        self.keep = keep
+        self.jobs = {}  # id -> Job, oldest first
+        self.observers = []
+        self.lock = threading.Lock()
+
+    def start(self, name, key, work):
+        """(job, joined): the running job of `key` if there is one, else a
+        new job running `work(job)` in a thread of its own."""
+        with self.lock:
+            for job in self.jobs.values():
+                if job.key == key and not job.finished.is_set():
+                    return job, True
+            job = Job(name, key)
+            self.jobs[job.id] = job
+            finished = [old for old in self.jobs.values() if old.finished.is_set()]
+            for old in finished[:max(0, len(self.jobs) - self.keep)]:
+                del self.jobs[old.id]
+        threading.Thread(target=work, args=(job,), name=f"job-{job.id}", daemon=True).start()
+        return job, False
+
+    def update(self, job, stage, done=None, total=None):
+        """Moves `job` on (a `report_progress` listener, bound to a job)."""
+        if job.update(stage, done, total):
+            for observer in list(self.observers):
+                observer(job)
+
+    def get(self, job_id):
+        with self.lock:
+            return self.jobs.get(job_id)
 
 
 class ResultStore:
@@ -155,7 +284,8 @@ class ResultStore:
     def add(self, result):
         """Registers a new result's files; returns the result with a URL
         beside each of them (`urls` for `files`, `url` in every keyframe).
-        Older results are removed while the folders take too much."""
+        Older results are removed while the folders take too much. The
+        answer still holds the files' paths: see `public_result`."""
         folder = result_folder_of(result, self.root)
         with self.lock:
             def url(path):
@@ -192,6 +322,53 @@ class ResultStore:
         with self.lock:
             path = self.files.get(name)
         return path if path is not None and os.path.isfile(path) else None
+
+
+# An absolute POSIX path standing alone or within a message: a "/" that
+# follows no word, dot, colon or slash (so neither "1/2", "km/h" nor a URL),
+# and the parts after it.
+_ABSOLUTE_PATH = re.compile(r"""(?<![\w.:/~-])(?:/[^/\s'"<>()\[\],;:]+)+/?""")
+
+
+def without_paths(value, keep=("url", "urls")):
+    """`value` (JSON: dicts, lists, strings, numbers) with every absolute
+    path in its strings cut to its last part; the values of the keys
+    `keep` (the URLs the page serves) are left as they are.
+
+    Example:
+
+    >>> without_paths({"video": "/tmp/x/clip.mp4", "note": "cannot open /srv/a b.mp4: gone",
+    ...                "ratio": "1/2", "url": "/media/clip/summary.mp4"})
+    {'video': 'clip.mp4', 'note': 'cannot open a b.mp4: gone', 'ratio': '1/2', 'url': '/media/clip/summary.mp4'}
+    """
+    if isinstance(value, str):
+        return _ABSOLUTE_PATH.sub(lambda match: os.path.basename(match.group().rstrip("/")), value)
+    if isinstance(value, dict):
+        return {key: item if key in keep else without_paths(item, keep)
+                for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [without_paths(item, keep) for item in value]
+    return value
+
+
+def public_result(result, video_name, run):
+    """A result as the page and the API show it: its video by the name it
+    was uploaded or picked as, its run by `run_label`, its files by their
+    URLs only (no `files`, no keyframe `image`), no other path."""
+    result = {key: value for key, value in result.items() if key != "files"}
+    result["video"] = video_name
+    if result.get("run"):
+        result["run"] = run_label(run)
+    if result.get("keyframes"):
+        result["keyframes"] = [{key: value for key, value in keyframe.items() if key != "image"}
+                               for keyframe in result["keyframes"]]
+    return without_paths(result)
+
+
+def file_digest(path):
+    """The SHA-256 of a file's bytes, as hex: what makes two uploads the same video."""
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def result_folder_of(result, root):
@@ -328,12 +505,13 @@ def create_app(run, out=None, videos=None, max_upload_bytes=DEFAULT_MAX_UPLOAD_M
         max_results_bytes: the most the page's own result folders may take
             on disk; the oldest are removed first.
     """
+    import anyio
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.formparsers import MultiPartParser
     from starlette.middleware import Middleware
     from starlette.requests import Request
-    from starlette.responses import FileResponse, HTMLResponse, JSONResponse
+    from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
     from starlette.routing import Route
 
     from data.decoder_process import check_video
@@ -347,6 +525,7 @@ def create_app(run, out=None, videos=None, max_upload_bytes=DEFAULT_MAX_UPLOAD_M
     token = secrets.token_urlsafe(24)
     limit_mb = max_upload_bytes / 2**20
     in_flight = threading.BoundedSemaphore(MAX_UPLOADS_IN_FLIGHT)
+    jobs = JobBoard()
 
     def pickable():
         if not videos:
@@ -354,25 +533,49 @@ def create_app(run, out=None, videos=None, max_upload_bytes=DEFAULT_MAX_UPLOAD_M
         return [os.path.relpath(path, videos) for path in list_videos(videos, exclude=root)]
 
     def error(message, status):
-        return JSONResponse({"error": message}, status_code=status)
+        return JSONResponse({"error": without_paths(message)}, status_code=status)
 
     def run_gone():
         if not os.path.isdir(run) or not os.path.isfile(os.path.join(run, run_folder.BEST)):
-            return error(f"the run folder {run} (or its {run_folder.BEST}) is gone; start "
-                         "train.app again with a run that exists", 503)
+            return error(f"the run folder {run_label(run)} (or its {run_folder.BEST}) is gone; "
+                         "start train.app again with a run that exists", 503)
         return None
 
-    async def predict(video, name):
+    def predict_job(job, video, upload_slot=False):
+        """Runs in the job's thread: checks and predicts `video`; an
+        upload is removed, and its slot freed, when the job ends."""
         try:
-            await run_in_threadpool(check_video, video)
-            result = await run_in_threadpool(holder.predict, video, root)
-        except (VideoError, ValueError, ModelNotLoaded) as problem:
-            if isinstance(problem, VideoError):
-                return error(f"{name}: {problem.problem}", 415)
-            if isinstance(problem, ModelNotLoaded):
-                return error(f"the run could not be loaded: {problem}", 503)
-            return error(f"{name}: {problem}", 422)
-        return JSONResponse(store.add(result))
+            jobs.update(job, "checking the video")
+            check_video(video)
+            jobs.update(job, "waiting for the model")
+            result = holder.predict(video, root, lambda *stage: jobs.update(job, *stage))
+            job.succeed(public_result(store.add(result), job.name, run))
+        except VideoError as problem:
+            job.fail(f"{job.name}: {problem.problem}", 415)
+        except ModelNotLoaded as problem:
+            job.fail(without_paths(f"the run could not be loaded: {problem}"), 503)
+        except ValueError as problem:
+            job.fail(without_paths(f"{job.name}: {problem}"), 422)
+        except Exception as problem:  # the page shows it; the server goes on
+            job.fail(without_paths(f"the server failed: {type(problem).__name__}: {problem}"),
+                     500)
+        finally:
+            if upload_slot:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(video)
+                in_flight.release()
+
+    async def answer(request, job, joined):
+        """The job at once (202) when the request prefers it, else its
+        result (or error) once it is done."""
+        if ASYNC_PREFERENCE in request.headers.get("prefer", "").lower():
+            return JSONResponse({**job.to_json(), "joined": joined}, status_code=202,
+                                headers={"location": f"/api/jobs/{job.id}"})
+        while not job.finished.is_set():
+            await anyio.sleep(0.05)
+        if job.error is not None:
+            return error(job.error, job.status)
+        return JSONResponse(job.result)
 
     async def page(request: Request):
         return HTMLResponse(render_page(record["model"], run, limit_mb, bool(videos),
@@ -380,9 +583,16 @@ def create_app(run, out=None, videos=None, max_upload_bytes=DEFAULT_MAX_UPLOAD_M
 
     async def status(request: Request):
         return JSONResponse({
-            "state": holder.state(), "model": record["model"], "error": holder.error,
+            "state": holder.state(), "model": record["model"],
+            "error": None if holder.error is None else without_paths(holder.error),
             "videos": pickable(), "max_upload_mb": limit_mb, "token": token,
         })
+
+    async def job_status(request: Request):
+        job = jobs.get(request.path_params["job"])
+        if job is None:
+            return error("no such job (finished jobs are kept for a while only)", 404)
+        return JSONResponse(job.to_json())
 
     async def upload(request: Request):
         declared = request.headers.get("content-length")
@@ -398,6 +608,7 @@ def create_app(run, out=None, videos=None, max_upload_bytes=DEFAULT_MAX_UPLOAD_M
             return error(f"{MAX_UPLOADS_IN_FLIGHT} uploads are already being received; "
                          "try again when they are done", 503)
         saved = None
+        handed_over = False  # the job removes the upload and frees its slot
         try:
             parser = MultiPartParser(
                 request.headers, _counted(request.stream(), max_upload_bytes, "upload"),
@@ -420,17 +631,22 @@ def create_app(run, out=None, videos=None, max_upload_bytes=DEFAULT_MAX_UPLOAD_M
                     )
                 try:
                     saved = save_upload(part.file, uploads, name)
+                    key = await run_in_threadpool(file_digest, saved)
                 except OSError as problem:
-                    return error(f"{name}: cannot be stored under {uploads} "
+                    return error(f"{name}: cannot be stored in the upload folder "
                                  f"({problem.strerror or problem})", 507)
             finally:
                 await form.close()
-            return await predict(saved, name)
+            job, joined = jobs.start(
+                name, key, lambda job: predict_job(job, saved, upload_slot=True))
+            handed_over = not joined
+            return await answer(request, job, joined)
         finally:
-            in_flight.release()
-            if saved is not None:  # an upload is not kept once predicted or refused
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(saved)
+            if not handed_over:
+                in_flight.release()
+                if saved is not None:  # an upload is not kept once refused or joined
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(saved)
 
     async def pick(request: Request):
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
@@ -450,12 +666,22 @@ def create_app(run, out=None, videos=None, max_upload_bytes=DEFAULT_MAX_UPLOAD_M
         gone = run_gone()
         if gone is not None:
             return gone
-        return await predict(os.path.join(videos, name), name)
+        video = os.path.join(videos, name)
+        try:
+            key = await run_in_threadpool(file_digest, video)
+        except OSError as problem:
+            return error(f"{name}: cannot be read ({problem.strerror or problem})", 404)
+        job, joined = jobs.start(name, key, lambda job: predict_job(job, video))
+        return await answer(request, job, joined)
 
     async def media(request: Request):
         path = store.path(request.path_params["name"])
         if path is None:
             return error("not a file of a result of this page", 404)
+        if path.endswith(".json"):  # a result's JSON files name server paths
+            with open(path, encoding="utf-8") as file:
+                content = without_paths(json.load(file))
+            return Response(json.dumps(content, indent=1), media_type="application/json")
         return FileResponse(path)
 
     async def server_error(request: Request, problem: Exception):
@@ -466,6 +692,7 @@ def create_app(run, out=None, videos=None, max_upload_bytes=DEFAULT_MAX_UPLOAD_M
         Route("/api/status", status),
         Route("/api/predict", upload, methods=["POST"]),
         Route("/api/pick", pick, methods=["POST"]),
+        Route("/api/jobs/{job}", job_status),
         Route("/media/{name:path}", media),
     ]
     app = Starlette(
@@ -475,6 +702,7 @@ def create_app(run, out=None, videos=None, max_upload_bytes=DEFAULT_MAX_UPLOAD_M
     app.state.holder = holder
     app.state.root = root
     app.state.store = store
+    app.state.jobs = jobs
     app.state.token = token
     return app
 
@@ -559,6 +787,13 @@ video { width: 480px; max-width: 100%; background: #000; }
 table { border-collapse: collapse; font-size: .9em; }
 td, th { padding: 2px 10px; text-align: left; border-bottom: 1px solid #ddd; }
 td.bar { width: 240px; } .bar div { background: #4a90d9; height: 10px; }
+#progress { border: 1px solid #ddd; border-radius: 4px; padding: .5em .8em; max-width: 640px; }
+#progress p { margin: .2em 0; }
+#progress-bar { width: 100%; height: 14px; }
+#progress-stages { margin: .3em 0 0; padding-left: 1.4em; font-size: .85em; color: #555; }
+#progress-stages li.current { color: #222; font-weight: 600; }
+#progress-note { color: #a60; }
+.video-name { color: #666; font-weight: normal; }
 pre { background: #f6f6f6; padding: .6em; overflow: auto; max-height: 20em; font-size: .8em; }
 </style></head>
 <body>
@@ -573,18 +808,24 @@ pre { background: #f6f6f6; padding: .6em; overflow: auto; max-height: 20em; font
 <form id="pick-form" {{pick_hidden}}>
   <select id="pick"></select> <button type="submit" id="pick-go" disabled>Run</button>
 </form>
-<p id="working"></p>
+<section id="progress" hidden aria-live="polite">
+  <p><strong id="progress-video"></strong>: <span id="progress-stage"></span></p>
+  <progress id="progress-bar" max="1"></progress>
+  <p><span id="progress-count"></span> <span id="progress-elapsed"></span></p>
+  <p id="progress-note"></p>
+  <ol id="progress-stages"></ol>
+</section>
 <p id="error"></p>
 <div id="result" hidden>
-  <section id="summary_video-section" hidden><h2>Summary</h2>
+  <section id="summary_video-section" hidden><h2>Summary <span class="video-name"></span></h2>
     <video id="summary" controls muted playsinline preload="auto"></video>
     <p id="summary-caption"></p></section>
-  <section id="keyframes-section" hidden><h2>Keyframes</h2><div class="keyframes" id="keyframes"></div></section>
-  <section id="curve-section" hidden><h2>Score curve</h2><img class="plot" id="score-plot" alt="score over time"></section>
-  <section id="labels-section" hidden><h2>Top labels</h2><table id="top"></table></section>
-  <section id="timeline-section" hidden><h2>Timeline</h2>
+  <section id="keyframes-section" hidden><h2>Keyframes <span class="video-name"></span></h2><div class="keyframes" id="keyframes"></div></section>
+  <section id="curve-section" hidden><h2>Score curve <span class="video-name"></span></h2><img class="plot" id="score-plot" alt="score over time"></section>
+  <section id="labels-section" hidden><h2>Top labels <span class="video-name"></span></h2><table id="top"></table></section>
+  <section id="timeline-section" hidden><h2>Timeline <span class="video-name"></span></h2>
     <img class="plot" id="timeline-plot" alt="class probability over time"><table id="timeline"></table></section>
-  <section id="explanation-section" hidden><h2>What the model looked at</h2>
+  <section id="explanation-section" hidden><h2>What the model looked at <span class="video-name"></span></h2>
     <p id="explanation-method"></p>
     <video id="explanation-video" controls muted loop playsinline preload="auto"></video>
     <div class="scroll"><img id="explanation-strip" alt="explanation strip"></div></section>
@@ -595,8 +836,20 @@ pre { background: #f6f6f6; padding: .6em; overflow: auto; max-height: 20em; font
 const TOKEN = document.querySelector('meta[name="page-token"]').content;
 const $ = (id) => document.getElementById(id);
 let ready = false;
+let busy = false;
 function show(id, on) { $(id).hidden = !on; }
 function cell(row, text) { const td = document.createElement('td'); td.textContent = text; row.appendChild(td); return td; }
+function header(table, names) {
+  const row = table.createTHead().insertRow();
+  for (const name of names) { const th = document.createElement('th'); th.textContent = name; row.appendChild(th); }
+}
+function setBusy(on) {
+  // The buttons stay off while a job runs, so that one click runs one job.
+  busy = on;
+  for (const id of ['go', 'pick-go']) $(id).disabled = on || !ready;
+  for (const id of ['video', 'pick']) $(id).disabled = on;
+  document.body.dataset.running = on ? '1' : '';
+}
 async function poll() {
   try {
     const status = await (await fetch('/api/status')).json();
@@ -604,7 +857,7 @@ async function poll() {
     $('status').className = status.state;
     if (status.error) { $('error').textContent = status.error; }
     if (status.state === 'ready' && !ready) {
-      ready = true; $('go').disabled = false; $('pick-go').disabled = false;
+      ready = true; setBusy(busy);
       document.body.dataset.ready = '1';
     }
     const pick = $('pick');
@@ -617,34 +870,36 @@ async function poll() {
 const RENDERERS = {
   summary_video(data, urls) {
     const v = $('summary'); v.src = urls.summary_video; v.load();
-    $('summary-caption').textContent = `${data.summary_seconds} s of ${data.duration} s, ${(data.shots || []).length} shots`;
+    $('summary-caption').textContent = `summary ${data.summary_seconds} s of ${data.duration} s · shots ${(data.shots || []).length}`;
   },
   keyframes(data) {
     const frames = $('keyframes'); frames.innerHTML = '';
     for (const k of data.keyframes || []) {
       const fig = document.createElement('figure'); const img = document.createElement('img');
       img.src = k.url; img.className = 'keyframe'; img.alt = `frame ${k.frame}`;
-      const cap = document.createElement('figcaption'); cap.textContent = `${k.time.toFixed(2)} s · ${k.score.toFixed(2)}`;
+      const cap = document.createElement('figcaption'); cap.textContent = `time ${k.time.toFixed(2)} s · score ${k.score.toFixed(2)}`;
       fig.appendChild(img); fig.appendChild(cap); frames.appendChild(fig);
     }
   },
   curve(data, urls) { $('score-plot').src = urls.score_plot; },
   labels(data) {
-    const top = $('top'); top.innerHTML = '';
+    const top = $('top'); top.innerHTML = ''; header(top, ['label', 'probability', '']);
+    const body = top.createTBody();
     for (const t of data.top || []) {
       const row = document.createElement('tr'); row.className = 'label';
       cell(row, t.label); cell(row, t.probability.toFixed(3));
       const bar = cell(row, ''); bar.className = 'bar'; const fill = document.createElement('div');
       fill.style.width = (100 * t.probability).toFixed(1) + '%'; bar.appendChild(fill);
-      top.appendChild(row);
+      body.appendChild(row);
     }
   },
   timeline(data, urls) {
-    const timeline = $('timeline'); timeline.innerHTML = '';
+    const timeline = $('timeline'); timeline.innerHTML = ''; header(timeline, ['window', 'label', 'probability']);
+    const body = timeline.createTBody();
     for (const w of data.timeline || []) {
-      const row = document.createElement('tr');
+      const row = document.createElement('tr'); row.className = 'window';
       cell(row, `${w.start.toFixed(1)}–${w.end.toFixed(1)} s`); cell(row, w.label); cell(row, w.probability.toFixed(3));
-      timeline.appendChild(row);
+      body.appendChild(row);
     }
     $('timeline-plot').src = urls.timeline_plot;
   },
@@ -657,6 +912,7 @@ const RENDERERS = {
 function render(data) {
   show('result', true);
   $('json').textContent = JSON.stringify(data, null, 1);
+  for (const span of document.querySelectorAll('.video-name')) span.textContent = `· ${data.video}`;
   const urls = data.urls || {};
   for (const name of Object.keys(RENDERERS)) show(`${name}-section`, false);
   for (const name of data.sections || []) {
@@ -666,17 +922,80 @@ function render(data) {
   }
   document.body.dataset.done = String(Number(document.body.dataset.done || 0) + 1);
 }
-async function run(request, what) {
-  $('error').textContent = ''; show('result', false);
-  $('working').textContent = `Running on ${what}…`;
+// Progress: the upload as the browser sends it, then the job's stages as
+// the server reports them; elapsed time counts from the click.
+let clock = null;
+function showProgress(video, stage, done, total, stages) {
+  show('progress', true);
+  $('progress-video').textContent = video;
+  $('progress-stage').textContent = stage || 'starting';
+  const bar = $('progress-bar');
+  if (total) { bar.value = done / total; $('progress-count').textContent = `${done} of ${total} · ${Math.floor(100 * done / total)}%`; }
+  else { bar.removeAttribute('value'); $('progress-count').textContent = ''; }
+  if (stages) {
+    const list = $('progress-stages'); list.innerHTML = '';
+    for (const [index, entry] of stages.entries()) {
+      const item = document.createElement('li'); const next = stages[index + 1];
+      item.textContent = next ? `${entry.stage}: ${(next.started - entry.started).toFixed(1)} s` : entry.stage;
+      if (!next) item.className = 'current';
+      list.appendChild(item);
+    }
+  }
+  document.body.dataset.stage = stage || '';
+}
+function startClock() {
+  const started = performance.now();
+  const tick = () => { $('progress-elapsed').textContent = `elapsed ${((performance.now() - started) / 1000).toFixed(1)} s`; };
+  tick(); clock = setInterval(tick, 200);
+}
+function endJob() {
+  clearInterval(clock); show('progress', false); $('progress-note').textContent = ''; setBusy(false);
+}
+function fail(message) { $('error').textContent = message; document.body.dataset.failed = '1'; }
+// POSTs as XMLHttpRequest, which reports the upload's progress; the page
+// asks to be answered at once with the job, and follows it.
+function send(url, body, headers, onUpload) {
+  return new Promise((resolve) => {
+    const request = new XMLHttpRequest();
+    request.open('POST', url);
+    for (const [name, value] of Object.entries({...headers, 'X-Page-Token': TOKEN, 'Prefer': 'respond-async'})) request.setRequestHeader(name, value);
+    if (onUpload) request.upload.onprogress = (event) => onUpload(event.loaded, event.lengthComputable ? event.total : 0);
+    request.onload = () => {
+      let data;
+      try { data = JSON.parse(request.responseText); } catch (e) { data = {error: `${request.status} ${request.statusText}: the server sent no result`}; }
+      resolve({status: request.status, data});
+    };
+    request.onerror = () => resolve({status: 0, data: {error: 'the server cannot be reached'}});
+    request.send(body);
+  });
+}
+async function follow(job) {
+  for (;;) {
+    showProgress(job.video, job.stage, job.done, job.total, job.stages);
+    if (job.state !== 'running') return job;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const response = await fetch(`/api/jobs/${job.job}`);
+    const data = await response.json();
+    if (!response.ok) return {state: 'failed', error: data.error || response.statusText};
+    job = data;
+  }
+}
+async function run(url, body, headers, what, uploading) {
+  if (busy) return;
+  setBusy(true);
+  $('error').textContent = ''; show('result', false); $('progress-stages').innerHTML = '';
+  startClock();
+  showProgress(what, uploading ? 'uploading' : 'sending', 0, 0);
   try {
-    const response = await request;
-    let data;
-    try { data = await response.json(); } catch (e) { data = {error: `${response.status} ${response.statusText}: the server sent no result`}; }
-    $('working').textContent = '';
-    if (!response.ok || data.error) { $('error').textContent = data.error || response.statusText; document.body.dataset.failed = '1'; return; }
-    render(data);
-  } catch (e) { $('working').textContent = ''; $('error').textContent = String(e); }
+    const onUpload = uploading ? (done, total) => showProgress(what, 'uploading', done, total) : null;
+    const {status, data} = await send(url, body, headers, onUpload);
+    if (status !== 202 && status !== 200 || data.error) { fail(data.error || `${status}: the server refused it`); return; }
+    if (data.joined) $('progress-note').textContent = `${data.video} is already being processed; this page follows that job`;
+    const job = status === 202 ? await follow(data) : {state: 'done', result: data};
+    if (job.state === 'failed') { fail(job.error); return; }
+    render(job.result);
+  } catch (e) { fail(String(e)); }
+  finally { endJob(); }
 }
 $('upload-form').addEventListener('submit', (event) => {
   event.preventDefault();
@@ -684,12 +1003,12 @@ $('upload-form').addEventListener('submit', (event) => {
   if (!file) { $('error').textContent = 'Choose a video file first.'; return; }
   if (file.size > {{limit}} * 1048576) { $('error').textContent = `${file.name}: ${(file.size / 1048576).toFixed(1)} MB is over the limit of {{limit}} MB`; return; }
   const body = new FormData(); body.append('video', file);
-  run(fetch('/api/predict', {method: 'POST', headers: {'X-Page-Token': TOKEN}, body}), file.name);
+  run('/api/predict', body, {}, file.name, true);
 });
 $('pick-form').addEventListener('submit', (event) => {
   event.preventDefault();
   const name = $('pick').value;
-  run(fetch('/api/pick', {method: 'POST', headers: {'Content-Type': 'application/json', 'X-Page-Token': TOKEN}, body: JSON.stringify({name})}), name);
+  run('/api/pick', JSON.stringify({name}), {'Content-Type': 'application/json'}, name, false);
 });
 poll();
 </script>
