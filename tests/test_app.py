@@ -13,6 +13,7 @@ import re
 import shutil
 import socket
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -23,6 +24,7 @@ import pytest
 
 from common.cli import run_main
 from tests import video_files
+from tests.page_browser import BrowserMissing, StageGate, start_browser, wait_for
 from tests.prediction_fixtures import keyframe_run, make_run, write_scene_video
 from train import app as app_cli
 from train.serving import app as app_lib
@@ -172,6 +174,45 @@ def test_uploads_are_predicted_and_refused_with_a_message(summary_server, clip, 
         status, again = upload(url, "my clip.mp4", file.read())
     assert status == 200 and again["urls"]["summary_video"] == "/media/my_clip-2/summary.mp4"
     assert os.listdir(os.path.join(root, "uploads")) == []
+
+
+def test_a_video_already_running_is_joined_not_run_twice(summary_server, clip):
+    url, app = summary_server
+    root = app.state.root
+    with open(clip, "rb") as file:
+        data = file.read()
+    later = {"Prefer": "respond-async"}
+    decoding = "decoding and scoring frames"
+    with StageGate(app.state.jobs, "twice.mp4", [decoding]) as gate:
+        status, first = upload(url, "twice.mp4", data, headers=later)
+        assert status == 202 and first["state"] == "running" and not first["joined"]
+        gate.wait(decoding)
+        # Where the job is comes from the prediction itself.
+        job = json.loads(get(url + f"/api/jobs/{first['job']}")[2])
+        assert job["stage"] == decoding and (job["done"], job["total"]) == (1, 150)
+        assert [entry["stage"] for entry in job["stages"]] == [
+            "checking the video", "waiting for the model", decoding]
+        # The same bytes again, by another name: the running job, not a second one ...
+        status, second = upload(url, "again.mp4", data, headers=later)
+        assert status == 202 and second["joined"] and second["job"] == first["job"]
+        assert second["video"] == "twice.mp4"
+        # ... also for a script that waits for the result.
+        waited = []
+        thread = threading.Thread(target=lambda: waited.append(upload(url, "again.mp4", data)))
+        thread.start()
+        running = app.state.jobs.get(first["job"])
+        deadline = time.time() + 60
+        while running.joins < 2 and time.time() < deadline:
+            time.sleep(0.02)
+        assert running.joins == 2
+    thread.join(120)
+    status, result = waited[0]
+    assert status == 200 and result["video"] == "twice.mp4"
+    done = json.loads(get(url + f"/api/jobs/{first['job']}")[2])
+    assert done["state"] == "done" and done["result"] == result
+    assert [name for name in results_of(root) if name.startswith(("twice", "again"))] == ["twice"]
+    assert os.listdir(os.path.join(root, "uploads")) == []
+    assert get_status(url + "/api/jobs/nothing")[0] == 404
 
 
 def test_a_classifier_page_gives_labels_and_a_timeline(classifier_server):
@@ -403,34 +444,10 @@ def test_the_page_answers_for_the_names_it_listens_on():
 
 
 def browser_or_skip():
-    missing = [name for name in ("chromium", "chromedriver") if shutil.which(name) is None]
-    if missing:
-        pytest.skip(f"no {' or '.join(missing)} on PATH (Debian: apt-get install chromium "
-                    "chromium-driver)")
     try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        pytest.skip("selenium is not installed")
-    profile = tempfile.mkdtemp(prefix="chromium-profile-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--no-default-browser-check",
-                 "--window-size=1000,1250", "--autoplay-policy=no-user-gesture-required",
-                 f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    # An explicit driver: selenium would otherwise look one up on the network.
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    driver.set_script_timeout(30)
-    return driver, profile
-
-
-def wait_for(driver, condition, timeout=120):
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(condition)
+        return start_browser()
+    except BrowserMissing as missing:
+        pytest.skip(str(missing))
 
 
 @pytest.mark.slow
@@ -473,6 +490,7 @@ def test_a_browser_uploads_a_video_and_plays_the_summary(summary_server, classif
         driver.find_element(By.ID, "go").click()
         wait_for(driver, lambda d: d.find_element(By.ID, "error").text)
         assert "notes.txt: not a video file" in driver.find_element(By.ID, "error").text
+        assert driver.find_element(By.ID, "go").is_enabled()
 
         # A classifier run: top-5 labels and the timeline.
         url, _ = classifier_server
@@ -498,5 +516,84 @@ def test_a_browser_uploads_a_video_and_plays_the_summary(summary_server, classif
                 .catch((e) => done({ready: video.readyState, error: String(e)}));""")
         assert state["error"] is None and state["ready"] >= 2 and state["width"] > 0, state
     finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def body_data(driver, name):
+    return driver.execute_script(f"return document.body.dataset.{name} || ''")
+
+
+@pytest.mark.slow
+def test_the_page_shows_progress_and_runs_a_video_once(summary_server, folder, clip, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    url, app = summary_server
+    root = app.state.root
+    video = str(tmp_path / "progress.mp4")
+    shutil.copy(clip, video)
+    decoding, writing = "decoding and scoring frames", "writing the summary video"
+    driver, profile = browser_or_skip()
+    gate = StageGate(app.state.jobs, "progress.mp4", [decoding, writing])
+    try:
+        driver.get(url + "/")
+        wait_for(driver, lambda d: body_data(d, "ready"))
+        button = driver.find_element(By.ID, "go")
+        assert button.is_enabled() and not driver.find_element(By.ID, "progress").is_displayed()
+        driver.find_element(By.ID, "video").send_keys(video)
+        button.click()
+
+        # Held while decoding: the page shows the stage, its count and the time.
+        gate.wait(decoding)
+        wait_for(driver, lambda d: body_data(d, "stage") == decoding, timeout=30)
+        assert driver.find_element(By.ID, "progress").is_displayed()
+        assert driver.find_element(By.ID, "progress-video").text == "progress.mp4"
+        assert driver.find_element(By.ID, "progress-count").text == "1 of 150 · 0%"
+        assert re.fullmatch(r"elapsed \d+\.\d s",
+                            driver.find_element(By.ID, "progress-elapsed").text)
+        assert not button.is_enabled() and not driver.find_element(By.ID, "pick-go").is_enabled()
+        # A second click, and a second submit however it is sent, run nothing more.
+        driver.execute_script("document.getElementById('go').click();"
+                              "document.getElementById('upload-form').requestSubmit();")
+        with open(video, "rb") as file:
+            status, joined = upload(url, "progress.mp4", file.read(),
+                                    headers={"Prefer": "respond-async"})
+        assert status == 202 and joined["joined"]
+
+        # Let go to the summary video: the page follows.
+        gate.release(decoding)
+        gate.wait(writing)
+        wait_for(driver, lambda d: body_data(d, "stage") == writing, timeout=30)
+        assert re.fullmatch(r"1 of \d+ · \d+%", driver.find_element(By.ID, "progress-count").text)
+        stages = [item.text for item in driver.find_elements(By.CSS_SELECTOR, "#progress-stages li")]
+        assert stages[0] == "uploading" or stages[0].startswith("checking the video")
+        assert any(re.fullmatch(rf"{decoding}: \d+\.\d s", text) for text in stages), stages
+        assert stages[-1] == writing
+        assert not button.is_enabled()
+        gate.release(writing)
+
+        wait_for(driver, lambda d: body_data(d, "done") or d.find_element(By.ID, "error").text)
+        assert driver.find_element(By.ID, "error").text == ""
+        assert button.is_enabled() and driver.find_element(By.ID, "pick-go").is_enabled()
+        assert not driver.find_element(By.ID, "progress").is_displayed()
+        assert body_data(driver, "done") == "1"  # one result shown ...
+        assert [name for name in results_of(root) if name.startswith("progress")] == ["progress"]
+
+        # Every number has its label; the headings name the video.
+        captions = [item.text for item in driver.find_elements(By.CSS_SELECTOR, "figcaption")]
+        assert captions and all(re.fullmatch(r"time \d+\.\d\d s · score \d\.\d\d", text)
+                                for text in captions), captions
+        assert re.fullmatch(r"summary [\d.]+ s of [\d.]+ s · shots \d+",
+                            driver.find_element(By.ID, "summary-caption").text)
+        heading = driver.find_element(By.CSS_SELECTOR, "#curve-section h2").text
+        assert heading == "Score curve · progress.mp4"
+        # The JSON the page shows holds no path of the server.
+        shown = driver.execute_script("return document.getElementById('json').textContent")
+        assert '"video": "progress.mp4"' in shown
+        for path in (str(folder), str(tmp_path), root, tempfile.gettempdir() + "/"):
+            assert path not in shown
+        assert not re.search(r'"/(?!media/)', shown), shown
+    finally:
+        gate.close()
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)

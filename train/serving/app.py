@@ -183,6 +183,7 @@ class Job:
         self.result = None
         self.error = None
         self.status = 200
+        self.joins = 0  # requests for the same video that joined this job
         self.finished = threading.Event()
 
     def update(self, stage, done=None, total=None):
@@ -244,6 +245,7 @@ class JobBoard:
         with self.lock:
             for job in self.jobs.values():
                 if job.key == key and not job.finished.is_set():
+                    job.joins += 1
                     return job, True
             job = Job(name, key)
             self.jobs[job.id] = job
