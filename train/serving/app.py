@@ -795,6 +795,7 @@ td.bar { width: 240px; } .bar div { background: #4a90d9; height: 10px; }
 #progress-stages { margin: .3em 0 0; padding-left: 1.4em; font-size: .85em; color: #555; }
 #progress-stages li.current { color: #222; font-weight: 600; }
 #progress-note { color: #a60; }
+#progress-count:not(:empty)::after { content: " · "; }
 .video-name { color: #666; font-weight: normal; }
 pre { background: #f6f6f6; padding: .6em; overflow: auto; max-height: 20em; font-size: .8em; }
 </style></head>
