@@ -464,6 +464,13 @@ def test_a_browser_uploads_a_video_and_plays_the_summary(summary_server, classif
         wait_for(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-done")
                  or d.find_element(By.ID, "error").text)
         assert driver.find_element(By.ID, "error").text == ""
+        # What the run was trained on and the result's notes, as the JSON has them.
+        shown = json.loads(driver.find_element(By.ID, "json").get_attribute("textContent"))
+        trained = driver.find_element(By.ID, "trained-on").text
+        assert trained.startswith(f"trained on {shown['trained_on']['data']}")
+        assert all(name in trained for name in shown["trained_on"]["classes"])
+        notes = [item.text for item in driver.find_elements(By.CSS_SELECTOR, "#notes li")]
+        assert notes == shown["notes"] and notes
         keyframes = driver.find_elements(By.CSS_SELECTOR, "img.keyframe")
         assert keyframes
         wait_for(driver, lambda d: d.execute_script(

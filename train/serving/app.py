@@ -794,7 +794,8 @@ td.bar { width: 240px; } .bar div { background: #4a90d9; height: 10px; }
 #progress-bar { width: 100%; height: 14px; }
 #progress-stages { margin: .3em 0 0; padding-left: 1.4em; font-size: .85em; color: #555; }
 #progress-stages li.current { color: #222; font-weight: 600; }
-#progress-note { color: #a60; }
+#progress-note, #notes { color: #a60; }
+#trained-on { color: #555; margin: .2em 0; }
 #progress-count:not(:empty)::after { content: " · "; }
 .video-name { color: #666; font-weight: normal; }
 pre { background: #f6f6f6; padding: .6em; overflow: auto; max-height: 20em; font-size: .8em; }
@@ -820,6 +821,7 @@ pre { background: #f6f6f6; padding: .6em; overflow: auto; max-height: 20em; font
 </section>
 <p id="error"></p>
 <div id="result" hidden>
+  <section id="about"><p id="trained-on"></p><ul id="notes"></ul></section>
   <section id="summary_video-section" hidden><h2>Summary <span class="video-name"></span></h2>
     <video id="summary" controls muted playsinline preload="auto"></video>
     <p id="summary-caption"></p></section>
@@ -916,6 +918,14 @@ function render(data) {
   show('result', true);
   $('json').textContent = JSON.stringify(data, null, 1);
   for (const span of document.querySelectorAll('.video-name')) span.textContent = `· ${data.video}`;
+  const trained = data.trained_on || {};
+  $('trained-on').textContent = `trained on ${trained.data || 'unknown data'}` +
+    (trained.classes && trained.classes.length ? ` · classes ${trained.classes.join(', ')}` : '') +
+    (trained.preset ? ` · preset ${trained.preset}` : '');
+  const notes = $('notes'); notes.innerHTML = '';
+  for (const note of data.notes || []) {
+    const item = document.createElement('li'); item.textContent = note; notes.appendChild(item);
+  }
   const urls = data.urls || {};
   for (const name of Object.keys(RENDERERS)) show(`${name}-section`, false);
   for (const name of data.sections || []) {
