@@ -137,7 +137,8 @@ def table(rows):
     return "\n".join(lines)
 
 
-def main(argv=None):
+def build_parser():
+    """The command line of `main`."""
     parser = ArgumentParser(prog="python -m benchmarks.augmentation", description=__doc__.split("\n")[0])
     parser.add_argument("--data", choices=("embedded", "videos"), default="embedded",
                         help="the embedded synthetic clips, or a folder of video files")
@@ -151,7 +152,11 @@ def main(argv=None):
                         "demo preset's faster 1e-3 is for the first run, not this comparison)")
     parser.add_argument("--seed", type=int, default=0, help="the one seed of every run")
     parser.add_argument("--out", default=None, help="default: runs/augmentation_<data>")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     variants = [name.strip() for name in args.variants.split(",") if name.strip()]
     unknown = [name for name in variants if name not in VARIANTS]
     if unknown or not variants:

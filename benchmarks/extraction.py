@@ -115,23 +115,33 @@ def memory_run(videos_dir, count, backbone, size, frames):
     }))
 
 
-def main(argv=None):
+def build_parser():
+    """The command line of `main`."""
     parser = ArgumentParser(prog="python -m benchmarks.extraction", description=__doc__.split("\n")[0])
     parser.add_argument("--backbones", nargs="+",
                         default=["resnet50", "resnet101", "efficientnet_v2_s", "efficientnet_v2_m",
-                                 "efficientnet_b0"])
+                                 "efficientnet_b0"],
+                        help="backbones whose extraction speed is measured (data.features' names)")
     parser.add_argument("--size", type=int, nargs=2, default=[112, 112], metavar=("H", "W"),
                         help="backbone input size (224 224 is the real one; smaller keeps this short)")
     parser.add_argument("--frames", type=int, default=8, help="frames per video at scale 1.0")
     parser.add_argument("--videos", type=int, default=4, help="videos in the speed runs")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--memory-backbone", default="efficientnet_b0")
-    parser.add_argument("--memory-counts", type=int, nargs="+", default=[10, 40])
-    parser.add_argument("--memory-size", type=int, nargs=2, default=[32, 32], metavar=("H", "W"))
+    parser.add_argument("--batch-size", type=int, default=16,
+                        help="frames per backbone call in the speed runs")
+    parser.add_argument("--memory-backbone", default="efficientnet_b0",
+                        help="backbone of the peak-memory runs")
+    parser.add_argument("--memory-counts", type=int, nargs="+", default=[10, 40],
+                        help="numbers of videos extracted in the memory runs, one fresh process each")
+    parser.add_argument("--memory-size", type=int, nargs=2, default=[32, 32], metavar=("H", "W"),
+                        help="backbone input size of the memory runs, in pixels")
     parser.add_argument("--memory-frames", type=int, default=64,
                         help="frames per video in the memory runs (74-step rows)")
     parser.add_argument("--memory-run", nargs=2, metavar=("DIR", "COUNT"), help=argparse_hidden())
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     size = tuple(args.size)
 
     if args.memory_run:

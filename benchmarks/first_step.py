@@ -62,15 +62,20 @@ def time_once(name, preset, build):
     return timing["seconds"], timing["cpu"]
 
 
-def main(argv=None):
-    import models  # see the module doc: imported when needed
-
+def build_parser():
+    """The command line of `main`."""
     parser = ArgumentParser(prog="python -m benchmarks.first_step", description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="convlstm,bilstm_attention,r2plus1d_perceiver,keyframe_transformer",
                         help="comma-separated model names")
     parser.add_argument("--preset", default="tiny", help="the preset every model is built at")
     parser.add_argument("--repeats", type=int, default=3, help="rounds; the table gives their medians")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    import models  # see the module doc: imported when needed
+
+    args = build_parser().parse_args(argv)
     names = [name.strip() for name in args.models.split(",") if name.strip()]
     unknown = [name for name in names if name not in models.names()]
     if unknown or not names:

@@ -136,13 +136,18 @@ def _row(what, shape, model, seconds, cpu_seconds):
     }
 
 
-def main(argv=None):
+def build_parser():
+    """The command line of `main`."""
     parser = ArgumentParser(prog="python -m benchmarks.keyframe_transformer",
                             description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=60, help="frames per clip")
     parser.add_argument("--size", type=int, default=224, help="frame height and width")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls (median)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     rows = measure(args.frames, args.size, args.repeats)
     print(f"machine: {machine_description()}; load average {os.getloadavg()[0]:.1f}")
     print(markdown_table(rows, list(rows[0])))

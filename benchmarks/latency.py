@@ -514,7 +514,8 @@ def head_inputs(features):
     return {"features": features, "mask": np.ones(features.shape[:2], bool)}
 
 
-def main(argv=None):
+def build_parser():
+    """The command line of `main`."""
     parser = ArgumentParser(prog="python -m benchmarks.latency", description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(cases()), help="comma-separated model names")
     parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated formats")
@@ -528,7 +529,11 @@ def main(argv=None):
                         help="video file (default: a 30 s 1280x720 H.264 one written into --cache)")
     parser.add_argument("--cache", default=DEFAULT_CACHE, help="folder of converted models and the video")
     parser.add_argument("--child-threads", type=int, default=None, help=argparse_hidden())
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     args.models = [m for m in args.models.split(",") if m]
     args.formats = [f for f in args.formats.split(",") if f]
     args.decoders = [d for d in args.decoders.split(",") if d]

@@ -168,7 +168,8 @@ def rows_for(video, label, runs, scratch):
     return rows
 
 
-def main(argv=None):
+def build_parser():
+    """The command line of `main`."""
     parser = ArgumentParser(prog="python -m benchmarks.long_video",
                             description=__doc__.split("\n")[0])
     parser.add_argument("--video", default=None,
@@ -182,7 +183,11 @@ def main(argv=None):
     parser.add_argument("--decode-only", default=None, help=argparse_hidden())
     parser.add_argument("--make-runs", default=None, help=argparse_hidden())
     parser.add_argument("--write", nargs=3, default=None, help=argparse_hidden())
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if args.write:
         write_story_video(args.write[0], float(args.write[1]), float(args.write[2]))
         return 0

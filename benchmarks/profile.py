@@ -161,15 +161,13 @@ def top_rows(totals, wall_seconds, steps, top, cpu_seconds=None):
     return rows
 
 
-def main(argv=None):
-    import keras
-
+def build_parser():
+    """The command line of `main`."""
     import models  # see the module doc: imported when needed
-    from benchmarks.timing import load_average, machine_description  # see the module doc: imported when needed
-    from common.tables import markdown_table  # see the module doc: imported when needed
 
     parser = ArgumentParser(prog="python -m benchmarks.profile", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, choices=models.names())
+    parser.add_argument("--model", required=True, choices=models.names(),
+                        help="the model whose train step is profiled")
     parser.add_argument("--preset", default="benchmark", help="the model's preset")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="config override, repeatable")
@@ -178,7 +176,17 @@ def main(argv=None):
     parser.add_argument("--by", choices=("type", "name"), default="type",
                         help="group by op type or by op name")
     parser.add_argument("--logdir", default=None, help="folder for the trace (default: a new temporary one)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    import keras
+
+    import models  # see the module doc: imported when needed
+    from benchmarks.timing import load_average, machine_description  # see the module doc: imported when needed
+    from common.tables import markdown_table  # see the module doc: imported when needed
+
+    args = build_parser().parse_args(argv)
     if keras.backend.backend() != "tensorflow":
         raise ValueError(
             f"benchmarks.profile uses TensorFlow's profiler; the backend is {keras.backend.backend()!r}"

@@ -321,13 +321,15 @@ def check_jit_backend():
         )
 
 
-def main(argv=None):
+def build_parser():
+    """The command line of `main`."""
     import models  # see the module doc: imported when needed
 
     from train.engine.distribute import JIT_CHOICES_PATH  # see the module doc: imported when needed
 
     parser = ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
-    parser.add_argument("--models", nargs="+", default=list(models.names()), choices=models.names())
+    parser.add_argument("--models", nargs="+", default=list(models.names()), choices=models.names(),
+                        help="models to measure, each at its benchmark presets")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per model (median)")
     parser.add_argument(
         "--measure-jit", action="store_true",
@@ -353,7 +355,15 @@ def main(argv=None):
         help="time the XLA-compiled optimizer update for every model measured and write "
              f"the choice into {os.path.relpath(JIT_CHOICES_PATH)}",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    import models  # see the module doc: imported when needed
+
+    from train.engine.distribute import JIT_CHOICES_PATH  # see the module doc: imported when needed
+
+    args = build_parser().parse_args(argv)
     if args.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
     if args.measure_jit or args.measure_update:

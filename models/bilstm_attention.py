@@ -98,7 +98,9 @@ class BiLSTMAttentionConfig(ModelConfig):
         label_smoothing: focal loss label smoothing, 0.1.
         learning_rate: AdamW peak learning rate, 1e-3.
         weight_decay: AdamW decoupled weight decay, 5e-4.
-        beta_1, beta_2: AdamW moments, 0.9 / 0.999.
+        beta_1: AdamW's decay rate of the gradient's running mean, 0.9.
+        beta_2: AdamW's decay rate of the squared gradient's running
+            mean, 0.999.
         restart_epochs: first period of the cosine decay with warm
             restarts, in epochs (converted to steps), 20.
         restart_t_mul: each period is this many times the previous, 2.

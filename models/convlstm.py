@@ -100,10 +100,18 @@ class ConvLSTMConfig(ModelConfig):
             (default) is the notes' tf.keras 2 `hard_sigmoid`, clip(0.2 x +
             0.5, 0, 1); `"hard_sigmoid"` is Keras 3's clip(x / 6 + 0.5, 0,
             1); any other Keras activation name works too.
-        l1, l2: the L1L2 kernel regularizer, 0 / 0: the notes' code has
-            `L1L2(l1=0, l2=0)` and their table says "regularizers: None".
-        learning_rate, beta_1, beta_2: Adam's learning rate and betas,
-            8e-5 / 0.9 / 0.999 in the notes.
+        l1: L1 weight of the ConvLSTM2D kernels' L1L2 regularizer, a
+            factor on the sum of absolute kernel weights added to the loss;
+            0 (off) as in the notes' code, `L1L2(l1=0, l2=0)`, whose table
+            says "regularizers: None".
+        l2: L2 weight of the same regularizer, a factor on the sum of
+            squared kernel weights added to the loss; 0 (off) as in the
+            notes' code.
+        learning_rate: Adam's step size, 8e-5 in the notes.
+        beta_1: Adam's decay rate of the gradient's running mean, 0.9 in
+            the notes.
+        beta_2: Adam's decay rate of the squared gradient's running mean,
+            0.999 in the notes.
         batch_size: training batch size, 4 in the notes.
         class_weight: `"balanced"` weights classes by inverse frequency of
             the training labels; `"none"` leaves them equal.

@@ -80,7 +80,8 @@ class R2Plus1DConfig(ModelConfig):
 
     Args:
         input_shape: clip shape (T, H, W, C); default 16x112x112x3.
-        num_classes: 51 (HMDB51). 1 gives one sigmoid output.
+        num_classes: number of classes, 51 as in HMDB51; 1 gives one
+            sigmoid output.
         cnn_blocks: BasicBlocks kept in the backbone, 1 to 8.
         widths: channels of the four stages, torchvision's (64, 128, 256,
             512); smaller widths (the stem's 45 scaled alike) make tiny
@@ -176,13 +177,18 @@ class R2Plus1DPerceiverConfig(R2Plus1DConfig):
     """Config of `r2plus1d_perceiver`: the backbone fields plus the Perceiver's.
 
     Args:
-        num_latents, latent_dim: the learned latent array, 256 x 512.
+        num_latents: rows of the learned latent array, the Perceiver's
+            number of latent vectors, 256.
+        latent_dim: width of each latent vector (channels of the latent
+            array and of every attention block's output), 512.
         cross_blocks: cross-attention blocks (latents attend to the tokens);
             0 runs the self-attention blocks on the tokens directly.
         self_blocks: latent self-attention blocks, `self_blocks /
             cross_blocks` after each cross-attention block.
-        cross_heads, cross_head_dim: 1 head of 64.
-        self_heads, self_head_dim: 8 heads of 64.
+        cross_heads: attention heads of every cross-attention block, 1.
+        cross_head_dim: query/key width of each cross-attention head, 64.
+        self_heads: attention heads of every latent self-attention block, 8.
+        self_head_dim: query/key width of each self-attention head, 64.
         ff_multiplier: GEGLU hidden width, 4 x latent_dim.
         dropout: dropout on every attention and feed-forward output.
         position_encoding: add the fixed sinusoidal (t, h, w) encoding to

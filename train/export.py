@@ -414,7 +414,8 @@ def describe(target, report):
     return "\n".join(lines)
 
 
-def main(argv=None):
+def build_parser():
+    """The command line of `main`."""
     parser = ArgumentParser(
         prog="python -m train.export",
         description="Export a run as a versioned SavedModel for TF Serving "
@@ -446,7 +447,11 @@ def main(argv=None):
     )
     parser.add_argument("--threads", type=int, default=None,
                         help="threads of the runtime that checks the export")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     for flag in ("calibration_examples", "verify_examples"):
         if getattr(args, flag) < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")

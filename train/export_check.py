@@ -16,13 +16,18 @@ from train import formats
 from train.formats import matrix
 
 
-def main(argv=None):
+def build_parser():
+    """The command line of `main`."""
     parser = ArgumentParser(prog="python -m train.export_check", description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(models.names()),
                         help="comma-separated model names")
     parser.add_argument("--formats", default=",".join(formats.names()),
                         help="comma-separated formats")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     names = [n for n in args.models.split(",") if n]
     chosen = [formats.check_format(f) for f in args.formats.split(",") if f]
     for name in names:

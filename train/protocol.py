@@ -46,20 +46,25 @@ METRICS = (
 REPORT_NAME = "protocol_report.json"
 
 
-def parse_args(argv):
-    """train.run's flags for `--model`; --split and --ensemble are the
-    protocol's to refuse, and the data must name its split lists."""
-    peek = argparse.ArgumentParser(add_help=False)
-    peek.add_argument("--model")
-    known, _ = peek.parse_known_args(argv)
-    parser = run.build_parser(known.model)
+def build_parser(model_name=None):
+    """train.run's command line for `model_name`, named as the protocol's."""
+    parser = run.build_parser(model_name)
     parser.prog = "python -m train.protocol"
     parser.description = (
         "Train and evaluate a clip classifier on the official splits 1, 2 and 3 of "
         "HMDB51 or UCF101 and report the mean and standard deviation over them. "
         "Takes train.run's flags, except --split and --ensemble."
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv):
+    """train.run's flags for `--model`; --split and --ensemble are the
+    protocol's to refuse, and the data must name its split lists."""
+    peek = argparse.ArgumentParser(add_help=False)
+    peek.add_argument("--model")
+    known, _ = peek.parse_known_args(argv)
+    args = build_parser(known.model).parse_args(argv)
     if any(arg == "--split" or arg.startswith("--split=") for arg in argv):
         raise ValueError("--split: the protocol trains splits 1, 2 and 3 itself; leave --split out")
     if args.ensemble != 1:
