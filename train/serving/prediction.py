@@ -69,8 +69,8 @@ def trained_on(record):
                  "preset": record.get("preset")}
     note = None
     if synthetic:
-        note = ("this run learned from the embedded synthetic set, moving shapes drawn by "
-                "the suite; on a real video its answer means nothing")
+        note = ("this run learned from the embedded synthetic set, made by the suite's "
+                "generator rather than filmed; on a real video its answer means nothing")
     return described, note
 
 
