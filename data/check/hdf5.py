@@ -185,7 +185,9 @@ def _check_feature_file(path, file, findings):
              {"measure": "real steps", "min": float(lengths.min()),
               "median": float(np.median(lengths)), "max": float(lengths.max())}],
             ["measure", "min", "median", "max"]) + "\n\n![features](features.png)"))
-        plots["features.png"] = lambda plt: _feature_plot(plt, norms, lengths)
+        plots["features.png"] = lambda plt: _two_histograms(
+            plt, (norms, "mean L2 norm of a step", "videos"),
+            (lengths, "real steps (num_frames)", None), bins=30)
     return Report(str(path), "features", "full", findings, overview=overview, sections=sections,
                   plots=plots, data={"videos": count, "max_frames": steps, "feature_dim": dim,
                                      "class_balance": balance,
@@ -277,13 +279,19 @@ def _source_folder_findings(sources, labels, class_names, findings, path):
                            f"class {folder!r}", [path])
 
 
-def _feature_plot(plt, norms, lengths):
+def _two_histograms(plt, left, right, bins, marker=None):
+    """Two histograms side by side; each of `left` and `right` is (values,
+    x label, y label); `marker` (x, label) draws a dashed line on the right."""
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    axes[0].hist(norms, bins=30, color="tab:blue")
-    axes[0].set_xlabel("mean L2 norm of a step")
-    axes[0].set_ylabel("videos")
-    axes[1].hist(lengths, bins=30, color="tab:green")
-    axes[1].set_xlabel("real steps (num_frames)")
+    for axis, (values, xlabel, ylabel), colour in zip(axes, (left, right),
+                                                      ("tab:blue", "tab:green")):
+        axis.hist(values, bins=bins, color=colour)
+        axis.set_xlabel(xlabel)
+        if ylabel:
+            axis.set_ylabel(ylabel)
+    if marker is not None:
+        axes[1].axvline(marker[0], color="tab:red", linestyle="--", label=marker[1])
+        axes[1].legend(fontsize=8)
     figure.tight_layout()
     return figure
 
@@ -329,7 +337,10 @@ def _check_summary_file(path, file, findings):
                 for key, v in videos.items()]
         sections.append(("Videos", markdown_table(rows, list(rows[0]))
                          + "\n\n![summaries](summaries.png)"))
-        plots["summaries.png"] = lambda plt: _summary_plot(plt, frames, fractions)
+        plots["summaries.png"] = lambda plt: _two_histograms(
+            plt, (frames, "frames per video", "videos"),
+            (fractions, "share of frames in a user summary", "user summaries"), bins=20,
+            marker=(USER_BUDGET, "protocol budget"))
     return Report(str(path), "summaries", "full", findings, overview=overview, sections=sections,
                   plots=plots, data={"videos": videos})
 
@@ -446,16 +457,3 @@ def _user_summary_findings(where, values, n_frames, findings, path):
                          "a summary of the protocol's budget cannot match them", [path])
     return [round(float(f), 4) for f in fractions]
 
-
-def _summary_plot(plt, frames, fractions):
-    figure, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    axes[0].hist(frames, bins=20, color="tab:blue")
-    axes[0].set_xlabel("frames per video")
-    axes[0].set_ylabel("videos")
-    axes[1].hist(fractions, bins=20, color="tab:green")
-    axes[1].axvline(USER_BUDGET, color="tab:red", linestyle="--", label="protocol budget")
-    axes[1].set_xlabel("share of frames in a user summary")
-    axes[1].set_ylabel("user summaries")
-    axes[1].legend(fontsize=8)
-    figure.tight_layout()
-    return figure
