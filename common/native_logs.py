@@ -4,8 +4,10 @@ Importing TensorFlow 2.21 prints lines from its C++ libraries (oneDNN,
 CUDA, CPU features, absl) straight to file descriptor 2, which
 `TF_CPP_MIN_LOG_LEVEL` no longer silences; a command's stderr is for its
 own messages. `hide_tensorflow_start()` makes the first `import tensorflow`
-of the process run with descriptor 2 pointed at /dev/null, then restores
-it: Python's own errors and everything after the import are unchanged.
+of the process, and its first look for devices (where CUDA logs a failed
+cuInit on a machine without a GPU), run with descriptor 2 pointed at
+/dev/null, then restores it: Python's own errors and everything after the
+import are unchanged.
 It leaves them on when the user asks for them: `TF_CPP_MIN_LOG_LEVEL=0`
 (TensorFlow's "log everything") or a command run with `--verbose 2`. Any
 other level (the common `TF_CPP_MIN_LOG_LEVEL=3` habit included) hides
@@ -46,7 +48,11 @@ class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
             return None
         sys.meta_path.remove(self)
         with native_stderr_hidden():
-            import tensorflow  # noqa: F401  (the import whose output is hidden)
+            import tensorflow  # the import whose output is hidden
+
+            # Looking for devices loads the CUDA platform, which logs its
+            # failed cuInit on a machine without a GPU; done here, once.
+            tensorflow.config.list_physical_devices()
         return None  # already in sys.modules: the normal import finds it
 
 

@@ -4,18 +4,18 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.parametrize("level", [None, "3"])
-def test_a_command_prints_no_tensorflow_start_up_lines(tmp_path, level):
-    """Unset, or at the common "3": neither lets the native lines through."""
-    environment = {key: value for key, value in os.environ.items()
-                   if key != "TF_CPP_MIN_LOG_LEVEL"}
-    if level is not None:
-        environment["TF_CPP_MIN_LOG_LEVEL"] = level
+def without_log_level():
+    return {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+
+
+def test_a_command_prints_no_tensorflow_start_up_lines(tmp_path):
+    """At TF_CPP_MIN_LOG_LEVEL=3, a common habit, as without it: that
+    variable does not filter the import's lines, so it must not turn the
+    hiding off."""
+    environment = {**without_log_level(), "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run(
         [sys.executable, "-m", "train.evaluate", "--runs", str(tmp_path / "missing")],
         cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300,
@@ -25,6 +25,22 @@ def test_a_command_prints_no_tensorflow_start_up_lines(tmp_path, level):
     # only the command's own line reached stderr.
     assert done.stderr.splitlines() == [
         f"error: {tmp_path / 'missing'}: no config.json; is it a run folder?"]
+
+
+def test_the_first_op_logs_nothing_either():
+    """Running an op looks for devices, and CUDA logs a failed cuInit on a
+    machine without a GPU."""
+    script = ("import sys\n"
+              "from common.native_logs import hide_tensorflow_start\n"
+              "hide_tensorflow_start([])\n"
+              "import tensorflow as tf\n"
+              "tf.config.list_physical_devices('GPU')\n"
+              "print(float(tf.constant(2.0) * 3.0), file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT,
+                          env=without_log_level(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == ["6.0"]
 
 
 def test_help_shows_the_values_the_embedded_data_uses_and_every_preset():
