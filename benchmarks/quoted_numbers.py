@@ -152,7 +152,7 @@ def known_importance(name, percent=False):
 
 
 RUNS = {
-    "convlstm_demo": Run(("--model", "convlstm"), quoted_time="4 minutes 14 s"),
+    "convlstm_demo": Run(("--model", "convlstm"), quoted_time="3 minutes 1 s"),
     "convlstm_notes": Run(("--model", "convlstm", "--preset", "benchmark"),
                           quoted_time="40 min 15 s", slow=True),
     "bilstm_demo": Run(("--model", "bilstm_attention"), quoted_time="91 s"),
