@@ -981,9 +981,10 @@ def main(argv=None):
             if preset not in models.presets(name):
                 continue
             rows.append(compare(name, preset, args.repeats, args.warmup, args.threads))
-            done = rows[-1]
-            print(f"  measured {done['model']}: Keras {done['Keras step (s)']:.3g} s, "
-                  f"PyTorch {done['PyTorch step (s)']:.3g} s", file=sys.stderr, flush=True)
+            # The whole row as soon as it is measured: a long run that is
+            # stopped keeps what it measured.
+            print("  measured " + markdown_table(rows[-1:], COLUMNS).splitlines()[-1],
+                  file=sys.stderr, flush=True)
     if not rows:
         raise ValueError("no model has the presets asked for")
     print(rows[0]["versions"])
