@@ -819,6 +819,9 @@ def torch_step_maker(name, preset, threads):
     from benchmarks.train_step import benchmark_config  # see the module doc: imported when needed
 
     torch.set_num_threads(threads or os.cpu_count())
+    # TensorFlow's CPU thread pools flush denormal floats to zero; PyTorch
+    # does not unless asked, and denormals slow x86 arithmetic many times.
+    torch.set_flush_denormal(True)
     torch.manual_seed(0)
     family = models.get_family(name)
     config, batch_size = benchmark_config(name, preset)
@@ -951,16 +954,13 @@ def row(name, preset, infos, times, loads):
     }
 
 
-def main(argv=None):
-    if not torch_available():
-        print(TORCH_MISSING)
-        return 0
+def build_parser():
     import models  # see the module doc: imported when needed
 
     parser = ArgumentParser(prog="python -m benchmarks.torch_twin",
                             description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=list(models.names()),
-                        choices=models.names())
+                        choices=models.names(), help="model families to compare")
     parser.add_argument("--presets", nargs="+", default=None,
                         help="presets to compare (default: each family's benchmark presets)")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds per model (median)")
@@ -968,7 +968,16 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None,
                         help="TensorFlow intra-op threads and torch threads (default: "
                              "TensorFlow's own choice, and the same count for torch)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    if not torch_available():
+        print(TORCH_MISSING)
+        return 0
+    import models  # see the module doc: imported when needed
+
+    args = build_parser().parse_args(argv)
     if args.repeats < 1 or args.warmup < 0:
         raise ValueError("--repeats must be >= 1 and --warmup >= 0")
     from benchmarks.timing import machine_description
