@@ -16,7 +16,9 @@ Writes, into `--out`:
 - `explain_gradcam_r2plus1d.png`: the `--explain` strip of a small
   r2plus1d run (`STRIP_RUN`, trained on the embedded motion clips) on an
   8 s video of four scenes, a disk or a square moving over a noisy
-  background (`write_moving_shapes_video`), with 2 s windows.
+  background (`write_moving_shapes_video`), with 2 s windows;
+- `explain_attention_keyframe.png`: the attention curve of the keyframe
+  demo run trained for 3 epochs (`CURVE_RUN`) on the same video.
 
 The page takes about a minute on two cores and needs chromium,
 chromedriver and selenium; the strip trains for about two minutes.
@@ -47,6 +49,7 @@ STRIP_RUN = [
     "--input-shape", "8,32,32,3", "--num-classes", "2", "--epochs", "4",
     "--synthetic-clips", "64", "--verbose", "0",
 ]
+CURVE_RUN = ["--model", "keyframe_transformer", "--epochs", "3", "--seed", "0", "--verbose", "0"]
 
 
 def train_tiny_run(folder):
@@ -146,12 +149,28 @@ def explanation_strip(out, work):
     return target
 
 
+def attention_curve(out, work):
+    """Writes `explain_attention_keyframe.png` into `out`: the `--explain`
+    curve of the keyframe demo run (`CURVE_RUN`) on the same video."""
+    from train import predict, run
+
+    folder = os.path.join(work, "keyframe_transformer")
+    if run.main([*CURVE_RUN, "--out", folder]) != 0:
+        raise RuntimeError(f"training the run in {folder} failed")
+    video = write_moving_shapes_video(os.path.join(work, "shapes.mp4"))
+    if predict.main(["--run", folder, "--video", video, "--explain", "--no-progress"]) != 0:
+        raise RuntimeError("the prediction failed")
+    target = os.path.join(out, "explain_attention_keyframe.png")
+    shutil.copyfile(os.path.join(folder, "predictions", "shapes", "explanation.png"), target)
+    return target
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tests.page_screenshots",
                                      description="Screenshots of train.app's page for the docs.")
     parser.add_argument("--out", default="docs", help="folder the images are written to")
     parser.add_argument("--only", choices=("page", "strip"), default=None,
-                        help="only the page's screenshots, or only the explanation strip")
+                        help="only the page's screenshots, or only the explanation images")
     args = parser.parse_args(argv)
     written = []
     with tempfile.TemporaryDirectory(prefix="page-screenshots-") as work:
@@ -160,6 +179,7 @@ def main(argv=None):
             written += [os.path.join(args.out, name) for name in ("app_progress.png", "app.png")]
         if args.only in (None, "strip"):
             written.append(explanation_strip(args.out, work))
+            written.append(attention_curve(args.out, work))
     print("\n".join(written))
     return 0
 

@@ -114,7 +114,8 @@ def _describe_timeline(result):
 
 def _describe_summary(result):
     return (f"summary: {result['summary_seconds']:g} s of {result['duration']:g} s in "
-            f"{len(result['shots'])} shots -> {result['files']['summary_video']}")
+            f"{len(result['shots'])} shot{'' if len(result['shots']) == 1 else 's'} -> "
+            f"{result['files']['summary_video']}")
 
 
 def _describe_keyframes(result):
