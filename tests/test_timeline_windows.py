@@ -103,6 +103,7 @@ class Recorder:
                                               reads=reads)
 
     def encode(self, frames, indices):
+        assert frames.dtype == np.uint8 and len(frames) == len(indices)
         self.windows.append((np.asarray(indices), decoded_index(frames)))
         return {"frames": np.array([indices[0]], np.float32)}
 
@@ -123,7 +124,8 @@ class Recorder:
 @contextlib.contextmanager
 def stream_of(decoded, fps, header=None):
     """timeline's FrameStream, rgb and watch replaced by the stand-in
-    stream, read in this thread; yields the streams made."""
+    stream, read in this thread; yields the streams made. Each stream's
+    `watched` holds what `watch` was given (it shows the progress)."""
     saved = timeline.FrameStream, timeline.rgb, timeline.watch
     made = []
 
@@ -137,6 +139,7 @@ def stream_of(decoded, fps, header=None):
         return frame
 
     def watch(stream, fps, options, video):
+        stream.watched = (fps, options, video)
         return iter(stream)
 
     timeline.FrameStream, timeline.rgb, timeline.watch = open_stream, rgb, watch
@@ -171,6 +174,7 @@ def predict_windows(n_frames, fps=FPS, out=None, write=False, recorder=None, hea
     with stream_of(n_frames, fps, header) as streams:
         result = predictor("video.mp4", out)
     assert [stream.path for stream in streams] == ["video.mp4"]
+    assert streams[0].watched == (given_to_write["fps"], predictor.options, "video.mp4")
     encoded = []
     for indices, decoded in recorder.windows:
         assert (np.diff(indices) == 1).all()
@@ -329,10 +333,10 @@ def test_after_the_eager_batches_a_padded_batch_gives_the_same_answers(monkeypat
     """Guards the switch from eager calls to the traced function: which
     batch switches, the padding to a full batch, and that only the real
     windows' answers are kept."""
-    monkeypatch.setattr(timeline, "EAGER_BATCHES", 1)
+    monkeypatch.setattr(timeline, "EAGER_BATCHES", 2)
     recorder = Recorder()
     predicted = predict_windows(105, recorder=recorder, **WINDOWS)
-    assert recorder.calls == [("eager", 8), ("traced", 8), ("traced", 8)]
+    assert recorder.calls == [("eager", 8), ("eager", 8), ("traced", 8)]
     assert predicted.probabilities.shape == (20, 2)  # the 4 padding rows are not answers
     padded = timeline._pad(np.arange(3)[:, None], 5)
     assert padded[:, 0].tolist() == [0, 1, 2, 2, 2]
