@@ -50,8 +50,25 @@ def test_a_sequence_of_exactly_exact_samples_is_one_programme(monkeypatch):
     assert shots.segment_change_points(features, exact_samples=12, block=4, margin=2) == [3, 6, 9]
     assert sizes == [12]
     sizes.clear()
-    shots.segment_change_points(features, exact_samples=11, block=4, margin=2)
+    assert shots.segment_change_points(features, exact_samples=11, block=4, margin=2) == [3, 6, 9]
     assert sizes == [6, 8, 6]
+
+
+def test_blocks_keep_the_change_points_of_their_own_core():
+    """Guards the blockwise segmentation at its edges: a change point on the
+    first sample of a core belongs to that core only, each block's points
+    are shifted by where its context starts, every block adds its own, and
+    the penalty reaches each block's KTS."""
+    features = np.repeat(np.eye(4), 3, axis=0)  # changes at 3, 6 and 9
+    # Cores of 3 samples start exactly where the segments do.
+    assert shots.segment_change_points(features, exact_samples=11, block=3, margin=2) == [3, 6, 9]
+    assert shots.segment_change_points(features, vmax=10.0, exact_samples=11, block=3,
+                                       margin=2) == []
+    # The smallest blocks and no context are allowed; less is refused.
+    assert shots.segment_change_points(features, exact_samples=11, block=1, margin=0) == []
+    for block, margin in ((0, 0), (1, -1)):
+        with pytest.raises(ValueError, match="block must be >= 1 and margin >= 0"):
+            shots.segment_change_points(features, exact_samples=11, block=block, margin=margin)
 
 
 def test_a_black_frame_falls_in_the_first_bin():
