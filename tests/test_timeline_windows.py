@@ -402,6 +402,25 @@ def test_explanations_are_gathered_window_by_window():
     assert written["explained"] == [f"from {start}" for start, _ in windows]
 
 
+def test_the_stages_after_decoding_are_reported():
+    """Guards the stages a listener (the page's progress) hears once the
+    frames are scored: the timeline, then the explanation when there is one."""
+    for explained in (False, True):
+        recorder = Recorder()
+        predictor = timeline.ClassifierPredictor(
+            recorder, {"model": "convlstm", "class_names": ["a", "b"]},
+            PredictOptions(**WINDOWS), recorder.encoder)
+        predictor._write = lambda *args: {}
+        if explained:
+            predictor.explainer = lambda inputs: [None] * len(inputs["frames"])
+            predictor._explain = lambda *args: None
+        heard = []
+        with stream_of(25, FPS), prediction.progress_to(lambda *stage: heard.append(stage)):
+            predictor("video.mp4", "out")
+        assert heard == [("writing the timeline", None, None)] + (
+            [("writing the explanation", None, None)] if explained else [])
+
+
 def test_only_the_frames_a_later_window_may_need_are_held():
     """Guards the dropping of frames: all are held until the video is known
     to span two windows, then at most a window's frames (and the one being
