@@ -38,6 +38,9 @@ CORE = (
     "train.metrics.classification.*",  # report, ROC AUC, view averaging, two columns
     "train.formats.gates.*",  # the export gates' decisions
     "train.tasks.timeline.x_window_bounds*",  # timeline windows
+    "train.tasks.timeline.x_frames_needed*",
+    "train.tasks.timeline.x_moment_weights*",
+    "train.tasks.timeline.x__pad*",
     "train.tasks.timeline.*ClassifierPredictor*__call__*",
     "train.tasks.timeline.*ClassifierPredictor*_probabilities*",
     "train.serving.prediction.*PredictOptions*",  # the prediction options

@@ -82,6 +82,7 @@ def test_float_gate_at_its_tolerance(difference, passed):
                   {"probabilities": exported}, count=6, size=4)
     assert result["metric"] == "max_abs_diff[probabilities]"
     assert result["value"] == difference and result["threshold"] == TOLERANCE
+    assert result["comparison"] == "<="  # the report says which side passes
     assert result["passed"] is passed
 
 
@@ -126,6 +127,7 @@ def test_int8_top1_agreement_at_its_threshold(flips, agreement, passed):
                   {"probabilities": exported}, count=200)
     assert result["metric"] == "top1_agreement" and result["threshold"] == TOP1
     assert result["value"] == agreement and result["passed"] is passed
+    assert result["comparison"] == ">="
 
 
 def test_int8_agreement_of_one_sigmoid_output_is_on_which_side_of_a_half():

@@ -27,6 +27,50 @@ def test_hsv_bins_are_even_over_the_full_ranges():
     np.testing.assert_allclose(histogram[[15, 38]], np.sqrt(0.5), rtol=1e-6)
 
 
+def test_a_bgr_frame_gives_the_histogram_of_its_rgb_colours():
+    """Guards `bgr`: OpenCV's channel order is converted, not read as RGB."""
+    frame = np.broadcast_to(np.array([255, 0, 0], np.uint8), (4, 4, 3))  # red
+    np.testing.assert_array_equal(shots.hsv_histogram(frame[..., ::-1], bgr=True),
+                                  shots.hsv_histogram(frame))
+    assert np.flatnonzero(shots.hsv_histogram(frame[..., ::-1], bgr=True)).tolist() == [15]
+
+
+def test_a_sequence_of_exactly_exact_samples_is_one_programme(monkeypatch):
+    """Guards `n <= exact_samples`: a sequence that long is segmented by
+    exact KTS at once; one sample more, in blocks."""
+    sizes = []
+    original = shots.kts_change_points
+
+    def recorded(features, vmax=shots.DEFAULT_VMAX, max_change_points=None):
+        sizes.append(len(features))
+        return original(features, vmax, max_change_points)
+
+    monkeypatch.setattr(shots, "kts_change_points", recorded)
+    features = np.repeat(np.eye(4), 3, axis=0)  # four flat segments of 3
+    assert shots.segment_change_points(features, exact_samples=12, block=4, margin=2) == [3, 6, 9]
+    assert sizes == [12]
+    sizes.clear()
+    assert shots.segment_change_points(features, exact_samples=11, block=4, margin=2) == [3, 6, 9]
+    assert sizes == [6, 8, 6]
+
+
+def test_blocks_keep_the_change_points_of_their_own_core():
+    """Guards the blockwise segmentation at its edges: a change point on the
+    first sample of a core belongs to that core only, each block's points
+    are shifted by where its context starts, every block adds its own, and
+    the penalty reaches each block's KTS."""
+    features = np.repeat(np.eye(4), 3, axis=0)  # changes at 3, 6 and 9
+    # Cores of 3 samples start exactly where the segments do.
+    assert shots.segment_change_points(features, exact_samples=11, block=3, margin=2) == [3, 6, 9]
+    assert shots.segment_change_points(features, vmax=10.0, exact_samples=11, block=3,
+                                       margin=2) == []
+    # The smallest blocks and no context are allowed; less is refused.
+    assert shots.segment_change_points(features, exact_samples=11, block=1, margin=0) == []
+    for block, margin in ((0, 0), (1, -1)):
+        with pytest.raises(ValueError, match="block must be >= 1 and margin >= 0"):
+            shots.segment_change_points(features, exact_samples=11, block=block, margin=margin)
+
+
 def test_a_black_frame_falls_in_the_first_bin():
     histogram = shots.hsv_histogram(np.zeros((4, 4, 3), np.uint8))
     assert histogram[0] == 1.0 and np.isfinite(histogram).all()

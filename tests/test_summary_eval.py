@@ -143,6 +143,14 @@ def test_tau_and_rho_hand_worked_without_ties():
     assert se.kendall_tau_b([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
 
 
+def test_tau_of_two_values_is_their_one_pair():
+    """Guards the smallest input tau is defined on (n < 2, not n <= 2): two
+    values are one pair, concordant or discordant; one value has none."""
+    assert se.kendall_tau_b([1, 2], [3, 4]) == 1.0
+    assert se.kendall_tau_b([1, 2], [4, 3]) == -1.0
+    assert np.isnan(se.kendall_tau_b([1], [1]))
+
+
 def test_tau_b_and_rho_hand_worked_with_ties():
     x, y = [1, 2, 2, 3], [1, 2, 3, 3]
     # C = 4, D = 0, one tie in x, one in y: 4 / sqrt(5 * 5).

@@ -139,7 +139,8 @@ def started(monkeypatch):
     made = {}
 
     def create_app(run, out, videos, max_upload_bytes, options=None, **settings):
-        made.update(run=run, out=out, videos=videos, bytes=max_upload_bytes, options=options)
+        made.update(run=run, out=out, videos=videos, bytes=max_upload_bytes, options=options,
+                    **settings)
         raise Stop
 
     monkeypatch.setattr(cli, "create_app", create_app)
@@ -152,6 +153,15 @@ def test_the_limit_is_given_in_mebibytes(started):
         with pytest.raises(Stop):
             cli.main(["--run", "r", *flags])
         assert started["bytes"] == expected
+
+
+def test_the_results_limit_is_given_in_mebibytes(started):
+    """Guards the conversion of --max-results-mb to the bytes the page
+    keeps, as the upload limit is converted."""
+    for flags, expected in (([], 1000 * 2**20), (["--max-results-mb", "1.5"], 1_572_864)):
+        with pytest.raises(Stop):
+            cli.main(["--run", "r", *flags])
+        assert started["max_results_bytes"] == expected
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -173,7 +183,16 @@ def test_main_passes_its_flags_to_the_app(started, tmp_path):
             cli.main(["--run", "r", "--out", "o", "--videos", str(tmp_path), "--port", port,
                           "--explain"])
         assert started == {"run": "r", "out": "o", "videos": str(tmp_path), "bytes": 200 * 2**20,
-                           "options": {"explain": True}}
+                           "options": {"explain": True}, "max_results_bytes": 1000 * 2**20,
+                           "allowed_hosts": ["127.0.0.1", "::1", "localhost"]}
+
+
+def test_main_passes_the_host_names_the_page_answers_for(started):
+    """Guards that the host main listens on and every --allow-host reach
+    the page's host check."""
+    with pytest.raises(Stop):
+        cli.main(["--run", "r", "--host", "10.0.0.5", "--allow-host", "box.lan"])
+    assert started["allowed_hosts"] == ["10.0.0.5", "127.0.0.1", "::1", "box.lan", "localhost"]
 
 
 def test_the_page_states_the_limit_in_megabytes(tmp_path, monkeypatch):
