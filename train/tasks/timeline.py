@@ -18,7 +18,10 @@ Which windows:
   the video, plus one window ending at the last frame when those leave a
   tail uncovered; that last window replaces the one before it when their
   starts are less than half a stride apart, so no window nearly repeats
-  another.
+  another, except where the replaced window holds frames no other window
+  reads (a stride over two thirds of the window: window = stride = 1 s at
+  10 fps and 32 frames keeps (10, 20) beside (22, 32), which would
+  otherwise leave frames 20 and 21 unread).
 
 The default window, 5 s with a 2.5 s stride, is our choice: the classifiers
 train on whole videos sampled uniformly, and the videos of HMDB51 and
@@ -252,9 +255,15 @@ class ClassifierPredictor:
             add_window(0, n_frames)
         elif windows[-1][1] < n_frames:
             # A last window ends at the video's end; when it starts within
-            # half a stride of the one before, it takes that one's place.
+            # half a stride of the one before, it takes that one's place,
+            # unless that would leave frames no window reads (a stride of
+            # more than two thirds of the window, where the window before
+            # ends before the last one starts).
             last_start = n_frames - window_frames
-            replaces_last = last_start - windows[-1][0] < stride_frames / 2
+            near = last_start - windows[-1][0] < stride_frames / 2
+            gap = stride_frames <= window_frames and (
+                len(windows) < 2 or windows[-2][1] < last_start)
+            replaces_last = near and not gap
             add_window(last_start, n_frames)
         if pending:
             probabilities.append(self._probabilities(pending))
