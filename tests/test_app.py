@@ -95,9 +95,13 @@ def get_status(url, headers=None):
         return error.code, error.headers, error.read()
 
 
+# A space in the server's folders: paths must not leak past it.
+SPACED = "app folder"
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    return tmp_path_factory.mktemp("app")
+    return tmp_path_factory.mktemp(SPACED)
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +156,10 @@ def test_uploads_are_predicted_and_refused_with_a_message(summary_server, clip, 
     assert os.listdir(os.path.join(app.state.root, "uploads")) == []
     status, body = post(url + "/api/predict", b"{}", "application/json")
     assert status == 400 and "multipart/form-data" in body["error"]
+    # The server's folders, spaces in their names or not, are never shown.
+    shown = [app_lib.without_paths(f"cannot open {path}/x.mp4 (gone)", roots=app_lib.server_roots(
+        path)) for path in (app.state.root, os.path.join(app.state.root, "uploads"))]
+    assert shown == ["cannot open x.mp4 (gone)"] * 2
 
     with open(clip, "rb") as file:
         status, result = upload(url, "my clip.mp4", file.read())
@@ -163,6 +171,8 @@ def test_uploads_are_predicted_and_refused_with_a_message(summary_server, clip, 
     assert result["video"] == "my clip.mp4" and "files" not in result
     assert os.path.isfile(os.path.join(root, "my_clip", "summary.mp4"))
     assert not re.search(r'"/(?!media/)', json.dumps(result)), result
+    # (The run is named by its last two folders, as the page heads itself.)
+    assert SPACED not in json.dumps({**result, "run": None})
     # Browsers fetch videos in ranges.
     status, headers, part = get(url + result["urls"]["summary_video"], {"Range": "bytes=0-99"})
     assert status == 206 and len(part) == 100
@@ -205,6 +215,12 @@ def test_a_video_already_running_is_joined_not_run_twice(summary_server, clip):
         while running.joins < 2 and time.time() < deadline:
             time.sleep(0.02)
         assert running.joins == 2
+        # The waiting joiner's copy and its upload slot are gone at once:
+        # only the running job's upload is left, and another upload is taken.
+        while len(os.listdir(os.path.join(root, "uploads"))) > 1 and time.time() < deadline:
+            time.sleep(0.02)
+        assert len(os.listdir(os.path.join(root, "uploads"))) == 1
+        assert upload(url, "other.txt", b"x", headers=later)[0] == 415  # a slot, not 503
     thread.join(120)
     status, result = waited[0]
     assert status == 200 and result["video"] == "twice.mp4"

@@ -221,7 +221,7 @@ class Job:
         if self.result is not None:
             answer["result"] = self.result
         if self.error is not None:
-            answer["error"] = without_paths(self.error)
+            answer["error"] = self.error  # cut of paths where the job failed
         return answer
 
 
@@ -252,7 +252,11 @@ class JobBoard:
             finished = [old for old in self.jobs.values() if old.finished.is_set()]
             for old in finished[:max(0, len(self.jobs) - self.keep)]:
                 del self.jobs[old.id]
-        threading.Thread(target=work, args=(job,), name=f"job-{job.id}", daemon=True).start()
+        try:
+            threading.Thread(target=work, args=(job,), name=f"job-{job.id}", daemon=True).start()
+        except BaseException:  # no thread: the job must not be left running for joiners
+            job.fail("the server could not start the job", 503)
+            raise
         return job, False
 
     def update(self, job, stage, done=None, total=None):
@@ -332,28 +336,49 @@ class ResultStore:
 _ABSOLUTE_PATH = re.compile(r"""(?<![\w.:/~-])(?:/[^/\s'"<>()\[\],;:]+)+/?""")
 
 
-def without_paths(value, keep=("url", "urls")):
+def without_paths(value, keep=("url", "urls"), roots=()):
     """`value` (JSON: dicts, lists, strings, numbers) with every absolute
     path in its strings cut to its last part; the values of the keys
     `keep` (the URLs the page serves) are left as they are.
+
+    The folders `roots` (the server's own: the run, its results, uploads)
+    are cut first wherever they appear, spaces in their names or not; a
+    string that is one absolute path becomes its last part; any other
+    absolute path in a message is cut at the characters that end a word.
 
     Example:
 
     >>> without_paths({"video": "/tmp/x/clip.mp4", "note": "cannot open /srv/a b.mp4: gone",
     ...                "ratio": "1/2", "url": "/media/clip/summary.mp4"})
     {'video': 'clip.mp4', 'note': 'cannot open a b.mp4: gone', 'ratio': '1/2', 'url': '/media/clip/summary.mp4'}
+    >>> without_paths("cannot open /home/me/My Runs/up/a.mp4 (gone)", roots=["/home/me/My Runs/up"])
+    'cannot open a.mp4 (gone)'
     """
     if isinstance(value, str):
+        for root in sorted(roots, key=len, reverse=True):
+            value = value.replace(root.rstrip(os.sep) + os.sep, "")
+        if os.path.isabs(value) and "\n" not in value:
+            return os.path.basename(value.rstrip(os.sep))
         return _ABSOLUTE_PATH.sub(lambda match: os.path.basename(match.group().rstrip("/")), value)
     if isinstance(value, dict):
-        return {key: item if key in keep else without_paths(item, keep)
+        return {key: item if key in keep else without_paths(item, keep, roots)
                 for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [without_paths(item, keep) for item in value]
+        return [without_paths(item, keep, roots) for item in value]
     return value
 
 
-def public_result(result, video_name, run):
+def server_roots(*folders):
+    """The folders `without_paths` cuts: each as given, made absolute, and
+    with its links resolved (never the file system's root itself)."""
+    roots = set()
+    for folder in folders:
+        if folder:
+            roots.update({os.fspath(folder), os.path.abspath(folder), os.path.realpath(folder)})
+    return sorted(roots - {os.sep, ""})
+
+
+def public_result(result, video_name, run, roots=()):
     """A result as the page and the API show it: its video by the name it
     was uploaded or picked as, its run by `run_label`, its files by their
     URLs only (no `files`, no keyframe `image`), no other path."""
@@ -364,7 +389,7 @@ def public_result(result, video_name, run):
     if result.get("keyframes"):
         result["keyframes"] = [{key: value for key, value in keyframe.items() if key != "image"}
                                for keyframe in result["keyframes"]]
-    return without_paths(result)
+    return without_paths(result, roots=roots)
 
 
 def file_digest(path):
@@ -528,6 +553,10 @@ def create_app(run, out=None, videos=None, max_upload_bytes=DEFAULT_MAX_UPLOAD_M
     limit_mb = max_upload_bytes / 2**20
     in_flight = threading.BoundedSemaphore(MAX_UPLOADS_IN_FLIGHT)
     jobs = JobBoard()
+    roots = server_roots(run, root, uploads, videos)
+
+    def hidden(value):
+        return without_paths(value, roots=roots)
 
     def pickable():
         if not videos:
@@ -535,7 +564,7 @@ def create_app(run, out=None, videos=None, max_upload_bytes=DEFAULT_MAX_UPLOAD_M
         return [os.path.relpath(path, videos) for path in list_videos(videos, exclude=root)]
 
     def error(message, status):
-        return JSONResponse({"error": without_paths(message)}, status_code=status)
+        return JSONResponse({"error": hidden(message)}, status_code=status)
 
     def run_gone():
         if not os.path.isdir(run) or not os.path.isfile(os.path.join(run, run_folder.BEST)):
@@ -551,21 +580,26 @@ def create_app(run, out=None, videos=None, max_upload_bytes=DEFAULT_MAX_UPLOAD_M
             check_video(video)
             jobs.update(job, "waiting for the model")
             result = holder.predict(video, root, lambda *stage: jobs.update(job, *stage))
-            job.succeed(public_result(store.add(result), job.name, run))
+            outcome = (public_result(store.add(result), job.name, run, roots), None)
         except VideoError as problem:
-            job.fail(f"{job.name}: {problem.problem}", 415)
+            outcome = (None, (f"{job.name}: {problem.problem}", 415))
         except ModelNotLoaded as problem:
-            job.fail(without_paths(f"the run could not be loaded: {problem}"), 503)
+            outcome = (None, (f"the run could not be loaded: {problem}", 503))
         except ValueError as problem:
-            job.fail(without_paths(f"{job.name}: {problem}"), 422)
-        except Exception as problem:  # the page shows it; the server goes on
-            job.fail(without_paths(f"the server failed: {type(problem).__name__}: {problem}"),
-                     500)
+            outcome = (None, (f"{job.name}: {problem}", 422))
+        except BaseException as problem:  # the page shows it; the server goes on
+            outcome = (None, (f"the server failed: {type(problem).__name__}: {problem}", 500))
         finally:
+            # The upload's slot is free before the job is seen to end.
             if upload_slot:
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(video)
                 in_flight.release()
+        result, failure = outcome
+        if failure is None:
+            job.succeed(result)
+        else:
+            job.fail(hidden(failure[0]), failure[1])
 
     async def answer(request, job, joined):
         """The job at once (202) when the request prefers it, else its
@@ -586,7 +620,7 @@ def create_app(run, out=None, videos=None, max_upload_bytes=DEFAULT_MAX_UPLOAD_M
     async def status(request: Request):
         return JSONResponse({
             "state": holder.state(), "model": record["model"],
-            "error": None if holder.error is None else without_paths(holder.error),
+            "error": None if holder.error is None else hidden(holder.error),
             "videos": pickable(), "max_upload_mb": limit_mb, "token": token,
         })
 
@@ -611,6 +645,19 @@ def create_app(run, out=None, videos=None, max_upload_bytes=DEFAULT_MAX_UPLOAD_M
                          "try again when they are done", 503)
         saved = None
         handed_over = False  # the job removes the upload and frees its slot
+        released = False
+
+        def release():
+            """Frees the slot and removes the upload (once): it is not kept
+            once refused or joined."""
+            nonlocal released
+            if released:
+                return
+            released = True
+            in_flight.release()
+            if saved is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(saved)
         try:
             parser = MultiPartParser(
                 request.headers, _counted(request.stream(), max_upload_bytes, "upload"),
@@ -642,13 +689,12 @@ def create_app(run, out=None, videos=None, max_upload_bytes=DEFAULT_MAX_UPLOAD_M
             job, joined = jobs.start(
                 name, key, lambda job: predict_job(job, saved, upload_slot=True))
             handed_over = not joined
+            if joined:  # the copy and its slot go now, not when the job ends
+                release()
             return await answer(request, job, joined)
         finally:
             if not handed_over:
-                in_flight.release()
-                if saved is not None:  # an upload is not kept once refused or joined
-                    with contextlib.suppress(FileNotFoundError):
-                        os.remove(saved)
+                release()
 
     async def pick(request: Request):
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
@@ -682,7 +728,7 @@ def create_app(run, out=None, videos=None, max_upload_bytes=DEFAULT_MAX_UPLOAD_M
             return error("not a file of a result of this page", 404)
         if path.endswith(".json"):  # a result's JSON files name server paths
             with open(path, encoding="utf-8") as file:
-                content = without_paths(json.load(file))
+                content = hidden(json.load(file))
             return Response(json.dumps(content, indent=1), media_type="application/json")
         return FileResponse(path)
 
