@@ -265,3 +265,45 @@ def test_grey_means_every_pixel_grey_not_equal_channel_means(tmp_path):
     assert records[1]["colourfulness"] < videos.GREY_COLOURFULNESS
     balanced = [dict(records[0], channel_mean=[100.0, 100.0, 100.0]), records[1]]
     assert videos.statistics(balanced)["greyscale_videos"] == 1
+
+
+def test_a_still_image_and_a_one_frame_video_are_errors_as_every_reader_says(tmp_path):
+    """data.check refuses what data.video and the decoder process refuse."""
+    still = str(tmp_path / "still.mp4")
+    cv2.imwrite(str(tmp_path / "still.jpg"), np.full((32, 40, 3), 120, np.uint8))
+    os.rename(tmp_path / "still.jpg", still)
+    one = write_video(tmp_path / "one.avi", np.full((1, 32, 40, 3), 120, np.uint8), fps=8.0)
+    for path in (still, one):
+        record = probe.inspect_video(path)
+        assert not record["ok"] and "still image" in record["problem"], record
+
+
+@pytest.mark.parametrize("skipped", ["not json", '["a.mp4"]'])
+def test_a_malformed_skipped_list_is_a_schema_error_with_a_report(skipped, tmp_path, capsys):
+    path = write_feature_file(tmp_path / "f.h5")
+    with h5py.File(path, "a") as file:
+        file.attrs["skipped"] = skipped
+    code, summary, stderr = check(capsys, path, "--out", tmp_path / "report")
+    assert code == 1, stderr
+    assert "attribute 'skipped'" in findings_of(summary)[1]["schema"][0]["message"]
+    assert os.path.isfile(summary["report"])
+
+
+def test_check_before_tells_a_crashed_check_from_errors_found(tmp_path, monkeypatch):
+    """Exit 1 with no summary line is the check failing, not the data."""
+    import data.check as check_package
+
+    def crashed(command, **kwargs):
+        return subprocess.CompletedProcess(command, 1, stdout="")
+
+    monkeypatch.setattr(check_package.subprocess, "run", crashed)
+    with pytest.raises(RuntimeError, match="data.check failed on .* without a report"):
+        check_package.check_before([(tmp_path / "f.h5", None, 1)], what="--check")
+
+    def found(command, **kwargs):
+        return subprocess.CompletedProcess(
+            command, 1, stdout='{"errors": 2, "warnings": 0, "report": "r/report.md"}\n')
+
+    monkeypatch.setattr(check_package.subprocess, "run", found)
+    with pytest.raises(ValueError, match="has 2 error"):
+        check_package.check_before([(tmp_path / "f.h5", None, 1)], what="--check")

@@ -84,7 +84,13 @@ def check_before(sources, out=None, what="--check"):
         done = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=_child_environment())
         if done.returncode == 2:
             raise ValueError(f"{what}: data.check could not check {path} (see the line above)")
-        summary = json.loads(done.stdout) if done.stdout.strip() else {}
+        try:
+            summary = json.loads(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else {}
+        except ValueError:
+            summary = {}
+        if done.returncode == 1 and "errors" not in summary:  # the check itself failed
+            raise RuntimeError(f"{what}: data.check failed on {path} without a report (see the "
+                               "lines above)")
         if done.returncode == 1:
             raise ValueError(
                 f"{what}: {path} has {summary.get('errors', 'some')} error(s); see "

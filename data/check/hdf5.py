@@ -152,7 +152,14 @@ def _check_feature_file(path, file, findings):
         findings.warning("padding_not_zero", f"{where} non-zero values after num_frames in rows "
                          f"{_rows_text(rows['padding'])}", [path])
 
-    skipped = json.loads(_text(file.attrs.get("skipped", "[]")) or "[]")
+    try:
+        skipped = json.loads(_text(file.attrs.get("skipped", "[]")) or "[]")
+    except ValueError:
+        skipped = None
+    if not isinstance(skipped, list) or not all(isinstance(e, dict) for e in skipped):
+        findings.error("schema", f"{where} attribute 'skipped' is not a JSON list of "
+                       "{\"path\", \"error\"} objects", [path])
+        skipped = []
     if skipped:
         findings.warning("skipped_videos", f"{where} extraction skipped "
                          f"{plural(len(skipped), 'video')}: " + "; ".join(

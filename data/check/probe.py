@@ -117,6 +117,10 @@ def inspect_video(path, full=True):
         capture = video._open(path)
     except video.VideoError as error:
         return {"ok": False, "problem": error.problem}
+    still = video.still_image_problem(capture)
+    if still is not None:
+        capture.release()
+        return {"ok": False, "problem": still}
     try:
         info = video._header(capture, path)
         result = {
@@ -163,6 +167,10 @@ def _decode_all(capture, info, result):
     result["decoded"] = decoded
     if decoded == 0:
         result.update(ok=False, problem="no frame could be decoded (corrupt or zero-frame video)")
+        return
+    too_few = video.too_few_frames_problem(decoded)
+    if too_few is not None:  # what every reader of the project refuses
+        result.update(ok=False, problem=too_few)
         return
     allowed = max(1, int(video.MAX_SHORTFALL_FRACTION * info.frame_count))
     if known and info.frame_count - decoded > allowed:
