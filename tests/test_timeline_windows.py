@@ -251,9 +251,11 @@ def test_a_near_last_window_stays_where_replacing_would_leave_frames_unread():
     dropping (20, 30) for (22, 32) would leave frames 20 and 21 unread."""
     predicted = predict_windows(32, window=1.0, stride=1.0)
     assert predicted.windows == [(0, 10), (10, 20), (20, 30), (22, 32)]
-    # Where the window before still reaches the last one, (21, 31) goes.
+    # Where the window before still reaches the last one, (21, 31) goes ...
     assert predict_windows(32, window=1.0, stride=0.7).windows == [
         (0, 10), (7, 17), (14, 24), (22, 32)]
+    # ... also when that window is the first: two windows long, (7, 17) goes.
+    assert predict_windows(20, window=1.0, stride=0.7).windows == [(0, 10), (10, 20)]
 
 
 def test_window_and_stride_are_rounded_to_whole_frames():
