@@ -53,3 +53,19 @@ def recorded_fits(monkeypatch):
 
     monkeypatch.setattr(keras.Model, "fit", fit)
     return calls
+
+
+@pytest.fixture
+def kts_sizes(monkeypatch):
+    """The length of every sequence exact KTS is run on (`data.shots`)."""
+    from data import shots
+
+    sizes = []
+    original = shots.kts_change_points
+
+    def recorded(features, vmax=shots.DEFAULT_VMAX, max_change_points=None):
+        sizes.append(len(features))
+        return original(features, vmax, max_change_points)
+
+    monkeypatch.setattr(shots, "kts_change_points", recorded)
+    return sizes

@@ -193,17 +193,12 @@ def test_blockwise_segmentation_gives_the_exact_kts_answer(seed, noise):
     assert shots.segment_change_points(x, exact_samples=0) == exact
 
 
-def test_segmentation_is_exact_on_short_videos_and_linear_beyond(monkeypatch):
-    sizes = []
-    original = shots.kts_change_points
-
-    def recorded(features, vmax=shots.DEFAULT_VMAX, max_change_points=None):
-        sizes.append(len(features))
-        return original(features, vmax, max_change_points)
-
-    monkeypatch.setattr(shots, "kts_change_points", recorded)
+def test_segmentation_is_exact_on_short_videos_and_linear_beyond(kts_sizes):
+    sizes = kts_sizes
     x = scene_features(shots.EXACT_SAMPLES, 3, 0.5)
-    assert shots.segment_change_points(x) == original(x)
+    exact = shots.kts_change_points(x)
+    sizes.clear()
+    assert shots.segment_change_points(x) == exact
     assert sizes == [shots.EXACT_SAMPLES]  # one exact programme over all of it
 
     sizes.clear()

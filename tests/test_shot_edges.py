@@ -35,17 +35,10 @@ def test_a_bgr_frame_gives_the_histogram_of_its_rgb_colours():
     assert np.flatnonzero(shots.hsv_histogram(frame[..., ::-1], bgr=True)).tolist() == [15]
 
 
-def test_a_sequence_of_exactly_exact_samples_is_one_programme(monkeypatch):
+def test_a_sequence_of_exactly_exact_samples_is_one_programme(kts_sizes):
     """Guards `n <= exact_samples`: a sequence that long is segmented by
     exact KTS at once; one sample more, in blocks."""
-    sizes = []
-    original = shots.kts_change_points
-
-    def recorded(features, vmax=shots.DEFAULT_VMAX, max_change_points=None):
-        sizes.append(len(features))
-        return original(features, vmax, max_change_points)
-
-    monkeypatch.setattr(shots, "kts_change_points", recorded)
+    sizes = kts_sizes
     features = np.repeat(np.eye(4), 3, axis=0)  # four flat segments of 3
     assert shots.segment_change_points(features, exact_samples=12, block=4, margin=2) == [3, 6, 9]
     assert sizes == [12]
