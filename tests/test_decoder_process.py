@@ -30,13 +30,21 @@ def test_a_real_file_that_aborts_the_decoder_is_an_undecodable_file(tmp_path):
         decoder.close()
 
 
-def test_crashes_and_hangs_of_the_stand_in_decoder(tmp_path, monkeypatch):
+@pytest.fixture
+def stand_in_files(tmp_path, monkeypatch):
+    """The stand-in decoder (its process, to close) and three files for it:
+    one it crashes on, one it hangs on, and a good 4-frame video."""
     decoder = use_crashing_decoder(monkeypatch)
     crash = tmp_path / "crash.mp4"
     crash.write_bytes(b"CRASH" + bytes(100))
     hang = tmp_path / "hang.mp4"
     hang.write_bytes(b"HANG" + bytes(100))
     good = video_files.write_video(str(tmp_path / "good.mp4"), num_frames=4)
+    return decoder, crash, hang, good
+
+
+def test_crashes_and_hangs_of_the_stand_in_decoder(stand_in_files):
+    decoder, crash, hang, good = stand_in_files
     try:
         with pytest.raises(VideoError, match="the decoder crashed on this file \\(SIGABRT\\)"):
             decoder_process.check_video(crash)
@@ -72,13 +80,8 @@ def test_frames_read_in_the_decoder_process_are_those_read_here(decoder, tmp_pat
         decoder_process.read_frames(path, lambda count: [0], 16, decoder)
 
 
-def test_reads_that_crash_or_hang_the_decoder(tmp_path, monkeypatch):
-    decoder = use_crashing_decoder(monkeypatch)
-    crash = tmp_path / "crash.mp4"
-    crash.write_bytes(b"CRASH" + bytes(100))
-    hang = tmp_path / "hang.mp4"
-    hang.write_bytes(b"HANG" + bytes(100))
-    good = video_files.write_video(str(tmp_path / "good.mp4"), num_frames=4)
+def test_reads_that_crash_or_hang_the_decoder(stand_in_files, tmp_path):
+    decoder, crash, hang, good = stand_in_files
     image = video_files.write_still_image(str(tmp_path / "photo.mp4"))
     try:
         with pytest.raises(VideoError, match="the decoder crashed on this file \\(SIGABRT\\)"):
