@@ -23,8 +23,7 @@ def parameters(function):
 
 def check(condition, use, change):
     """Fails naming the suite's code that relies on a private name."""
-    if not condition:
-        pytest.fail(f"upgrade-sensitive private use: {use} relies on {change}", pytrace=False)
+    assert condition, f"upgrade-sensitive private use: {use} relies on {change}"
 
 
 # Keras: Layer._flatten_layers (models/introspection.py: nested_layers).
